@@ -1,0 +1,62 @@
+"""Ports of the event bus and of single-owner leases (shared).
+
+The Redis adapters live in ``callcenter/store/redis_bus.py`` and ``redis_lease.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from callcenter.model.events import DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event handed to a consumer: ``message_id`` is the bus's id, ``deliveries`` counts attempts."""
+
+    message_id: str
+    event: DomainEvent
+    deliveries: int
+
+
+#: A consumer's handler: return normally to acknowledge; raise to leave the event for redelivery.
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    """At-least-once delivery of domain events to named consumer groups."""
+
+    async def publish(self, event: DomainEvent) -> str:
+        """Append ``event`` to the events stream (one stream, in publish order); return the message id."""
+        ...
+
+    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[None]) -> None:
+        """Deliver events to ``handler`` until ``stop`` completes.
+
+        Each event is acknowledged after ``handler`` returns. Events a dead consumer left pending are
+        re-claimed after the configured idle time; an event that failed ``max_deliveries`` times goes
+        to the dead-letter stream and is acknowledged.
+        """
+        ...
+
+
+class Lease(Protocol):
+    """A single-owner role (the ARI link, the callback dispatcher) held with a fencing token."""
+
+    async def acquire(self) -> int | None:
+        """Take the lease if free; return the new fencing token (strictly increasing) or ``None``."""
+        ...
+
+    async def renew(self) -> bool:
+        """Extend the lease; ``False`` when it was lost (expired and taken, or released)."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lease up if still held."""
+        ...
+
+    async def check_token(self, token: int) -> bool:
+        """True when ``token`` is the current holder's: a stale holder's token is refused."""
+        ...

@@ -1,0 +1,1 @@
+"""Domain model: vocabulary, phone numbers, records and domain events (pure)."""

@@ -1,0 +1,144 @@
+"""Domain events as frozen values with a stable JSON form for the bus (pure).
+
+Every event carries ``event_id`` (stable for the fact it reports, so consumers can de-duplicate: facts
+arrive at least once) and ``occurred_at``. The wire form is one JSON object::
+
+    {"type": "call_ended", "v": 1, "event_id": "...", "occurred_at": "2026-11-23T18:47:33.542000+00:00", ...}
+
+Adding a field with a default is compatible; renaming or removing one needs a new ``v``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from callcenter.errors import ValidationError
+from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
+
+WIRE_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DomainEvent:
+    """Base of every domain event."""
+
+    event_type: ClassVar[str] = ""
+
+    event_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallEnded(DomainEvent):
+    """A caller hung up and the call's one outcome is decided.
+
+    ``event_id`` is the call id, so a duplicate decision for the same call is recognisable anywhere.
+    """
+
+    event_type: ClassVar[str] = "call_ended"
+
+    call_id: str
+    outcome: CallOutcome
+    entry_point: EntryPoint
+    queue: str | None = None
+    caller: str = ""
+    wait_s: float = 0.0
+    talk_s: float = 0.0
+    position: int | None = None
+    agent_id: str | None = None
+    reconciled: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentStateChanged(DomainEvent):
+    """An agent moved from one state to another, with who or what caused it."""
+
+    event_type: ClassVar[str] = "agent_state_changed"
+
+    agent_id: str
+    state: AgentState
+    previous: AgentState
+    reason: str = ""
+
+
+EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
+    cls.event_type: cls for cls in (CallEnded, AgentStateChanged)
+}
+
+
+def encode_event(event: DomainEvent) -> str:
+    """The stable JSON text of ``event``."""
+    body: dict[str, Any] = {"type": event.event_type, "v": WIRE_VERSION}
+    for field in dataclasses.fields(event):
+        body[field.name] = _to_json_value(getattr(event, field.name))
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def decode_event(text: str | bytes) -> DomainEvent:
+    """Parse the JSON text made by :func:`encode_event`.
+
+    :raises ValidationError: for malformed JSON, an unknown type or version, or a bad field.
+    """
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"event is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("event is not a JSON object")
+    cls = EVENT_TYPES.get(str(body.get("type")))
+    if cls is None:
+        raise ValidationError(f"unknown event type {body.get('type')!r}")
+    if body.get("v") != WIRE_VERSION:
+        raise ValidationError(f"unsupported event version {body.get('v')!r}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in body:
+            if field.default is dataclasses.MISSING:
+                raise ValidationError(f"{cls.event_type}: missing field {field.name!r}")
+            continue
+        try:
+            values[field.name] = _from_json_value(hints[field.name], body[field.name])
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"{cls.event_type}.{field.name}: {exc}") from exc
+    return cls(**values)
+
+
+def _to_json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("event times must be timezone-aware")
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def _from_json_value(hint: Any, value: object) -> object:
+    """Convert one JSON value to the field's declared type (only the types events use)."""
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        (hint,) = args
+    if hint is datetime:
+        if not isinstance(value, str):
+            raise TypeError("expected an ISO 8601 time")
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("time has no offset")
+        return parsed
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return hint(value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, bool) and type(value) is hint:
+        return value
+    raise TypeError(f"expected {getattr(hint, '__name__', hint)}, got {type(value).__name__}")

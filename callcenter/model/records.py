@@ -1,0 +1,99 @@
+"""Records the store keeps, as plain frozen values (pure).
+
+Repositories return these, never ORM rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallRecord:
+    """One inbound call and what became of it.
+
+    ``caller`` is E.164 where it parses, the raw caller id otherwise. ``outcome`` is ``None`` while
+    the call is live. ``closed_at`` is set on a missed call once the caller was reached later.
+    """
+
+    id: str
+    channel_id: str
+    linkedid: str
+    entry_point: EntryPoint
+    caller: str = ""
+    caller_name: str = ""
+    dialled: str = ""
+    queue: str | None = None
+    arrived_at: datetime
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    wait_s: float | None = None
+    talk_s: float | None = None
+    position: int | None = None
+    agent_id: str | None = None
+    outcome: CallOutcome | None = None
+    reconciled: bool = False
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueRecord:
+    """A queue as configured: its service-level and short-abandon thresholds and limits."""
+
+    name: str
+    title: str = ""
+    max_wait_s: int = 600
+    join_empty: bool = False
+    service_level_s: int = 20
+    short_abandon_s: int = 5
+    max_callers: int | None = None
+    business_number: str | None = None
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentRecord:
+    """An agent, the endpoint we ring, and the queues they serve."""
+
+    id: str
+    name: str
+    endpoint: str
+    state: AgentState = AgentState.LOGGED_OUT
+    queues: tuple[str, ...] = ()
+    state_since: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApiToken:
+    """An API token as stored: never the secret itself, only its hash."""
+
+    id: str
+    role: Role
+    agent_id: str | None = None
+    label: str = ""
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def is_valid_at(self, now: datetime) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEntry:
+    """One write made by a supervisor or admin (or the CLI), append-only."""
+
+    id: int | None = None
+    at: datetime
+    actor: str
+    role: Role | None
+    action: str
+    target: str = ""
+    detail: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Our queue: calls, agents, queues, and the detection of every call's outcome."""
