@@ -1,0 +1,58 @@
+"""Shared fixtures: a clean environment, a settings factory and a controllable clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from callcenter.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environ() -> Iterator[None]:
+    """No test sees ``CALLCENTER_*`` variables of the shell that started pytest."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CALLCENTER_")}
+    for name in saved:
+        del os.environ[name]
+    yield
+    for name in [k for k in os.environ if k.startswith("CALLCENTER_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Build settings from a dict of ``CALLCENTER_*`` overrides, with the data dir in ``tmp_path``."""
+
+    def build(**overrides: str) -> Settings:
+        env = {"CALLCENTER_DATA_DIR": str(tmp_path / "data")}
+        env.update({f"CALLCENTER_{k.upper()}": v for k, v in overrides.items()})
+        return Settings.from_env(env)
+
+    return build
