@@ -301,7 +301,9 @@ class SettingSpec:
 
 
 SPECS: Final[tuple[SettingSpec, ...]] = (
-    SettingSpec(f"{PREFIX}DATA_DIR", "data", _text, "Folder for the embedded SQLite file, Redis socket and media."),
+    SettingSpec(
+        f"{PREFIX}DATA_DIR", "data", _text, "Folder for the embedded SQLite file, Redis socket and media."
+    ),
     SettingSpec(
         f"{PREFIX}DATABASE_URL",
         "",
@@ -309,27 +311,76 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "SQL store: `postgresql://user:pass@host/db` for production; empty means SQLite in the data dir.",
         secret=True,
     ),
-    SettingSpec(f"{PREFIX}DATABASE_AUTO_MIGRATE", "true", _bool, "Apply migrations at start (`callcenter migrate` does it by hand)."),
     SettingSpec(
-        f"{PREFIX}REDIS_URL", "", _redis_url, "Redis server (`redis://host:6379/0`); empty starts the embedded one.", secret=True
+        f"{PREFIX}DATABASE_AUTO_MIGRATE",
+        "true",
+        _bool,
+        "Apply migrations at start (`callcenter migrate` does it by hand).",
+    ),
+    SettingSpec(
+        f"{PREFIX}REDIS_URL",
+        "",
+        _redis_url,
+        "Redis server (`redis://host:6379/0`); empty starts the embedded one.",
+        secret=True,
     ),
     SettingSpec(f"{PREFIX}REDIS_KEY_PREFIX", "cc:", _key_prefix, "Prefix of every Redis key we write."),
-    SettingSpec(f"{PREFIX}REDIS_CONNECT_TIMEOUT_S", "10", _positive_float, "How long start-up retries Redis before failing."),
-    SettingSpec(f"{PREFIX}BUS_STREAM_MAXLEN", "100000", _positive_int, "Approximate cap on each event stream's length."),
-    SettingSpec(f"{PREFIX}BUS_MAX_DELIVERIES", "5", _positive_int, "Deliveries of one event before it goes to the dead-letter stream."),
-    SettingSpec(f"{PREFIX}BUS_CLAIM_IDLE_MS", "30000", _positive_int, "Idle time after which another consumer re-claims an unacknowledged event."),
-    SettingSpec(f"{PREFIX}BUS_BLOCK_MS", "1000", _positive_int, "How long a consumer blocks waiting for new events."),
+    SettingSpec(
+        f"{PREFIX}REDIS_CONNECT_TIMEOUT_S",
+        "10",
+        _positive_float,
+        "How long start-up retries Redis before failing.",
+    ),
+    SettingSpec(
+        f"{PREFIX}BUS_STREAM_MAXLEN",
+        "100000",
+        _positive_int,
+        "Approximate cap on each event stream's length.",
+    ),
+    SettingSpec(
+        f"{PREFIX}BUS_MAX_DELIVERIES",
+        "5",
+        _positive_int,
+        "Deliveries of one event before it goes to the dead-letter stream.",
+    ),
+    SettingSpec(
+        f"{PREFIX}BUS_CLAIM_IDLE_MS",
+        "30000",
+        _positive_int,
+        "Idle time after which another consumer re-claims an unacknowledged event.",
+    ),
+    SettingSpec(
+        f"{PREFIX}BUS_BLOCK_MS", "1000", _positive_int, "How long a consumer blocks waiting for new events."
+    ),
     SettingSpec(f"{PREFIX}HTTP_HOST", "127.0.0.1", _text, "Address the HTTP API binds to."),
     SettingSpec(f"{PREFIX}HTTP_PORT", "8080", _port, "Port of the HTTP API."),
-    SettingSpec(f"{PREFIX}HTTP_MAX_BODY_BYTES", "1048576", _positive_int, "Largest request body accepted (413 above)."),
-    SettingSpec(f"{PREFIX}METRICS_REQUIRE_TOKEN", "false", _bool, "Require a supervisor token for `/metrics`."),
-    SettingSpec(f"{PREFIX}ARI_URL", "", _http_url, "Asterisk ARI base URL (`http://asterisk:8088`); empty: no Asterisk."),
+    SettingSpec(
+        f"{PREFIX}HTTP_MAX_BODY_BYTES", "1048576", _positive_int, "Largest request body accepted (413 above)."
+    ),
+    SettingSpec(
+        f"{PREFIX}METRICS_REQUIRE_TOKEN", "false", _bool, "Require a supervisor token for `/metrics`."
+    ),
+    SettingSpec(
+        f"{PREFIX}ARI_URL",
+        "",
+        _http_url,
+        "Asterisk ARI base URL (`http://asterisk:8088`); empty: no Asterisk.",
+    ),
     SettingSpec(f"{PREFIX}ARI_USERNAME", "callcenter", _text, "ARI user (`ari.conf`)."),
     SettingSpec(f"{PREFIX}ARI_PASSWORD", "", _text, "ARI password.", secret=True),
     SettingSpec(f"{PREFIX}ARI_APP", "callcenter", _text, "Stasis application name used in the dialplan."),
-    SettingSpec(f"{PREFIX}DEFAULT_REGION", "US", _region, "Country for caller ids written without a country code."),
-    SettingSpec(f"{PREFIX}SHUTDOWN_GRACE_S", "10", _positive_float, "Time in-flight work gets to finish on SIGTERM."),
-    SettingSpec(f"{PREFIX}LOG_FORMAT", "text", _choice("text", "json"), "`text` for people, `json` for one object a line."),
+    SettingSpec(
+        f"{PREFIX}DEFAULT_REGION", "US", _region, "Country for caller ids written without a country code."
+    ),
+    SettingSpec(
+        f"{PREFIX}SHUTDOWN_GRACE_S", "10", _positive_float, "Time in-flight work gets to finish on SIGTERM."
+    ),
+    SettingSpec(
+        f"{PREFIX}LOG_FORMAT",
+        "text",
+        _choice("text", "json"),
+        "`text` for people, `json` for one object a line.",
+    ),
     SettingSpec(f"{PREFIX}LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR."),
 )
 

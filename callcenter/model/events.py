@@ -136,6 +136,8 @@ def _from_json_value(hint: Any, value: object) -> object:
             raise ValueError("time has no offset")
         return parsed
     if isinstance(hint, type) and issubclass(hint, StrEnum):
+        if not isinstance(value, str):
+            raise TypeError(f"expected one of {[m.value for m in hint]}")
         return hint(value)
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)

@@ -1,0 +1,1 @@
+"""Audio: framing, speech detection, transcription and prompts (no call-centre knowledge)."""
