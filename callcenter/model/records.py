@@ -41,6 +41,20 @@ class CallRecord:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CallEvent:
+    """One entry of a call's timeline (``GET /api/v1/calls/{id}``): what happened, when.
+
+    ``kind`` is a short name such as ``queued`` or ``agent_ringing``; ``detail`` is JSON data.
+    """
+
+    id: int | None = None
+    call_id: str
+    at: datetime
+    kind: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class QueueRecord:
     """A queue as configured: its service-level and short-abandon thresholds and limits."""
 

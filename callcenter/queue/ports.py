@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callcenter.model.paging import Page
-from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
+from callcenter.model.records import AgentRecord, CallEvent, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome
 
 
@@ -38,6 +38,16 @@ class CallRepository(Protocol):
 
     async def list(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
         """Calls matching ``flt``, newest arrival first."""
+        ...
+
+    async def append_event(
+        self, call_id: str, at: datetime, kind: str, detail: dict[str, object] | None = None
+    ) -> CallEvent:
+        """Add an entry to the call's timeline (not de-duplicated). :raises NotFoundError: unknown call."""
+        ...
+
+    async def events(self, call_id: str) -> tuple[CallEvent, ...]:
+        """The call's timeline, oldest first. :raises NotFoundError: unknown call."""
         ...
 
 

@@ -1,0 +1,1 @@
+"""Storage adapters: the SQL store (SQLite or PostgreSQL via SQLAlchemy) and Redis (edge)."""

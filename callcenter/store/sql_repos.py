@@ -1,0 +1,616 @@
+"""SQL repositories for calls, agents, queues, API tokens and the audit log (edge).
+
+Each class implements a port of ``callcenter/queue/ports.py`` or ``callcenter/auth/ports.py`` on an
+:class:`AsyncEngine`, returns ``model/`` records (never ORM rows) and maps database failures at this
+boundary (:func:`callcenter.store.database.store_error`): unique violations to ``ConflictError``,
+missing references and unknown ids to ``NotFoundError``, naive datetimes and other refused values to
+``ValidationError``, an unreachable database to ``StoreUnavailableError``.
+
+SQLite note: its driver opens a transaction only at the first write, and a WAL transaction that read
+before writing can fail at once instead of waiting for the write lock. So every write is one statement,
+or starts with its write, or reads only before it (those reads then run outside the transaction, and a
+foreign key or unique constraint backs what they checked). PostgreSQL gets ``FOR UPDATE`` where a read
+decides a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final, TypeVar, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    String,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from callcenter.errors import NotFoundError, StoreUnavailableError, ValidationError
+from callcenter.model.paging import Page, check_limit, decode_cursor, encode_cursor
+from callcenter.model.records import AgentRecord, ApiToken, AuditEntry, CallEvent, CallRecord, QueueRecord
+from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
+from callcenter.queue.ports import CallFilter
+from callcenter.store.database import session_factory, store_error
+from callcenter.store.sql_models import (
+    AgentQueueRow,
+    AgentRow,
+    ApiTokenRow,
+    AuditRow,
+    CallEventRow,
+    CallRow,
+    QueueRow,
+    UtcDateTime,
+)
+
+R = TypeVar("R")
+
+#: Default bound on one repository call; a hung database becomes StoreUnavailableError, not a hang.
+OPERATION_TIMEOUT_S: Final = 30.0
+
+
+class _SqlRepository:
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = OPERATION_TIMEOUT_S) -> None:
+        """:param timeout_s: the longest one call may take, waiting for a connection included."""
+        self._engine = engine
+        self._sessions = session_factory(engine)
+        self._timeout_s = timeout_s
+
+    @asynccontextmanager
+    async def _session(self, doing: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session; with ``write`` it is one transaction, committed on success, else rolled back."""
+        try:
+            async with asyncio.timeout(self._timeout_s), self._sessions() as session:
+                if write:
+                    async with session.begin():
+                        yield session
+                else:
+                    yield session
+        except TimeoutError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailableError(
+                f"SQL store at {where} did not answer within {self._timeout_s:g} s while {doing}"
+            ) from exc
+        except (StatementError, OSError) as exc:
+            raise store_error(exc, self._engine.url, doing) from exc
+
+
+def _upsert(engine: AsyncEngine, table: type[Any]) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's ``INSERT ... ON CONFLICT`` (one atomic statement on both dialects)."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _at(value: datetime) -> ColumnElement[datetime]:
+    """A bound time that goes through ``UtcDateTime`` even where SQL cannot infer the type."""
+    return literal(value, UtcDateTime())
+
+
+def _page(
+    rows: Sequence[R], limit: int, key: Callable[[R], tuple[str | int | float, ...]]
+) -> tuple[Sequence[R], str | None]:
+    """The first ``limit`` rows of ``limit + 1`` fetched, and the cursor after them if more exist."""
+    if len(rows) <= limit:
+        return rows, None
+    kept = rows[:limit]
+    return kept, encode_cursor(key(kept[-1]))
+
+
+def _time_cursor(cursor: str, second: type[str] | type[int]) -> tuple[datetime, Any]:
+    """Decode a ``(time, id)`` cursor. :raises ValidationError: for anything we did not make."""
+    key = decode_cursor(cursor)
+    if len(key) != 2 or not isinstance(key[0], str) or type(key[1]) is not second:
+        raise ValidationError("invalid cursor")
+    try:
+        at = datetime.fromisoformat(key[0])
+    except ValueError as exc:
+        raise ValidationError("invalid cursor") from exc
+    if at.tzinfo is None:
+        raise ValidationError("invalid cursor")
+    return at, key[1]
+
+
+# -- calls ---------------------------------------------------------------------------------------
+
+
+def _call_values(call: CallRecord) -> dict[str, object]:
+    return {
+        "id": call.id,
+        "channel_id": call.channel_id,
+        "linkedid": call.linkedid,
+        "entry_point": call.entry_point.value,
+        "caller": call.caller,
+        "caller_name": call.caller_name,
+        "dialled": call.dialled,
+        "queue": call.queue,
+        "arrived_at": call.arrived_at,
+        "queued_at": call.queued_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "wait_s": call.wait_s,
+        "talk_s": call.talk_s,
+        "position": call.position,
+        "agent_id": call.agent_id,
+        "outcome": call.outcome.value if call.outcome is not None else None,
+        "reconciled": call.reconciled,
+        "closed_at": call.closed_at,
+    }
+
+
+def _call_record(row: CallRow) -> CallRecord:
+    return CallRecord(
+        id=row.id,
+        channel_id=row.channel_id,
+        linkedid=row.linkedid,
+        entry_point=EntryPoint(row.entry_point),
+        caller=row.caller,
+        caller_name=row.caller_name,
+        dialled=row.dialled,
+        queue=row.queue,
+        arrived_at=row.arrived_at,
+        queued_at=row.queued_at,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        wait_s=row.wait_s,
+        talk_s=row.talk_s,
+        position=row.position,
+        agent_id=row.agent_id,
+        outcome=CallOutcome(row.outcome) if row.outcome is not None else None,
+        reconciled=row.reconciled,
+        closed_at=row.closed_at,
+    )
+
+
+def _call_event(row: CallEventRow) -> CallEvent:
+    return CallEvent(id=row.id, call_id=row.call_id, at=row.at, kind=row.kind, detail=dict(row.detail))
+
+
+class SqlCallRepository(_SqlRepository):
+    """Inbound calls (``CallRepository``) and, beyond the port, each call's event timeline."""
+
+    async def upsert(self, call: CallRecord) -> None:
+        """Insert or replace the call, in one ``INSERT ... ON CONFLICT`` statement.
+
+        While the stored call has no outcome, every field is replaced. Once it has one, the outcome and
+        every filled field stay as stored (they describe how the call ended); only empty fields (``None``
+        or ``""``) are filled in, such as ``closed_at``. Concurrent upserts cannot mix two endings:
+        the database applies them one after the other.
+
+        :raises ValidationError: for a naive datetime.
+        """
+        async with self._session("saving a call", write=True) as session:
+            insert = _upsert(self._engine, CallRow)
+            values = _call_values(call)
+            stored = CallRow.__table__.c
+            live = stored.outcome.is_(None)
+            changes: dict[str, Any] = {}
+            for name in values:
+                if name == "id":
+                    continue
+                column, new = stored[name], insert.excluded[name]
+                if name == "reconciled":
+                    changes[name] = case((live, new), else_=column)
+                    continue
+                empty: ColumnElement[bool] = column.is_(None)
+                if isinstance(column.type, String):
+                    empty = or_(empty, column == "")
+                # SET expressions all see the row as it was, so `live` is the old outcome everywhere.
+                changes[name] = case((or_(live, empty), new), else_=column)
+            await session.execute(
+                insert.values(**values).on_conflict_do_update(index_elements=[stored.id], set_=changes)
+            )
+
+    async def get(self, call_id: str) -> CallRecord:
+        """:raises NotFoundError: for an unknown id."""
+        async with self._session("reading a call") as session:
+            row = await session.get(CallRow, call_id)
+            if row is None:
+                raise NotFoundError(f"call {call_id!r} not found")
+            return _call_record(row)
+
+    async def list(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
+        """Calls matching ``flt``, newest arrival first (ties by id, descending).
+
+        ``since`` is inclusive and ``until`` exclusive, both on ``arrived_at``; ``caller`` matches exactly.
+
+        :raises ValidationError: for a bad cursor or limit, or a naive ``since``/``until``.
+        """
+        check_limit(limit)
+        query = select(CallRow)
+        if flt.outcome is not None:
+            query = query.where(CallRow.outcome == flt.outcome.value)
+        if flt.queue is not None:
+            query = query.where(CallRow.queue == flt.queue)
+        if flt.caller is not None:
+            query = query.where(CallRow.caller == flt.caller)
+        if flt.since is not None:
+            query = query.where(CallRow.arrived_at >= flt.since)
+        if flt.until is not None:
+            query = query.where(CallRow.arrived_at < flt.until)
+        if cursor is not None:
+            at, call_id = _time_cursor(cursor, str)
+            query = query.where(
+                or_(CallRow.arrived_at < at, and_(CallRow.arrived_at == at, CallRow.id < call_id))
+            )
+        query = query.order_by(CallRow.arrived_at.desc(), CallRow.id.desc()).limit(limit + 1)
+        async with self._session("listing calls") as session:
+            rows = (await session.scalars(query)).all()
+        kept, after = _page(rows, limit, lambda r: (r.arrived_at.isoformat(), r.id))
+        return Page(items=tuple(_call_record(r) for r in kept), next=after)
+
+    async def append_event(
+        self, call_id: str, at: datetime, kind: str, detail: dict[str, object] | None = None
+    ) -> CallEvent:
+        """Add an entry to the call's timeline and return it with its id.
+
+        Not de-duplicated: two entries of the same kind at the same instant can both be real (two
+        agents rung at once).
+
+        :raises NotFoundError: for an unknown call.
+        :raises ValidationError: for a naive ``at`` or a ``detail`` that is not JSON.
+        """
+        body = dict(detail or {})
+        async with self._session("adding a call event", write=True) as session:
+            row = CallEventRow(call_id=call_id, at=at, kind=kind, detail=body)
+            session.add(row)
+            await session.flush()
+            return CallEvent(id=row.id, call_id=call_id, at=at, kind=kind, detail=body)
+
+    async def events(self, call_id: str) -> tuple[CallEvent, ...]:
+        """The call's timeline, oldest first (ties in insertion order).
+
+        :raises NotFoundError: for an unknown call.
+        """
+        async with self._session("reading a call's events") as session:
+            if await session.get(CallRow, call_id) is None:
+                raise NotFoundError(f"call {call_id!r} not found")
+            rows = await session.scalars(
+                select(CallEventRow)
+                .where(CallEventRow.call_id == call_id)
+                .order_by(CallEventRow.at, CallEventRow.id)
+            )
+            return tuple(_call_event(r) for r in rows)
+
+
+# -- queues --------------------------------------------------------------------------------------
+
+
+def _queue_record(row: QueueRow) -> QueueRecord:
+    return QueueRecord(
+        name=row.name,
+        title=row.title,
+        max_wait_s=row.max_wait_s,
+        join_empty=row.join_empty,
+        service_level_s=row.service_level_s,
+        short_abandon_s=row.short_abandon_s,
+        max_callers=row.max_callers,
+        business_number=row.business_number,
+        time_zone=row.time_zone,
+    )
+
+
+class SqlQueueRepository(_SqlRepository):
+    """Queue settings (``QueueRepository``)."""
+
+    async def put(self, queue: QueueRecord) -> None:
+        """Create or replace the queue's settings (one atomic statement)."""
+        values = {
+            "name": queue.name,
+            "title": queue.title,
+            "max_wait_s": queue.max_wait_s,
+            "join_empty": queue.join_empty,
+            "service_level_s": queue.service_level_s,
+            "short_abandon_s": queue.short_abandon_s,
+            "max_callers": queue.max_callers,
+            "business_number": queue.business_number,
+            "time_zone": queue.time_zone,
+        }
+        async with self._session("saving a queue", write=True) as session:
+            insert = _upsert(self._engine, QueueRow).values(**values)
+            changes = {name: insert.excluded[name] for name in values if name != "name"}
+            await session.execute(insert.on_conflict_do_update(index_elements=["name"], set_=changes))
+
+    async def get(self, name: str) -> QueueRecord:
+        """:raises NotFoundError:"""
+        async with self._session("reading a queue") as session:
+            row = await session.get(QueueRow, name)
+            if row is None:
+                raise NotFoundError(f"queue {name!r} not found")
+            return _queue_record(row)
+
+    async def list(self) -> tuple[QueueRecord, ...]:
+        """All queues by name."""
+        async with self._session("listing queues") as session:
+            rows = await session.scalars(select(QueueRow).order_by(QueueRow.name))
+            return tuple(_queue_record(r) for r in rows)
+
+
+# -- agents --------------------------------------------------------------------------------------
+
+
+class SqlAgentRepository(_SqlRepository):
+    """Agents and their queue membership (``AgentRepository``).
+
+    ``AgentRecord.queues`` comes back sorted by name, without duplicates.
+    """
+
+    async def add(self, agent: AgentRecord) -> None:
+        """Store a new agent with its queues, all or nothing.
+
+        :raises ConflictError: if the id exists.
+        :raises NotFoundError: naming the queues that do not exist.
+        """
+        queues = sorted(set(agent.queues))
+        async with self._session("adding an agent", write=True) as session:
+            await _require_queues(session, queues)
+            session.add(
+                AgentRow(
+                    id=agent.id,
+                    name=agent.name,
+                    endpoint=agent.endpoint,
+                    state=agent.state.value,
+                    state_since=agent.state_since,
+                )
+            )
+            # Flush the agent first: the membership rows refer to it.
+            await session.flush()
+            session.add_all(AgentQueueRow(agent_id=agent.id, queue=q) for q in queues)
+
+    async def get(self, agent_id: str) -> AgentRecord:
+        """:raises NotFoundError:"""
+        async with self._session("reading an agent") as session:
+            return await _agent(session, agent_id)
+
+    async def list(self, *, cursor: str | None, limit: int) -> Page[AgentRecord]:
+        """Agents ordered by id. :raises ValidationError: for a bad cursor or limit."""
+        check_limit(limit)
+        query = select(AgentRow).order_by(AgentRow.id).limit(limit + 1)
+        if cursor is not None:
+            key = decode_cursor(cursor)
+            if len(key) != 1 or not isinstance(key[0], str):
+                raise ValidationError("invalid cursor")
+            query = query.where(AgentRow.id > key[0])
+        async with self._session("listing agents") as session:
+            rows = (await session.scalars(query)).all()
+            kept, after = _page(rows, limit, lambda r: (r.id,))
+            memberships = await _memberships(session, [r.id for r in kept])
+        return Page(items=tuple(_agent_record(r, memberships.get(r.id, ())) for r in kept), next=after)
+
+    async def set_state(self, agent_id: str, state: AgentState, at: datetime) -> AgentRecord:
+        """Set the agent's state; ``state_since`` moves to ``at`` only when the state changes.
+
+        Repeating the same state (a fact delivered twice) keeps the time the agent entered it.
+
+        :raises NotFoundError:
+        """
+        async with self._session("changing an agent's state", write=True) as session:
+            unchanged = and_(AgentRow.state == state.value, AgentRow.state_since.is_not(None))
+            result = await session.execute(
+                update(AgentRow)
+                .where(AgentRow.id == agent_id)
+                .values(state=state.value, state_since=case((unchanged, AgentRow.state_since), else_=_at(at)))
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], result).rowcount == 0:
+                raise NotFoundError(f"agent {agent_id!r} not found")
+            return await _agent(session, agent_id)
+
+    async def set_queues(self, agent_id: str, queues: tuple[str, ...]) -> AgentRecord:
+        """Replace the agent's queue membership, all or nothing.
+
+        :raises NotFoundError: for the agent or a queue (naming the missing ones); nothing changes.
+        """
+        wanted = sorted(set(queues))
+        async with self._session("changing an agent's queues", write=True) as session:
+            # FOR UPDATE serialises concurrent replacements on PostgreSQL; SQLite's single writer does.
+            found = await session.scalar(select(AgentRow.id).where(AgentRow.id == agent_id).with_for_update())
+            if found is None:
+                raise NotFoundError(f"agent {agent_id!r} not found")
+            await _require_queues(session, wanted)
+            await session.execute(delete(AgentQueueRow).where(AgentQueueRow.agent_id == agent_id))
+            session.add_all(AgentQueueRow(agent_id=agent_id, queue=q) for q in wanted)
+            await session.flush()
+            return await _agent(session, agent_id)
+
+
+async def _require_queues(session: AsyncSession, names: Sequence[str]) -> None:
+    if not names:
+        return
+    known = set(await session.scalars(select(QueueRow.name).where(QueueRow.name.in_(names))))
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise NotFoundError(f"unknown queue(s): {', '.join(missing)}")
+
+
+async def _memberships(session: AsyncSession, agent_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    if not agent_ids:
+        return {}
+    rows = await session.execute(
+        select(AgentQueueRow.agent_id, AgentQueueRow.queue)
+        .where(AgentQueueRow.agent_id.in_(agent_ids))
+        .order_by(AgentQueueRow.agent_id, AgentQueueRow.queue)
+    )
+    grouped: dict[str, list[str]] = {}
+    for agent_id, queue in rows:
+        grouped.setdefault(agent_id, []).append(queue)
+    return {k: tuple(v) for k, v in grouped.items()}
+
+
+async def _agent(session: AsyncSession, agent_id: str) -> AgentRecord:
+    row = await session.get(AgentRow, agent_id, populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"agent {agent_id!r} not found")
+    memberships = await _memberships(session, [agent_id])
+    return _agent_record(row, memberships.get(agent_id, ()))
+
+
+def _agent_record(row: AgentRow, queues: tuple[str, ...]) -> AgentRecord:
+    return AgentRecord(
+        id=row.id,
+        name=row.name,
+        endpoint=row.endpoint,
+        state=AgentState(row.state),
+        queues=queues,
+        state_since=row.state_since,
+    )
+
+
+# -- API tokens ----------------------------------------------------------------------------------
+
+
+def _token(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        role=Role(row.role),
+        agent_id=row.agent_id,
+        label=row.label,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+class SqlTokenRepository(_SqlRepository):
+    """API tokens by the hash of their secret (``TokenRepository``)."""
+
+    async def add(self, token: ApiToken, secret_hash: str) -> None:
+        """:raises ConflictError: if the id or hash exists. :raises NotFoundError: for an unknown agent."""
+        async with self._session("adding an API token", write=True) as session:
+            session.add(
+                ApiTokenRow(
+                    id=token.id,
+                    secret_hash=secret_hash,
+                    role=token.role.value,
+                    agent_id=token.agent_id,
+                    label=token.label,
+                    created_at=token.created_at,
+                    expires_at=token.expires_at,
+                    revoked_at=token.revoked_at,
+                    last_used_at=token.last_used_at,
+                )
+            )
+
+    async def find_by_hash(self, secret_hash: str) -> ApiToken | None:
+        """The token whose secret hashes to ``secret_hash``, revoked or expired ones included."""
+        async with self._session("looking up an API token") as session:
+            row = await session.scalar(select(ApiTokenRow).where(ApiTokenRow.secret_hash == secret_hash))
+            return _token(row) if row is not None else None
+
+    async def get(self, token_id: str) -> ApiToken:
+        """:raises NotFoundError: for an unknown id."""
+        async with self._session("reading an API token") as session:
+            row = await session.get(ApiTokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"token {token_id!r} not found")
+            return _token(row)
+
+    async def list(self, *, cursor: str | None, limit: int) -> Page[ApiToken]:
+        """Tokens, newest first (by ``created_at``, ties by id descending)."""
+        check_limit(limit)
+        query = select(ApiTokenRow)
+        if cursor is not None:
+            at, token_id = _time_cursor(cursor, str)
+            query = query.where(
+                or_(
+                    ApiTokenRow.created_at < at,
+                    and_(ApiTokenRow.created_at == at, ApiTokenRow.id < token_id),
+                )
+            )
+        query = query.order_by(ApiTokenRow.created_at.desc(), ApiTokenRow.id.desc()).limit(limit + 1)
+        async with self._session("listing API tokens") as session:
+            rows = (await session.scalars(query)).all()
+        kept, after = _page(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
+        return Page(items=tuple(_token(r) for r in kept), next=after)
+
+    async def revoke(self, token_id: str, at: datetime) -> ApiToken:
+        """Mark revoked; a second revoke keeps the first time. :raises NotFoundError:"""
+        async with self._session("revoking an API token", write=True) as session:
+            result = await session.execute(
+                update(ApiTokenRow)
+                .where(ApiTokenRow.id == token_id)
+                .values(revoked_at=func.coalesce(ApiTokenRow.revoked_at, _at(at)))
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], result).rowcount == 0:
+                raise NotFoundError(f"token {token_id!r} not found")
+            row = await session.get(ApiTokenRow, token_id, populate_existing=True)
+            assert row is not None  # updated just above, inside this transaction
+            return _token(row)
+
+    async def touch(self, token_id: str, at: datetime) -> None:
+        """Record a use (best effort: an unknown id is ignored; times never move backwards)."""
+        async with self._session("recording an API token use", write=True) as session:
+            await session.execute(
+                update(ApiTokenRow)
+                .where(
+                    ApiTokenRow.id == token_id,
+                    or_(ApiTokenRow.last_used_at.is_(None), ApiTokenRow.last_used_at < at),
+                )
+                .values(last_used_at=at)
+                .execution_options(synchronize_session=False)
+            )
+
+
+# -- audit log -----------------------------------------------------------------------------------
+
+
+def _audit_entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        role=Role(row.role) if row.role is not None else None,
+        action=row.action,
+        target=row.target,
+        detail=dict(row.detail),
+    )
+
+
+class SqlAuditLog(_SqlRepository):
+    """Append-only audit log (``AuditLog``)."""
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        """Store ``entry`` (its ``id`` is ignored) and return it with the id it was given.
+
+        :raises ValidationError: for a naive ``at`` or a ``detail`` that is not JSON.
+        """
+        async with self._session("writing the audit log", write=True) as session:
+            row = AuditRow(
+                at=entry.at,
+                actor=entry.actor,
+                role=entry.role.value if entry.role is not None else None,
+                action=entry.action,
+                target=entry.target,
+                detail=dict(entry.detail),
+            )
+            session.add(row)
+            await session.flush()
+            return dataclasses.replace(entry, id=row.id)
+
+    async def list(self, *, cursor: str | None, limit: int) -> Page[AuditEntry]:
+        """Entries, newest first (by ``at``, ties by id descending)."""
+        check_limit(limit)
+        query = select(AuditRow)
+        if cursor is not None:
+            at, entry_id = _time_cursor(cursor, int)
+            query = query.where(or_(AuditRow.at < at, and_(AuditRow.at == at, AuditRow.id < entry_id)))
+        query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit + 1)
+        async with self._session("reading the audit log") as session:
+            rows = (await session.scalars(query)).all()
+        kept, after = _page(rows, limit, lambda r: (r.at.isoformat(), r.id))
+        return Page(items=tuple(_audit_entry(r) for r in kept), next=after)
