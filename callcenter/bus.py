@@ -5,9 +5,10 @@ The Redis adapters live in ``callcenter/store/redis_bus.py`` and ``redis_lease.p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from callcenter.model.events import DomainEvent
 
@@ -32,7 +33,7 @@ class EventBus(Protocol):
         """Append ``event`` to the events stream (one stream, in publish order); return the message id."""
         ...
 
-    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[None]) -> None:
+    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
         """Deliver events to ``handler`` until ``stop`` completes.
 
         Each event is acknowledged after ``handler`` returns. Events a dead consumer left pending are
@@ -59,4 +60,24 @@ class Lease(Protocol):
 
     async def check_token(self, token: int) -> bool:
         """True when ``token`` is the current holder's: a stale holder's token is refused."""
+        ...
+
+    @property
+    def lost(self) -> asyncio.Event:
+        """Set once the lease was taken from this holder; cleared by the next successful :meth:`acquire`.
+
+        Taken means a renewal was refused, or none was confirmed within the TTL. A voluntary
+        :meth:`release` does not set it.
+        """
+        ...
+
+    async def keep(self) -> NoReturn:
+        """Renew the held lease every third of its TTL for as long as it is held.
+
+        Run it beside the work the lease guards (in an ``asyncio.TaskGroup`` its error cancels that
+        work); cancel it to stop renewing. Never returns.
+
+        :raises LeaseLostError: once the lease is lost (``lost`` is set first), or at once when it is
+            not held.
+        """
         ...

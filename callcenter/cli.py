@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so `callcenter settings` and `--help` start fast and need no database driver.
-    from callcenter import app
+    import callcenter.app as app
 
     if args.command == "serve":
         await app.serve(settings, host=args.host, port=args.port)
@@ -107,7 +107,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from callcenter import app
+    import callcenter.app as app
 
     async with app.open_auth(settings) as auth:
         if args.token_command == "create":

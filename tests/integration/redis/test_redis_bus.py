@@ -1,0 +1,378 @@
+"""The Redis Streams event bus against real Redis 6.2 (embedded) and 7.x (shared)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from callcenter.bus import Delivery, EventBus
+from callcenter.config import BusSettings, RedisSettings
+from callcenter.errors import RedisUnavailableError
+from callcenter.model.events import decode_event, encode_event
+from callcenter.store.redis_bus import RedisEventBus
+from callcenter.store.redis_conn import EmbeddedRedis, new_client
+from callcenter.store.redis_keys import RedisKeys
+
+from .conftest import Consumers, Recorder, RedisTarget, call_ended, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+FAST = BusSettings(stream_maxlen=10_000, max_deliveries=3, claim_idle_ms=200, block_ms=50)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def make_bus(client: aioredis.Redis, keys: RedisKeys, settings: BusSettings = FAST) -> RedisEventBus:
+    bus: EventBus = RedisEventBus(client, keys, settings)  # checked by mypy against the port
+    assert isinstance(bus, RedisEventBus)
+    return bus
+
+
+async def test_targets_are_redis_6_2_and_7(target: RedisTarget, redis_client: aioredis.Redis) -> None:
+    """The parametrization really covers both reply dialects (XAUTOCLAIM differs between them)."""
+    version = (await redis_client.info("server"))["redis_version"]
+    assert str(version).split(".")[0] == target.major_minor.split(".")[0]
+    assert str(version).startswith(target.major_minor)
+
+
+async def test_consumer_gets_published_events_in_order_and_acknowledges_them(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    events = [call_ended(n) for n in range(5)]
+    ids = [await bus.publish(event) for event in events[:3]]  # before the group exists: not lost
+    recorder = Recorder()
+    consumers.start(bus, "stats", "stats-1", recorder)
+    ids += [await bus.publish(event) for event in events[3:]]
+
+    await eventually(lambda: len(recorder.deliveries) >= 5, what="five deliveries")
+    assert [d.event for d in recorder.deliveries] == events
+    assert [d.message_id for d in recorder.deliveries] == ids
+    assert [d.deliveries for d in recorder.deliveries] == [1] * 5
+
+    async def all_acked() -> bool:
+        return await bus.pending_count("stats") == 0
+
+    await eventually(all_acked, what="every event acknowledged")
+    assert await bus.dead_letters() == []
+
+
+async def test_every_group_gets_every_event_and_a_group_shares_them_out(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    stats, sms_a, sms_b = Recorder(), Recorder(), Recorder()
+    consumers.start(bus, "stats", "stats-1", stats)
+    consumers.start(bus, "sms", "sms-a", sms_a)
+    consumers.start(bus, "sms", "sms-b", sms_b)
+    events = [call_ended(n) for n in range(20)]
+    for event in events:
+        await bus.publish(event)
+
+    await eventually(lambda: len(stats.deliveries) == 20, what="all events in group stats")
+    await eventually(
+        lambda: len(sms_a.deliveries) + len(sms_b.deliveries) == 20, what="all events in group sms"
+    )
+    assert stats.event_ids == [e.event_id for e in events]
+    assert sorted(sms_a.event_ids + sms_b.event_ids) == sorted(e.event_id for e in events)
+
+
+@pytest.mark.parametrize("how", ["handler raises", "consumer cancelled mid-handling"])
+async def test_events_of_a_consumer_that_died_are_reclaimed_by_another(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers, how: str
+) -> None:
+    bus = make_bus(redis_client, keys)
+    if how == "handler raises":
+        dying = Recorder(fail_with=lambda _: RuntimeError("database gone"))
+    else:
+        dying = Recorder(hang=True)
+    first = consumers.start(bus, "dispatch", "worker-1", dying)
+    message_id = await bus.publish(call_ended(1))
+    async with asyncio.timeout(10):
+        await dying.arrived.wait()
+    if how == "handler raises":
+        await first.stop()
+    else:
+        first.task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # cancellation is never swallowed
+            await first.task
+    assert await bus.pending_count("dispatch") == 1
+
+    survivor = Recorder()
+    consumers.start(bus, "dispatch", "worker-2", survivor)
+    await eventually(lambda: len(survivor.deliveries) == 1, what="the event re-claimed by worker-2")
+    redelivered = survivor.deliveries[0]
+    assert (redelivered.message_id, redelivered.event, redelivered.deliveries) == (
+        message_id,
+        call_ended(1),
+        2,
+    )
+
+    async def acked() -> bool:
+        return await bus.pending_count("dispatch") == 0
+
+    await eventually(acked, what="the re-claimed event acknowledged")
+
+
+async def test_a_restarted_consumer_gets_its_own_unacknowledged_events_again(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    # Claiming would take a minute: only the read of our own pending entries can deliver in time.
+    settings = BusSettings(stream_maxlen=10_000, max_deliveries=3, claim_idle_ms=60_000, block_ms=50)
+    bus = make_bus(redis_client, keys, settings)
+    await bus.publish(call_ended(1))
+    await bus.publish(call_ended(2))
+    crashed = Recorder(hang=True)
+    first = consumers.start(bus, "dispatch", "dispatcher", crashed)  # reads both in one batch
+    async with asyncio.timeout(10):
+        await crashed.arrived.wait()
+    first.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+
+    restarted = Recorder()
+    consumers.start(bus, "dispatch", "dispatcher", restarted)
+    await eventually(lambda: len(restarted.deliveries) == 2, what="both events delivered after the restart")
+    assert restarted.event_ids == ["call-1", "call-2"]
+    # call-1 was being handled at the crash; call-2 had been read in the same batch and never handled.
+    assert [d.deliveries for d in restarted.deliveries] == [2, 2]
+
+
+async def test_an_event_failing_every_delivery_goes_to_dead_letter_with_its_error(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    recorder = Recorder(
+        fail_with=lambda d: (
+            ValueError(f"cannot handle {d.event.event_id}") if d.event.event_id == "call-1" else None
+        )
+    )
+    consumers.start(bus, "sms", "sms-1", recorder)
+    poisoned = await bus.publish(call_ended(1))
+
+    async def dead_lettered() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead_lettered, what="the failing event in the dead-letter stream")
+    (letter,) = await bus.dead_letters()
+    assert letter.original_id == poisoned
+    assert letter.group == "sms" and letter.consumer == "sms-1"
+    assert letter.error == "ValueError: cannot handle call-1"
+    assert letter.deliveries == FAST.max_deliveries
+    assert decode_event(letter.payload) == call_ended(1)
+    assert [d.deliveries for d in recorder.deliveries] == [1, 2, 3]  # exactly max_deliveries attempts
+    assert await bus.pending_count("sms") == 0
+
+    await bus.publish(call_ended(2))  # the loop is still alive
+    await eventually(lambda: "call-2" in recorder.event_ids, what="the next event delivered")
+    assert recorder.event_ids.count("call-1") == 3
+
+
+async def test_undecodable_entries_go_to_dead_letter_and_the_loop_goes_on(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    bad: list[dict[FieldT, EncodableT]] = [
+        {b"event": b"\xff\xfe not json"},
+        {b"event": b'{"type": "call_teleported", "v": 1}'},
+        {b"event": encode_event(call_ended(9)).replace('"v":1', '"v":99').encode()},
+        {b"something": b"else"},
+    ]
+    bad_ids = [_text(await redis_client.xadd(keys.events, fields)) for fields in bad]
+    recorder = Recorder()
+    consumers.start(bus, "stats", "stats-1", recorder)
+    await bus.publish(call_ended(1))
+
+    await eventually(lambda: len(recorder.deliveries) == 1, what="the valid event delivered")
+    assert recorder.event_ids == ["call-1"]
+    letters = await bus.dead_letters()
+    assert [letter.original_id for letter in letters] == bad_ids
+    assert all(letter.error.startswith("undecodable: ") for letter in letters)
+    assert "not JSON" in letters[0].error
+    assert "call_teleported" in letters[1].error
+    assert "version" in letters[2].error
+    assert letters[1].payload == '{"type": "call_teleported", "v": 1}'
+    assert all(letter.deliveries == 1 for letter in letters)
+
+    async def acked() -> bool:
+        return await bus.pending_count("stats") == 0
+
+    await eventually(acked, what="bad and good entries all acknowledged")
+
+
+async def test_the_stream_stays_near_its_configured_length(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    settings = BusSettings(stream_maxlen=100, max_deliveries=3, claim_idle_ms=200, block_ms=50)
+    bus = make_bus(redis_client, keys, settings)
+    for n in range(400):
+        await bus.publish(call_ended(n))
+    length = await redis_client.xlen(keys.events)
+    # MAXLEN ~ trims whole radix-tree nodes (stream-node-max-entries, 100 by default): never below the
+    # cap, at most one node above it.
+    assert 100 <= length <= 200
+
+
+async def test_consume_returns_soon_after_stop_even_while_blocked_reading(
+    target: RedisTarget, redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    settings = BusSettings(stream_maxlen=1000, max_deliveries=3, claim_idle_ms=120_000, block_ms=60_000)
+    # No socket timeout on this client: its XREADGROUP really blocks for 60 s.
+    name = keys.prefix.replace(":", "-") + "blocking"
+    blocking_client = target.client(socket_timeout=None, name=name)
+    try:
+        bus = make_bus(blocking_client, keys, settings)
+        assert bus.block_ms == 60_000
+        running = consumers.start(bus, "stats", "stats-1", Recorder())
+
+        async def blocked_in_read() -> bool:
+            clients = await redis_client.client_list()
+            return any(c["name"] == name and c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients)
+
+        await eventually(blocked_in_read, what="the consumer blocked in XREADGROUP")
+        await running.stop()  # within 5 s, although its read blocks for 60 s
+        assert running.task.exception() is None
+    finally:
+        await blocking_client.aclose()
+
+
+async def test_reads_block_for_less_than_the_client_socket_timeout(target: RedisTarget) -> None:
+    """redis-py times out blocking reads at socket_timeout: the bus must not block longer."""
+    client = target.client(socket_timeout=5)
+    bus = make_bus(client, RedisKeys("cctest:"), BusSettings(block_ms=60_000))
+    assert bus.block_ms == 4_000
+    await client.aclose()
+
+
+async def test_a_slow_handler_keeps_its_event_from_other_consumers(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """A handler working longer than claim_idle_ms is not duplicated by a peer's XAUTOCLAIM."""
+    bus = make_bus(redis_client, keys)
+    loop = asyncio.get_running_loop()
+    peer_started = asyncio.Event()
+    peer_since: list[float] = []
+    peer, slow_recorder = Recorder(), Recorder()
+
+    async def slow_handler(delivery: Delivery) -> None:
+        await slow_recorder(delivery)
+        await peer_started.wait()
+        # Work for four claim periods while the peer keeps claiming idle entries.
+        four_periods = peer_since[0] + 4 * FAST.claim_idle_ms / 1000
+        await eventually(lambda: loop.time() >= four_periods, what="four claim periods")
+
+    consumers.start(bus, "transcribe", "worker-1", slow_handler)
+    await bus.publish(call_ended(1))
+    async with asyncio.timeout(10):
+        await slow_recorder.arrived.wait()
+    consumers.start(bus, "transcribe", "worker-2", peer)
+    peer_since.append(loop.time())
+    peer_started.set()
+
+    async def acked() -> bool:
+        return await bus.pending_count("transcribe") == 0
+
+    await eventually(acked, what="the slow handler's acknowledgement")
+    assert peer.deliveries == []
+    assert [d.deliveries for d in slow_recorder.deliveries] == [1]
+
+
+async def test_the_bus_refuses_a_client_that_decodes_replies() -> None:
+    client = aioredis.Redis(decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisEventBus(client, RedisKeys("cctest:"), FAST)
+    await client.aclose()
+
+
+async def test_the_bus_refuses_settings_that_are_not_positive() -> None:
+    client = aioredis.Redis()
+    with pytest.raises(ValueError, match="BusSettings.claim_idle_ms must be positive"):
+        RedisEventBus(client, RedisKeys("cctest:"), BusSettings(claim_idle_ms=0))
+    await client.aclose()
+
+
+@pytest.mark.parametrize("group, consumer", [("", "c"), ("g", ""), ("g", " padded "), ("g\n", "c")])
+async def test_consume_refuses_bad_group_or_consumer_names(
+    redis_client: aioredis.Redis, keys: RedisKeys, group: str, consumer: str
+) -> None:
+    bus = make_bus(redis_client, keys)
+    with pytest.raises(ValueError, match="must be 1-200 printable"):
+        await bus.consume(group, consumer, Recorder(), stop=asyncio.sleep(0))
+
+
+async def test_publish_to_an_unreachable_redis_raises_redis_unavailable(free_tcp_port: int) -> None:
+    client = new_client(RedisSettings(url=f"redis://127.0.0.1:{free_tcp_port}/0", connect_timeout_s=1))
+    bus = make_bus(client, RedisKeys("cctest:"))
+    with pytest.raises(RedisUnavailableError, match="could not publish call_ended call-1"):
+        await bus.publish(call_ended(1))
+    await client.aclose()
+
+
+async def test_consumer_carries_on_after_the_embedded_server_restarts(
+    tmp_path: Path, consumers: Consumers
+) -> None:
+    """The loop backs off while Redis is down, then resumes; what was published before is kept (AOF)."""
+    data_dir = tmp_path / "d"
+    server = EmbeddedRedis(data_dir)
+    await server.start()
+    client = new_client(RedisSettings(connect_timeout_s=1), socket=server.socket_path)
+    try:
+        bus = make_bus(client, RedisKeys("cc:"))
+        recorder = Recorder()
+        consumers.start(bus, "stats", "stats-1", recorder)
+        await bus.publish(call_ended(1))
+        await eventually(lambda: recorder.event_ids == ["call-1"], what="the first event")
+
+        await server.stop()
+        with pytest.raises(RedisUnavailableError):
+            await bus.publish(call_ended(2))
+        await server.start()
+        await bus.publish(call_ended(3))
+        await eventually(
+            lambda: recorder.event_ids == ["call-1", "call-3"], what="delivery after the restart"
+        )
+        assert await bus.pending_count("stats") <= 1  # the ack of call-3 may still be in flight
+    finally:
+        await consumers.close()
+        await client.aclose()
+        await server.stop()
+
+
+async def test_pending_events_trimmed_from_the_stream_are_reported_as_dead_letters(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """Redis 7 lists deleted ids in XAUTOCLAIM's reply; 6.2 returns nil entries and keeps them pending."""
+    settings = BusSettings(stream_maxlen=100, max_deliveries=3, claim_idle_ms=200, block_ms=50)
+    bus = make_bus(redis_client, keys, settings)
+    first_ids = [await bus.publish(call_ended(n)) for n in range(32)]
+    stuck = Recorder(hang=True)
+    first = consumers.start(bus, "sms", "sms-1", stuck)  # reads all 32 in one batch, hangs on the first
+    async with asyncio.timeout(10):
+        await stuck.arrived.wait()
+    first.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+    for n in range(32, 400):  # pushes the first radix-tree node, and the 32 pending entries, out
+        await bus.publish(call_ended(n))
+    assert await redis_client.xrange(keys.events, min=first_ids[0], max=first_ids[-1]) == []
+
+    consumers.start(bus, "sms", "sms-2", Recorder())
+
+    async def all_reported() -> bool:
+        return len(await bus.dead_letters(count=1000)) == 32
+
+    await eventually(all_reported, what="the 32 trimmed entries reported")
+    letters = await bus.dead_letters(count=1000)
+    assert sorted(letter.original_id for letter in letters) == sorted(first_ids)
+    assert all("trimmed from the stream" in letter.error and letter.payload == "" for letter in letters)
+
+    async def nothing_pending() -> bool:
+        return await bus.pending_count("sms") == 0
+
+    await eventually(nothing_pending, what="no entry left pending")
