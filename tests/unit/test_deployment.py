@@ -22,7 +22,9 @@ def test_compose_sets_only_known_settings() -> None:
     assert used <= {spec.name for spec in SPECS}
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose not installed (.ci/run installs it)"
+)
 def test_compose_file_validates() -> None:
     result = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
