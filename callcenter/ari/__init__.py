@@ -1,0 +1,1 @@
+"""Asterisk REST Interface: typed events, translation to queue facts, REST client and link (edge)."""
