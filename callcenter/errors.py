@@ -7,6 +7,7 @@
     ├── ValidationError               input we cannot accept (a body, a phone number, a query)
     │   └── InvalidPhoneNumberError
     ├── NotFoundError                 an id or name we do not know
+    │   └── ChannelGoneError          the channel hung up (or never existed) on the PBX
     ├── ConflictError                 the request contradicts the current state
     ├── AuthError
     │   ├── AuthenticationError       no token, unknown, expired or revoked token
@@ -41,6 +42,10 @@ class InvalidPhoneNumberError(ValidationError):
 
 class NotFoundError(CallCenterError):
     """An id or name that is not known."""
+
+
+class ChannelGoneError(NotFoundError):
+    """A telephony command named a channel the PBX no longer has (the caller hung up meanwhile)."""
 
 
 class ConflictError(CallCenterError):

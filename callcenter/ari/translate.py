@@ -15,7 +15,6 @@ queue as the first argument; channels we originate enter Stasis with a first arg
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from callcenter.ari.events import (
@@ -37,6 +36,7 @@ from callcenter.model.phone import parse_phone
 from callcenter.model.vocabulary import EntryPoint
 from callcenter.queue.detection import (
     AgentHungUp,
+    AgentLeg,
     AgentNoAnswer,
     AgentRinging,
     AnyCallFact,
@@ -55,14 +55,6 @@ ORIGINATED_TAGS = frozenset({AGENT_LEG_TAG, "outbound"})
 LINKEDID_VAR = "CHANNEL(linkedid)"
 #: ``CallFailed.reason`` when Asterisk shut down under a live call.
 SHUTDOWN_FAILURE = "asterisk_shutdown"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AgentLeg:
-    """A channel we originated to ring an agent for a call."""
-
-    call_id: str
-    agent_id: str
 
 
 def translate(

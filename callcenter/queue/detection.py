@@ -212,6 +212,14 @@ AnyCallFact: TypeAlias = (
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AgentLeg:
+    """A channel we originated to ring an agent for a call."""
+
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallTrack:
     """What we know of one call. ``position`` is its place when it left the waiting list."""
 

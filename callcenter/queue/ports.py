@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from callcenter.model.paging import Page
 from callcenter.model.records import AgentRecord, CallEvent, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome
+from callcenter.queue.detection import AgentLeg, AnyCallFact
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,4 +91,82 @@ class QueueRepository(Protocol):
 
     async def list(self) -> tuple[QueueRecord, ...]:
         """All queues by name."""
+        ...
+
+
+class BridgeKind(StrEnum):
+    """A holding bridge keeps waiting callers on music; a mixing bridge joins caller and agent."""
+
+    HOLDING = "holding"
+    MIXING = "mixing"
+
+
+class CallControl(Protocol):
+    """The telephony commands our queue gives (ARI in production, the simulated Asterisk in tests).
+
+    Every method raises :class:`~callcenter.errors.ChannelGoneError` when a channel it names no longer
+    exists (the caller hung up meanwhile: a normal race, not a failure) and
+    :class:`~callcenter.errors.AsteriskUnavailableError` when the PBX cannot be reached or answers 5xx.
+    """
+
+    async def answer(self, channel_id: str) -> None:
+        """Answer an inbound channel."""
+        ...
+
+    async def create_bridge(self, kind: BridgeKind, name: str) -> str:
+        """Create a bridge and return its id."""
+        ...
+
+    async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
+        """Put a channel into a bridge (it leaves any other bridge it was in)."""
+        ...
+
+    async def start_hold_music(self, bridge_id: str) -> None:
+        """Play music on hold to everyone in a holding bridge."""
+        ...
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        """Destroy a bridge; an already destroyed bridge is not an error."""
+        ...
+
+    async def ring_agent(self, endpoint: str, *, call_id: str, timeout_s: float, caller_id: str) -> str:
+        """Originate a channel to an agent's endpoint for ``call_id``; return the new channel's id.
+
+        The channel enters our Stasis application when the agent answers; if nobody answers within
+        ``timeout_s`` it is destroyed by the PBX. :raises ChannelGoneError: for an endpoint that
+        does not exist.
+        """
+        ...
+
+    async def hangup(self, channel_id: str) -> None:
+        """Hang a channel up; an already gone channel is not an error."""
+        ...
+
+    async def continue_in_dialplan(self, channel_id: str) -> None:
+        """Hand a channel back to the dialplan at its next priority."""
+        ...
+
+    async def play(self, channel_id: str, *sounds: str) -> None:
+        """Start playing sound files (names without extension) in order; returns once started."""
+        ...
+
+    async def live_channel_ids(self) -> frozenset[str]:
+        """Ids of every channel the PBX has now (for the resync after a reconnect)."""
+        ...
+
+
+class CallFactSink(Protocol):
+    """What the ARI link feeds: the queue service, seen from the edge."""
+
+    @property
+    def agent_legs(self) -> Mapping[str, AgentLeg]:
+        """The agent channels we originated, by channel id (``translate`` needs them)."""
+        ...
+
+    async def handle(self, fact: AnyCallFact) -> None:
+        """React to one fact about a call (idempotent: facts may repeat or arrive late); never raises."""
+        ...
+
+    async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
+        """After a reconnect: decide every call whose channels are gone (flagged ``reconciled``)."""
         ...
