@@ -151,6 +151,9 @@ async def test_cli_token_serve_and_graceful_stop(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "CALLCENTER_DATA_DIR": str(tmp_path / "data"), "CALLCENTER_LOG_FORMAT": "json"}
 
+    migrated = _cli(env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database at revision" in migrated.stderr
     created = _cli(env, "token", "create", "--role", "admin", "--label", "readme")
     assert created.returncode == 0, created.stderr
     secret = created.stdout.strip()
