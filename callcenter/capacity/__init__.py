@@ -1,0 +1,1 @@
+"""Capacity: queue models, wait-time predictors, forecasts and callback slot capacity (pure core + service)."""
