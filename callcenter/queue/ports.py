@@ -129,12 +129,16 @@ class CallControl(Protocol):
         """Destroy a bridge; an already destroyed bridge is not an error."""
         ...
 
-    async def ring_agent(self, endpoint: str, *, call_id: str, timeout_s: float, caller_id: str) -> str:
+    async def ring_agent(
+        self, endpoint: str, *, call_id: str, timeout_s: float, caller_id: str, channel_id: str | None = None
+    ) -> str:
         """Originate a channel to an agent's endpoint for ``call_id``; return the new channel's id.
 
         The channel enters our Stasis application when the agent answers; if nobody answers within
-        ``timeout_s`` it is destroyed by the PBX. :raises ChannelGoneError: for an endpoint that
-        does not exist.
+        ``timeout_s`` it is destroyed by the PBX. Pass ``channel_id`` (chosen by the caller and
+        registered as an agent leg first) because the PBX's events about the new channel, a busy
+        ``Dial`` for one, can arrive before this call returns. :raises ChannelGoneError: for an
+        endpoint that does not exist.
         """
         ...
 
