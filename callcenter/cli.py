@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from callcenter import cli_simulate
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run bench/<name>.py from a checkout")
     bench.add_argument("name")
     bench.add_argument("args", nargs=argparse.REMAINDER)
+
+    cli_simulate.add_subcommand(sub)
     return parser
 
 
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "bench":
             return _run_bench(args.name, args.args)
+        if args.command == "simulate":
+            return cli_simulate.run(args)
         settings = Settings.from_os_environ()
         configure_logging(settings.log)
         return asyncio.run(_dispatch(args, settings))
