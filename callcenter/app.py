@@ -7,24 +7,35 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis import asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
 
 from callcenter.api.app import build_api
+from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.ari.callcontrol import AriCallControl
+from callcenter.ari.client import AriClient
+from callcenter.ari.link import AriLink
+from callcenter.ari.stasis import StasisDispatcher
 from callcenter.auth.service import AuthService
 from callcenter.clock import Clock, SystemClock
-from callcenter.config import Settings
+from callcenter.config import AriSettings, Settings
 from callcenter.errors import RedisUnavailableError
+from callcenter.queue.nopbx import NoPbxCallControl
+from callcenter.queue.ports import CallControl
+from callcenter.queue.service import QueueService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
+from callcenter.store.redis_lease import RedisLease, default_owner_id
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
     SqlAuditLog,
@@ -34,6 +45,11 @@ from callcenter.store.sql_repos import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: How often the queue service's time-driven work runs (wrap-ups, max wait, ring backstops).
+TICK_S: Final = 1.0
+#: Lifetime of the ARI link's lease; it is renewed every third of it.
+ARI_LEASE_TTL_MS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +73,9 @@ class Services:
     redis: aioredis.Redis
     bus: RedisEventBus
     auth: AuthService
+    queue: QueueService
     clock: Clock
+    ari_link: AriLink | None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -103,6 +121,29 @@ async def open_auth(settings: Settings) -> AsyncIterator[AuthService]:
         yield AuthService(store.tokens, store.audit, SystemClock())
 
 
+@contextlib.asynccontextmanager
+async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
+    """The queue service over the store and the bus, without Asterisk (the CLI's agent and queue commands)."""
+    async with open_store(settings) as store, open_redis(settings.redis, settings.data_dir) as redis:
+        bus = RedisEventBus(redis, RedisKeys(settings.redis.key_prefix), settings.bus)
+        yield QueueService(
+            NoPbxCallControl("the command line does not talk to Asterisk"),
+            store.calls,
+            store.agents,
+            store.queues,
+            bus,
+            SystemClock(),
+            default_region=settings.default_region,
+        )
+
+
+def ari_lease_role(settings: AriSettings) -> str:
+    """The lease name of the ARI link of one Asterisk: one process per Asterisk holds its events socket."""
+    assert settings.url is not None
+    url = URL(settings.url)
+    return f"ari-link.{url.host or 'asterisk'}.{url.port or 0}.{settings.app}"
+
+
 async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     """Open every adapter, build the services and return the application.
 
@@ -117,17 +158,47 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     try:
         store = await stack.enter_async_context(open_store(settings))
         redis = await stack.enter_async_context(open_redis(settings.redis, settings.data_dir))
+        session = aiohttp.ClientSession()
+        stack.push_async_callback(session.close)
+        keys = RedisKeys(settings.redis.key_prefix)
+        bus = RedisEventBus(redis, keys, settings.bus)
+        control: CallControl
+        client: AriClient | None = None
+        if settings.ari.url is not None:
+            client = AriClient(session, settings.ari)
+            control = AriCallControl(client, settings.ari.app)
+        else:
+            control = NoPbxCallControl("no Asterisk is configured (CALLCENTER_ARI_URL)")
+        queue = QueueService(
+            control,
+            store.calls,
+            store.agents,
+            store.queues,
+            bus,
+            clock,
+            default_region=settings.default_region,
+        )
+        # Before the link connects: its first resync then decides calls that ended while we were down.
+        await queue.start()
     except BaseException:
         await stack.aclose()
         raise
-    keys = RedisKeys(settings.redis.key_prefix)
+    link: AriLink | None = None
+    if client is not None:
+        dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
+        lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
+        link = AriLink(
+            session, settings.ari, dispatcher.on_event, on_connected=dispatcher.resync, lease=lease
+        )
     services = Services(
         settings=settings,
         store=store,
         redis=redis,
-        bus=RedisEventBus(redis, keys, settings.bus),
+        bus=bus,
         auth=AuthService(store.tokens, store.audit, clock),
+        queue=queue,
         clock=clock,
+        ari_link=link,
     )
 
     async def db_check() -> None:
@@ -139,17 +210,40 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
 
     app = build_api(
         auth=services.auth,
-        health_checks={"db": db_check, "redis": redis_check, "ari": None},
+        health_checks={"db": db_check, "redis": redis_check, "ari": link.check if link else None},
         registry=CollectorRegistry(),
         settings=settings.http,
     )
     app[SERVICES] = services
+    app[QUEUE_SERVICE] = queue
+    app.cleanup_ctx.append(_background(services))
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
 
     app.on_cleanup.append(close_adapters)
     return app
+
+
+def _background(services: Services) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The long-running tasks: the ARI link and the queue's ticker, cancelled at shutdown."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_tick(services.queue), name="queue-tick")]
+        if services.ari_link is not None:
+            tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return run
+
+
+async def _tick(queue: QueueService) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        await queue.tick()
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter import cli_simulate
+from callcenter import cli_agents, cli_simulate
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("args", nargs=argparse.REMAINDER)
 
     cli_simulate.add_subcommand(sub)
+    cli_agents.add_subcommands(sub)
     return parser
 
 
@@ -108,6 +109,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "token":
         return await _token(args, settings)
+    if args.command in cli_agents.COMMANDS:
+        return await cli_agents.run(args, settings)
     raise AssertionError(args.command)
 
 

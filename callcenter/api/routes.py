@@ -7,9 +7,27 @@ from __future__ import annotations
 
 from typing import Final
 
-from callcenter.api import health, openapi, tokens
-from callcenter.api.routing import Route
-from callcenter.model.vocabulary import Role
+from callcenter.api import agents, calls, health, openapi, queues, tokens
+from callcenter.api.routing import JsonObject, Param, Route
+from callcenter.model.vocabulary import CallOutcome, Role
+
+_TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
+CALL_FILTERS = (
+    Param(
+        name="outcome",
+        description="only calls with this outcome",
+        schema={"enum": [o.value for o in CallOutcome]},
+    ),
+    Param(name="queue", description="only calls of this queue"),
+    Param(
+        name="number",
+        description="only calls from this E.164 number (percent-encode the +: %2B14155550100; a raw + works too)",
+    ),
+    Param(
+        name="since", description="arrived at or after this time (ISO 8601 with offset)", schema=_TIME_PARAM
+    ),
+    Param(name="until", description="arrived before this time (ISO 8601 with offset)", schema=_TIME_PARAM),
+)
 
 ROUTES: Final[tuple[Route, ...]] = (
     Route(
@@ -80,5 +98,132 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("auth",),
         response="AuditEntry",
         paginated=True,
+    ),
+    Route(
+        method="GET",
+        path="/calls",
+        handler=calls.list_calls,
+        role=Role.SUPERVISOR,
+        summary="Inbound calls and their outcomes, newest first",
+        tags=("calls",),
+        query=CALL_FILTERS,
+        response="Call",
+        paginated=True,
+    ),
+    Route(
+        method="GET",
+        path="/calls/{call_id}",
+        handler=calls.get_call,
+        role=Role.SUPERVISOR,
+        summary="One call with its event timeline",
+        tags=("calls",),
+        response="CallDetail",
+    ),
+    Route(
+        method="GET",
+        path="/agents",
+        handler=agents.list_agents,
+        role=Role.SUPERVISOR,
+        summary="Agents by id, with their live state",
+        tags=("agents",),
+        response="Agent",
+        paginated=True,
+    ),
+    Route(
+        method="POST",
+        path="/agents",
+        handler=agents.create_agent,
+        role=Role.SUPERVISOR,
+        summary="Create an agent (logged out)",
+        tags=("agents",),
+        body="AgentCreate",
+        response="Agent",
+        status=201,
+    ),
+    Route(
+        method="GET",
+        path="/agents/{agent_id}",
+        handler=agents.get_agent,
+        role=Role.AGENT,
+        summary="One agent with their live state (an agent token: its own agent only)",
+        tags=("agents",),
+        response="Agent",
+    ),
+    Route(
+        method="POST",
+        path="/agents/{agent_id}/login",
+        handler=agents.login,
+        role=Role.AGENT,
+        summary="Log the agent in, optionally replacing their queues (an agent token: its own agent only)",
+        tags=("agents",),
+        body="AgentLogin",
+        response="Agent",
+    ),
+    Route(
+        method="POST",
+        path="/agents/{agent_id}/logout",
+        handler=agents.logout,
+        role=Role.AGENT,
+        summary="Log the agent out, after the current call if any (an agent token: its own agent only)",
+        tags=("agents",),
+        response="Agent",
+    ),
+    Route(
+        method="POST",
+        path="/agents/{agent_id}/pause",
+        handler=agents.pause,
+        role=Role.AGENT,
+        summary="Pause the agent, after the current call if any (an agent token: its own agent only)",
+        tags=("agents",),
+        body="AgentPause",
+        response="Agent",
+    ),
+    Route(
+        method="POST",
+        path="/agents/{agent_id}/unpause",
+        handler=agents.unpause,
+        role=Role.AGENT,
+        summary="End the agent's pause (an agent token: its own agent only)",
+        tags=("agents",),
+        response="Agent",
+    ),
+    Route(
+        method="PUT",
+        path="/agents/{agent_id}/queues",
+        handler=agents.put_queues,
+        role=Role.SUPERVISOR,
+        summary="Replace the queues the agent serves",
+        tags=("agents",),
+        body="AgentQueues",
+        response="Agent",
+    ),
+    Route(
+        method="GET",
+        path="/queues",
+        handler=queues.list_queues,
+        role=Role.SUPERVISOR,
+        summary="Queues by name, with their settings and whether they are open now",
+        tags=("queues",),
+        response="Queue",
+        paginated=True,
+    ),
+    Route(
+        method="PUT",
+        path="/queues/{queue}",
+        handler=queues.put_queue,
+        role=Role.SUPERVISOR,
+        summary="Create a queue or change its settings (fields left out keep their value)",
+        tags=("queues",),
+        body="QueuePut",
+        response="Queue",
+    ),
+    Route(
+        method="GET",
+        path="/queues/{queue}/live",
+        handler=queues.get_live,
+        role=Role.SUPERVISOR,
+        summary="Waiting callers with their wait so far and position, and the queue's agents by state",
+        tags=("queues",),
+        response="QueueLive",
     ),
 )

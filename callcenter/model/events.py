@@ -68,8 +68,19 @@ class AgentStateChanged(DomainEvent):
     reason: str = ""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentQueuesChanged(DomainEvent):
+    """An agent's queue membership was replaced (``queues`` sorted), with who asked for it."""
+
+    event_type: ClassVar[str] = "agent_queues_changed"
+
+    agent_id: str
+    queues: tuple[str, ...]
+    reason: str = ""
+
+
 EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
-    cls.event_type: cls for cls in (CallEnded, AgentStateChanged)
+    cls.event_type: cls for cls in (CallEnded, AgentStateChanged, AgentQueuesChanged)
 }
 
 
@@ -118,6 +129,8 @@ def _to_json_value(value: object) -> object:
         return value.isoformat()
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, tuple):
+        return [_to_json_value(item) for item in value]
     return value
 
 
@@ -128,6 +141,11 @@ def _from_json_value(hint: Any, value: object) -> object:
         if value is None:
             return None
         (hint,) = args
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list):
+            raise TypeError("expected a list")
+        (item_hint, _) = typing.get_args(hint)
+        return tuple(_from_json_value(item_hint, item) for item in value)
     if hint is datetime:
         if not isinstance(value, str):
             raise TypeError("expected an ISO 8601 time")

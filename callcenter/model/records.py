@@ -5,8 +5,10 @@ Repositories return these, never ORM rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
 
@@ -54,9 +56,26 @@ class CallEvent:
     detail: dict[str, object] = field(default_factory=dict)
 
 
+class ExitAction(StrEnum):
+    """What a queue does with a caller it will not serve (after hours, max wait, nobody logged in).
+
+    ``hangup`` plays a short message, then hangs up; ``continue`` hands the channel back to the
+    dialplan at its next priority. Voicemail lands with the voicemail feature.
+    """
+
+    HANGUP = "hangup"
+    CONTINUE = "continue"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QueueRecord:
-    """A queue as configured: its service-level and short-abandon thresholds and limits."""
+    """A queue as configured: its service-level and short-abandon thresholds and limits.
+
+    ``business_hours`` maps a weekday (``mon`` .. ``sun``) to its open intervals in local time
+    (``"09:00-17:30"``) in ``time_zone``; ``None`` is always open. ``holidays`` are local dates on
+    which the queue is closed all day. ``callcenter.queue.hours`` reads and checks both.
+    ``no_agents_action`` also applies when the queue is full.
+    """
 
     name: str
     title: str = ""
@@ -67,6 +86,14 @@ class QueueRecord:
     max_callers: int | None = None
     business_number: str | None = None
     time_zone: str = "UTC"
+    business_hours: Mapping[str, tuple[str, ...]] | None = None
+    holidays: tuple[date, ...] = ()
+    after_hours_action: ExitAction = ExitAction.HANGUP
+    timeout_action: ExitAction = ExitAction.HANGUP
+    no_agents_action: ExitAction = ExitAction.HANGUP
+    ring_timeout_s: int = 15
+    wrap_up_s: int = 10
+    max_misses_before_pause: int = 3
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -53,6 +53,14 @@ class CallRepository(Protocol):
         """The call's timeline, oldest first. :raises NotFoundError: unknown call."""
         ...
 
+    async def open_missed(self, caller: str, *, before: datetime) -> tuple[CallRecord, ...]:
+        """The caller's missed calls not closed yet that arrived before ``before``."""
+        ...
+
+    async def undecided(self) -> tuple[CallRecord, ...]:
+        """Calls without an outcome (live when the process stopped)."""
+        ...
+
 
 class AgentRepository(Protocol):
     """Agents and their queue membership."""

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -126,6 +127,16 @@ class QueueRow(Base):
     max_callers: Mapped[int | None] = mapped_column(Integer())
     business_number: Mapped[str | None]
     time_zone: Mapped[str] = mapped_column(String(64))
+    # Weekday -> ["HH:MM-HH:MM", ...] in local time; NULL is always open (``queue.hours``).
+    business_hours: Mapped[dict[str, Any] | None]
+    # Local dates "YYYY-MM-DD" on which the queue is closed.
+    holidays: Mapped[list[str]] = mapped_column(JsonDocument, server_default=text("'[]'"))
+    after_hours_action: Mapped[str] = mapped_column(String(16), server_default="hangup")
+    timeout_action: Mapped[str] = mapped_column(String(16), server_default="hangup")
+    no_agents_action: Mapped[str] = mapped_column(String(16), server_default="hangup")
+    ring_timeout_s: Mapped[int] = mapped_column(Integer(), server_default="15")
+    wrap_up_s: Mapped[int] = mapped_column(Integer(), server_default="10")
+    max_misses_before_pause: Mapped[int] = mapped_column(Integer(), server_default="3")
 
 
 class AgentRow(Base):

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import (
@@ -41,7 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callcenter.errors import NotFoundError, StoreUnavailableError, ValidationError
 from callcenter.model.paging import Page, check_limit, decode_cursor, encode_cursor
-from callcenter.model.records import AgentRecord, ApiToken, AuditEntry, CallEvent, CallRecord, QueueRecord
+from callcenter.model.records import (
+    AgentRecord,
+    ApiToken,
+    AuditEntry,
+    CallEvent,
+    CallRecord,
+    ExitAction,
+    QueueRecord,
+)
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
 from callcenter.queue.ports import CallFilter
 from callcenter.store.database import session_factory, store_error
@@ -285,11 +293,46 @@ class SqlCallRepository(_SqlRepository):
             )
             return tuple(_call_event(r) for r in rows)
 
+    async def open_missed(self, caller: str, *, before: datetime) -> tuple[CallRecord, ...]:
+        """The caller's missed calls not closed yet that arrived before ``before``, oldest first.
+
+        Missed: decided with any outcome but ``answered``. Beyond the ``CallRepository`` port (proposed
+        there): the queue service closes these once the caller is reached.
+
+        :raises ValidationError: for a naive ``before``.
+        """
+        query = (
+            select(CallRow)
+            .where(
+                CallRow.caller == caller,
+                CallRow.outcome.is_not(None),
+                CallRow.outcome != CallOutcome.ANSWERED.value,
+                CallRow.closed_at.is_(None),
+                CallRow.arrived_at < before,
+            )
+            .order_by(CallRow.arrived_at, CallRow.id)
+        )
+        async with self._session("reading a caller's open missed calls") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple(_call_record(r) for r in rows)
+
+    async def undecided(self) -> tuple[CallRecord, ...]:
+        """Calls with no outcome yet (live when this process stopped), oldest arrival first.
+
+        Beyond the ``CallRepository`` port (proposed there): the queue service takes them back at
+        start-up, so the resync after the ARI link connects decides them instead of losing them.
+        """
+        query = select(CallRow).where(CallRow.outcome.is_(None)).order_by(CallRow.arrived_at, CallRow.id)
+        async with self._session("reading undecided calls") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple(_call_record(r) for r in rows)
+
 
 # -- queues --------------------------------------------------------------------------------------
 
 
 def _queue_record(row: QueueRow) -> QueueRecord:
+    hours = row.business_hours
     return QueueRecord(
         name=row.name,
         title=row.title,
@@ -300,7 +343,38 @@ def _queue_record(row: QueueRow) -> QueueRecord:
         max_callers=row.max_callers,
         business_number=row.business_number,
         time_zone=row.time_zone,
+        business_hours=None if hours is None else {day: tuple(spans) for day, spans in hours.items()},
+        holidays=tuple(date.fromisoformat(day) for day in row.holidays),
+        after_hours_action=ExitAction(row.after_hours_action),
+        timeout_action=ExitAction(row.timeout_action),
+        no_agents_action=ExitAction(row.no_agents_action),
+        ring_timeout_s=row.ring_timeout_s,
+        wrap_up_s=row.wrap_up_s,
+        max_misses_before_pause=row.max_misses_before_pause,
     )
+
+
+def _queue_values(queue: QueueRecord) -> dict[str, object]:
+    hours = queue.business_hours
+    return {
+        "name": queue.name,
+        "title": queue.title,
+        "max_wait_s": queue.max_wait_s,
+        "join_empty": queue.join_empty,
+        "service_level_s": queue.service_level_s,
+        "short_abandon_s": queue.short_abandon_s,
+        "max_callers": queue.max_callers,
+        "business_number": queue.business_number,
+        "time_zone": queue.time_zone,
+        "business_hours": None if hours is None else {day: list(spans) for day, spans in hours.items()},
+        "holidays": [day.isoformat() for day in queue.holidays],
+        "after_hours_action": queue.after_hours_action.value,
+        "timeout_action": queue.timeout_action.value,
+        "no_agents_action": queue.no_agents_action.value,
+        "ring_timeout_s": queue.ring_timeout_s,
+        "wrap_up_s": queue.wrap_up_s,
+        "max_misses_before_pause": queue.max_misses_before_pause,
+    }
 
 
 class SqlQueueRepository(_SqlRepository):
@@ -308,17 +382,7 @@ class SqlQueueRepository(_SqlRepository):
 
     async def put(self, queue: QueueRecord) -> None:
         """Create or replace the queue's settings (one atomic statement)."""
-        values = {
-            "name": queue.name,
-            "title": queue.title,
-            "max_wait_s": queue.max_wait_s,
-            "join_empty": queue.join_empty,
-            "service_level_s": queue.service_level_s,
-            "short_abandon_s": queue.short_abandon_s,
-            "max_callers": queue.max_callers,
-            "business_number": queue.business_number,
-            "time_zone": queue.time_zone,
-        }
+        values = _queue_values(queue)
         async with self._session("saving a queue", write=True) as session:
             insert = _upsert(self._engine, QueueRow).values(**values)
             changes = {name: insert.excluded[name] for name in values if name != "name"}

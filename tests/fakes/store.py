@@ -157,6 +157,23 @@ class InMemoryCallRepository:
         mine = [e for e in self._events if e.call_id == call_id]
         return tuple(sorted(mine, key=lambda e: (e.at, e.id or 0)))
 
+    async def open_missed(self, caller: str, *, before: datetime) -> tuple[CallRecord, ...]:
+        before = _utc(before)
+        missed = [
+            c
+            for c in self.calls.values()
+            if c.caller == caller
+            and c.outcome is not None
+            and c.outcome.is_missed
+            and c.closed_at is None
+            and c.arrived_at < before
+        ]
+        return tuple(sorted(missed, key=lambda c: (c.arrived_at, c.id)))
+
+    async def undecided(self) -> tuple[CallRecord, ...]:
+        live = [c for c in self.calls.values() if c.outcome is None]
+        return tuple(sorted(live, key=lambda c: (c.arrived_at, c.id)))
+
 
 class InMemoryQueueRepository:
     """``QueueRepository``."""
@@ -165,7 +182,12 @@ class InMemoryQueueRepository:
         self.queues: dict[str, QueueRecord] = {}
 
     async def put(self, queue: QueueRecord) -> None:
-        self.queues[queue.name] = queue
+        # What the JSON columns give back: plain dicts of tuples, dates sorted as given.
+        hours = queue.business_hours
+        self.queues[queue.name] = dataclasses.replace(
+            queue,
+            business_hours=None if hours is None else {day: tuple(spans) for day, spans in hours.items()},
+        )
 
     async def get(self, name: str) -> QueueRecord:
         try:

@@ -41,10 +41,12 @@ async def test_metrics_are_open_by_default_and_count_requests_by_route_template(
 async def test_metrics_carry_no_raw_paths_that_may_hold_personal_data(make_api: MakeApi) -> None:
     api = await make_api()
     await api.client.get("/api/v1/calls/%2B14155550100")
+    await api.client.get("/api/v1/nothing/%2B14155550111")
     await api.client.delete("/api/v1/tokens/%2B14155550199", headers=api.as_role(Role.ADMIN))
     text = await _metrics(api)
-    assert "4155550100" not in text and "4155550199" not in text
+    assert "4155550100" not in text and "4155550199" not in text and "4155550111" not in text
     assert _request_counts(text)[("GET", "unmatched", "404")] == 1
+    assert _request_counts(text)[("GET", "/api/v1/calls/{call_id}", "401")] == 1
 
 
 async def test_metrics_require_a_supervisor_token_when_configured(make_api: MakeApi) -> None:

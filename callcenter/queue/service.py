@@ -1,0 +1,1239 @@
+"""The queue service: our queue on ARI, agents, persistence and publishing of call outcomes (service).
+
+:class:`QueueService` drives the pure :class:`~callcenter.queue.state.QueueBoard` with the facts the
+ARI link feeds it (it is the link's :class:`~callcenter.queue.ports.CallFactSink`) and with the facts
+it decides itself, gives the telephony commands that follow through
+:class:`~callcenter.queue.ports.CallControl`, stores every step and publishes the domain events.
+
+Caller safety: a failure concerning a live caller hands the channel back to the dialplan or plays a
+message and hangs up; a handler never raises into the ARI read loop.
+
+Ordering: the board changes synchronously, then each step is committed (call record, timeline, agent
+state, then the events on the bus) under one FIFO lock taken right after the change, so the store and
+the bus see the steps in the order the board made them, whatever the interleaving of the awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Final
+
+from callcenter.bus import EventBus
+from callcenter.clock import Clock
+from callcenter.errors import (
+    CallCenterError,
+    ChannelGoneError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from callcenter.model.events import AgentQueuesChanged, AgentStateChanged, CallEnded, DomainEvent
+from callcenter.model.paging import Page
+from callcenter.model.phone import parse_phone
+from callcenter.model.records import AgentRecord, CallEvent, CallRecord, ExitAction, QueueRecord
+from callcenter.model.vocabulary import AgentState
+from callcenter.queue.detection import (
+    AgentHungUp,
+    AgentLeg,
+    AgentNoAnswer,
+    AgentOffered,
+    AgentRinging,
+    AnyCallFact,
+    CallAnswered,
+    CallArrived,
+    CallbackAccepted,
+    CallerHungUp,
+    CallFact,
+    CallFailed,
+    CallQueued,
+    CallSentToVoicemail,
+    ExitReason,
+    NoAnswerReason,
+    QueueExit,
+    Reconciled,
+    VoicemailRecorded,
+    close_missed_calls,
+)
+from callcenter.queue.hours import BusinessHours, business_hours, is_open, zone_of
+from callcenter.queue.ports import (
+    AgentRepository,
+    BridgeKind,
+    CallControl,
+    CallFilter,
+    CallRepository,
+    QueueRepository,
+)
+from callcenter.queue.state import (
+    AgentLive,
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentPolicy,
+    AgentUnpaused,
+    AgentWrapUpEnded,
+    AnyAgentFact,
+    Fact,
+    QueueBoard,
+    QueueView,
+    Step,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Played before hanging up on a caller we will not serve (Asterisk core sounds).
+EXIT_MESSAGES: Final[Mapping[ExitReason, tuple[str, ...]]] = {
+    ExitReason.AFTER_HOURS: ("im-sorry", "pls-try-call-later"),
+    ExitReason.NO_AGENTS: ("tt-allbusy",),
+    ExitReason.FULL: ("tt-allbusy",),
+    ExitReason.TIMEOUT: ("tt-allbusy",),
+}
+#: ``CallFailed.reason`` prefixes, for logs and the timeline.
+UNKNOWN_QUEUE: Final = "unknown_queue"
+PBX_ERROR: Final = "asterisk_error"
+INTERNAL_ERROR: Final = "internal_error"
+
+# The board's own wrap-up and miss policy is global; ours is per queue, so the service ends wrap-ups
+# and pauses agents itself and the board's policy is switched off.
+_BOARD_POLICY: Final = AgentPolicy(max_misses=0, wrap_up_s=float(10**9))
+_DEFAULTS: Final = QueueRecord(name="-")
+_MAX_OFFERS_PER_DISPATCH: Final = 1_000
+_PAGE: Final = 500
+
+_QUEUE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_AGENT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_ENDPOINT: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/\S+$")
+MAX_NAME_LENGTH: Final = 200
+
+_TIMELINE_KINDS: Final[Mapping[type[CallFact], str]] = {
+    CallArrived: "arrived",
+    CallQueued: "queued",
+    AgentOffered: "agent_offered",
+    AgentRinging: "agent_ringing",
+    AgentNoAnswer: "agent_no_answer",
+    CallAnswered: "answered",
+    AgentHungUp: "agent_hung_up",
+    CallSentToVoicemail: "sent_to_voicemail",
+    VoicemailRecorded: "voicemail_recorded",
+    CallbackAccepted: "callback_accepted",
+    QueueExit: "queue_exit",
+    CallFailed: "failed",
+    CallerHungUp: "caller_hung_up",
+    Reconciled: "reconciled",
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentStatus:
+    """An agent as configured (``record``) and as the board sees them now (``live``)."""
+
+    record: AgentRecord
+    live: AgentLive | None = None
+
+    @property
+    def state(self) -> AgentState:
+        return self.live.state if self.live is not None else self.record.state
+
+    @property
+    def since(self) -> datetime | None:
+        return self.live.since if self.live is not None else self.record.state_since
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveQueue:
+    """``GET /api/v1/queues/{queue}/live``: the queue's settings, whether it is open, and its board."""
+
+    queue: QueueRecord
+    at: datetime
+    open_now: bool
+    view: QueueView
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallDetail:
+    """One call with its timeline, oldest entry first."""
+
+    call: CallRecord
+    events: tuple[CallEvent, ...]
+
+
+class _Offer(Enum):
+    SKIPPED = "skipped"
+    MADE = "made"
+    PBX_DOWN = "pbx_down"
+
+
+@dataclass(slots=True)
+class _Holding:
+    bridge_id: str
+    music: bool = False
+
+
+@dataclass(slots=True)
+class _Connection:
+    """The mixing bridge of an answered call and who is in it."""
+
+    agent_id: str
+    bridge_id: str | None = None
+    agent_in: bool = False
+    caller_in: bool = False
+
+
+@dataclass(slots=True)
+class _Unsaved:
+    record: CallRecord
+    held: list[DomainEvent] = field(default_factory=list)
+
+
+class QueueService:
+    """Our queue: callers in, agents rung, calls bridged, outcomes stored and published.
+
+    :param control: telephony commands (ARI, or the simulated Asterisk).
+    :param calls: where calls and their timelines are kept.
+    :param agents: agents and their queue membership.
+    :param queues: queue settings.
+    :param bus: where ``CallEnded``, ``AgentStateChanged`` and ``AgentQueuesChanged`` go.
+    :param clock: the time of the facts this service decides itself, and of :meth:`tick`.
+    :param default_region: region of caller ids in national format.
+    :param retry_s: how long an agent who did not answer a call is not offered that call again.
+    :param message_s: how long after starting an exit message the caller is hung up (ARI gives no
+        end-of-playback fact to the queue yet).
+    :param ring_grace_s: how long past its ring timeout an unanswered agent leg is ended by
+        :meth:`tick`, should Asterisk's report of it have been lost.
+    :param new_leg_id: makes the channel id of each agent leg we originate (``CallControl.ring_agent``
+        takes it, so the leg is registered before Asterisk reports on it).
+    :param refresh_s: how often :meth:`tick` reads queues and agents back from the store, to pick up
+        what another process (the CLI, another API process) changed there.
+    """
+
+    def __init__(
+        self,
+        control: CallControl,
+        calls: CallRepository,
+        agents: AgentRepository,
+        queues: QueueRepository,
+        bus: EventBus,
+        clock: Clock,
+        *,
+        default_region: str = "US",
+        retry_s: float = 5.0,
+        message_s: float = 6.0,
+        ring_grace_s: float = 5.0,
+        refresh_s: float = 30.0,
+        new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
+    ) -> None:
+        self._control = control
+        self._calls = calls
+        self._agent_repo = agents
+        self._queue_repo = queues
+        self._bus = bus
+        self._clock = clock
+        self._region = default_region
+        self._retry = timedelta(seconds=retry_s)
+        self._message = timedelta(seconds=message_s)
+        self._ring_grace = timedelta(seconds=ring_grace_s)
+        self._board = QueueBoard(policy=_BOARD_POLICY)
+        self._queues: dict[str, QueueRecord] = {}
+        self._hours: dict[str, BusinessHours] = {}
+        self._agents: dict[str, AgentRecord] = {}
+        self._legs: dict[str, AgentLeg] = {}
+        self._leg_started: dict[str, datetime] = {}
+        self._holding: dict[str, _Holding] = {}
+        self._holding_locks: dict[str, asyncio.Lock] = {}
+        self._connections: dict[str, _Connection] = {}
+        self._skipped: dict[str, dict[str, datetime]] = {}
+        self._hangups: dict[str, tuple[datetime, str]] = {}
+        self._answered: set[str] = set()
+        self._wrap_queue: dict[str, str] = {}
+        self._commit_lock = asyncio.Lock()
+        self._unsaved: dict[str, _Unsaved] = {}
+        self._unsaved_agents: dict[str, AgentStateChanged] = {}
+        self._new_leg_id = new_leg_id
+        self._refresh_every = timedelta(seconds=refresh_s)
+        self._next_refresh: datetime | None = None
+
+    # ==========================================================================================
+    # CallFactSink
+    # ==========================================================================================
+
+    @property
+    def agent_legs(self) -> Mapping[str, AgentLeg]:
+        return self._legs
+
+    @property
+    def default_region(self) -> str:
+        return self._region
+
+    async def handle(self, fact: AnyCallFact) -> None:
+        """React to one fact from the ARI link; never raises (a failure is logged, the caller rescued)."""
+        try:
+            await self._handle(fact)
+        except Exception:
+            logger.exception("queue: handling %s of call %s failed", type(fact).__name__, fact.call_id)
+            await self._rescue(fact.call_id)
+
+    async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
+        """After the ARI link (re)connected: end what vanished while it was down; never raises."""
+        try:
+            await self._reconcile(present_channel_ids)
+        except Exception:
+            logger.exception("queue: reconcile after reconnect failed")
+
+    async def start(self) -> None:
+        """Load queues and agents into the board, and take back the calls stored without an outcome.
+
+        Call before the ARI link connects: its resync (:meth:`reconcile`) then decides the calls
+        that ended while this process was down, flagged ``reconciled``.
+
+        :raises StoreUnavailableError: when the store cannot be read.
+        """
+        now = self._clock.now()
+        for queue in await self._queue_repo.list():
+            self._set_queue(queue)
+        events: list[DomainEvent] = []
+        cursor: str | None = None
+        while True:
+            page = await self._agent_repo.list(cursor=cursor, limit=_PAGE)
+            for agent in page.items:
+                self._agents[agent.id] = agent
+                events += self._board.load_agent(agent, now)
+            if page.next is None:
+                break
+            cursor = page.next
+        for record in await self._calls.undecided():
+            events += self._restore(record)
+        await self._commit(None, Step(events=tuple(events)))
+        logger.info(
+            "queue: %d queues, %d agents, %d live calls taken back",
+            len(self._queues),
+            len(self._agents),
+            len(self._board.live_calls()),
+        )
+
+    async def tick(self) -> None:
+        """Time-driven work; the composition root calls it every second. Never raises.
+
+        Retries unsaved records, ends wrap-ups, times out callers past their queue's max wait, ends
+        agent legs that rang far too long, hangs up callers whose exit message has played, and offers
+        waiting callers to agents again.
+        """
+        try:
+            await self._retry_unsaved()
+            now = self._clock.now()
+            if self._next_refresh is None or now >= self._next_refresh:
+                self._next_refresh = now + self._refresh_every
+                await self.refresh()
+            for call_id in self._board.overdue(now):
+                await self._time_out(call_id)
+            await self._ring_backstop(now)
+            await self._due_hangups(now)
+            self._expire_skips(now)
+            await self._dispatch()
+        except Exception:
+            logger.exception("queue: tick failed")
+
+    # ==========================================================================================
+    # Facts
+    # ==========================================================================================
+
+    async def _handle(self, fact: AnyCallFact) -> None:
+        match fact:
+            case CallArrived():
+                await self._on_arrived(fact)
+            case CallAnswered():
+                await self._on_answered(fact)
+            case AgentNoAnswer():
+                await self._on_no_answer(fact)
+                await self._dispatch()
+            case AgentHungUp():
+                await self._on_agent_hung_up(fact)
+                await self._dispatch()
+            case CallerHungUp() | Reconciled():
+                await self._on_caller_gone(fact)
+                await self._dispatch()
+            case _:
+                await self._apply(fact)
+
+    async def _on_arrived(self, fact: CallArrived) -> None:
+        step = await self._apply(fact)
+        if step.ignored is not None:
+            return
+        call_id, channel = fact.call_id, fact.channel_id
+        settings = await self._queue_settings(fact.queue)
+        if settings is None:
+            logger.warning(
+                "call %s: queue %r in the Stasis arguments is not configured; back to the dialplan",
+                call_id,
+                fact.queue,
+            )
+            await self._fail(call_id, channel, f"{UNKNOWN_QUEUE}: {fact.queue!r}")
+            return
+        queue = settings.name
+        if not is_open(self._hours[queue], self._clock.now()):
+            await self._exit(call_id, ExitReason.AFTER_HOURS, settings.after_hours_action)
+            return
+        refused = self._board.admission(queue)
+        if refused is not None:
+            await self._exit(call_id, refused, settings.no_agents_action)
+            return
+        if not await self._answer(call_id, channel) or not await self._hold(call_id, channel, queue):
+            return
+        await self._apply(CallQueued(call_id=call_id, queue=queue, at=self._clock.now()))
+        await self._dispatch()
+
+    async def _queue_settings(self, name: str | None) -> QueueRecord | None:
+        """A queue's settings; one created by another process since the last refresh is read in."""
+        if not name:
+            return None
+        settings = self._queues.get(name)
+        if settings is None:
+            try:
+                settings = await self._queue_repo.get(name)
+            except NotFoundError:
+                return None
+            self._set_queue(settings)
+        return settings
+
+    async def _on_answered(self, fact: CallAnswered) -> None:
+        step = await self._apply(fact)
+        track = self._board.call(fact.call_id)
+        if track is None or track.outcome is not None or track.agent_id != fact.agent_id:
+            # Answered too late: the caller left, or was served or sent elsewhere meanwhile.
+            logger.info("call %s: agent %s answered too late; ending their leg", fact.call_id, fact.agent_id)
+            await self._hangup_leg(fact.call_id, fact.agent_id)
+            return
+        if step.ignored is None:
+            self._skipped.pop(fact.call_id, None)
+            if not track.caller.is_withheld:
+                await self._close_missed(track.caller.display, fact.at)
+        await self._connect(fact.call_id, track.channel_id, fact.agent_id)
+
+    async def _on_no_answer(self, fact: AgentNoAnswer) -> None:
+        track = self._board.call(fact.call_id)
+        await self._apply(fact)
+        self._forget_leg(fact.call_id, fact.agent_id)
+        if fact.reason.is_miss:
+            self._skip(fact.call_id, fact.agent_id)
+        queue = track.queue if track is not None else None
+        await self._pause_after_misses(fact.agent_id, queue, fact.at)
+
+    async def _on_agent_hung_up(self, fact: AgentHungUp) -> None:
+        await self._apply(fact)
+        self._forget_leg(fact.call_id, fact.agent_id)
+        track = self._board.call(fact.call_id)
+        if track is not None and track.outcome is None and track.agent_id == fact.agent_id:
+            # The agent ended the conversation: the caller's side ends too.
+            await self._hangup(track.channel_id)
+
+    async def _on_caller_gone(self, fact: CallerHungUp | Reconciled) -> None:
+        step = await self._apply(fact)
+        if step.decided is not None:
+            await self._release_call(fact.call_id)
+
+    async def _apply(self, fact: Fact) -> Step:
+        """Apply ``fact`` to the board and commit the step (store, timeline, bus) in board order."""
+        step = self._board.apply(fact)
+        if step.ignored is not None:
+            logger.debug("queue: %s ignored (%s)", fact, step.ignored)
+        if isinstance(fact, CallFact):
+            track = self._board.call(fact.call_id)
+            for event in step.events:
+                if isinstance(event, AgentStateChanged) and event.state is AgentState.WRAP_UP:
+                    if track is not None and track.queue is not None:
+                        self._wrap_queue[event.agent_id] = track.queue
+        await self._commit(fact, step)
+        return step
+
+    # ==========================================================================================
+    # Telephony steps
+    # ==========================================================================================
+
+    async def _answer(self, call_id: str, channel: str) -> bool:
+        try:
+            await self._control.answer(channel)
+        except ChannelGoneError:
+            logger.info("call %s: the caller hung up before we answered", call_id)
+            return False
+        except CallCenterError as exc:
+            logger.error("call %s: answering failed: %s; back to the dialplan", call_id, exc)
+            await self._fail(call_id, channel, f"{PBX_ERROR}: answer: {exc}")
+            return False
+        self._answered.add(call_id)
+        return True
+
+    async def _hold(self, call_id: str, channel: str, queue: str) -> bool:
+        """Put the caller in the queue's holding bridge with music on hold."""
+        for attempt in (1, 2):
+            try:
+                holding = await self._holding_bridge(queue)
+                await self._control.add_to_bridge(holding.bridge_id, channel)
+            except ChannelGoneError:
+                logger.info("call %s: the caller hung up before joining the queue", call_id)
+                return False
+            except NotFoundError:
+                # The bridge itself is gone (Asterisk restarted): make a new one, once.
+                self._holding.pop(queue, None)
+                if attempt == 1:
+                    continue
+                await self._fail(call_id, channel, f"{PBX_ERROR}: holding bridge of {queue} keeps vanishing")
+                return False
+            except CallCenterError as exc:
+                logger.error(
+                    "call %s: could not put the caller on hold: %s; back to the dialplan", call_id, exc
+                )
+                await self._fail(call_id, channel, f"{PBX_ERROR}: hold: {exc}")
+                return False
+            await self._start_music(queue, holding)
+            return True
+        return False
+
+    async def _holding_bridge(self, queue: str) -> _Holding:
+        lock = self._holding_locks.setdefault(queue, asyncio.Lock())
+        async with lock:
+            holding = self._holding.get(queue)
+            if holding is None:
+                bridge_id = await self._control.create_bridge(BridgeKind.HOLDING, f"queue-{queue}")
+                holding = self._holding[queue] = _Holding(bridge_id)
+            return holding
+
+    async def _start_music(self, queue: str, holding: _Holding) -> None:
+        if holding.music:
+            return
+        try:
+            # POST /bridges/{id}/moh answers 204 and emits no event: success is all we learn.
+            await self._control.start_hold_music(holding.bridge_id)
+        except CallCenterError as exc:
+            logger.warning(
+                "queue %s: music on hold did not start (retried at the next caller): %s", queue, exc
+            )
+            return
+        holding.music = True
+
+    async def _connect(self, call_id: str, caller_channel: str, agent_id: str) -> None:
+        """Bridge the caller with the agent who answered; idempotent, so every answer fact retries it.
+
+        The agent goes in first: their leg reports ``ChannelStateChange`` Up and ``Dial`` ANSWER
+        before its ``StasisStart``, and a channel not yet in Stasis cannot join a bridge (ARI 422).
+        Adding the caller only once the agent is in spares the caller a silent bridge, and the
+        ``StasisStart`` that follows retries.
+        """
+        conn = self._connections.get(call_id)
+        if conn is None or conn.agent_id != agent_id:
+            conn = self._connections[call_id] = _Connection(agent_id)
+        agent_channel = self._leg_channel(call_id, agent_id)
+        if agent_channel is None or (conn.agent_in and conn.caller_in):
+            return
+        try:
+            if conn.bridge_id is None:
+                conn.bridge_id = await self._control.create_bridge(BridgeKind.MIXING, f"call-{call_id}")
+            if not conn.agent_in:
+                await self._control.add_to_bridge(conn.bridge_id, agent_channel)
+                conn.agent_in = True
+            if not conn.caller_in:
+                await self._control.add_to_bridge(conn.bridge_id, caller_channel)
+                conn.caller_in = True
+        except ChannelGoneError as exc:
+            logger.info("call %s: bridging with agent %s not done yet: %s", call_id, agent_id, exc)
+        except CallCenterError as exc:
+            logger.warning("call %s: bridging with agent %s failed (retried): %s", call_id, agent_id, exc)
+
+    async def _exit(self, call_id: str, reason: ExitReason, action: ExitAction) -> None:
+        """The caller leaves (or never joins) the queue unserved: hand back, or message and hang-up."""
+        step = await self._apply(QueueExit(call_id=call_id, reason=reason, at=self._clock.now()))
+        track = self._board.call(call_id)
+        if step.ignored is not None or track is None or track.outcome is not None:
+            return
+        await self._hangup_legs_of(call_id)
+        channel = track.channel_id
+        logger.info("call %s: leaves queue %s (%s): %s", call_id, track.queue, reason, action)
+        if action is ExitAction.CONTINUE:
+            await self._continue(call_id, channel)
+            return
+        if call_id not in self._answered:
+            try:
+                await self._control.answer(channel)
+            except ChannelGoneError:
+                return
+            except CallCenterError as exc:
+                logger.error("call %s: answering for the exit message failed: %s", call_id, exc)
+                await self._continue(call_id, channel)
+                return
+            self._answered.add(call_id)
+        try:
+            await self._control.play(channel, *EXIT_MESSAGES[reason])
+        except ChannelGoneError:
+            return
+        except CallCenterError as exc:
+            logger.error("call %s: exit message failed: %s; back to the dialplan", call_id, exc)
+            await self._continue(call_id, channel)
+            return
+        self._hangups[call_id] = (self._clock.now() + self._message, channel)
+
+    async def _fail(self, call_id: str, channel: str, reason: str) -> None:
+        """Our error or Asterisk's: record it and hand the caller back to the dialplan."""
+        await self._apply(CallFailed(call_id=call_id, reason=reason, at=self._clock.now()))
+        await self._hangup_legs_of(call_id)
+        await self._continue(call_id, channel)
+
+    async def _continue(self, call_id: str, channel: str) -> None:
+        try:
+            await self._control.continue_in_dialplan(channel)
+        except ChannelGoneError:
+            pass
+        except CallCenterError as exc:
+            logger.error("call %s: could not hand the caller back to the dialplan: %s", call_id, exc)
+
+    async def _rescue(self, call_id: str) -> None:
+        """After an unexpected error: a caller not yet with an agent goes back to the dialplan."""
+        try:
+            track = self._board.call(call_id)
+            if track is None or track.outcome is not None or track.answered_at is not None:
+                return
+            await self._fail(call_id, track.channel_id, INTERNAL_ERROR)
+        except Exception:
+            logger.exception("call %s: rescue failed", call_id)
+
+    async def _hangup(self, channel: str) -> None:
+        try:
+            await self._control.hangup(channel)
+        except CallCenterError as exc:
+            logger.warning("hang-up of channel %s failed: %s", channel, exc)
+
+    async def _hangup_leg(self, call_id: str, agent_id: str) -> None:
+        channel = self._leg_channel(call_id, agent_id)
+        if channel is not None:
+            await self._hangup(channel)
+
+    async def _hangup_legs_of(self, call_id: str) -> None:
+        """End every agent leg still ringing or talking for ``call_id`` (their end facts follow)."""
+        for channel in [c for c, leg in self._legs.items() if leg.call_id == call_id]:
+            await self._hangup(channel)
+
+    async def _release_call(self, call_id: str) -> None:
+        """The caller's side ended: end the agent legs, destroy the mixing bridge, forget the call."""
+        await self._hangup_legs_of(call_id)
+        conn = self._connections.pop(call_id, None)
+        if conn is not None and conn.bridge_id is not None:
+            try:
+                await self._control.destroy_bridge(conn.bridge_id)
+            except CallCenterError as exc:
+                logger.warning("call %s: destroying bridge %s failed: %s", call_id, conn.bridge_id, exc)
+        self._skipped.pop(call_id, None)
+        self._hangups.pop(call_id, None)
+        self._answered.discard(call_id)
+
+    # ==========================================================================================
+    # Dispatch
+    # ==========================================================================================
+
+    async def _dispatch(self) -> None:
+        """Offer waiting callers to agents: the oldest caller first, the longest-idle agent."""
+        await self._expire_wrap_ups(self._clock.now())
+        for _ in range(_MAX_OFFERS_PER_DISPATCH):
+            choice = self._next_offer(self._clock.now())
+            if choice is None:
+                return
+            call_id, agent_id = choice
+            if await self._offer(call_id, agent_id) is _Offer.PBX_DOWN:
+                return
+        logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
+
+    def _next_offer(self, now: datetime) -> tuple[str, str] | None:
+        best: tuple[datetime, str, str] | None = None
+        for queue in self._queues:
+            if self._board.pick_agent(queue) is None:
+                continue
+            for caller in self._board.waiting(queue, now):
+                if caller.ringing_agent is not None:
+                    continue
+                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(caller.call_id, now))
+                if agent is None:
+                    continue
+                if best is None or caller.enqueued_at < best[0]:
+                    best = (caller.enqueued_at, caller.call_id, agent)
+                break
+        return None if best is None else (best[1], best[2])
+
+    async def _offer(self, call_id: str, agent_id: str) -> _Offer:
+        now = self._clock.now()
+        agent = self._agents.get(agent_id)
+        step = None
+        if agent is not None:
+            step = await self._apply(AgentOffered(call_id=call_id, agent_id=agent_id, at=now))
+        track = self._board.call(call_id)
+        if step is None or step.ignored is not None or track is None or agent is None:
+            self._skip(call_id, agent_id)
+            return _Offer.SKIPPED
+        settings = self._queues.get(track.queue or "")
+        # The leg is known before the originate: Asterisk's events about it (a busy Dial, say) can
+        # reach the link before the REST answer does.
+        channel = self._new_leg_id()
+        self._legs[channel] = AgentLeg(call_id=call_id, agent_id=agent_id)
+        self._leg_started[channel] = now
+        try:
+            await self._control.ring_agent(
+                agent.endpoint,
+                call_id=call_id,
+                timeout_s=float((settings or _DEFAULTS).ring_timeout_s),
+                caller_id=track.caller.display,
+                channel_id=channel,
+            )
+        except ChannelGoneError as exc:
+            logger.warning("agent %s: endpoint %s cannot be rung: %s", agent_id, agent.endpoint, exc)
+            reason, result = NoAnswerReason.UNAVAILABLE, _Offer.MADE
+        except CallCenterError as exc:
+            logger.error(
+                "call %s: ringing agent %s failed: %s (retried at the next tick)", call_id, agent_id, exc
+            )
+            reason, result = NoAnswerReason.CANCELLED, _Offer.PBX_DOWN
+        else:
+            track = self._board.call(call_id)
+            if track is None or track.outcome is not None or track.ringing_agent != agent_id:
+                # The offer was withdrawn while Asterisk was originating (the caller left, say).
+                await self._hangup(channel)
+            return _Offer.MADE
+        self._skip(call_id, agent_id)
+        await self._on_no_answer(
+            AgentNoAnswer(call_id=call_id, agent_id=agent_id, at=self._clock.now(), reason=reason)
+        )
+        return result
+
+    def _skip(self, call_id: str, agent_id: str) -> None:
+        self._skipped.setdefault(call_id, {})[agent_id] = self._clock.now() + self._retry
+
+    def _skipped_agents(self, call_id: str, now: datetime) -> set[str]:
+        return {a for a, until in self._skipped.get(call_id, {}).items() if until > now}
+
+    def _expire_skips(self, now: datetime) -> None:
+        for call_id in list(self._skipped):
+            still = {a: until for a, until in self._skipped[call_id].items() if until > now}
+            if still:
+                self._skipped[call_id] = still
+            else:
+                del self._skipped[call_id]
+
+    async def _pause_after_misses(self, agent_id: str, queue: str | None, at: datetime) -> None:
+        """Pause an agent who let ``max_misses_before_pause`` offers in a row ring out."""
+        live = self._board.agent(agent_id)
+        settings = self._queues.get(queue or "")
+        limit = settings.max_misses_before_pause if settings is not None else 0
+        if live is None or live.state is not AgentState.AVAILABLE or limit <= 0 or live.misses < limit:
+            return
+        await self._apply(
+            AgentPaused(agent_id=agent_id, at=at, reason=f"missed {live.misses} calls in a row")
+        )
+
+    async def _expire_wrap_ups(self, now: datetime) -> None:
+        for agent in self._board.agents():
+            if agent.state is not AgentState.WRAP_UP:
+                continue
+            if now - agent.since >= timedelta(seconds=self._wrap_up_s(agent)):
+                await self._apply(AgentWrapUpEnded(agent_id=agent.agent_id, at=now))
+
+    def _wrap_up_s(self, agent: AgentLive) -> float:
+        queue = self._queues.get(self._wrap_queue.get(agent.agent_id, ""))
+        if queue is not None:
+            return float(queue.wrap_up_s)
+        served = [self._queues[q].wrap_up_s for q in agent.queues if q in self._queues]
+        return float(max(served, default=_DEFAULTS.wrap_up_s))
+
+    # ==========================================================================================
+    # Time
+    # ==========================================================================================
+
+    async def _time_out(self, call_id: str) -> None:
+        track = self._board.call(call_id)
+        settings = self._queues.get(track.queue or "") if track is not None else None
+        action = settings.timeout_action if settings is not None else ExitAction.HANGUP
+        await self._exit(call_id, ExitReason.TIMEOUT, action)
+
+    async def _ring_backstop(self, now: datetime) -> None:
+        for channel, leg in list(self._legs.items()):
+            agent = self._board.agent(leg.agent_id)
+            track = self._board.call(leg.call_id)
+            started = self._leg_started.get(channel, now)
+            settings = self._queues.get(track.queue or "") if track is not None else None
+            timeout = timedelta(seconds=settings.ring_timeout_s if settings is not None else 0)
+            ringing = agent is not None and agent.state is AgentState.RINGING and agent.call_id == leg.call_id
+            if ringing and now - started >= timeout + self._ring_grace:
+                logger.warning(
+                    "agent %s: leg %s rang past its timeout unreported; ending it", leg.agent_id, channel
+                )
+                await self._hangup(channel)
+                await self._on_no_answer(AgentNoAnswer(call_id=leg.call_id, agent_id=leg.agent_id, at=now))
+
+    async def _due_hangups(self, now: datetime) -> None:
+        for call_id, (due, channel) in list(self._hangups.items()):
+            if due <= now:
+                del self._hangups[call_id]
+                await self._hangup(channel)
+
+    # ==========================================================================================
+    # Reconcile and restore
+    # ==========================================================================================
+
+    async def _reconcile(self, present: frozenset[str]) -> None:
+        now = self._clock.now()
+        for channel, leg in list(self._legs.items()):
+            if channel in present:
+                continue
+            # Ringing or talking, we cannot tell: the board applies the one that fits.
+            await self._on_no_answer(
+                AgentNoAnswer(
+                    call_id=leg.call_id, agent_id=leg.agent_id, at=now, reason=NoAnswerReason.CANCELLED
+                )
+            )
+            await self._on_agent_hung_up(AgentHungUp(call_id=leg.call_id, agent_id=leg.agent_id, at=now))
+            self._legs.pop(channel, None)
+            self._leg_started.pop(channel, None)
+        for fact in self._board.reconcile(present, now):
+            logger.info("call %s: gone while the link was down; outcome reconciled", fact.call_id)
+            await self._on_caller_gone(fact)
+        for call_id in [c for c, (_, channel) in self._hangups.items() if channel not in present]:
+            del self._hangups[call_id]
+        await self._drop_idle_holding_bridges(now)
+        await self._dispatch()
+
+    async def _drop_idle_holding_bridges(self, now: datetime) -> None:
+        """Destroy the holding bridges none of our callers is in any more.
+
+        After an Asterisk restart the bridges are gone with the channels; the next caller of the
+        queue gets a new one instead of an error.
+        """
+        hearing_message = {
+            track.queue for track in self._board.live_calls() if track.call_id in self._hangups
+        }
+        for queue, holding in list(self._holding.items()):
+            if self._board.waiting(queue, now) or queue in hearing_message:
+                continue
+            del self._holding[queue]
+            try:
+                await self._control.destroy_bridge(holding.bridge_id)
+            except CallCenterError as exc:
+                logger.info(
+                    "queue %s: old holding bridge %s not destroyed: %s", queue, holding.bridge_id, exc
+                )
+
+    def _restore(self, record: CallRecord) -> list[DomainEvent]:
+        """Take back a call stored without an outcome: arrived, queued, answered as far as it got."""
+        facts: list[Fact] = [
+            CallArrived(
+                call_id=record.id,
+                channel_id=record.channel_id,
+                linkedid=record.linkedid,
+                caller=parse_phone(record.caller, self._region),
+                caller_name=record.caller_name,
+                dialled=record.dialled,
+                queue=record.queue,
+                entry_point=record.entry_point,
+                at=record.arrived_at,
+            )
+        ]
+        if record.queue is not None and record.queued_at is not None:
+            facts.append(CallQueued(call_id=record.id, queue=record.queue, at=record.queued_at))
+            if record.answered_at is not None and record.agent_id is not None:
+                facts.append(CallAnswered(call_id=record.id, agent_id=record.agent_id, at=record.answered_at))
+                self._answered.add(record.id)
+        events: list[DomainEvent] = []
+        for fact in facts:
+            events += self._board.apply(fact).events
+        return events
+
+    async def refresh(self) -> None:
+        """Read queues and agents back from the store and adopt what another process changed.
+
+        New queues and agents are loaded and settings, endpoints and memberships replaced. A state
+        stored by someone else (``callcenter agent login`` while this process serves) is applied
+        when it is newer than the agent's state here and the agent is not ringing or talking.
+
+        :raises StoreUnavailableError:
+        """
+        for queue in await self._queue_repo.list():
+            if self._queues.get(queue.name) != queue:
+                self._set_queue(queue)
+        cursor: str | None = None
+        while True:
+            # Under the commit lock our own state writes are all in: what differs is someone else's.
+            async with self._commit_lock:
+                page = await self._agent_repo.list(cursor=cursor, limit=_PAGE)
+            for record in page.items:
+                await self._adopt_agent(record)
+            if page.next is None:
+                return
+            cursor = page.next
+
+    async def _adopt_agent(self, record: AgentRecord) -> None:
+        now = self._clock.now()
+        self._agents[record.id] = record
+        live = self._board.agent(record.id)
+        if live is None:
+            await self._commit(None, Step(events=self._board.load_agent(record, now)))
+            return
+        if live.queues != record.queues:
+            self._board.set_agent_queues(record.id, record.queues)
+        since = record.state_since
+        if (
+            record.state is live.state
+            or since is None
+            or since <= live.since
+            or live.state in (AgentState.RINGING, AgentState.BUSY)
+            or record.id in self._unsaved_agents
+        ):
+            return
+        fact = _external_fact(record.id, live.state, record.state, now)
+        if fact is not None:
+            await self._agent_request(fact, "another process")
+
+    # ==========================================================================================
+    # Persistence and publishing
+    # ==========================================================================================
+
+    async def _commit(self, fact: Fact | None, step: Step) -> None:
+        async with self._commit_lock:
+            publish = list(step.events)
+            if step.record is not None:
+                if await self._save_call(step.record):
+                    if isinstance(fact, CallFact):
+                        await self._timeline(fact, step)
+                else:
+                    # Held until the record is stored (tick retries): a CallEnded points at it.
+                    held = [e for e in publish if isinstance(e, CallEnded)]
+                    publish = [e for e in publish if not isinstance(e, CallEnded)]
+                    self._unsaved[step.record.id].held += held
+            for event in step.events:
+                if isinstance(event, AgentStateChanged):
+                    await self._save_agent_state(event)
+            for event in publish:
+                await self._publish(event)
+
+    async def _save_call(self, record: CallRecord) -> bool:
+        try:
+            await self._calls.upsert(record)
+        except CallCenterError as exc:
+            logger.error("call %s: storing the call failed (retried): %s", record.id, exc)
+            unsaved = self._unsaved.get(record.id)
+            if unsaved is None:
+                self._unsaved[record.id] = _Unsaved(record)
+            else:
+                unsaved.record = record
+            return False
+        unsaved = self._unsaved.pop(record.id, None)
+        if unsaved is not None:
+            for event in unsaved.held:
+                await self._publish(event)
+        return True
+
+    async def _save_agent_state(self, event: AgentStateChanged) -> None:
+        try:
+            await self._agent_repo.set_state(event.agent_id, event.state, event.occurred_at)
+        except NotFoundError:
+            logger.warning(
+                "agent %s: not in the store any more; state %s not saved", event.agent_id, event.state
+            )
+        except CallCenterError as exc:
+            logger.error("agent %s: storing state %s failed (retried): %s", event.agent_id, event.state, exc)
+            self._unsaved_agents[event.agent_id] = event
+        else:
+            self._unsaved_agents.pop(event.agent_id, None)
+
+    async def _retry_unsaved(self) -> None:
+        if not self._unsaved and not self._unsaved_agents:
+            return
+        async with self._commit_lock:
+            for unsaved in list(self._unsaved.values()):
+                await self._save_call(unsaved.record)
+            for event in list(self._unsaved_agents.values()):
+                await self._save_agent_state(event)
+
+    async def _timeline(self, fact: CallFact, step: Step) -> None:
+        detail: dict[str, object] = {}
+        for name in ("queue", "agent_id", "reason"):
+            value = getattr(fact, name, None)
+            if value is not None:
+                detail[name] = str(value)
+        entries = [(fact.at, _TIMELINE_KINDS.get(type(fact), type(fact).__name__), detail)]
+        ended = step.decided
+        if ended is not None:
+            summary: dict[str, object] = {"outcome": ended.outcome.value, "wait_s": ended.wait_s}
+            if ended.position is not None:
+                summary["position"] = ended.position
+            if ended.reconciled:
+                summary["reconciled"] = True
+            entries.append((ended.occurred_at, "ended", summary))
+        try:
+            for at, kind, body in entries:
+                await self._calls.append_event(fact.call_id, at, kind, body)
+        except CallCenterError as exc:
+            logger.warning("call %s: timeline entry not stored: %s", fact.call_id, exc)
+
+    async def _publish(self, event: DomainEvent) -> None:
+        try:
+            await self._bus.publish(event)
+        except Exception as exc:
+            # The store has the record; consumers needing every event rebuild from it.
+            logger.error("event bus: %s %s not published: %s", event.event_type, event.event_id, exc)
+
+    async def _close_missed(self, caller: str, reached_at: datetime) -> None:
+        try:
+            missed = await self._calls.open_missed(caller, before=reached_at)
+            for record in close_missed_calls(missed, caller=caller, reached_at=reached_at):
+                await self._calls.upsert(record)
+        except CallCenterError as exc:
+            logger.warning("closing the missed calls of a caller failed: %s", exc)
+
+    # ==========================================================================================
+    # Legs
+    # ==========================================================================================
+
+    def _leg_channel(self, call_id: str, agent_id: str) -> str | None:
+        for channel, leg in self._legs.items():
+            if leg.call_id == call_id and leg.agent_id == agent_id:
+                return channel
+        return None
+
+    def _forget_leg(self, call_id: str, agent_id: str) -> None:
+        channel = self._leg_channel(call_id, agent_id)
+        if channel is not None:
+            del self._legs[channel]
+            self._leg_started.pop(channel, None)
+
+    # ==========================================================================================
+    # Agents and queues (API and CLI)
+    # ==========================================================================================
+
+    async def add_agent(
+        self, *, agent_id: str, name: str, endpoint: str, queues: Iterable[str] = (), actor: str
+    ) -> AgentStatus:
+        """Create an agent (logged out).
+
+        :raises ValidationError: a bad id, name or endpoint, or an unknown queue.
+        :raises ConflictError: the id exists.
+        """
+        agent_id, name, endpoint = agent_id.strip(), name.strip(), endpoint.strip()
+        if not _AGENT_ID.match(agent_id):
+            raise ValidationError("agent id: 1 to 64 letters, digits, '.', '_', '@' or '-'")
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValidationError(f"agent name: 1 to {MAX_NAME_LENGTH} characters")
+        if not _ENDPOINT.match(endpoint):
+            raise ValidationError(f"endpoint {endpoint!r}: write it as TECHNOLOGY/resource, e.g. PJSIP/1001")
+        wanted = await self._require_queues(queues)
+        record = AgentRecord(id=agent_id, name=name, endpoint=endpoint, queues=wanted)
+        await self._agent_repo.add(record)
+        stored = await self._agent_repo.get(agent_id)
+        self._agents[agent_id] = stored
+        self._board.load_agent(stored, self._clock.now())
+        logger.info("agent %s added by %s", agent_id, actor)
+        return self._status(stored)
+
+    async def login(self, agent_id: str, *, actor: str, queues: Iterable[str] | None = None) -> AgentStatus:
+        """Log an agent in (a repeat changes nothing); ``queues`` replaces their membership first.
+
+        :raises NotFoundError: unknown agent. :raises ValidationError: unknown queue.
+        """
+        await self._known_agent(agent_id)
+        if queues is not None:
+            await self.set_agent_queues(agent_id, queues, actor=actor)
+        await self._agent_request(AgentLoggedIn(agent_id=agent_id, at=self._clock.now()), actor)
+        return await self.get_agent(agent_id)
+
+    async def logout(self, agent_id: str, *, actor: str) -> AgentStatus:
+        """Log an agent out (after the current call, if any). :raises NotFoundError:"""
+        await self._known_agent(agent_id)
+        await self._agent_request(AgentLoggedOut(agent_id=agent_id, at=self._clock.now()), actor)
+        return await self.get_agent(agent_id)
+
+    async def pause(self, agent_id: str, *, actor: str, reason: str = "") -> AgentStatus:
+        """Pause an agent (after the current call, if any).
+
+        :raises NotFoundError: unknown agent. :raises ConflictError: the agent is logged out.
+        """
+        live = await self._known_agent(agent_id)
+        if live.state is AgentState.LOGGED_OUT:
+            raise ConflictError(f"agent {agent_id} is logged out: log in before pausing")
+        fact = AgentPaused(agent_id=agent_id, at=self._clock.now(), reason=reason.strip() or "paused")
+        await self._agent_request(fact, actor)
+        return await self.get_agent(agent_id)
+
+    async def unpause(self, agent_id: str, *, actor: str) -> AgentStatus:
+        """Back from a pause (a pause asked for during a call is cancelled).
+
+        :raises NotFoundError: unknown agent. :raises ConflictError: the agent is logged out.
+        """
+        live = await self._known_agent(agent_id)
+        if live.state is AgentState.LOGGED_OUT:
+            raise ConflictError(f"agent {agent_id} is logged out: log in instead")
+        await self._agent_request(AgentUnpaused(agent_id=agent_id, at=self._clock.now()), actor)
+        return await self.get_agent(agent_id)
+
+    async def set_agent_queues(self, agent_id: str, queues: Iterable[str], *, actor: str) -> AgentStatus:
+        """Replace an agent's queue membership. :raises NotFoundError: :raises ValidationError:"""
+        await self._known_agent(agent_id)
+        wanted = await self._require_queues(queues)
+        stored = await self._agent_repo.set_queues(agent_id, wanted)
+        self._agents[agent_id] = stored
+        self._board.set_agent_queues(agent_id, stored.queues)
+        now = self._clock.now()
+        event = AgentQueuesChanged(
+            event_id=f"agent-queues:{agent_id}:{now.isoformat()}",
+            occurred_at=now,
+            agent_id=agent_id,
+            queues=stored.queues,
+            reason=f"set by {actor}",
+        )
+        await self._commit(None, Step(events=(event,)))
+        await self._dispatch()
+        return self._status(stored)
+
+    async def put_queue(self, queue: QueueRecord, *, actor: str) -> QueueRecord:
+        """Create or replace a queue's settings. :raises ValidationError: naming the bad setting."""
+        check_queue(queue)
+        await self._queue_repo.put(queue)
+        stored = await self._queue_repo.get(queue.name)
+        self._set_queue(stored)
+        logger.info("queue %s set by %s", queue.name, actor)
+        await self._dispatch()
+        return stored
+
+    async def queue_or_default(self, name: str) -> QueueRecord:
+        """The stored settings of ``name``, or the defaults of a new queue of that name."""
+        try:
+            return await self._queue_repo.get(name)
+        except NotFoundError:
+            return QueueRecord(name=name)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get_agent(self, agent_id: str) -> AgentStatus:
+        """:raises NotFoundError:"""
+        record = await self._agent_repo.get(agent_id)
+        return self._status(record)
+
+    async def list_agents(self, *, cursor: str | None, limit: int) -> Page[AgentStatus]:
+        page = await self._agent_repo.list(cursor=cursor, limit=limit)
+        return Page(items=tuple(self._status(a) for a in page.items), next=page.next)
+
+    async def list_queues(self) -> tuple[QueueRecord, ...]:
+        return await self._queue_repo.list()
+
+    async def get_queue(self, name: str) -> QueueRecord:
+        """:raises NotFoundError:"""
+        return await self._queue_repo.get(name)
+
+    def is_open(self, queue: QueueRecord, now: datetime | None = None) -> bool:
+        """Whether ``queue`` takes calls at ``now`` (default: the clock's now)."""
+        hours = business_hours(queue.business_hours, queue.holidays, queue.time_zone)
+        return is_open(hours, now or self._clock.now())
+
+    async def live(self, queue: str) -> LiveQueue:
+        """The live picture of one queue. :raises NotFoundError: for a queue not configured."""
+        settings = self._queues.get(queue)
+        if settings is None:
+            settings = await self._queue_repo.get(queue)
+            self._set_queue(settings)
+        now = self._clock.now()
+        return LiveQueue(
+            queue=settings,
+            at=now,
+            open_now=is_open(self._hours[queue], now),
+            view=self._board.view(queue, now),
+        )
+
+    async def list_calls(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
+        return await self._calls.list(flt, cursor=cursor, limit=limit)
+
+    async def get_call(self, call_id: str) -> CallDetail:
+        """:raises NotFoundError:"""
+        call = await self._calls.get(call_id)
+        return CallDetail(call=call, events=await self._calls.events(call_id))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _status(self, record: AgentRecord) -> AgentStatus:
+        return AgentStatus(record=record, live=self._board.agent(record.id))
+
+    def _set_queue(self, queue: QueueRecord) -> None:
+        self._queues[queue.name] = queue
+        self._hours[queue.name] = business_hours(queue.business_hours, queue.holidays, queue.time_zone)
+        self._board.set_queue(queue)
+
+    async def _known_agent(self, agent_id: str) -> AgentLive:
+        """The agent's live state, loading them from the store if this process does not know them."""
+        live = self._board.agent(agent_id)
+        if live is None:
+            record = await self._agent_repo.get(agent_id)
+            self._agents[agent_id] = record
+            # Not committed: an agent stored ringing or busy may well be, in the process that
+            # serves calls (this one may be the command line); only this board assumes otherwise.
+            self._board.load_agent(record, self._clock.now())
+            live = self._board.agent(agent_id)
+            assert live is not None  # loaded just above
+        return live
+
+    async def _agent_request(self, fact: AnyAgentFact, actor: str) -> None:
+        step = self._board.apply(fact)
+        events = tuple(
+            dataclasses.replace(e, reason=f"{e.reason} by {actor}") if isinstance(e, AgentStateChanged) else e
+            for e in step.events
+        )
+        await self._commit(None, Step(events=events))
+        if events:
+            logger.info("agent %s: %s by %s", fact.agent_id, type(fact).__name__, actor)
+        await self._dispatch()
+
+    async def _require_queues(self, queues: Iterable[str]) -> tuple[str, ...]:
+        wanted = tuple(sorted({q.strip() for q in queues}))
+        missing = [q for q in wanted if q not in self._queues]
+        if missing:
+            for queue in await self._queue_repo.list():
+                self._set_queue(queue)
+            missing = [q for q in wanted if q not in self._queues]
+        if missing:
+            raise ValidationError(f"unknown queue(s): {', '.join(missing)}")
+        return wanted
+
+
+def _external_fact(
+    agent_id: str, current: AgentState, wanted: AgentState, at: datetime
+) -> AnyAgentFact | None:
+    """The agent fact that moves an agent from ``current`` to a ``wanted`` state stored elsewhere."""
+    if wanted is AgentState.LOGGED_OUT:
+        return AgentLoggedOut(agent_id=agent_id, at=at)
+    if wanted is AgentState.PAUSED and current is not AgentState.LOGGED_OUT:
+        return AgentPaused(agent_id=agent_id, at=at)
+    if wanted is AgentState.AVAILABLE:
+        if current is AgentState.LOGGED_OUT:
+            return AgentLoggedIn(agent_id=agent_id, at=at)
+        if current is AgentState.PAUSED:
+            return AgentUnpaused(agent_id=agent_id, at=at)
+    return None
+
+
+def check_queue(queue: QueueRecord) -> None:
+    """Refuse settings the queue cannot run with. :raises ValidationError: naming the setting."""
+    if not _QUEUE_NAME.match(queue.name):
+        raise ValidationError("queue name: 1 to 64 letters, digits, '_' or '-' (it goes in Stasis arguments)")
+    if len(queue.title) > MAX_NAME_LENGTH:
+        raise ValidationError(f"title: at most {MAX_NAME_LENGTH} characters")
+    for name, value, low in (
+        ("max_wait_s", queue.max_wait_s, 1),
+        ("service_level_s", queue.service_level_s, 0),
+        ("short_abandon_s", queue.short_abandon_s, 0),
+        ("ring_timeout_s", queue.ring_timeout_s, 1),
+        ("wrap_up_s", queue.wrap_up_s, 0),
+        ("max_misses_before_pause", queue.max_misses_before_pause, 0),
+    ):
+        if value < low:
+            raise ValidationError(f"{name} must be at least {low}")
+    if queue.max_callers is not None and queue.max_callers < 1:
+        raise ValidationError("max_callers must be at least 1, or null for no limit")
+    if queue.business_number is not None and not queue.business_number.startswith("+"):
+        raise ValidationError("business_number must be E.164, e.g. +14155550100")
+    zone_of(queue.time_zone)
+    business_hours(queue.business_hours, queue.holidays, queue.time_zone)

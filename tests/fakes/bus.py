@@ -1,0 +1,57 @@
+"""``InMemoryEventBus``: the event bus port in memory, for service tests (test double of Redis Streams).
+
+Every published event goes through the wire codec (``encode_event``/``decode_event``), so an event
+the real bus would refuse (a naive time, say) fails here too. ``fail_next`` makes the next
+``publish`` raise, as Redis being down would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from callcenter.bus import Delivery, Handler
+from callcenter.model.events import DomainEvent, decode_event, encode_event
+
+
+class InMemoryEventBus:
+    """``EventBus`` keeping published events in ``published``, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[DomainEvent] = []
+        self._failures: list[Exception] = []
+        self._positions: dict[str, int] = {}
+        self._changed = asyncio.Event()
+
+    def fail_next(self, error: Exception) -> None:
+        """The next ``publish`` raises ``error`` (and publishes nothing)."""
+        self._failures.append(error)
+
+    def of_type(self, kind: type[DomainEvent]) -> list[DomainEvent]:
+        return [e for e in self.published if isinstance(e, kind)]
+
+    async def publish(self, event: DomainEvent) -> str:
+        if self._failures:
+            raise self._failures.pop(0)
+        self.published.append(decode_event(encode_event(event)))
+        self._changed.set()
+        return f"{len(self.published)}-0"
+
+    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
+        """Deliver every event published (before or during the call) to ``handler``, once per group."""
+        stopping = asyncio.ensure_future(stop)
+        try:
+            while not stopping.done():
+                position = self._positions.get(group, 0)
+                while position < len(self.published):
+                    event = self.published[position]
+                    await handler(Delivery(message_id=f"{position + 1}-0", event=event, deliveries=1))
+                    position += 1
+                    self._positions[group] = position
+                self._changed.clear()
+                waiting = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+        finally:
+            if not stopping.done():
+                stopping.cancel()
