@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/callcenter serve
+	$(BIN)/callcenter demo
 
-serve: demo
+serve: $(STAMP)
+	$(BIN)/callcenter serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check callcenter ivr media tests bench

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Final
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from aiohttp import web
@@ -27,7 +30,9 @@ from callcenter.ari.stasis import StasisDispatcher
 from callcenter.auth.service import AuthService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
-from callcenter.errors import RedisUnavailableError
+from callcenter.errors import ConflictError, RedisUnavailableError
+from callcenter.model.records import QueueRecord
+from callcenter.model.vocabulary import Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
@@ -43,6 +48,9 @@ from callcenter.store.sql_repos import (
     SqlQueueRepository,
     SqlTokenRepository,
 )
+
+if TYPE_CHECKING:
+    from callcenter.simulator import SimulatedAsterisk
 
 logger = logging.getLogger(__name__)
 
@@ -249,22 +257,116 @@ async def _tick(queue: QueueService) -> None:
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
     """``callcenter serve``: run until SIGTERM or SIGINT, then shut down within the grace period."""
     app = await build_app(settings)
+    async with _running(app, settings, host or settings.http.host, port) as url:
+        print(f"serving on {url}", file=sys.stderr, flush=True)
+        await _until_signalled()
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    app: web.Application, settings: Settings, host: str, port: int | None
+) -> AsyncIterator[str]:
+    """Serve ``app`` for the life of the block; yields its URL. Shuts down within the grace period."""
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port if port is not None else settings.http.port)
+        await site.start()
+        address = runner.addresses[0]
+        yield f"http://{address[0]}:{address[1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(
-            runner, host or settings.http.host, port if port is not None else settings.http.port
-        )
-        await site.start()
-        for address in runner.addresses:
-            print(f"serving on http://{address[0]}:{address[1]}", file=sys.stderr, flush=True)
         await stop.wait()
         logger.info("shutting down")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+
+
+#: The demo's world: one queue, four agents whose phones the simulator answers.
+DEMO_QUEUE: Final = "sales"
+DEMO_AGENTS: Final = (("alice", "Alice"), ("bob", "Bob"), ("carol", "Carol"), ("dave", "Dave"))
+
+
+async def demo(settings: Settings, *, port: int | None = None, seed: int = 1) -> None:
+    """``callcenter demo``: the service on the embedded default against the simulated Asterisk.
+
+    Starts the simulator on 127.0.0.1 with a traffic model busier than four agents can serve, so the
+    first minute already holds answered and abandoned calls. Prints the URL and, on a line of its own,
+    ``token: <admin token>``. Runs until SIGTERM or SIGINT.
+    """
+    # The simulator is demo and test wiring only: nothing else in the service imports it.
+    from callcenter.simulator import SimulatedAsterisk
+    from callcenter.simulator.traffic import TrafficModel, TrafficProfile, run_traffic
+
+    password = secrets.token_urlsafe(16)
+    sim = SimulatedAsterisk(realtime=True, users={"callcenter": password}, seed=seed)
+    sim_url = await sim.start("127.0.0.1", 0)
+    settings = dataclasses.replace(
+        settings,
+        ari=AriSettings(url=sim_url, username="callcenter", password=password, app=settings.ari.app),
+    )
+    try:
+        app = await build_app(settings)
+        services = app[SERVICES]
+        async with _running(app, settings, "127.0.0.1", port) as url:
+            await _seed_demo(services, sim)
+            _, secret = await services.auth.create_token(
+                role=Role.ADMIN,
+                agent_id=None,
+                label="demo",
+                expires_at=services.clock.now() + timedelta(days=1),
+                actor="demo",
+            )
+            print(f"callcenter demo on {url} (simulated Asterisk at {sim_url})", flush=True)
+            print(f"token: {secret}", flush=True)
+            print(
+                f"try: curl -H 'Authorization: Bearer {secret}' {url}/api/v1/calls",
+                file=sys.stderr,
+                flush=True,
+            )
+            assert services.ari_link is not None
+            await services.ari_link.wait_up(30)
+            profile = TrafficProfile.flat(
+                600,  # calls per hour: one every 6 s, more than four agents at 45 s each can take
+                patience_mean_s=20.0,
+                handle_mean_s=45.0,
+                agent_answer_mean_s=3.0,
+                agent_no_answer_rate=0.1,
+                queues=((DEMO_QUEUE, 1.0),),
+            )
+            stop_traffic = asyncio.Event()
+            traffic = asyncio.create_task(
+                run_traffic(sim, TrafficModel(profile, seed=seed), stop_traffic, drain=False)
+            )
+            try:
+                await _until_signalled()
+            finally:
+                stop_traffic.set()
+                await asyncio.gather(traffic, return_exceptions=True)
+    finally:
+        await sim.stop()
+
+
+async def _seed_demo(services: Services, sim: SimulatedAsterisk) -> None:
+    """Create the demo queue and agents (again on later runs: nothing is duplicated) and log them in."""
+    from callcenter.simulator import EndpointBehaviour
+
+    queue = services.queue
+    await queue.put_queue(QueueRecord(name=DEMO_QUEUE, title="Sales", max_wait_s=120), actor="demo")
+    for agent_id, name in DEMO_AGENTS:
+        endpoint = f"PJSIP/{agent_id}"
+        sim.set_endpoint(endpoint, behaviour=EndpointBehaviour.ANSWER, answer_after_s=3.0)
+        with contextlib.suppress(ConflictError):
+            await queue.add_agent(
+                agent_id=agent_id, name=name, endpoint=endpoint, queues=[DEMO_QUEUE], actor="demo"
+            )
+        await queue.login(agent_id, actor="demo", queues=[DEMO_QUEUE])

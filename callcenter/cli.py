@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default CALLCENTER_HTTP_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (default CALLCENTER_HTTP_PORT)")
 
+    demo = sub.add_parser("demo", help="run the service against the built-in simulated Asterisk with traffic")
+    demo.add_argument("--port", type=int, help="port to bind on 127.0.0.1 (default CALLCENTER_HTTP_PORT)")
+
     sub.add_parser("migrate", help="bring the SQL store to the newest schema")
 
     token = sub.add_parser("token", help="manage API tokens")
@@ -99,6 +102,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "serve":
         await app.serve(settings, host=args.host, port=args.port)
+        return 0
+    if args.command == "demo":
+        await app.demo(settings, port=args.port)
         return 0
     if args.command == "migrate":
         revision = await app.migrate(settings)
