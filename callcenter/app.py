@@ -195,9 +195,14 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     if client is not None:
         dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
         lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
-        link = AriLink(
-            session, settings.ari, dispatcher.on_event, on_connected=dispatcher.resync, lease=lease
-        )
+
+        async def resync() -> None:
+            # A process taking the lease over first adopts the calls its predecessor queued (they
+            # keep their place and wait), so the resync does not re-queue them as new arrivals.
+            await queue.take_back()
+            await dispatcher.resync()
+
+        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
     services = Services(
         settings=settings,
         store=store,

@@ -317,6 +317,26 @@ class QueueService:
             len(self._board.live_calls()),
         )
 
+    async def take_back(self) -> None:
+        """Before each resync: adopt the queued calls another process stored without an outcome. Never raises.
+
+        Another process may have held the ARI link (and served calls on the same store) until we
+        took its lease over. Without this its waiting callers would be re-queued by the resync as if
+        they had just arrived, losing their place and their wait, and those that hung up during the
+        hand-over would stay undecided for ever; taken back, they keep their enqueue time and the
+        resync's reconcile decides the vanished ones (flagged ``reconciled``). Calls that never
+        reached the queue are left to the resync, which runs them through the arrival path.
+        """
+        try:
+            events: list[DomainEvent] = []
+            for record in await self._calls.undecided():
+                if record.queued_at is not None and self._board.call(record.id) is None:
+                    logger.info("call %s: taken back from the store (queued by another process)", record.id)
+                    events += self._restore(record)
+            await self._commit(None, Step(events=tuple(events)))
+        except Exception:
+            logger.exception("queue: taking back stored calls before the resync failed")
+
     async def tick(self) -> None:
         """Time-driven work; the composition root calls it every second. Never raises.
 
