@@ -9,5 +9,5 @@ RUN pip install --no-cache-dir . && useradd --system --home /var/lib/callcenter 
     && mkdir -p /var/lib/callcenter && chown callcenter /var/lib/callcenter
 USER callcenter
 ENV CALLCENTER_DATA_DIR=/var/lib/callcenter CALLCENTER_HTTP_HOST=0.0.0.0
-EXPOSE 8080
+EXPOSE 8080 4573
 CMD ["callcenter", "serve"]

@@ -21,13 +21,19 @@ from redis import asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
+from callcenter.agi.server import start_agi_server
+from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
+from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.stasis import StasisDispatcher
+from callcenter.asterisk_names import AGI_CALL_OUTCOME
 from callcenter.auth.service import AuthService
+from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConflictError, RedisUnavailableError
@@ -41,6 +47,7 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
+from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
     SqlAuditLog,
@@ -82,6 +89,7 @@ class Services:
     bus: RedisEventBus
     auth: AuthService
     queue: QueueService
+    estimates: EstimateService
     clock: Clock
     ari_link: AriLink | None
 
@@ -188,6 +196,14 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         )
         # Before the link connects: its first resync then decides calls that ended while we were down.
         await queue.start()
+        estimates = EstimateService(
+            store.queues,
+            store.calls,
+            SqlScheduleRepository(store.engine),
+            SqlPredictionLog(store.engine),
+            clock,
+            live=queue,
+        )
     except BaseException:
         await stack.aclose()
         raise
@@ -210,6 +226,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         auth=AuthService(store.tokens, store.audit, clock),
         queue=queue,
+        estimates=estimates,
         clock=clock,
         ari_link=link,
     )
@@ -229,7 +246,14 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     )
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
+    app[ESTIMATE_SERVICE] = estimates
+    recorder = CallOutcomeRecorder(
+        store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
+    )
+    app[AGI_OUTCOME_RECORDER] = recorder
     app.cleanup_ctx.append(_background(services))
+    if settings.agi.enabled:
+        app.cleanup_ctx.append(_agi_server(settings, recorder))
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
@@ -242,13 +266,38 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
     """The long-running tasks: the ARI link and the queue's ticker, cancelled at shutdown."""
 
     async def run(_: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_tick(services.queue), name="queue-tick")]
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks = [
+            asyncio.create_task(_tick(services.queue), name="queue-tick"),
+            asyncio.create_task(
+                services.bus.consume(
+                    CONSUMER_GROUP, default_owner_id(), services.estimates.handle, stop=stop
+                ),
+                name="capacity-consumer",
+            ),
+            # Its own task: the first estimate of a queue reads weeks of history.
+            asyncio.create_task(_capture(services.estimates), name="capacity-capture"),
+        ]
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
         yield
+        stop.set_result(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    return run
+
+
+def _agi_server(
+    settings: Settings, recorder: CallOutcomeRecorder
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The FastAGI server for the life of the application; it stops before the store closes."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        handlers = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
+        async with start_agi_server(settings.agi, handlers, shutdown_grace_s=settings.shutdown_grace_s):
+            yield
 
     return run
 
@@ -257,6 +306,16 @@ async def _tick(queue: QueueService) -> None:
     while True:
         await asyncio.sleep(TICK_S)
         await queue.tick()
+
+
+async def _capture(estimates: EstimateService) -> None:
+    """Log each newly queued caller's predictions, so their accuracy is measured live."""
+    while True:
+        await asyncio.sleep(TICK_S)
+        try:
+            await estimates.capture()  # logs its own store errors; this guards against bugs only
+        except Exception:
+            logger.exception("capacity capture failed")
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

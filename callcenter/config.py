@@ -84,6 +84,18 @@ class AriSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AgiSettings:
+    """The FastAGI server that ``app_queue`` sites' dialplan hooks call.
+
+    Off by default: FastAGI has no authentication, so it belongs on loopback or a private network.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LogSettings:
     """Logging: ``text`` for people, ``json`` for one JSON object a line."""
 
@@ -103,6 +115,7 @@ class Settings:
     bus: BusSettings
     http: HttpSettings
     ari: AriSettings
+    agi: AgiSettings = field(default_factory=AgiSettings)
     log: LogSettings
 
     @classmethod
@@ -152,6 +165,7 @@ class Settings:
                 password=str(v("ARI_PASSWORD")),
                 app=str(v("ARI_APP")),
             ),
+            agi=AgiSettings(enabled=bool(v("AGI_ENABLED")), host=str(v("AGI_HOST")), port=_i(v("AGI_PORT"))),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
         )
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from callcenter.api import agents, calls, health, openapi, queues, tokens
+from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens
 from callcenter.api.routing import JsonObject, Param, Route
+from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallOutcome, Role
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
@@ -120,6 +121,18 @@ ROUTES: Final[tuple[Route, ...]] = (
         response="CallDetail",
     ),
     Route(
+        method="POST",
+        path="/agi/call-outcome",
+        handler=agi_outcomes.post_call_outcome,
+        role=Role.SUPERVISOR,
+        summary="Record the outcome of an app_queue call from the classic AGI hook (once per linkedid)",
+        description="Posted by the `callcenter-outcome` AGI program with the channel variables it "
+        "read; a call already recorded is answered as stored.",
+        tags=("calls",),
+        body="AgiCallOutcome",
+        response="Call",
+    ),
+    Route(
         method="GET",
         path="/agents",
         handler=agents.list_agents,
@@ -225,5 +238,68 @@ ROUTES: Final[tuple[Route, ...]] = (
         summary="Waiting callers with their wait so far and position, and the queue's agents by state",
         tags=("queues",),
         response="QueueLive",
+    ),
+    Route(
+        method="GET",
+        path="/queues/{queue}/estimate",
+        handler=capacity.get_estimate,
+        role=Role.SUPERVISOR,
+        summary="Estimated wait now (QL-A with its p80/p90, beside Asterisk's, HOL and LES) for a waiting "
+        "call, a place in line, or a caller joining now",
+        description="No agent staffed or no history yet answers available=false with a reason, never "
+        "an infinite wait.",
+        tags=("capacity",),
+        query=(
+            Param(
+                name="position",
+                description="place in line, 1 is next (default: behind everyone waiting)",
+                schema={"type": "integer", "minimum": 1, "maximum": MAX_POSITION},
+            ),
+            Param(name="call_id", description="a call waiting in the queue (instead of position)"),
+        ),
+        response="WaitEstimate",
+    ),
+    Route(
+        method="GET",
+        path="/queues/{queue}/forecast",
+        handler=capacity.get_forecast,
+        role=Role.SUPERVISOR,
+        summary="A day's forecast per 15 minutes: arrivals, handle time, patience, agents scheduled, "
+        "agents required (Erlang A) and the predicted service level",
+        description="From the queue's stored calls of the weeks before the day (exponentially "
+        "smoothed) and the schedules of its agents; a queue without history answers 400.",
+        tags=("capacity",),
+        query=(
+            Param(
+                name="date",
+                description="the local day to plan, YYYY-MM-DD (default: today in the queue's time zone)",
+                schema={"type": "string", "format": "date"},
+            ),
+            Param(
+                name="target",
+                description="share of calls to answer within the queue's service_level_s (default 0.8)",
+                schema={"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            ),
+        ),
+        response="QueueForecast",
+    ),
+    Route(
+        method="GET",
+        path="/agents/{agent_id}/schedule",
+        handler=capacity.get_schedule,
+        role=Role.SUPERVISOR,
+        summary="The agent's weekly shifts (none when never set)",
+        tags=("agents", "capacity"),
+        response="Schedule",
+    ),
+    Route(
+        method="PUT",
+        path="/agents/{agent_id}/schedule",
+        handler=capacity.put_schedule,
+        role=Role.SUPERVISOR,
+        summary="Replace the agent's weekly shifts (local times of their queues; none may overlap)",
+        tags=("agents", "capacity"),
+        body="SchedulePut",
+        response="Schedule",
     ),
 )

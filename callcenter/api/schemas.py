@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from callcenter.agi.outcome import MAX_VALUE_CHARS, READ_VARIABLES
+from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.auth.tokens import Principal
@@ -153,6 +155,18 @@ CALL_DETAIL: Final = _object(
     {**_CALL_PROPERTIES, "events": {"type": "array", "items": {"$ref": "#/components/schemas/CallEvent"}}}
 )
 
+AGI_CALL_OUTCOME: Final = _object(
+    {
+        "variables": {
+            "type": "object",
+            "description": "channel variables as the call-outcome hook read them; unset ones may be "
+            "left out or empty; UNIQUEID or LINKEDID is required",
+            "properties": {name: {"type": "string", "maxLength": MAX_VALUE_CHARS} for name in READ_VARIABLES},
+            "additionalProperties": False,
+        }
+    }
+)
+
 AGENT: Final = _object(
     {
         "id": {"type": "string"},
@@ -280,6 +294,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "Call": CALL,
     "CallEvent": CALL_EVENT,
     "CallDetail": CALL_DETAIL,
+    "AgiCallOutcome": AGI_CALL_OUTCOME,
     "Agent": AGENT,
     "AgentCreate": AGENT_CREATE,
     "AgentLogin": AGENT_LOGIN,
@@ -290,6 +305,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "WaitingCaller": WAITING_CALLER,
     "LiveAgent": LIVE_AGENT,
     "QueueLive": QUEUE_LIVE,
+    **CAPACITY_COMPONENTS,
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -189,3 +190,45 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str]
     detail: Mapped[dict[str, Any]]
+
+
+class ScheduleRow(Base):
+    """An agent's weekly schedule (``capacity.schedules.Schedule``; its shifts live in ``shifts``)."""
+
+    __tablename__ = "schedules"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str]
+
+
+class ShiftRow(Base):
+    """One weekly shift: weekday (0 is Monday) and minutes after local midnight (``capacity.schedules.Shift``)."""
+
+    __tablename__ = "shifts"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("schedules.agent_id", ondelete="CASCADE"), index=True)
+    weekday: Mapped[int] = mapped_column(Integer())
+    start_min: Mapped[int] = mapped_column(Integer())
+    end_min: Mapped[int] = mapped_column(Integer())
+
+
+class PredictionRow(Base):
+    """One logged wait prediction (``capacity.accuracy.PredictionRecord``), append-only.
+
+    No foreign key to ``calls``: a prediction may be logged before the call's record is saved.
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_queue_at", "queue", "at"),)
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(index=True)
+    queue: Mapped[str]
+    at: Mapped[datetime]
+    predictor: Mapped[str] = mapped_column(String(16))
+    mean_s: Mapped[float] = mapped_column(Float())
+    p80_s: Mapped[float] = mapped_column(Float())
+    p90_s: Mapped[float] = mapped_column(Float())
+    announced: Mapped[bool] = mapped_column(Boolean())

@@ -40,6 +40,9 @@ TABLES = {
     "agent_queues",
     "api_tokens",
     "audit_log",
+    "schedules",
+    "shifts",
+    "predictions",
     "alembic_version",
 }
 

@@ -1,0 +1,1 @@
+"""FastAGI and classic AGI for ``app_queue`` sites: protocol, server, voice channel, hooks (edge)."""

@@ -1,0 +1,173 @@
+"""SQL repositories of the capacity feature: agent schedules and the prediction log (edge).
+
+They implement ``ScheduleRepository`` and ``PredictionLog`` of ``callcenter/capacity/ports.py`` on the
+same engine and with the same error mapping as ``sql_repos.py`` (unknown agent: ``NotFoundError``;
+naive time: ``ValidationError``; database down: ``StoreUnavailableError``), and return capacity
+records, never ORM rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+
+from callcenter.capacity.accuracy import PredictionRecord
+from callcenter.capacity.predictors import PredictorName
+from callcenter.capacity.schedules import Schedule, Shift
+from callcenter.errors import NotFoundError, ValidationError
+from callcenter.store.sql_models import AgentQueueRow, AgentRow, PredictionRow, ScheduleRow, ShiftRow
+from callcenter.store.sql_repos import _SqlRepository, _upsert
+
+
+def _shift(row: ShiftRow) -> Shift:
+    return Shift(weekday=row.weekday, start_min=row.start_min, end_min=row.end_min)
+
+
+class SqlScheduleRepository(_SqlRepository):
+    """Agents' weekly shifts (``ScheduleRepository``)."""
+
+    async def get(self, agent_id: str) -> Schedule:
+        """The agent's schedule; no shifts when none was set. :raises NotFoundError: unknown agent."""
+        async with self._session("reading a schedule") as session:
+            if await session.get(AgentRow, agent_id) is None:
+                raise NotFoundError(f"agent {agent_id!r} not found")
+            row = await session.get(ScheduleRow, agent_id)
+            shifts = await session.scalars(
+                select(ShiftRow)
+                .where(ShiftRow.agent_id == agent_id)
+                .order_by(ShiftRow.weekday, ShiftRow.start_min, ShiftRow.end_min)
+            )
+            return Schedule(
+                agent_id=agent_id,
+                shifts=tuple(_shift(s) for s in shifts),
+                updated_at=row.updated_at if row is not None else None,
+                updated_by=row.updated_by if row is not None else "",
+            )
+
+    async def put(self, schedule: Schedule) -> Schedule:
+        """Replace the agent's shifts: one transaction that starts with its write (see ``sql_repos``).
+
+        :raises NotFoundError: for an unknown agent.
+        :raises ValidationError: for a missing or naive ``updated_at``.
+        """
+        if schedule.updated_at is None:
+            raise ValidationError("a stored schedule needs updated_at")
+        async with self._session("checking an agent") as session:
+            if await session.get(AgentRow, schedule.agent_id) is None:
+                raise NotFoundError(f"agent {schedule.agent_id!r} not found")
+        values = {
+            "agent_id": schedule.agent_id,
+            "updated_at": schedule.updated_at,
+            "updated_by": schedule.updated_by,
+        }
+        async with self._session("saving a schedule", write=True) as session:
+            upsert = _upsert(self._engine, ScheduleRow)
+            await session.execute(
+                upsert.values(**values).on_conflict_do_update(
+                    index_elements=[ScheduleRow.__table__.c.agent_id],
+                    set_={"updated_at": values["updated_at"], "updated_by": values["updated_by"]},
+                )
+            )
+            await session.execute(delete(ShiftRow).where(ShiftRow.agent_id == schedule.agent_id))
+            if schedule.shifts:
+                await session.execute(
+                    insert(ShiftRow),
+                    [
+                        {
+                            "agent_id": schedule.agent_id,
+                            "weekday": s.weekday,
+                            "start_min": s.start_min,
+                            "end_min": s.end_min,
+                        }
+                        for s in schedule.shifts
+                    ],
+                )
+        return await self.get(schedule.agent_id)
+
+    async def for_queue(self, queue: str) -> tuple[Schedule, ...]:
+        """The schedules with shifts of the agents serving ``queue``, by agent id."""
+        query = (
+            select(ScheduleRow, ShiftRow)
+            .join(ShiftRow, ShiftRow.agent_id == ScheduleRow.agent_id)
+            .join(AgentQueueRow, AgentQueueRow.agent_id == ScheduleRow.agent_id)
+            .where(AgentQueueRow.queue == queue)
+            .order_by(ScheduleRow.agent_id, ShiftRow.weekday, ShiftRow.start_min, ShiftRow.end_min)
+        )
+        async with self._session("reading a queue's schedules") as session:
+            rows = (await session.execute(query)).all()
+        schedules: dict[str, tuple[ScheduleRow, list[Shift]]] = {}
+        for schedule_row, shift_row in rows:
+            schedules.setdefault(schedule_row.agent_id, (schedule_row, []))[1].append(_shift(shift_row))
+        return tuple(
+            Schedule(
+                agent_id=agent_id, shifts=tuple(shifts), updated_at=row.updated_at, updated_by=row.updated_by
+            )
+            for agent_id, (row, shifts) in schedules.items()
+        )
+
+
+def _prediction(row: PredictionRow) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id,
+        call_id=row.call_id,
+        queue=row.queue,
+        at=row.at,
+        predictor=PredictorName(row.predictor),
+        mean_s=row.mean_s,
+        p80_s=row.p80_s,
+        p90_s=row.p90_s,
+        announced=row.announced,
+    )
+
+
+class SqlPredictionLog(_SqlRepository):
+    """Every wait prediction made for a waiting caller (``PredictionLog``), append-only."""
+
+    async def add(self, predictions: Sequence[PredictionRecord]) -> None:
+        """Append the predictions in one statement. :raises ValidationError: for a naive time."""
+        if not predictions:
+            return
+        async with self._session("logging predictions", write=True) as session:
+            await session.execute(
+                insert(PredictionRow),
+                [
+                    {
+                        "call_id": p.call_id,
+                        "queue": p.queue,
+                        "at": p.at,
+                        "predictor": p.predictor.value,
+                        "mean_s": p.mean_s,
+                        "p80_s": p.p80_s,
+                        "p90_s": p.p90_s,
+                        "announced": p.announced,
+                    }
+                    for p in predictions
+                ],
+            )
+
+    async def between(self, queue: str, since: datetime, until: datetime) -> tuple[PredictionRecord, ...]:
+        """The queue's predictions made in ``[since, until)``, oldest first (ties by id).
+
+        :raises ValidationError: for a naive ``since`` or ``until``.
+        """
+        query = (
+            select(PredictionRow)
+            .where(PredictionRow.queue == queue, PredictionRow.at >= since, PredictionRow.at < until)
+            .order_by(PredictionRow.at, PredictionRow.id)
+        )
+        async with self._session("reading predictions") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple(_prediction(r) for r in rows)
+
+    async def for_call(self, call_id: str) -> tuple[PredictionRecord, ...]:
+        """A call's predictions, oldest first (ties by id)."""
+        query = (
+            select(PredictionRow)
+            .where(PredictionRow.call_id == call_id)
+            .order_by(PredictionRow.at, PredictionRow.id)
+        )
+        async with self._session("reading a call's predictions") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple(_prediction(r) for r in rows)
