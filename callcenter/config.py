@@ -384,6 +384,19 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(f"{PREFIX}ARI_PASSWORD", "", _text, "ARI password.", secret=True),
     SettingSpec(f"{PREFIX}ARI_APP", "callcenter", _text, "Stasis application name used in the dialplan."),
     SettingSpec(
+        f"{PREFIX}AGI_ENABLED",
+        "false",
+        _bool,
+        "Run the FastAGI server for `app_queue` sites (the dialplan's call-outcome hook).",
+    ),
+    SettingSpec(
+        f"{PREFIX}AGI_HOST",
+        "127.0.0.1",
+        _text,
+        "Address the FastAGI server binds to; FastAGI has no authentication: loopback or a private network.",
+    ),
+    SettingSpec(f"{PREFIX}AGI_PORT", "4573", _port, "Port of the FastAGI server (`agi://host:4573/...`)."),
+    SettingSpec(
         f"{PREFIX}DEFAULT_REGION", "US", _region, "Country for caller ids written without a country code."
     ),
     SettingSpec(
