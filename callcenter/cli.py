@@ -182,6 +182,8 @@ def _run_bench(name: str, args: Sequence[str]) -> int:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs: dataclasses and pickling look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     result = module.main(list(args))
     return int(result or 0)
