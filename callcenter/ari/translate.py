@@ -27,6 +27,8 @@ from callcenter.ari.events import (
     Dial,
     DialStatus,
     HangupCause,
+    PlaybackFinished,
+    PlaybackState,
     SoftHangupFlag,
     StasisEnd,
     StasisStart,
@@ -44,6 +46,7 @@ from callcenter.queue.detection import (
     CallArrived,
     CallerHungUp,
     CallFailed,
+    MessagePlayed,
     NoAnswerReason,
 )
 
@@ -103,6 +106,17 @@ def translate(
         case ChannelStateChange(channel=channel):
             leg = agent_legs.get(channel.id)
             return () if leg is None else _agent_state(leg, channel.state, _at(event.timestamp, received_at))
+        case PlaybackFinished(playback=playback):
+            # PlaybackFinished ends a whole media list (PlaybackContinuing separates its items), "done"
+            # when played out or stopped, "failed" for a missing sound file (after the 201 and a
+            # PlaybackStarted in the same ms), a failing last item, or a hang-up mid-playback (between
+            # ChannelHangupRequest and StasisEnd). Only plays to a channel ("channel:<id>") concern a
+            # caller, and we play nothing to agent legs.
+            channel_id = playback.channel_id
+            if channel_id is None or channel_id in agent_legs:
+                return ()
+            failed = playback.state is PlaybackState.FAILED
+            return (MessagePlayed(call_id=channel_id, at=_at(event.timestamp, received_at), failed=failed),)
     return ()
 
 

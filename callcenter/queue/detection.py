@@ -57,6 +57,8 @@ class IgnoreReason(StrEnum):
     OUT_OF_ORDER = "out_of_order"
     UNKNOWN_AGENT = "unknown_agent"
     AGENT_UNAVAILABLE = "agent_unavailable"
+    #: The fact moves no call: it is news for the service only (:class:`MessagePlayed`).
+    NOT_A_STEP = "not_a_step"
 
 
 class Stage(StrEnum):
@@ -179,6 +181,16 @@ class CallFailed(CallFact):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MessagePlayed(CallFact):
+    """A playback to the caller's channel ended (to its end, or ``failed``: a missing sound file).
+
+    It moves no call: the service uses it to hang up a caller once their exit message is over.
+    """
+
+    failed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallerHungUp(CallFact):
     """The caller's channel ended (or left our application): the outcome is decided now."""
 
@@ -201,6 +213,7 @@ AnyCallFact: TypeAlias = (
     | CallbackAccepted
     | QueueExit
     | CallFailed
+    | MessagePlayed
     | CallerHungUp
     | Reconciled
 )
@@ -300,6 +313,8 @@ def advance(
     """
     if track.outcome is not None:
         return track, IgnoreReason.ALREADY_ENDED
+    if isinstance(fact, MessagePlayed):
+        return track, IgnoreReason.NOT_A_STEP
     if isinstance(fact, CallerHungUp | Reconciled):
         return _end(track, fact, position, short_abandon_s), None
     moved = _move(track, fact, position)

@@ -56,6 +56,8 @@ from callcenter.queue.detection import (
     CallQueued,
     CallSentToVoicemail,
     ExitReason,
+    IgnoreReason,
+    MessagePlayed,
     NoAnswerReason,
     QueueExit,
     Reconciled,
@@ -88,13 +90,18 @@ from callcenter.queue.state import (
 
 logger = logging.getLogger(__name__)
 
-#: Played before hanging up on a caller we will not serve (Asterisk core sounds).
+#: Played before hanging up on a caller we will not serve (Asterisk core sounds, asterisk-core-sounds-en).
 EXIT_MESSAGES: Final[Mapping[ExitReason, tuple[str, ...]]] = {
-    ExitReason.AFTER_HOURS: ("im-sorry", "pls-try-call-later"),
+    ExitReason.AFTER_HOURS: ("im-sorry", "please-try-call-later"),
     ExitReason.NO_AGENTS: ("tt-allbusy",),
     ExitReason.FULL: ("tt-allbusy",),
     ExitReason.TIMEOUT: ("tt-allbusy",),
 }
+#: Why we hung a caller up ourselves: the ``reason`` of their ``hung_up_by_us`` timeline entry.
+HUNG_UP_AFTER_MESSAGE: Final = "exit_message_played"
+HUNG_UP_MESSAGE_FAILED: Final = "exit_message_failed"
+HUNG_UP_MESSAGE_UNREPORTED: Final = "exit_message_end_not_reported"
+HUNG_UP_AGENT_LEFT: Final = "agent_hung_up"
 #: ``CallFailed.reason`` prefixes, for logs and the timeline.
 UNKNOWN_QUEUE: Final = "unknown_queue"
 PBX_ERROR: Final = "asterisk_error"
@@ -170,10 +177,14 @@ class _Offer(Enum):
     PBX_DOWN = "pbx_down"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Holding:
+    """A queue's holding bridge and the calls we put in it; it lives as long as it holds a caller."""
+
+    queue: str
     bridge_id: str
     music: bool = False
+    members: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -203,8 +214,8 @@ class QueueService:
     :param clock: the time of the facts this service decides itself, and of :meth:`tick`.
     :param default_region: region of caller ids in national format.
     :param retry_s: how long an agent who did not answer a call is not offered that call again.
-    :param message_s: how long after starting an exit message the caller is hung up (ARI gives no
-        end-of-playback fact to the queue yet).
+    :param message_backstop_s: how long after starting an exit message the caller is hung up should
+        Asterisk's ``PlaybackFinished`` of it be lost; normally the caller is hung up when it comes.
     :param ring_grace_s: how long past its ring timeout an unanswered agent leg is ended by
         :meth:`tick`, should Asterisk's report of it have been lost.
     :param new_leg_id: makes the channel id of each agent leg we originate (``CallControl.ring_agent``
@@ -224,7 +235,7 @@ class QueueService:
         *,
         default_region: str = "US",
         retry_s: float = 5.0,
-        message_s: float = 6.0,
+        message_backstop_s: float = 30.0,
         ring_grace_s: float = 5.0,
         refresh_s: float = 30.0,
         new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
@@ -237,7 +248,7 @@ class QueueService:
         self._clock = clock
         self._region = default_region
         self._retry = timedelta(seconds=retry_s)
-        self._message = timedelta(seconds=message_s)
+        self._message_backstop = timedelta(seconds=message_backstop_s)
         self._ring_grace = timedelta(seconds=ring_grace_s)
         self._board = QueueBoard(policy=_BOARD_POLICY)
         self._queues: dict[str, QueueRecord] = {}
@@ -246,10 +257,13 @@ class QueueService:
         self._legs: dict[str, AgentLeg] = {}
         self._leg_started: dict[str, datetime] = {}
         self._holding: dict[str, _Holding] = {}
+        self._held_in: dict[str, _Holding] = {}
         self._holding_locks: dict[str, asyncio.Lock] = {}
         self._connections: dict[str, _Connection] = {}
         self._skipped: dict[str, dict[str, datetime]] = {}
         self._hangups: dict[str, tuple[datetime, str]] = {}
+        self._hung_up_by_us: dict[str, str] = {}
+        self._ringing_noted: set[str] = set()
         self._answered: set[str] = set()
         self._wrap_queue: dict[str, str] = {}
         self._commit_lock = asyncio.Lock()
@@ -341,8 +355,8 @@ class QueueService:
         """Time-driven work; the composition root calls it every second. Never raises.
 
         Retries unsaved records, ends wrap-ups, times out callers past their queue's max wait, ends
-        agent legs that rang far too long, hangs up callers whose exit message has played, and offers
-        waiting callers to agents again.
+        agent legs that rang far too long, hangs up callers whose exit message's end was never
+        reported, and offers waiting callers to agents again.
         """
         try:
             await self._retry_unsaved()
@@ -369,6 +383,10 @@ class QueueService:
                 await self._on_arrived(fact)
             case CallAnswered():
                 await self._on_answered(fact)
+            case AgentRinging():
+                await self._on_ringing(fact)
+            case MessagePlayed():
+                await self._on_message_played(fact)
             case AgentNoAnswer():
                 await self._on_no_answer(fact)
                 await self._dispatch()
@@ -435,6 +453,39 @@ class QueueService:
                 await self._close_missed(track.caller.display, fact.at)
         await self._connect(fact.call_id, track.channel_id, fact.agent_id)
 
+    async def _on_ringing(self, fact: AgentRinging) -> None:
+        """The agent's phone alerts (``Dial`` RINGING, ``ChannelStateChange`` Ringing): once per leg on the timeline.
+
+        The board counts the ring from our offer, so to it the alerting is a repeat; the timeline
+        still shows when the phone actually rang (the two reports come in either order).
+        """
+        step = await self._apply(fact)
+        channel = self._leg_channel(fact.call_id, fact.agent_id)
+        if channel is None or channel in self._ringing_noted:
+            return
+        self._ringing_noted.add(channel)
+        track = self._board.call(fact.call_id)
+        if (
+            step.ignored is IgnoreReason.DUPLICATE
+            and track is not None
+            and track.ringing_agent == fact.agent_id
+        ):
+            await self._note(fact.call_id, fact.at, "agent_ringing", {"agent_id": fact.agent_id})
+
+    async def _on_message_played(self, fact: MessagePlayed) -> None:
+        """A playback to a caller ended: if it was their exit message, hang up now. The board is not told."""
+        pending = self._hangups.pop(fact.call_id, None)
+        if pending is None:
+            return
+        _, channel = pending
+        if fact.failed:
+            # PlaybackFinished "failed": a sound file is missing (Asterisk logs "Playback failed for").
+            logger.warning("call %s: the exit message failed to play; hanging up", fact.call_id)
+            reason = HUNG_UP_MESSAGE_FAILED
+        else:
+            reason = HUNG_UP_AFTER_MESSAGE
+        await self._hang_up_caller(fact.call_id, channel, reason)
+
     async def _on_no_answer(self, fact: AgentNoAnswer) -> None:
         track = self._board.call(fact.call_id)
         await self._apply(fact)
@@ -450,7 +501,7 @@ class QueueService:
         track = self._board.call(fact.call_id)
         if track is not None and track.outcome is None and track.agent_id == fact.agent_id:
             # The agent ended the conversation: the caller's side ends too.
-            await self._hangup(track.channel_id)
+            await self._hang_up_caller(fact.call_id, track.channel_id, HUNG_UP_AGENT_LEFT)
 
     async def _on_caller_gone(self, fact: CallerHungUp | Reconciled) -> None:
         step = await self._apply(fact)
@@ -492,14 +543,15 @@ class QueueService:
         """Put the caller in the queue's holding bridge with music on hold."""
         for attempt in (1, 2):
             try:
-                holding = await self._holding_bridge(queue)
+                holding = await self._join_holding(queue, call_id)
                 await self._control.add_to_bridge(holding.bridge_id, channel)
             except ChannelGoneError:
                 logger.info("call %s: the caller hung up before joining the queue", call_id)
+                await self._leave_holding(call_id)
                 return False
             except NotFoundError:
                 # The bridge itself is gone (Asterisk restarted): make a new one, once.
-                self._holding.pop(queue, None)
+                self._drop_vanished_holding(call_id)
                 if attempt == 1:
                     continue
                 await self._fail(call_id, channel, f"{PBX_ERROR}: holding bridge of {queue} keeps vanishing")
@@ -510,31 +562,65 @@ class QueueService:
                 )
                 await self._fail(call_id, channel, f"{PBX_ERROR}: hold: {exc}")
                 return False
-            await self._start_music(queue, holding)
+            await self._start_music(holding)
             return True
         return False
 
-    async def _holding_bridge(self, queue: str) -> _Holding:
+    async def _join_holding(self, queue: str, call_id: str) -> _Holding:
+        """The queue's holding bridge (made for the first caller of a busy spell), ``call_id`` counted in.
+
+        Asterisk plays a bridge's music on hold through an announcer channel that is *lonely*
+        (``AST_BRIDGE_CHANNEL_FLAG_LONELY``, res_stasis.c ``bridge_moh_create``): when the last caller
+        leaves, the announcer leaves too and the music stops for good. So a holding bridge lives as
+        long as it holds a caller, and the next caller gets a new one, with new music: a caller never
+        joins an empty bridge whose music has stopped, and a new bridge's music cannot be caught
+        by an announcer of the old one still on its way out.
+        """
         lock = self._holding_locks.setdefault(queue, asyncio.Lock())
         async with lock:
             holding = self._holding.get(queue)
             if holding is None:
                 bridge_id = await self._control.create_bridge(BridgeKind.HOLDING, f"queue-{queue}")
-                holding = self._holding[queue] = _Holding(bridge_id)
+                holding = self._holding[queue] = _Holding(queue, bridge_id)
+            holding.members.add(call_id)
+            self._held_in[call_id] = holding
             return holding
 
-    async def _start_music(self, queue: str, holding: _Holding) -> None:
+    async def _leave_holding(self, call_id: str) -> None:
+        """The caller left the holding bridge; the last one out destroys it (its music has stopped)."""
+        holding = self._held_in.pop(call_id, None)
+        if holding is None:
+            return
+        holding.members.discard(call_id)
+        if holding.members or self._holding.get(holding.queue) is not holding:
+            return
+        del self._holding[holding.queue]
+        try:
+            await self._control.destroy_bridge(holding.bridge_id)
+        except CallCenterError as exc:
+            logger.info(
+                "queue %s: empty holding bridge %s not destroyed: %s", holding.queue, holding.bridge_id, exc
+            )
+
+    def _drop_vanished_holding(self, call_id: str) -> None:
+        holding = self._held_in.pop(call_id, None)
+        if holding is not None:
+            holding.members.discard(call_id)
+            if self._holding.get(holding.queue) is holding:
+                del self._holding[holding.queue]
+
+    async def _start_music(self, holding: _Holding) -> None:
         if holding.music:
             return
+        holding.music = True  # one POST per bridge, even with callers joining side by side
         try:
             # POST /bridges/{id}/moh answers 204 and emits no event: success is all we learn.
             await self._control.start_hold_music(holding.bridge_id)
         except CallCenterError as exc:
+            holding.music = False
             logger.warning(
-                "queue %s: music on hold did not start (retried at the next caller): %s", queue, exc
+                "queue %s: music on hold did not start (retried at the next caller): %s", holding.queue, exc
             )
-            return
-        holding.music = True
 
     async def _connect(self, call_id: str, caller_channel: str, agent_id: str) -> None:
         """Bridge the caller with the agent who answered; idempotent, so every answer fact retries it.
@@ -563,6 +649,9 @@ class QueueService:
             logger.info("call %s: bridging with agent %s not done yet: %s", call_id, agent_id, exc)
         except CallCenterError as exc:
             logger.warning("call %s: bridging with agent %s failed (retried): %s", call_id, agent_id, exc)
+        if conn.caller_in:
+            # addChannel moved the caller out of the holding bridge (ChannelLeftBridge there).
+            await self._leave_holding(call_id)
 
     async def _exit(self, call_id: str, reason: ExitReason, action: ExitAction) -> None:
         """The caller leaves (or never joins) the queue unserved: hand back, or message and hang-up."""
@@ -586,15 +675,18 @@ class QueueService:
                 await self._continue(call_id, channel)
                 return
             self._answered.add(call_id)
+        # Registered before the play: its PlaybackFinished (at once for a missing sound file) can
+        # reach the link before the 201 does. The timer is only a backstop for a lost event.
+        self._hangups[call_id] = (self._clock.now() + self._message_backstop, channel)
         try:
             await self._control.play(channel, *EXIT_MESSAGES[reason])
         except ChannelGoneError:
+            self._hangups.pop(call_id, None)
             return
         except CallCenterError as exc:
+            self._hangups.pop(call_id, None)
             logger.error("call %s: exit message failed: %s; back to the dialplan", call_id, exc)
             await self._continue(call_id, channel)
-            return
-        self._hangups[call_id] = (self._clock.now() + self._message, channel)
 
     async def _fail(self, call_id: str, channel: str, reason: str) -> None:
         """Our error or Asterisk's: record it and hand the caller back to the dialplan."""
@@ -609,6 +701,8 @@ class QueueService:
             pass
         except CallCenterError as exc:
             logger.error("call %s: could not hand the caller back to the dialplan: %s", call_id, exc)
+            return
+        await self._leave_holding(call_id)
 
     async def _rescue(self, call_id: str) -> None:
         """After an unexpected error: a caller not yet with an agent goes back to the dialplan."""
@@ -620,11 +714,20 @@ class QueueService:
         except Exception:
             logger.exception("call %s: rescue failed", call_id)
 
-    async def _hangup(self, channel: str) -> None:
+    async def _hangup(self, channel: str) -> bool:
         try:
             await self._control.hangup(channel)
         except CallCenterError as exc:
             logger.warning("hang-up of channel %s failed: %s", channel, exc)
+            return False
+        return True
+
+    async def _hang_up_caller(self, call_id: str, channel: str, reason: str) -> None:
+        """Hang the caller up ourselves; the hang-up Asterisk then reports goes on the timeline as ours."""
+        # Noted first: the ChannelHangupRequest of our DELETE can reach the link before its 204.
+        self._hung_up_by_us[call_id] = reason
+        if not await self._hangup(channel):
+            self._hung_up_by_us.pop(call_id, None)
 
     async def _hangup_leg(self, call_id: str, agent_id: str) -> None:
         channel = self._leg_channel(call_id, agent_id)
@@ -645,8 +748,10 @@ class QueueService:
                 await self._control.destroy_bridge(conn.bridge_id)
             except CallCenterError as exc:
                 logger.warning("call %s: destroying bridge %s failed: %s", call_id, conn.bridge_id, exc)
+        await self._leave_holding(call_id)
         self._skipped.pop(call_id, None)
         self._hangups.pop(call_id, None)
+        self._hung_up_by_us.pop(call_id, None)
         self._answered.discard(call_id)
 
     # ==========================================================================================
@@ -793,7 +898,8 @@ class QueueService:
         for call_id, (due, channel) in list(self._hangups.items()):
             if due <= now:
                 del self._hangups[call_id]
-                await self._hangup(channel)
+                logger.warning("call %s: no end reported for the exit message; hanging up", call_id)
+                await self._hang_up_caller(call_id, channel, HUNG_UP_MESSAGE_UNREPORTED)
 
     # ==========================================================================================
     # Reconcile and restore
@@ -813,25 +919,27 @@ class QueueService:
             await self._on_agent_hung_up(AgentHungUp(call_id=leg.call_id, agent_id=leg.agent_id, at=now))
             self._legs.pop(channel, None)
             self._leg_started.pop(channel, None)
+            self._ringing_noted.discard(channel)
         for fact in self._board.reconcile(present, now):
             logger.info("call %s: gone while the link was down; outcome reconciled", fact.call_id)
             await self._on_caller_gone(fact)
         for call_id in [c for c, (_, channel) in self._hangups.items() if channel not in present]:
             del self._hangups[call_id]
-        await self._drop_idle_holding_bridges(now)
+        await self._drop_idle_holding_bridges()
         await self._dispatch()
 
-    async def _drop_idle_holding_bridges(self, now: datetime) -> None:
+    async def _drop_idle_holding_bridges(self) -> None:
         """Destroy the holding bridges none of our callers is in any more.
 
         After an Asterisk restart the bridges are gone with the channels; the next caller of the
         queue gets a new one instead of an error.
         """
-        hearing_message = {
-            track.queue for track in self._board.live_calls() if track.call_id in self._hangups
-        }
+        live = {track.call_id for track in self._board.live_calls()}
         for queue, holding in list(self._holding.items()):
-            if self._board.waiting(queue, now) or queue in hearing_message:
+            for call_id in holding.members - live:
+                holding.members.discard(call_id)
+                self._held_in.pop(call_id, None)
+            if holding.members:
                 continue
             del self._holding[queue]
             try:
@@ -978,10 +1086,17 @@ class QueueService:
             value = getattr(fact, name, None)
             if value is not None:
                 detail[name] = str(value)
-        entries = [(fact.at, _TIMELINE_KINDS.get(type(fact), type(fact).__name__), detail)]
+        kind = _TIMELINE_KINDS.get(type(fact), type(fact).__name__)
+        by_us = self._hung_up_by_us.get(fact.call_id) if isinstance(fact, CallerHungUp) else None
+        if by_us is not None:
+            # Asterisk reports our DELETE like any hang-up (ChannelHangupRequest cause 32 soft, StasisEnd).
+            kind, detail["reason"] = "hung_up_by_us", by_us
+        entries = [(fact.at, kind, detail)]
         ended = step.decided
         if ended is not None:
-            summary: dict[str, object] = {"outcome": ended.outcome.value, "wait_s": ended.wait_s}
+            # The record's wait (None for a caller never queued), not CallEnded's 0.0 stand-in.
+            wait_s = step.record.wait_s if step.record is not None else ended.wait_s
+            summary: dict[str, object] = {"outcome": ended.outcome.value, "wait_s": wait_s}
             if ended.position is not None:
                 summary["position"] = ended.position
             if ended.reconciled:
@@ -992,6 +1107,14 @@ class QueueService:
                 await self._calls.append_event(fact.call_id, at, kind, body)
         except CallCenterError as exc:
             logger.warning("call %s: timeline entry not stored: %s", fact.call_id, exc)
+
+    async def _note(self, call_id: str, at: datetime, kind: str, detail: dict[str, object]) -> None:
+        """A timeline entry that is no step of the board, written in commit order."""
+        async with self._commit_lock:
+            try:
+                await self._calls.append_event(call_id, at, kind, detail)
+            except CallCenterError as exc:
+                logger.warning("call %s: timeline entry %s not stored: %s", call_id, kind, exc)
 
     async def _publish(self, event: DomainEvent) -> None:
         try:
@@ -1023,6 +1146,7 @@ class QueueService:
         if channel is not None:
             del self._legs[channel]
             self._leg_started.pop(channel, None)
+            self._ringing_noted.discard(channel)
 
     # ==========================================================================================
     # Agents and queues (API and CLI)

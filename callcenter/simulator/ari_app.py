@@ -228,7 +228,7 @@ class SimulatedAsterisk(Pbx):
         seed: int = 0,
         inbound_tech: str = "PJSIP",
         inbound_trunk: str = "trunk",
-        default_sound_s: float | None = 1.0,
+        default_sound_s: float | None = None,
         max_recorded_requests: int = 10_000,
     ) -> None:
         scheduler: Scheduler
@@ -1025,15 +1025,12 @@ class SimulatedAsterisk(Pbx):
         return _no_content()
 
     def _bridge_moh_start(self, ctx: _Ctx) -> _Reply:
-        bridge = self._bridge(ctx.path["bridgeId"])
-        bridge.moh_class = ctx.get("mohClass") or "default"  # no event (ari_answered_bridge)
+        self.start_moh(self._bridge(ctx.path["bridgeId"]), ctx.get("mohClass") or "default")
         return _no_content()
 
     def _bridge_moh_stop(self, ctx: _Ctx) -> _Reply:
-        bridge = self._bridge(ctx.path["bridgeId"])
-        if bridge.moh_class is None:
+        if not self.stop_moh(self._bridge(ctx.path["bridgeId"])):
             raise _HttpError(409, "Conflict", "Bridge isn't playing music")
-        bridge.moh_class = None
         return _no_content()
 
     # ------------------------------------------------------------------ playbacks

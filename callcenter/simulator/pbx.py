@@ -67,8 +67,46 @@ CAUSE_TEXT: dict[int, str] = {
 SOFTHANGUP_SHUTDOWN = 4  # AST_SOFTHANGUP_SHUTDOWN: ``core restart now``
 SOFTHANGUP_EXPLICIT = 32  # AST_SOFTHANGUP_EXPLICIT: ``DELETE /channels/{id}``
 
-#: Durations (seconds) of sounds the captures played; other sounds use ``Pbx.default_sound_s``.
+#: Lengths (seconds) of Asterisk core sounds our product and tests play, from the files of Debian's
+#: ``asterisk-core-sounds-en-wav`` 1.6.1 (8 kHz WAV). A sound in neither table is a missing file:
+#: ``PlaybackFinished`` ``failed`` right after ``PlaybackStarted`` (``Pbx.default_sound_s`` changes that).
+CORE_SOUNDS: dict[str, float] = {
+    "tt-allbusy": 8.969,
+    "im-sorry": 1.022,
+    "please-try-call-later": 2.166,
+    "vm-goodbye": 0.865,
+    "auth-thankyou": 0.96,
+    "one-moment-please": 1.583,
+    "pls-hold-while-try": 2.425,
+    "queue-thankyou": 1.592,
+    "queue-holdtime": 2.79,
+    "queue-youarenext": 5.362,
+    "queue-thereare": 2.257,
+    "queue-callswaiting": 2.473,
+    "queue-minutes": 0.875,
+    "queue-seconds": 1.12,
+    "queue-less-than": 1.05,
+    "queue-periodic-announce": 7.837,
+    "queue-reporthold": 1.093,
+    "vm-intro": 5.654,
+    "vm-msgsaved": 2.169,
+    "vm-review": 7.746,
+    "vm-nobodyavail": 2.788,
+    "vm-rec-name": 4.286,
+    "vm-sorry": 3.072,
+    "you-entered": 0.972,
+    "please-try-again": 1.245,
+    "invalid": 4.112,
+    "transfer": 2.392,
+    "tt-weasels": 2.951,
+    "tt-monkeys": 16.18,
+    "beeperr": 0.36,
+    "silence/1": 1.0,
+}
+#: The sounds a :class:`Pbx` knows: the core sounds above, and for those the captures played, the
+#: duration measured on the wire (``PlaybackStarted`` to ``PlaybackFinished``).
 DEFAULT_SOUNDS: dict[str, float] = {
+    **CORE_SOUNDS,
     "hello-world": 1.42,
     "goodbye": 0.94,
     "beep": 0.44,
@@ -174,6 +212,20 @@ class DialplanVisit:
     priority: int
     app: str
     data: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaHeard:
+    """One media item played to a channel, and how far: what the far end heard (control API).
+
+    ``result`` is ``complete`` (played to its end), ``missing`` (no such file: nothing heard),
+    ``cut`` (the channel hung up mid-item) or ``stopped`` (the playback was stopped, or the channel
+    left Stasis).
+    """
+
+    channel_id: str
+    media_uri: str
+    result: str
 
 
 @runtime_checkable
@@ -526,6 +578,8 @@ class Pbx:
     :param scheduler: time and timers; a :class:`VirtualScheduler` by default.
     :param seed: seeds ids (bridge and playback UUIDs, SIP Call-IDs) for reproducible runs.
     :param inbound_tech: technology of inbound channel names (``PJSIP/trunk-00000001``).
+    :param default_sound_s: how long a sound missing from :attr:`sounds` plays; ``None`` (the default,
+        as on a real Asterisk) makes it a missing file.
     """
 
     def __init__(
@@ -536,7 +590,7 @@ class Pbx:
         asterisk_id: str = DEFAULT_ASTERISK_ID,
         inbound_tech: str = "PJSIP",
         inbound_trunk: str = "trunk",
-        default_sound_s: float | None = 1.0,
+        default_sound_s: float | None = None,
     ) -> None:
         self.scheduler: Scheduler = scheduler or VirtualScheduler()
         self.asterisk_id = asterisk_id
@@ -553,6 +607,7 @@ class Pbx:
         self.endpoints: dict[str, EndpointConfig] = {}
         self.dialplan: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.dialplan_log: deque[DialplanVisit] = deque(maxlen=10_000)
+        self.media_log: deque[MediaHeard] = deque(maxlen=10_000)
         self.global_variables: dict[str, str] = {}
         self.startup_time = ari_timestamp(self.scheduler.now())
         self._rng = random.Random(seed)
@@ -922,13 +977,23 @@ class Pbx:
                 name, _, value = data.partition("=")
                 self._varset(channel, name.strip(), value)
             elif key in ("wait", "playback"):
-                delay = _atof(data) if key == "wait" else (self._sound_duration(data) or 0.0)
+                delay = _atof(data) if key == "wait" else self._dialplan_playback_s(data)
                 resume = priority + 1
                 channel.dialplan_timer = self.scheduler.call_later(
                     delay, functools.partial(self._run_steps, channel, steps, resume)
                 )
                 return
             priority += 1
+
+    def _dialplan_playback_s(self, data: str) -> float:
+        """How long ``Playback(a&b)`` plays: app_playback stops at the first missing file and goes on."""
+        total = 0.0
+        for sound in data.split(",")[0].split("&"):
+            duration = self._sound_duration(sound.strip())
+            if duration is None:
+                break
+            total += duration
+        return total
 
     def _enter_stasis(self, channel: Channel, data: str) -> bool:
         app, *args = data.split(",")
@@ -1260,6 +1325,12 @@ class Pbx:
         bridge.channels.remove(channel.id)
         # The Left event still shows the technology of the two-party bridge (native_rtp).
         self._bridge_event(bridge, "ChannelLeftBridge", channel)
+        if bridge.moh_class is not None and not bridge.channels:
+            # The music-on-hold announcer (Announcer/ARI_MOH-…;2) joined with
+            # AST_BRIDGE_CHANNEL_FLAG_LONELY (res_stasis.c bridge_moh_create): it leaves with the last
+            # other channel and the music stops ("Stopped music on hold"); later arrivals get silence
+            # until POST /bridges/{id}/moh again. Internal channels are hidden from ARI: no event.
+            bridge.moh_class = None
         if bridge.bridge_type == "mixing" and len(bridge.channels) < 3:
             bridge.technology = "simple_bridge"
         if moved and channel.app is not None:
@@ -1267,6 +1338,33 @@ class Pbx:
             if refs is not None:
                 refs.discard(channel.id)
         self._notify("left_bridge", channel.id, bridge.id)
+
+    def start_moh(self, bridge: Bridge, moh_class: str) -> None:
+        """``POST /bridges/{id}/moh``: 204 and no event (ari_answered_bridge).
+
+        The announcer channel playing the music is internal (``AST_CHAN_TP_INTERNAL``): ARI's
+        sanitizer leaves it out of ``bridge.channels`` and sends no event about it (the capture's
+        snapshots list only the caller, music playing or not).
+        """
+        bridge.moh_class = moh_class
+
+    def stop_moh(self, bridge: Bridge) -> bool:
+        """``DELETE /bridges/{id}/moh``; False (409) when no music plays (never started, or stopped
+        when the last channel left)."""
+        if bridge.moh_class is None:
+            return False
+        bridge.moh_class = None
+        return True
+
+    def heard(self, channel_id: str) -> list[tuple[str, str]]:
+        """The media items played to ``channel_id`` and how each ended (see :class:`MediaHeard`)."""
+        return [(m.media_uri, m.result) for m in self.media_log if m.channel_id == channel_id]
+
+    def hears_music(self, channel_id: str) -> bool:
+        """Whether ``channel_id`` is in a bridge whose music on hold is playing (control API)."""
+        channel = self.channels.get(channel_id)
+        bridge = self.bridges.get(channel.bridge_id or "") if channel is not None else None
+        return bridge is not None and bridge.moh_class is not None
 
     def remove_from_bridge(self, bridge: Bridge, channels: Sequence[Channel]) -> None:
         for channel in channels:
@@ -1348,7 +1446,15 @@ class Pbx:
         self._playback_event(channel, "PlaybackStarted", playback.json())
         duration = self.media_duration(playback.media[playback.index])
         if duration is None:
-            # A missing file is no REST error: 201, then Started and Finished "failed" at once.
+            # A missing file is no REST error: 201, then Started and Finished "failed" at once. Not
+            # the last item of a list: PlaybackContinuing and the next item (res_stasis_playback.c
+            # playback_final_update: failed is only reported for the last item).
+            self._heard(channel, playback, "missing")
+            if playback.index + 1 < len(playback.media):
+                self._playback_event(channel, "PlaybackContinuing", playback.json("continuing"))
+                playback.index += 1
+                self._play_item(channel, playback)
+                return
             self._end_playback(channel, playback, "failed")
             return
         playback.remaining_s = duration
@@ -1361,8 +1467,12 @@ class Pbx:
                 playback.remaining_s, lambda: self._playback_item_done(channel, playback)
             )
 
+    def _heard(self, channel: Channel, playback: Playback, result: str) -> None:
+        self.media_log.append(MediaHeard(channel.id, playback.media[playback.index], result))
+
     def _playback_item_done(self, channel: Channel, playback: Playback) -> None:
         playback.timer = None
+        self._heard(channel, playback, "complete")
         if playback.index + 1 < len(playback.media):
             # PlaybackContinuing carries the item that just ended; the same id plays the next item.
             self._playback_event(channel, "PlaybackContinuing", playback.json("continuing"))
@@ -1371,7 +1481,11 @@ class Pbx:
             return
         self._end_playback(channel, playback, "done")
 
-    def _end_playback(self, channel: Channel, playback: Playback, state: str) -> None:
+    def _end_playback(
+        self, channel: Channel, playback: Playback, state: str, heard: str | None = None
+    ) -> None:
+        if heard is not None:
+            self._heard(channel, playback, heard)
         if playback.timer is not None:
             playback.timer.cancel()
             playback.timer = None
@@ -1394,7 +1508,7 @@ class Pbx:
             if playback in channel.media:
                 channel.media.remove(playback)
             return
-        self._end_playback(channel, playback, "done")
+        self._end_playback(channel, playback, "done", heard="stopped")
 
     def control_playback(self, playback: Playback, operation: str) -> bool:
         """``POST /playbacks/{id}/control``; False when the playback is not playing (409)."""
@@ -1447,9 +1561,9 @@ class Pbx:
         if isinstance(current, Playback):
             if hangup:
                 # Between ChannelHangupRequest and StasisEnd: PlaybackFinished "failed".
-                self._end_playback(channel, current, "failed")
+                self._end_playback(channel, current, "failed", heard="cut")
             else:
-                self._end_playback(channel, current, "done")
+                self._end_playback(channel, current, "done", heard="stopped")
         else:
             # res_stasis_recording marks the recording complete whatever ended it (hang-up included).
             self._finish_recording(current, keep=True)

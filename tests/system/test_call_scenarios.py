@@ -145,6 +145,13 @@ async def test_given_agent_available_when_caller_arrives_then_bridged_answered_a
     assert call["talk_s"] > 0 and call["answered_at"] <= call["ended_at"]
     assert call["reconciled"] is False
     assert kinds(call)[0] == "arrived" and {"queued", "answered", "ended"} <= set(kinds(call))
+    # Dial RINGING and ChannelStateChange Ringing of the agent's leg: the phone rang, once on the timeline.
+    assert kinds(call).count("agent_ringing") == 1
+    assert (
+        kinds(call).index("agent_offered")
+        < kinds(call).index("agent_ringing")
+        < kinds(call).index("answered")
+    )
     ended = await one_call_ended(system, caller)
     assert (ended.outcome, ended.agent_id, ended.position) == ("answered", "alice", 1)
     # The app ends the agent's leg and the bridge; the agent wraps up (1 s), then takes calls again.
@@ -184,6 +191,26 @@ async def test_given_two_callers_waiting_when_second_hangs_up_after_threshold_th
     assert (await system.decided(first))["outcome"] == "abandoned"
 
 
+async def test_given_holding_bridge_emptied_when_next_caller_waits_then_music_plays_again(
+    sim: SimulatedAsterisk, system: RunningApp
+) -> None:
+    """Real Asterisk: the music-on-hold announcer leaves with the last caller (lonely bridge channel);
+    a later caller put in the same bridge waited in silence."""
+    await system.put_queue(dataclasses.replace(FAST_QUEUE, join_empty=True, max_wait_s=60))
+    first = call_in(sim)
+    await queued(system, first)
+    await eventually(lambda: sim.hears_music(first), what="music for the first caller")
+    sim.hangup(first)
+    await system.decided(first)
+
+    second = call_in(sim, caller="+14155550101")
+
+    await queued(system, second)
+    await eventually(lambda: sim.hears_music(second), what="music for the caller after the first left")
+    sim.hangup(second)
+    await system.decided(second)
+
+
 async def test_given_caller_queued_when_hangs_up_under_5s_then_short_abandon(
     sim: SimulatedAsterisk, system: RunningApp
 ) -> None:
@@ -212,15 +239,19 @@ async def test_given_no_agent_logged_in_when_caller_arrives_then_message_hangup_
 
     caller = call_in(sim)
 
-    # Not left in silence: a message, then the app hangs up itself (about 6 s later).
+    # Not left in silence: a message, then the app hangs up itself once it has played (8.97 s).
     await eventually(lambda: "sound:tt-allbusy" in played(sim, caller), what="the all-busy message")
     # (A REST call is recorded once answered, after its events: wait for the record itself.)
     await eventually(
         lambda: bool(requested(sim, "DELETE", f"/ari/channels/{caller}")), timeout_s=15, what="the hang-up"
     )
     assert caller not in sim.channels
+    assert sim.heard(caller) == [("sound:tt-allbusy", "complete")], "the whole message, not cut off"
     call = await system.decided(caller)
     assert (call["outcome"], call["queued_at"], call["position"]) == ("unanswered_no_agents", None, None)
+    [by_us] = [e for e in call["events"] if e["kind"] == "hung_up_by_us"]
+    assert by_us["detail"] == {"reason": "exit_message_played"}
+    assert "caller_hung_up" not in kinds(call)
     assert (await one_call_ended(system, caller)).outcome == "unanswered_no_agents"
     assert not requested(sim, "POST", "/ari/channels"), "nobody to ring"
 
@@ -254,10 +285,13 @@ async def test_given_queue_closed_today_when_caller_arrives_then_closed_message_
 
     caller = call_in(sim)
 
-    await eventually(lambda: played(sim, caller) == ["sound:im-sorry", "sound:pls-try-call-later"])
-    sim.hangup(caller)
+    # The whole message (a missing sound file would fail at once), then our hang-up.
     call = await system.decided(caller)
+    assert played(sim, caller) == ["sound:im-sorry", "sound:please-try-call-later"]
+    assert sim.heard(caller) == [("sound:im-sorry", "complete"), ("sound:please-try-call-later", "complete")]
     assert (call["outcome"], call["queued_at"], call["wait_s"]) == ("after_hours", None, None)
+    assert kinds(call)[-2:] == ["hung_up_by_us", "ended"]
+    assert call["events"][-1]["detail"] == {"outcome": "after_hours", "wait_s": None}
     assert (await one_call_ended(system, caller)).outcome == "after_hours"
     assert (
         not requested(sim, "POST", "/ari/channels")

@@ -204,3 +204,132 @@ async def test_control_api_rejects_unknown_channels_and_bad_digits(ari: Ari, sim
         sim.press(channel_id, "1x")
     with pytest.raises(SimulatorError):
         sim.hangup("no-such-channel")
+
+
+# ---------------------------------------------------------------------------------------------
+# Music on hold and sounds, as a real Asterisk 20.20.1 plays them
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_bridge_music_stops_for_good_when_the_last_channel_leaves(
+    ari: Ari, sim: SimulatedAsterisk
+) -> None:
+    """res_stasis.c bridge_moh_create: the announcer is a lonely channel; it leaves with the last caller."""
+    stream = await ari.events()
+    first, second = sim.incoming_call("sipp"), sim.incoming_call("sipp")
+    bridge = (await ari.call("POST", "/ari/bridges", {"type": "holding"})).body
+    await ari.call("POST", f"/ari/bridges/{bridge['id']}/addChannel", {"channel": first})
+    assert (await ari.call("POST", f"/ari/bridges/{bridge['id']}/moh")).status == 204
+    assert sim.hears_music(first)
+    # The announcer is internal: ARI lists and reports only the caller (ari_answered_bridge).
+    assert (await ari.call("GET", f"/ari/bridges/{bridge['id']}")).body["channels"] == [first]
+    assert _types(await stream.sync(sim)) == ["StasisStart", "StasisStart", "ChannelEnteredBridge"]
+
+    sim.hangup(first)
+
+    assert [t for t in _types(await stream.sync(sim))[3:] if t != "ChannelVarset"] == [
+        "ChannelHangupRequest",
+        "ChannelLeftBridge",
+        "StasisEnd",
+    ], "no event says the announcer left"
+    await ari.call("POST", f"/ari/bridges/{bridge['id']}/addChannel", {"channel": second})
+    assert not sim.hears_music(second), "a later caller waits in silence"
+    stop = await ari.call("DELETE", f"/ari/bridges/{bridge['id']}/moh")
+    assert (stop.status, stop.body) == (409, {"message": "Bridge isn't playing music"})
+    assert (await ari.call("POST", f"/ari/bridges/{bridge['id']}/moh")).status == 204
+    assert sim.hears_music(second)
+
+
+async def test_bridge_music_plays_on_while_a_caller_remains_and_stops_when_the_last_moves_out(
+    ari: Ari, sim: SimulatedAsterisk
+) -> None:
+    await ari.events()
+    first, second = sim.incoming_call("sipp"), sim.incoming_call("sipp")
+    holding = (await ari.call("POST", "/ari/bridges", {"type": "holding"})).body["id"]
+    mixing = (await ari.call("POST", "/ari/bridges", {"type": "mixing"})).body["id"]
+    await ari.call("POST", f"/ari/bridges/{holding}/addChannel", {"channel": f"{first},{second}"})
+    await ari.call("POST", f"/ari/bridges/{holding}/moh")
+
+    sim.hangup(first)
+    assert sim.hears_music(second)
+    await ari.call("POST", f"/ari/bridges/{mixing}/addChannel", {"channel": second})
+
+    assert sim.bridges[holding].moh_class is None and not sim.hears_music(second)
+
+
+async def test_core_sounds_play_for_their_real_length_and_unknown_ones_fail_at_once(
+    ari: Ari, sim: SimulatedAsterisk
+) -> None:
+    """Missing file: 201, then PlaybackStarted and PlaybackFinished "failed" in the same ms
+    (WARNING res_stasis_playback.c: Playback failed for sound:...)."""
+    stream = await ari.events()
+    channel_id = sim.incoming_call("sipp")
+    reply = await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": "sound:pls-try-call-later"})
+    assert reply.status == 201
+    events = (await stream.sync(sim))[1:]
+    assert [(e["type"], e["playback"]["state"]) for e in events] == [
+        ("PlaybackStarted", "playing"),
+        ("PlaybackFinished", "failed"),
+    ]
+    assert events[0]["timestamp"] == events[1]["timestamp"]
+
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": "sound:tt-allbusy"})
+    await sim.advance(8.96)
+    assert _types(await stream.sync(sim))[3:] == ["PlaybackStarted"]
+    await sim.advance(0.01)
+    assert _types(await stream.sync(sim))[3:] == ["PlaybackStarted", "PlaybackFinished"]
+    assert sim.heard(channel_id) == [
+        ("sound:pls-try-call-later", "missing"),
+        ("sound:tt-allbusy", "complete"),
+    ]
+
+
+async def test_a_missing_item_of_a_media_list_is_skipped_and_only_a_missing_last_item_fails_the_playback(
+    ari: Ari, sim: SimulatedAsterisk
+) -> None:
+    """res_stasis_playback.c playback_final_update: a failed item that is not the last one continues."""
+    stream = await ari.events()
+    channel_id = sim.incoming_call("sipp")
+
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": "sound:nope,sound:im-sorry"})
+    await sim.advance(1.03)
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": "sound:im-sorry,sound:nope"})
+    await sim.advance(1.03)
+
+    events = (await stream.sync(sim))[1:]
+    assert [(e["type"], e["playback"]["media_uri"], e["playback"]["state"]) for e in events] == [
+        ("PlaybackStarted", "sound:nope", "playing"),
+        ("PlaybackContinuing", "sound:nope", "continuing"),
+        ("PlaybackStarted", "sound:im-sorry", "playing"),
+        ("PlaybackFinished", "sound:im-sorry", "done"),
+        ("PlaybackStarted", "sound:im-sorry", "playing"),
+        ("PlaybackContinuing", "sound:im-sorry", "continuing"),
+        ("PlaybackStarted", "sound:nope", "playing"),
+        ("PlaybackFinished", "sound:nope", "failed"),
+    ]
+
+
+async def test_what_a_caller_heard_records_cut_and_stopped_playbacks(
+    ari: Ari, sim: SimulatedAsterisk
+) -> None:
+    await ari.events()
+    channel_id = sim.incoming_call("sipp")
+    await ari.call("POST", f"/ari/channels/{channel_id}/play/pb-1", {"media": "sound:tt-allbusy"})
+    await sim.advance(1)
+    await ari.call("DELETE", "/ari/playbacks/pb-1")
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": "sound:tt-allbusy"})
+    await sim.advance(6)
+
+    sim.hangup(channel_id)
+
+    assert sim.heard(channel_id) == [("sound:tt-allbusy", "stopped"), ("sound:tt-allbusy", "cut")]
+
+
+async def test_dialplan_playback_of_a_list_stops_at_the_first_missing_file(sim: SimulatedAsterisk) -> None:
+    sim.add_extension("incoming", "700", [("Playback", "im-sorry&nope&tt-allbusy"), ("Hangup", "")])
+    channel_id = sim.incoming_call("sipp", exten="700")
+
+    await sim.advance(1.0)
+    assert channel_id in sim.channels
+    await sim.advance(0.03)
+    assert channel_id not in sim.channels

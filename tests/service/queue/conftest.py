@@ -16,9 +16,11 @@ from callcenter.queue.detection import (
     AgentHungUp,
     AgentLeg,
     AgentNoAnswer,
+    AgentRinging,
     CallAnswered,
     CallArrived,
     CallerHungUp,
+    MessagePlayed,
     NoAnswerReason,
 )
 from callcenter.queue.service import QueueService
@@ -63,6 +65,14 @@ class Harness:
         self.control.gone.add(call_id)
         self.control.live.discard(call_id)
         await self.service.handle(CallerHungUp(call_id=call_id, at=self.clock.now()))
+
+    async def message_played(self, call_id: str = "c1", *, failed: bool = False) -> None:
+        """Asterisk's ``PlaybackFinished`` of what was played to the caller (``failed``: a missing file)."""
+        await self.service.handle(MessagePlayed(call_id=call_id, at=self.clock.now(), failed=failed))
+
+    async def agent_rings(self, agent_id: str, call_id: str = "c1") -> None:
+        """The agent's phone alerts (``Dial`` RINGING or ``ChannelStateChange`` Ringing)."""
+        await self.service.handle(AgentRinging(call_id=call_id, agent_id=agent_id, at=self.clock.now()))
 
     async def agent_answers(self, agent_id: str, call_id: str = "c1") -> None:
         await self.service.handle(CallAnswered(call_id=call_id, agent_id=agent_id, at=self.clock.now()))
@@ -131,6 +141,11 @@ class Harness:
 
     async def timeline(self, call_id: str = "c1") -> list[str]:
         return [e.kind for e in await self.store.calls.events(call_id)]
+
+    async def entry(self, kind: str, call_id: str = "c1") -> dict[str, object]:
+        """The detail of the one timeline entry of ``kind``."""
+        [detail] = [dict(e.detail) for e in await self.store.calls.events(call_id) if e.kind == kind]
+        return detail
 
 
 MakeHarness = Callable[..., Awaitable[Harness]]

@@ -40,6 +40,8 @@ async def test_given_an_available_agent_when_a_call_arrives_then_it_is_held_rung
         Command("create_bridge", (BridgeKind.MIXING, "call-c1")),
         Command("add_to_bridge", ("bridge-2", leg)),
         Command("add_to_bridge", ("bridge-2", "c1")),
+        # The caller moved out of the holding bridge, now empty: its music has stopped for good.
+        Command("destroy_bridge", ("bridge-1",)),
     ]
     h.control.clear()
     h.clock.advance(60)
@@ -90,6 +92,7 @@ async def test_the_agent_leg_joins_once_it_is_in_stasis_and_repeated_answers_bri
         Command("add_to_bridge", ("bridge-2", leg)),
         Command("add_to_bridge", ("bridge-2", leg)),
         Command("add_to_bridge", ("bridge-2", "c1")),
+        Command("destroy_bridge", ("bridge-1",)),
     ]
     assert h.states("alice") == [A.RINGING, A.BUSY]
 
@@ -123,18 +126,89 @@ async def test_a_caller_hanging_up_after_2s_is_a_short_abandon(make_harness: Mak
 async def test_given_no_agent_logged_in_then_a_message_is_played_and_the_caller_hung_up(
     make_harness: MakeHarness,
 ) -> None:
+    """Real Asterisk: tt-allbusy lasts 8.97 s; a hang-up on a 6 s timer cut it off."""
     h = await make_harness(agents=[agent("alice")])
 
     await h.arrive()
 
     assert h.control.names() == ["answer", "play"]
     assert h.control.of("play") == [("c1", "tt-allbusy")]
-    await h.later(5)
-    assert "hangup" not in h.control.names()
-    await h.later(1)
+    await h.later(8)
+    assert "hangup" not in h.control.names(), "the message is still playing"
+    h.clock.advance(0.97)
+
+    await h.message_played()  # PlaybackFinished "done"
+
     assert h.control.of("hangup") == [("c1",)]
     await h.caller_hangs_up()
     assert h.outcome() is CallOutcome.UNANSWERED_NO_AGENTS
+    assert await h.timeline() == ["arrived", "queue_exit", "hung_up_by_us", "ended"]
+    assert await h.entry("hung_up_by_us") == {"reason": "exit_message_played"}
+    assert await h.entry("ended") == {"outcome": "unanswered_no_agents", "wait_s": None}
+    assert h.call().wait_s is None
+
+
+async def test_a_message_that_fails_to_play_ends_the_wait_at_once(make_harness: MakeHarness) -> None:
+    """A missing sound file: 201, then PlaybackStarted and PlaybackFinished "failed" in the same ms."""
+    h = await make_harness(agents=[agent("alice")])
+    await h.arrive()
+
+    await h.message_played(failed=True)
+
+    assert h.control.of("hangup") == [("c1",)]
+    await h.caller_hangs_up()
+    assert await h.entry("hung_up_by_us") == {"reason": "exit_message_failed"}
+
+
+async def test_the_end_of_the_message_can_overtake_the_reply_to_play(make_harness: MakeHarness) -> None:
+    """Events can reach the link before the REST answer that caused them (PlaybackFinished here)."""
+    h = await make_harness(agents=[agent("alice")])
+
+    async def finished_meanwhile() -> None:
+        await h.message_played(failed=True)
+
+    h.control.during("play", finished_meanwhile)
+    await h.arrive()
+
+    assert h.control.of("hangup") == [("c1",)]
+
+
+async def test_a_lost_end_of_message_is_backed_up_by_a_timer(make_harness: MakeHarness) -> None:
+    h = await make_harness(agents=[agent("alice")])
+    await h.arrive()
+    await h.later(29)
+    assert "hangup" not in h.control.names()
+
+    await h.later(1)
+
+    assert h.control.of("hangup") == [("c1",)]
+    await h.caller_hangs_up()
+    assert await h.entry("hung_up_by_us") == {"reason": "exit_message_end_not_reported"}
+    await h.message_played()  # arriving after all: nothing more happens
+    assert h.control.of("hangup") == [("c1",)]
+
+
+async def test_a_playback_ending_for_a_caller_without_an_exit_message_hangs_nobody_up(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.arrive()
+
+    await h.message_played()
+
+    assert "hangup" not in h.control.names()
+    assert h.outcome() is None and h.rung() == ["PJSIP/alice"]
+
+
+async def test_a_caller_hanging_up_mid_message_is_their_own_hang_up(make_harness: MakeHarness) -> None:
+    h = await make_harness(agents=[agent("alice")])
+    await h.arrive()
+    await h.later(3)
+    await h.caller_hangs_up()
+
+    await h.message_played(failed=True)  # a hang-up mid-playback fails the playback
+
+    assert "hangup" not in h.control.names()
     assert await h.timeline() == ["arrived", "queue_exit", "caller_hung_up", "ended"]
 
 
@@ -173,7 +247,7 @@ async def test_a_caller_past_max_wait_leaves_on_tick_with_the_timeout_action(
 
     await h.later(1)
 
-    assert h.control.names()[-2:] == ["hangup", "continue_in_dialplan"]
+    assert h.control.names()[-3:] == ["hangup", "continue_in_dialplan", "destroy_bridge"]
     assert h.control.of("hangup") == [(leg,)]
     assert h.state("alice") is A.AVAILABLE
     await h.caller_hangs_up()
@@ -191,10 +265,15 @@ async def test_max_wait_with_the_hangup_action_plays_the_message_then_hangs_up(
     await h.arrive()
     await h.later(30)
     assert h.control.of("play") == [("c1", "tt-allbusy")]
+    await h.later(8)
+    assert "hangup" not in h.control.names()
 
-    await h.later(6)
+    await h.message_played()
 
     assert h.control.of("hangup") == [("c1",)]
+    assert "destroy_bridge" not in h.control.names(), "the caller was still in the holding bridge"
+    await h.caller_hangs_up()
+    assert h.control.of("destroy_bridge") == [("bridge-1",)]
 
 
 async def test_after_hours_the_caller_gets_the_after_hours_action(make_harness: MakeHarness) -> None:
@@ -223,9 +302,13 @@ async def test_a_holiday_is_after_hours_and_the_default_action_plays_the_closed_
     await h.arrive()
 
     assert h.control.names() == ["answer", "play"]
-    assert h.control.of("play") == [("c1", "im-sorry", "pls-try-call-later")]
+    assert h.control.of("play") == [("c1", "im-sorry", "please-try-call-later")]
+    await h.later(3)
+    await h.message_played()
+    assert h.control.of("hangup") == [("c1",)]
     await h.caller_hangs_up()
     assert h.outcome() is CallOutcome.AFTER_HOURS
+    assert await h.entry("ended") == {"outcome": "after_hours", "wait_s": None}
 
 
 async def test_an_unknown_queue_hands_the_caller_back_to_the_dialplan_as_failed(
@@ -334,7 +417,7 @@ async def test_a_caller_hanging_up_while_the_agent_rings_is_abandoned_and_the_le
 
     await h.caller_hangs_up()
 
-    assert h.control.commands == [Command("hangup", (leg,))]
+    assert h.control.commands == [Command("hangup", (leg,)), Command("destroy_bridge", ("bridge-1",))]
     [ended] = h.ended()
     assert (ended.outcome, ended.wait_s, ended.agent_id) == (CallOutcome.ABANDONED, 12.0, None)
     assert h.state("alice") is A.AVAILABLE
@@ -359,6 +442,9 @@ async def test_the_agent_hanging_up_first_hangs_up_the_caller(make_harness: Make
     [ended] = h.ended()
     assert (ended.outcome, ended.talk_s) == (CallOutcome.ANSWERED, 30.0)
     assert h.control.names()[-1] == "destroy_bridge"
+    # The supervisor reads who ended the call: the agent, then we hung the caller up.
+    assert (await h.timeline())[-3:] == ["agent_hung_up", "hung_up_by_us", "ended"]
+    assert await h.entry("hung_up_by_us") == {"reason": "agent_hung_up"}
 
 
 async def test_wrap_up_of_zero_makes_the_agent_available_at_once_for_the_next_caller(
@@ -460,3 +546,100 @@ async def test_a_call_ended_event_is_published_after_its_record_is_stored(make_h
     await h.caller_hangs_up()
 
     assert seen == [CallOutcome.SHORT_ABANDON]
+
+
+# ---------------------------------------------------------------------------------------------
+# Found on a real Asterisk 20.20.1 (chan_sip, SIPp callers and agents)
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_a_caller_arriving_after_the_holding_bridge_emptied_gets_music_again(
+    make_harness: MakeHarness,
+) -> None:
+    """Real Asterisk: the music-on-hold announcer is a lonely bridge channel. When the last caller
+    left ("Announcer/ARI_MOH-00000000;2 left", "Stopped music on hold") the next caller, put in the
+    same bridge without a new POST /moh, waited in silence."""
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.service.pause("alice", actor="test")
+    await h.arrive("c1")
+    await h.caller_hangs_up("c1")
+    assert h.control.of("destroy_bridge") == [("bridge-1",)], "empty: its music has stopped for good"
+    h.control.clear()
+
+    await h.arrive("c2")
+
+    assert h.control.commands == [
+        Command("answer", ("c2",)),
+        Command("create_bridge", (BridgeKind.HOLDING, "queue-sales")),
+        Command("add_to_bridge", ("bridge-2", "c2")),
+        Command("start_hold_music", ("bridge-2",)),
+    ]
+
+
+async def test_callers_joining_an_occupied_holding_bridge_share_its_music(make_harness: MakeHarness) -> None:
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.service.pause("alice", actor="test")
+    await h.arrive("c1")
+    await h.arrive("c2")
+    await h.caller_hangs_up("c1")  # c2 is still in: the announcer stays, the music goes on
+    await h.arrive("c3")
+
+    assert h.control.of("create_bridge") == [(BridgeKind.HOLDING, "queue-sales")]
+    assert h.control.of("start_hold_music") == [("bridge-1",)]
+    assert h.control.of("add_to_bridge") == [("bridge-1", "c1"), ("bridge-1", "c2"), ("bridge-1", "c3")]
+    assert "destroy_bridge" not in h.control.names()
+    await h.service.unpause("alice", actor="test")
+    await h.agent_answers("alice", "c2")
+    await h.caller_hangs_up("c3")
+    assert h.control.of("destroy_bridge") == [("bridge-1",)], "the last caller out"
+
+
+async def test_the_agents_phone_ringing_is_on_the_timeline_once(make_harness: MakeHarness) -> None:
+    """Real Asterisk: Dial RINGING and ChannelStateChange Ringing come for the agent leg (in either
+    order), yet no agent_ringing entry reached the timeline."""
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.arrive()
+    await h.later(1)
+
+    await h.agent_rings("alice")  # ChannelStateChange Ringing
+    await h.agent_rings("alice")  # Dial RINGING
+    await h.later(2)
+    await h.agent_answers("alice")
+
+    assert await h.timeline() == ["arrived", "queued", "agent_offered", "agent_ringing", "answered"]
+    events = await h.store.calls.events("c1")
+    ringing = next(e for e in events if e.kind == "agent_ringing")
+    assert ringing.detail == {"agent_id": "alice"}
+    assert (ringing.at - events[2].at).total_seconds() == 1.0
+    assert h.states("alice") == [A.RINGING, A.BUSY], "the board counted the ring from the offer"
+
+
+async def test_a_second_offer_rings_on_the_timeline_again(make_harness: MakeHarness) -> None:
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.arrive()
+    await h.agent_rings("alice")
+    await h.agent_does_not_answer("alice")
+    await h.later(5)
+
+    await h.agent_rings("alice")
+
+    assert (await h.timeline())[2:] == [
+        "agent_offered",
+        "agent_ringing",
+        "agent_no_answer",
+        "agent_offered",
+        "agent_ringing",
+    ]
+
+
+async def test_a_call_that_never_queued_ends_with_no_wait_on_the_timeline_as_on_the_record(
+    make_harness: MakeHarness,
+) -> None:
+    """The timeline's ``ended`` said ``wait_s: 0.0`` while the record said ``null``."""
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
+    await h.arrive(queue="nosuchqueue")
+    await h.caller_hangs_up()
+
+    assert h.call().wait_s is None
+    assert await h.entry("ended") == {"outcome": "failed", "wait_s": None}
+    assert [e.wait_s for e in h.ended()] == [0.0], "CallEnded keeps its number"

@@ -132,7 +132,8 @@ async def test_the_caller_hanging_up_while_we_bridge_with_the_agent_ends_cleanly
     await h.caller_hangs_up()
 
     assert h.control.of("add_to_bridge")[-2:] == [("bridge-2", leg), ("bridge-2", "c1")]
-    assert h.control.names()[-2:] == ["hangup", "destroy_bridge"]
+    assert h.control.names()[-3:] == ["hangup", "destroy_bridge", "destroy_bridge"]
+    assert h.control.of("destroy_bridge") == [("bridge-2",), ("bridge-1",)], "mixing, then holding"
     assert h.outcome() is CallOutcome.ANSWERED
 
 
@@ -284,7 +285,8 @@ async def test_an_unexpected_error_hands_a_waiting_caller_back_to_the_dialplan(
 
     await h.arrive()
 
-    assert h.control.names()[-1] == "continue_in_dialplan"
+    # Back to the dialplan, out of the holding bridge, which nobody else is in.
+    assert h.control.names()[-2:] == ["continue_in_dialplan", "destroy_bridge"]
     assert "handling CallArrived of call c1 failed" in caplog.text
     await h.caller_hangs_up()
     assert h.outcome() is CallOutcome.FAILED

@@ -10,10 +10,18 @@ from typing import Any
 
 import pytest
 
-from callcenter.ari.events import AriEvent, Dial, DialStatus, StasisStart, parse_channel, parse_event
+from callcenter.ari.events import (
+    AriEvent,
+    ChannelStateChange,
+    Dial,
+    DialStatus,
+    PlaybackFinished,
+    StasisStart,
+    parse_channel,
+    parse_event,
+)
 from callcenter.ari.translate import (
     SHUTDOWN_FAILURE,
-    AgentLeg,
     reconcile_agent_legs,
     stasis_args,
     translate,
@@ -23,6 +31,7 @@ from callcenter.model.records import AgentRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
 from callcenter.queue.detection import (
     AgentHungUp,
+    AgentLeg,
     AgentNoAnswer,
     AgentOffered,
     AgentRinging,
@@ -33,6 +42,7 @@ from callcenter.queue.detection import (
     CallFailed,
     CallQueued,
     IgnoreReason,
+    MessagePlayed,
     NoAnswerReason,
 )
 from callcenter.queue.state import AgentPolicy, QueueBoard, Step
@@ -374,11 +384,92 @@ def test_received_at_moves_fact_times_onto_our_clock_keeping_intervals() -> None
 
 def test_events_that_say_nothing_about_calls_give_no_facts() -> None:
     quiet = [
-        e for e in events("ari_playback.jsonl") if type(e).__name__.startswith(("Playback", "ChannelVarset"))
+        e
+        for e in events("ari_playback.jsonl")
+        if type(e).__name__.startswith(("Playback", "ChannelVarset")) and not isinstance(e, PlaybackFinished)
     ]
 
     assert quiet
     assert all(translate(e, {}) == () for e in quiet)
+
+
+def test_every_captured_playback_end_tells_the_callers_call_that_a_message_was_played() -> None:
+    """ari_playback: done (played out, or stopped by DELETE), failed (missing file, hang-up mid-play)."""
+    finished = [e for e in events("ari_playback.jsonl") if isinstance(e, PlaybackFinished)]
+    received = T0 + timedelta(hours=1)
+
+    facts = [f for e in finished for f in translate(e, {}, received_at=received)]
+
+    channel = finished[0].playback.channel_id
+    assert channel is not None and len(facts) == len(finished)
+    assert all(isinstance(f, MessagePlayed) and f.call_id == channel and f.at == received for f in facts)
+    assert [f.failed for f in facts if isinstance(f, MessagePlayed)] == [
+        e.playback.state == "failed" for e in finished
+    ]
+    assert any(f.failed for f in facts if isinstance(f, MessagePlayed))
+    assert not all(f.failed for f in facts if isinstance(f, MessagePlayed))
+
+
+def test_a_playback_end_on_an_agent_leg_or_a_bridge_says_nothing() -> None:
+    body = raw_event("ari_playback.jsonl", "PlaybackFinished")
+    leg_id = body["playback"]["target_uri"].removeprefix("channel:")
+    assert translate(parse_event(body), {leg_id: AgentLeg(call_id="c", agent_id="bob")}) == ()
+    body["playback"]["target_uri"] = "bridge:6b7a"
+    assert translate(parse_event(body), {}) == ()
+
+
+def test_a_message_played_moves_no_call_on_the_board() -> None:
+    board = QueueBoard(queues=[QueueRecord(name="sales")])
+    arrived = translate(parse_event(raw_event("ari_abandon.jsonl", "StasisStart")), {})[0]
+    board.apply(arrived)
+
+    step = board.apply(MessagePlayed(call_id=arrived.call_id, at=T0, failed=True))
+
+    assert (step.ignored, step.events, step.record) == (IgnoreReason.NOT_A_STEP, (), None)
+    track = board.call(arrived.call_id)
+    assert track is not None and track.outcome is None
+
+
+@pytest.mark.parametrize("ringing_first", [False, True], ids=["dial-first", "ringing-first"])
+def test_an_agent_leg_rings_and_answers_whichever_of_dial_and_ringing_comes_first(
+    ringing_first: bool,
+) -> None:
+    """On a real Asterisk 20.20.1, 4 originates in 12 reported ChannelStateChange Ringing before the
+    Dial with dialstatus "" (the captures show the Dial first)."""
+    captured = events("ari_agent_answer.jsonl")
+    leg_events = [
+        e
+        for e in captured
+        if (isinstance(e, Dial) and e.peer.id == "1795461547.41")
+        or (isinstance(e, ChannelStateChange) and e.channel.id == "1795461547.41")
+    ]
+    dial_pending, state_ringing = leg_events[0], leg_events[1]
+    assert isinstance(dial_pending, Dial) and dial_pending.dialstatus is DialStatus.PENDING
+    assert isinstance(state_ringing, ChannelStateChange) and state_ringing.channel.state.value == "Ringing"
+    if ringing_first:
+        leg_events[0], leg_events[1] = state_ringing, dial_pending
+    board = QueueBoard(queues=[QueueRecord(name="sales")], policy=AgentPolicy(wrap_up_s=10))
+    board.load_agent(
+        AgentRecord(
+            id="alice", name="A", endpoint="SIP/sipp-uas", state=AgentState.AVAILABLE, queues=("sales",)
+        ),
+        T0,
+    )
+    legs = {"1795461547.41": AgentLeg(call_id="1795461546.38", agent_id="alice")}
+    for fact in translate(captured[0], {}):
+        board.apply(fact)
+    board.apply(CallQueued(call_id="1795461546.38", queue="sales", at=T0))
+    # The service registers the leg and applies the offer before it originates.
+    board.apply(AgentOffered(call_id="1795461546.38", agent_id="alice", at=T0))
+
+    facts = [f for e in leg_events for f in translate(e, legs)]
+    steps = [board.apply(f) for f in facts]
+
+    assert [type(f) for f in facts] == [AgentRinging, AgentRinging, CallAnswered, CallAnswered]
+    states = [e.state for s in steps for e in s.events if isinstance(e, AgentStateChanged)]
+    assert states == [AgentState.BUSY]
+    track = board.call("1795461546.38")
+    assert track is not None and track.agent_id == "alice" and track.answered_at is not None
 
 
 def test_stasis_args_of_channels_listed_at_resync() -> None:

@@ -26,6 +26,7 @@ from callcenter.queue.detection import (
     CallQueued,
     CallSentToVoicemail,
     ExitReason,
+    MessagePlayed,
     NoAnswerReason,
     QueueExit,
     Reconciled,
@@ -79,6 +80,7 @@ call_facts: st.SearchStrategy[Fact] = st.one_of(
     st.builds(CallFailed, call_id=calls, at=times, reason=st.just("boom")),
     st.builds(CallerHungUp, call_id=calls, at=times),
     st.builds(Reconciled, call_id=calls, at=times),
+    st.builds(MessagePlayed, call_id=calls, at=times, failed=st.booleans()),
 )
 agent_facts: st.SearchStrategy[Fact] = st.one_of(
     st.builds(AgentLoggedIn, agent_id=agents, at=times),
@@ -190,3 +192,21 @@ def test_agent_state_changes_chain_and_never_repeat_a_state(script: list[Fact]) 
                 assert event.state is not event.previous, event
                 last[event.agent_id] = event.state
     assert {a.agent_id: a.state for a in board.agents()} == last
+
+
+@settings(max_examples=200, deadline=None)
+@given(scripts(), st.lists(st.tuples(calls, times, st.booleans()), max_size=10))
+def test_messages_played_disturb_nothing(script: list[Fact], played: list[tuple[str, Any, bool]]) -> None:
+    plain, noisy = new_board(), new_board()
+    extra = [MessagePlayed(call_id=c, at=at, failed=failed) for c, at, failed in played]
+    plain_events = [e for fact in script for e in plain.apply(fact).events]
+    noisy_events: list[object] = []
+    for index, fact in enumerate(script):
+        noisy_events += noisy.apply(fact).events
+        for message in extra[index : index + 1]:
+            step = noisy.apply(message)
+            assert step.events == () and step.record is None and step.ignored is not None
+
+    assert plain_events == noisy_events
+    assert plain.agents() == noisy.agents()
+    assert plain.live_calls() == noisy.live_calls()
