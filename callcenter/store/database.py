@@ -47,6 +47,8 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 #: How long opening a PostgreSQL connection may take before it counts as unreachable (s).
 CONNECT_TIMEOUT_S: Final = 10.0
+#: Age after which a pooled PostgreSQL connection is replaced at its next checkout (s).
+POOL_RECYCLE_S: Final = 1_800
 #: Key of the PostgreSQL advisory lock that serialises migrations of processes starting together.
 _MIGRATION_LOCK_KEY: Final = 0x63632D6D6967  # "cc-mig"
 
@@ -57,8 +59,9 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """An async engine for ``settings.url`` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``).
 
     SQLite: the file's folder is created, and every connection gets WAL (readers never block the
-    writer), enforced foreign keys and a busy timeout. PostgreSQL: a connect timeout, pre-ping so a
-    restarted server is reconnected transparently, and the URL's ``options`` as server settings.
+    writer), enforced foreign keys and a busy timeout. PostgreSQL: a connect timeout, connections
+    recycled after ``POOL_RECYCLE_S`` and replaced when found dropped (no pre-ping round trip), and
+    the URL's ``options`` as server settings.
 
     :raises ConfigError: when the URL is malformed or names another backend.
     """
@@ -111,7 +114,14 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_S}
     if server_settings:
         connect_args["server_settings"] = server_settings
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # No pre-ping: it costs a round trip per checkout, i.e. per repository call. A connection the
+    # server dropped is found by its first statement instead; SQLAlchemy then invalidates it and every
+    # older pooled connection ("optimistic" disconnect handling), and the repositories' writes retry
+    # once on a fresh one (``_SqlRepository._write``). Recycling bounds a connection's age below common
+    # idle cut-offs (firewalls, poolers), so an idle pool rarely holds dead connections at all.
+    return create_async_engine(
+        url, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_S, connect_args=connect_args
+    )
 
 
 def _server_settings(options: str | tuple[str, ...] | None) -> dict[str, str]:

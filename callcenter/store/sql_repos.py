@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+import functools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any, Final, TypeVar, cast
@@ -26,18 +28,24 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     String,
+    Table,
+    Text,
+    Update,
     and_,
+    bindparam,
     case,
     delete,
     func,
+    insert,
     literal,
     or_,
     select,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from callcenter.errors import NotFoundError, StoreUnavailableError, ValidationError
 from callcenter.model.paging import Page, check_limit, decode_cursor, encode_cursor
@@ -87,6 +95,38 @@ class _SqlRepository:
                         yield session
                 else:
                     yield session
+        except TimeoutError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailableError(
+                f"SQL store at {where} did not answer within {self._timeout_s:g} s while {doing}"
+            ) from exc
+        except (StatementError, OSError) as exc:
+            raise store_error(exc, self._engine.url, doing) from exc
+
+    async def _write(self, doing: str, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+        """``work`` in one transaction on a plain connection (no ORM session), committed on success.
+
+        Without a pre-ping, a connection the server dropped (a restart, an idle timeout) is found
+        broken by its first statement: SQLAlchemy then invalidates it and every older pooled connection.
+        When that happens before ``work`` has finished, nothing was committed (the server rolled the
+        transaction back with the connection), so ``work`` runs once more on a fresh connection. A failure
+        while committing is never retried: the commit may have happened.
+        """
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                for attempt in (1, 2):
+                    async with self._engine.connect() as connection:
+                        worked = False
+                        try:
+                            async with connection.begin():
+                                result = await work(connection)
+                                worked = True  # the commit follows, on leaving the block
+                        except DBAPIError as exc:
+                            if attempt == 1 and not worked and exc.connection_invalidated:
+                                continue
+                            raise
+                        return result
+                raise AssertionError("unreachable")  # pragma: no cover
         except TimeoutError as exc:
             where = self._engine.url.render_as_string(hide_password=True)
             raise StoreUnavailableError(
@@ -183,8 +223,41 @@ def _call_record(row: CallRow) -> CallRecord:
     )
 
 
+#: One timeline entry, its id returned (``INSERT ... RETURNING`` on both dialects).
+_EVENTS_TABLE: Final = cast(Table, CallEventRow.__table__)
+_APPEND_EVENT: Final = insert(_EVENTS_TABLE).returning(_EVENTS_TABLE.c.id)
+
+
 def _call_event(row: CallEventRow) -> CallEvent:
     return CallEvent(id=row.id, call_id=row.call_id, at=row.at, kind=row.kind, detail=dict(row.detail))
+
+
+@functools.cache
+def _call_upsert(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT INTO calls ... ON CONFLICT (id) DO UPDATE`` for ``dialect``, values left to bind.
+
+    Built once: the 19 ``CASE`` expressions cost more CPU to build (and to derive SQLAlchemy's cache key
+    from) than the database spends running the statement. A statement object reused keeps its cache key.
+    """
+    table = cast(Table, CallRow.__table__)
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    stored = table.c
+    live = stored.outcome.is_(None)
+    changes: dict[str, Any] = {}
+    for column in stored:
+        name = column.name
+        if name == "id":
+            continue
+        new = insert.excluded[name]
+        if name == "reconciled":
+            changes[name] = case((live, new), else_=column)
+            continue
+        empty: ColumnElement[bool] = column.is_(None)
+        if isinstance(column.type, String):
+            empty = or_(empty, column == "")
+        # SET expressions all see the row as it was, so `live` is the old outcome everywhere.
+        changes[name] = case((or_(live, empty), new), else_=column)
+    return insert.on_conflict_do_update(index_elements=[stored.id], set_=changes)
 
 
 class SqlCallRepository(_SqlRepository):
@@ -198,29 +271,17 @@ class SqlCallRepository(_SqlRepository):
         or ``""``) are filled in, such as ``closed_at``. Concurrent upserts cannot mix two endings:
         the database applies them one after the other.
 
+        The statement is built once per dialect (:func:`_call_upsert`); each call only binds values.
+
         :raises ValidationError: for a naive datetime.
         """
-        async with self._session("saving a call", write=True) as session:
-            insert = _upsert(self._engine, CallRow)
-            values = _call_values(call)
-            stored = CallRow.__table__.c
-            live = stored.outcome.is_(None)
-            changes: dict[str, Any] = {}
-            for name in values:
-                if name == "id":
-                    continue
-                column, new = stored[name], insert.excluded[name]
-                if name == "reconciled":
-                    changes[name] = case((live, new), else_=column)
-                    continue
-                empty: ColumnElement[bool] = column.is_(None)
-                if isinstance(column.type, String):
-                    empty = or_(empty, column == "")
-                # SET expressions all see the row as it was, so `live` is the old outcome everywhere.
-                changes[name] = case((or_(live, empty), new), else_=column)
-            await session.execute(
-                insert.values(**values).on_conflict_do_update(index_elements=[stored.id], set_=changes)
-            )
+        statement = _call_upsert(self._engine.dialect.name)
+        values = _call_values(call)
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(statement, values)
+
+        await self._write("saving a call", work)
 
     async def get(self, call_id: str) -> CallRecord:
         """:raises NotFoundError: for an unknown id."""
@@ -272,11 +333,14 @@ class SqlCallRepository(_SqlRepository):
         :raises ValidationError: for a naive ``at`` or a ``detail`` that is not JSON.
         """
         body = dict(detail or {})
-        async with self._session("adding a call event", write=True) as session:
-            row = CallEventRow(call_id=call_id, at=at, kind=kind, detail=body)
-            session.add(row)
-            await session.flush()
-            return CallEvent(id=row.id, call_id=call_id, at=at, kind=kind, detail=body)
+        values = {"call_id": call_id, "at": at, "kind": kind, "detail": body}
+
+        async def work(connection: AsyncConnection) -> int:
+            # One INSERT: an unknown call is the foreign key's violation, mapped to NotFoundError.
+            return int((await connection.execute(_APPEND_EVENT, values)).scalar_one())
+
+        event_id = await self._write("adding a call event", work)
+        return CallEvent(id=event_id, call_id=call_id, at=at, kind=kind, detail=body)
 
     async def events(self, call_id: str) -> tuple[CallEvent, ...]:
         """The call's timeline, oldest first (ties in insertion order).
@@ -461,17 +525,23 @@ class SqlAgentRepository(_SqlRepository):
 
         :raises NotFoundError:
         """
-        async with self._session("changing an agent's state", write=True) as session:
-            unchanged = and_(AgentRow.state == state.value, AgentRow.state_since.is_not(None))
-            result = await session.execute(
-                update(AgentRow)
-                .where(AgentRow.id == agent_id)
-                .values(state=state.value, state_since=case((unchanged, AgentRow.state_since), else_=_at(at)))
-                .execution_options(synchronize_session=False)
-            )
-            if cast(CursorResult[Any], result).rowcount == 0:
+        statement = _set_agent_state(self._engine.dialect.name)
+        params = {"agent": agent_id, "new_state": state.value, "at": at}
+
+        async def work(connection: AsyncConnection) -> AgentRecord:
+            row = (await connection.execute(statement, params)).one_or_none()
+            if row is None:
                 raise NotFoundError(f"agent {agent_id!r} not found")
-            return await _agent(session, agent_id)
+            return AgentRecord(
+                id=row.id,
+                name=row.name,
+                endpoint=row.endpoint,
+                state=AgentState(row.state),
+                queues=tuple(sorted(set(json.loads(row.queues or "[]")))),
+                state_since=row.state_since,
+            )
+
+        return await self._write("changing an agent's state", work)
 
     async def set_queues(self, agent_id: str, queues: tuple[str, ...]) -> AgentRecord:
         """Replace the agent's queue membership, all or nothing.
@@ -489,6 +559,41 @@ class SqlAgentRepository(_SqlRepository):
             session.add_all(AgentQueueRow(agent_id=agent_id, queue=q) for q in wanted)
             await session.flush()
             return await _agent(session, agent_id)
+
+
+@functools.cache
+def _set_agent_state(dialect: str) -> Update:
+    """``UPDATE agents ... RETURNING`` the agent and its queues (a JSON array), in one round trip.
+
+    Parameters ``agent``, ``new_state`` and ``at``. ``state_since`` moves to ``at`` only when the state
+    changes. The queues come from a subquery of the RETURNING clause; no row back means no such agent.
+    """
+    agents, memberships = cast(Table, AgentRow.__table__), cast(Table, AgentQueueRow.__table__)
+    new_state = bindparam("new_state", type_=String())
+    unchanged = and_(agents.c.state == new_state, agents.c.state_since.is_not(None))
+    aggregate = func.json_agg if dialect == "postgresql" else func.json_group_array
+    queues = (
+        select(cast_(aggregate(memberships.c.queue), Text()))
+        .where(memberships.c.agent_id == agents.c.id)
+        .correlate(agents)
+        .scalar_subquery()
+    )
+    return (
+        update(agents)
+        .where(agents.c.id == bindparam("agent", type_=String()))
+        .values(
+            state=new_state,
+            state_since=case((unchanged, agents.c.state_since), else_=bindparam("at", type_=UtcDateTime())),
+        )
+        .returning(
+            agents.c.id,
+            agents.c.name,
+            agents.c.endpoint,
+            agents.c.state,
+            agents.c.state_since,
+            queues.label("queues"),
+        )
+    )
 
 
 async def _require_queues(session: AsyncSession, names: Sequence[str]) -> None:

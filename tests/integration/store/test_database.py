@@ -15,8 +15,8 @@ from sqlalchemy import Connection, inspect, text
 
 from callcenter.config import DatabaseSettings
 from callcenter.errors import ConfigError, StoreUnavailableError
-from callcenter.model.records import AgentRecord, QueueRecord
-from callcenter.model.vocabulary import AgentState
+from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
+from callcenter.model.vocabulary import AgentState, EntryPoint
 from callcenter.store.database import (
     check_connection,
     create_engine,
@@ -25,7 +25,7 @@ from callcenter.store.database import (
     migrate,
 )
 from callcenter.store.sql_models import Base
-from callcenter.store.sql_repos import SqlAgentRepository, SqlQueueRepository
+from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
 from tests.integration.store.conftest import POSTGRES_URL, PostgresSchemas, open_database, with_search_path
 
 pytestmark = pytest.mark.integration
@@ -269,4 +269,48 @@ async def test_call_stuck_behind_a_lock_times_out_and_the_pool_recovers(
             for _ in range(6):  # the pool hands out connections in turn: none was left broken
                 assert (await agents.set_state("a1", AgentState.BUSY, T0)).state is AgentState.BUSY
         finally:
+            await engine.dispose()
+
+
+@pytest.mark.timeout(30)
+async def test_writes_recover_transparently_when_the_server_drops_the_pooled_connections(
+    tmp_path: Path, postgres_schemas: PostgresSchemas
+) -> None:
+    """No pre-ping: the first statement finds the connection dead, and the write retries on a new one."""
+    async with open_database("postgresql", tmp_path, postgres_schemas) as settings:
+        await migrate(settings)
+        engine = create_engine(settings)
+        admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
+        try:
+            agents, calls = SqlAgentRepository(engine), SqlCallRepository(engine)
+            await SqlQueueRepository(engine).put(QueueRecord(name="sales", title="Sales"))
+            await agents.add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001", queues=("sales",)))
+            # Fill the pool with three connections and note their server processes.
+            held = [await engine.connect() for _ in range(3)]
+            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
+            for connection in held:
+                await connection.close()
+            async with admin.begin() as connection:
+                for pid in pids:
+                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+            record = await agents.set_state("a1", AgentState.AVAILABLE, T0)
+            assert (record.state, record.queues, record.state_since) == (AgentState.AVAILABLE, ("sales",), T0)
+            call = CallRecord(
+                id="c1",
+                channel_id="ch1",
+                linkedid="l1",
+                entry_point=EntryPoint.ARI,
+                caller="+493012345",
+                caller_name="",
+                dialled="100",
+                queue="sales",
+                arrived_at=T0,
+            )
+            await calls.upsert(call)
+            event = await calls.append_event("c1", T0, "queued", {"queue": "sales"})
+            assert await calls.events("c1") == (event,)
+            assert (await calls.get("c1")) == call
+        finally:
+            await admin.dispose()
             await engine.dispose()

@@ -1,0 +1,107 @@
+"""Benchmark: the SQL repositories' hot writes, one at a time, on PostgreSQL.
+
+What the queue service does per call event: ``SqlCallRepository.upsert`` (half new calls, half
+updates of a live call, then its ending), ``SqlAgentRepository.set_state`` (alternating states, so
+``state_since`` moves) and ``SqlCallRepository.append_event``. Each runs ``--n`` times in sequence
+(a single caller, as the ARI link handler is), in a schema of its own on 127.0.0.1:5432 database
+``test`` (``BENCH_POSTGRES_URL`` overrides), dropped after. The last line of stdout is one JSON object
+of operations per second.
+
+Run from a checkout: ``callcenter bench store`` (``--n 2000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+from callcenter.config import DatabaseSettings
+from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
+from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
+from callcenter.store.database import create_engine, migrate
+from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
+
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+def _call(index: int, *, ended: bool) -> CallRecord:
+    at = T0 + timedelta(seconds=index)
+    return CallRecord(
+        id=f"c{index}",
+        channel_id=f"ch{index}",
+        linkedid=f"l{index}",
+        entry_point=EntryPoint.ARI,
+        caller=f"+4930{index:07d}",
+        caller_name="Bench",
+        dialled="100",
+        queue="bench",
+        arrived_at=at,
+        queued_at=at,
+        answered_at=at + timedelta(seconds=2) if ended else None,
+        ended_at=at + timedelta(seconds=9) if ended else None,
+        wait_s=2.0 if ended else None,
+        talk_s=7.0 if ended else None,
+        agent_id="a1" if ended else None,
+        outcome=CallOutcome.ANSWERED if ended else None,
+    )
+
+
+async def _run(n: int) -> dict[str, object]:
+    schema = f"cc_bench_store_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
+    async with admin.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    settings = DatabaseSettings(url=f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}', safe='')}")
+    try:
+        await migrate(settings)
+        engine = create_engine(settings)
+        try:
+            calls, agents = SqlCallRepository(engine), SqlAgentRepository(engine)
+            await SqlQueueRepository(engine).put(QueueRecord(name="bench", title="Bench"))
+            await agents.add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001", queues=("bench",)))
+            for index in range(20):  # warm the pool and the statement caches
+                await calls.upsert(_call(-1 - index, ended=False))
+            report: dict[str, object] = {"n": n}
+
+            started = time.perf_counter()
+            for index in range(n):
+                # New call, its update, its ending: the service's pattern.
+                await calls.upsert(_call(index // 3, ended=index % 3 == 2))
+            report["upserts_per_s"] = round(n / (time.perf_counter() - started), 1)
+
+            states = (AgentState.AVAILABLE, AgentState.BUSY)
+            started = time.perf_counter()
+            for index in range(n):
+                await agents.set_state("a1", states[index % 2], T0 + timedelta(seconds=index))
+            report["set_state_per_s"] = round(n / (time.perf_counter() - started), 1)
+
+            started = time.perf_counter()
+            for index in range(n):
+                await calls.append_event(f"c{index % (n // 3)}", T0, "queued", {"queue": "bench"})
+            report["append_event_per_s"] = round(n / (time.perf_counter() - started), 1)
+            return report
+        finally:
+            await engine.dispose()
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callcenter bench store", description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="operations of each kind (at least 3)")
+    parser.add_argument("--json", action="store_true", help="accepted for symmetry: the output is JSON")
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(_run(max(args.n, 3)))))
+    return 0
