@@ -142,7 +142,7 @@ async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
     """The queue service over the store and the bus, without Asterisk (the CLI's agent and queue commands)."""
     async with open_store(settings) as store, open_redis(settings.redis, settings.data_dir) as redis:
         bus = RedisEventBus(redis, RedisKeys(settings.redis.key_prefix), settings.bus)
-        yield QueueService(
+        queue = QueueService(
             NoPbxCallControl("the command line does not talk to Asterisk"),
             store.calls,
             store.agents,
@@ -151,6 +151,10 @@ async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
             SystemClock(),
             default_region=settings.default_region,
         )
+        try:
+            yield queue
+        finally:
+            await queue.close(grace_s=settings.shutdown_grace_s)
 
 
 def ari_lease_role(settings: AriSettings) -> str:
@@ -285,6 +289,9 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # The link and ticker have stopped; the queue's writer drains what they queued before the
+        # store closes (close_adapters runs later, in on_cleanup).
+        await services.queue.close(grace_s=services.settings.shutdown_grace_s)
 
     return run
 

@@ -8,9 +8,12 @@ it decides itself, gives the telephony commands that follow through
 Caller safety: a failure concerning a live caller hands the channel back to the dialplan or plays a
 message and hangs up; a handler never raises into the ARI read loop.
 
-Ordering: the board changes synchronously, then each step is committed (call record, timeline, agent
-state, then the events on the bus) under one FIFO lock taken right after the change, so the store and
-the bus see the steps in the order the board made them, whatever the interleaving of the awaits.
+Ordering: the board changes synchronously and the step goes at once, without an await, onto one
+in-order queue (write-behind). A single writer task takes the queued steps and, for each in turn,
+stores it (call record, timeline, agent state) and then publishes its events, so the store and the
+bus see the steps in the order the board made them while the handlers never wait for the store. A
+``CallEnded`` is published only once its call record is stored (held and retried by :meth:`tick`
+otherwise). :meth:`flush` waits for what is queued to be written; :meth:`close` drains at shutdown.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dataclasses
 import logging
 import re
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -198,6 +202,18 @@ class _Connection:
 
 
 @dataclass(slots=True)
+class _Write:
+    """One step of the board (or a timeline note, or a closing of missed calls) queued for the writer."""
+
+    record: CallRecord | None = None
+    entries: tuple[tuple[datetime, str, dict[str, object]], ...] = ()
+    entries_of: str = ""
+    states: tuple[AgentStateChanged, ...] = ()
+    events: tuple[DomainEvent, ...] = ()
+    close_missed: tuple[str, datetime] | None = None
+
+
+@dataclass(slots=True)
 class _Unsaved:
     record: CallRecord
     held: list[DomainEvent] = field(default_factory=list)
@@ -267,6 +283,12 @@ class QueueService:
         self._answered: set[str] = set()
         self._wrap_queue: dict[str, str] = {}
         self._commit_lock = asyncio.Lock()
+        self._pending: deque[_Write] = deque()
+        self._enqueued = 0
+        self._written = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+        self._fact_lag = timedelta(0)
         self._unsaved: dict[str, _Unsaved] = {}
         self._unsaved_agents: dict[str, AgentStateChanged] = {}
         self._new_leg_id = new_leg_id
@@ -287,6 +309,8 @@ class QueueService:
 
     async def handle(self, fact: AnyCallFact) -> None:
         """React to one fact from the ARI link; never raises (a failure is logged, the caller rescued)."""
+        # How far behind the link is: the fact's time is when the link received its event.
+        self._fact_lag = max(timedelta(0), self._clock.now() - fact.at)
         try:
             await self._handle(fact)
         except Exception:
@@ -295,6 +319,9 @@ class QueueService:
 
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         """After the ARI link (re)connected: end what vanished while it was down; never raises."""
+        # The link just listed the channels: it is not behind (the re-announced facts of the
+        # resync carry the channels' creation times, which say nothing of the link's lag).
+        self._fact_lag = timedelta(0)
         try:
             await self._reconcile(present_channel_ids)
         except Exception:
@@ -324,6 +351,7 @@ class QueueService:
         for record in await self._calls.undecided():
             events += self._restore(record)
         await self._commit(None, Step(events=tuple(events)))
+        await self.flush()
         logger.info(
             "queue: %d queues, %d agents, %d live calls taken back",
             len(self._queues),
@@ -342,6 +370,8 @@ class QueueService:
         reached the queue are left to the resync, which runs them through the arrival path.
         """
         try:
+            # Our own decided calls must be stored first, or they would read as undecided here.
+            await self.flush()
             events: list[DomainEvent] = []
             for record in await self._calls.undecided():
                 if record.queued_at is not None and self._board.call(record.id) is None:
@@ -450,7 +480,8 @@ class QueueService:
         if step.ignored is None:
             self._skipped.pop(fact.call_id, None)
             if not track.caller.is_withheld:
-                await self._close_missed(track.caller.display, fact.at)
+                # In the writer, after the steps before it: the calls it closes must be stored first.
+                self._enqueue(_Write(close_missed=(track.caller.display, fact.at)))
         await self._connect(fact.call_id, track.channel_id, fact.agent_id)
 
     async def _on_ringing(self, fact: AgentRinging) -> None:
@@ -880,6 +911,12 @@ class QueueService:
         await self._exit(call_id, ExitReason.TIMEOUT, action)
 
     async def _ring_backstop(self, now: datetime) -> None:
+        """End the agent legs that rang past their timeout and grace with no end reported.
+
+        Measured on the link's time, ``now`` less how late the last fact came from the link: while
+        the link is behind, an answer received in time may still be waiting there to be handled.
+        """
+        now = now - self._fact_lag
         for channel, leg in list(self._legs.items()):
             agent = self._board.agent(leg.agent_id)
             track = self._board.call(leg.call_id)
@@ -987,6 +1024,7 @@ class QueueService:
             if self._queues.get(queue.name) != queue:
                 self._set_queue(queue)
         cursor: str | None = None
+        await self.flush()
         while True:
             # Under the commit lock our own state writes are all in: what differs is someone else's.
             async with self._commit_lock:
@@ -1024,22 +1062,96 @@ class QueueService:
     # ==========================================================================================
 
     async def _commit(self, fact: Fact | None, step: Step) -> None:
-        async with self._commit_lock:
-            publish = list(step.events)
-            if step.record is not None:
-                if await self._save_call(step.record):
-                    if isinstance(fact, CallFact):
-                        await self._timeline(fact, step)
-                else:
-                    # Held until the record is stored (tick retries): a CallEnded points at it.
-                    held = [e for e in publish if isinstance(e, CallEnded)]
-                    publish = [e for e in publish if not isinstance(e, CallEnded)]
-                    self._unsaved[step.record.id].held += held
-            for event in step.events:
-                if isinstance(event, AgentStateChanged):
-                    await self._save_agent_state(event)
-            for event in publish:
-                await self._publish(event)
+        """Queue ``step`` for the writer, in board order; nothing is awaited (write-behind)."""
+        entries: tuple[tuple[datetime, str, dict[str, object]], ...] = ()
+        entries_of = ""
+        if step.record is not None and isinstance(fact, CallFact):
+            entries, entries_of = self._timeline(fact, step), fact.call_id
+        states = tuple(e for e in step.events if isinstance(e, AgentStateChanged))
+        if step.record is None and not entries and not step.events:
+            return
+        self._enqueue(
+            _Write(
+                record=step.record, entries=entries, entries_of=entries_of, states=states, events=step.events
+            )
+        )
+
+    def _enqueue(self, write: _Write) -> None:
+        self._pending.append(write)
+        self._enqueued += 1
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._pending and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all(), name="queue-writer")
+
+    async def flush(self) -> None:
+        """Wait until every step queued before this call is stored and published (or held for retry)."""
+        target = self._enqueued
+        while self._written < target:
+            self._wake_writer()
+            await self._progress.wait()
+
+    async def close(self, *, grace_s: float = 10.0) -> None:
+        """At shutdown, after the ARI link and :meth:`tick` stopped and before the store closes.
+
+        Writes what is queued and retries once what failed, within ``grace_s``; what is left then
+        is logged and dropped (the calls stay undecided in the store; the next start takes them back).
+        """
+        try:
+            async with asyncio.timeout(grace_s):
+                await self.flush()
+                await self._retry_unsaved()
+        except TimeoutError:
+            logger.error("queue: shutdown: %d steps not stored within %.1fs", len(self._pending), grace_s)
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+            try:
+                await writer
+            except asyncio.CancelledError:
+                pass
+            progress, self._progress = self._progress, asyncio.Event()
+            progress.set()  # a flush still waiting starts a new writer
+        if self._unsaved or self._unsaved_agents:
+            logger.error(
+                "queue: shutdown: %d calls and %d agent states not stored",
+                len(self._unsaved),
+                len(self._unsaved_agents),
+            )
+
+    async def _write_all(self) -> None:
+        """The writer: the queued steps in order, a batch under the commit lock at a time."""
+        while self._pending:
+            async with self._commit_lock:
+                for _ in range(len(self._pending)):
+                    try:
+                        await self._write(self._pending[0])
+                    except Exception:
+                        logger.exception("queue: writing a step failed")
+                    self._pending.popleft()
+                    self._written += 1
+            progress, self._progress = self._progress, asyncio.Event()
+            progress.set()
+
+    async def _write(self, write: _Write) -> None:
+        publish = list(write.events)
+        if write.record is not None:
+            if await self._save_call(write.record):
+                await self._append(write.entries_of, write.entries)
+            else:
+                # Held until the record is stored (tick retries): a CallEnded points at it.
+                held = [e for e in publish if isinstance(e, CallEnded)]
+                publish = [e for e in publish if not isinstance(e, CallEnded)]
+                self._unsaved[write.record.id].held += held
+        elif write.entries:
+            await self._append(write.entries_of, write.entries)
+        for state in write.states:
+            await self._save_agent_state(state)
+        if write.close_missed is not None:
+            await self._close_missed(*write.close_missed)
+        for event in publish:
+            await self._publish(event)
 
     async def _save_call(self, record: CallRecord) -> bool:
         try:
@@ -1080,7 +1192,8 @@ class QueueService:
             for event in list(self._unsaved_agents.values()):
                 await self._save_agent_state(event)
 
-    async def _timeline(self, fact: CallFact, step: Step) -> None:
+    def _timeline(self, fact: CallFact, step: Step) -> tuple[tuple[datetime, str, dict[str, object]], ...]:
+        """The timeline entries of a step, made now: what they say (``_hung_up_by_us``) may change."""
         detail: dict[str, object] = {}
         for name in ("queue", "agent_id", "reason"):
             value = getattr(fact, name, None)
@@ -1102,19 +1215,18 @@ class QueueService:
             if ended.reconciled:
                 summary["reconciled"] = True
             entries.append((ended.occurred_at, "ended", summary))
+        return tuple(entries)
+
+    async def _append(self, call_id: str, entries: Iterable[tuple[datetime, str, dict[str, object]]]) -> None:
         try:
             for at, kind, body in entries:
-                await self._calls.append_event(fact.call_id, at, kind, body)
+                await self._calls.append_event(call_id, at, kind, body)
         except CallCenterError as exc:
-            logger.warning("call %s: timeline entry not stored: %s", fact.call_id, exc)
+            logger.warning("call %s: timeline entry not stored: %s", call_id, exc)
 
     async def _note(self, call_id: str, at: datetime, kind: str, detail: dict[str, object]) -> None:
         """A timeline entry that is no step of the board, written in commit order."""
-        async with self._commit_lock:
-            try:
-                await self._calls.append_event(call_id, at, kind, detail)
-            except CallCenterError as exc:
-                logger.warning("call %s: timeline entry %s not stored: %s", call_id, kind, exc)
+        self._enqueue(_Write(entries=((at, kind, detail),), entries_of=call_id))
 
     async def _publish(self, event: DomainEvent) -> None:
         try:
@@ -1233,6 +1345,7 @@ class QueueService:
         )
         await self._commit(None, Step(events=(event,)))
         await self._dispatch()
+        await self.flush()
         return self._status(stored)
 
     async def put_queue(self, queue: QueueRecord, *, actor: str) -> QueueRecord:
@@ -1243,6 +1356,7 @@ class QueueService:
         self._set_queue(stored)
         logger.info("queue %s set by %s", queue.name, actor)
         await self._dispatch()
+        await self.flush()
         return stored
 
     async def queue_or_default(self, name: str) -> QueueRecord:
@@ -1256,10 +1370,12 @@ class QueueService:
 
     async def get_agent(self, agent_id: str) -> AgentStatus:
         """:raises NotFoundError:"""
+        await self.flush()
         record = await self._agent_repo.get(agent_id)
         return self._status(record)
 
     async def list_agents(self, *, cursor: str | None, limit: int) -> Page[AgentStatus]:
+        await self.flush()
         page = await self._agent_repo.list(cursor=cursor, limit=limit)
         return Page(items=tuple(self._status(a) for a in page.items), next=page.next)
 
@@ -1290,10 +1406,12 @@ class QueueService:
         )
 
     async def list_calls(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
+        await self.flush()  # what this process decided so far reads back
         return await self._calls.list(flt, cursor=cursor, limit=limit)
 
     async def get_call(self, call_id: str) -> CallDetail:
         """:raises NotFoundError:"""
+        await self.flush()
         call = await self._calls.get(call_id)
         return CallDetail(call=call, events=await self._calls.events(call_id))
 
@@ -1330,6 +1448,8 @@ class QueueService:
         if events:
             logger.info("agent %s: %s by %s", fact.agent_id, type(fact).__name__, actor)
         await self._dispatch()
+        # A request (API, CLI) returns with its change stored and published.
+        await self.flush()
 
     async def _require_queues(self, queues: Iterable[str]) -> tuple[str, ...]:
         wanted = tuple(sorted({q.strip() for q in queues}))

@@ -60,22 +60,27 @@ class Harness:
                 at=self.clock.now(),
             )
         )
+        await self.service.flush()
 
     async def caller_hangs_up(self, call_id: str = "c1") -> None:
         self.control.gone.add(call_id)
         self.control.live.discard(call_id)
         await self.service.handle(CallerHungUp(call_id=call_id, at=self.clock.now()))
+        await self.service.flush()
 
     async def message_played(self, call_id: str = "c1", *, failed: bool = False) -> None:
         """Asterisk's ``PlaybackFinished`` of what was played to the caller (``failed``: a missing file)."""
         await self.service.handle(MessagePlayed(call_id=call_id, at=self.clock.now(), failed=failed))
+        await self.service.flush()
 
     async def agent_rings(self, agent_id: str, call_id: str = "c1") -> None:
         """The agent's phone alerts (``Dial`` RINGING or ``ChannelStateChange`` Ringing)."""
         await self.service.handle(AgentRinging(call_id=call_id, agent_id=agent_id, at=self.clock.now()))
+        await self.service.flush()
 
     async def agent_answers(self, agent_id: str, call_id: str = "c1") -> None:
         await self.service.handle(CallAnswered(call_id=call_id, agent_id=agent_id, at=self.clock.now()))
+        await self.service.flush()
 
     async def agent_does_not_answer(
         self, agent_id: str, call_id: str = "c1", reason: NoAnswerReason = NoAnswerReason.NO_ANSWER
@@ -84,10 +89,12 @@ class Harness:
         await self.service.handle(
             AgentNoAnswer(call_id=call_id, agent_id=agent_id, at=self.clock.now(), reason=reason)
         )
+        await self.service.flush()
 
     async def agent_hangs_up(self, agent_id: str, call_id: str = "c1") -> None:
         self._leg_gone(agent_id, call_id)
         await self.service.handle(AgentHungUp(call_id=call_id, agent_id=agent_id, at=self.clock.now()))
+        await self.service.flush()
 
     def _leg_gone(self, agent_id: str, call_id: str) -> None:
         for channel, leg in self.service.agent_legs.items():
@@ -101,9 +108,11 @@ class Harness:
         for _ in range(whole):
             self.clock.advance(1)
             await self.service.tick()
+            await self.service.flush()
         if seconds > whole:
             self.clock.advance(seconds - whole)
             await self.service.tick()
+            await self.service.flush()
 
     # -- what happened -------------------------------------------------------------------------
 

@@ -165,6 +165,7 @@ async def test_after_a_reconnect_calls_that_ended_meanwhile_are_reconciled_once(
     h.control.live -= {"waiting", talking_leg}
 
     await h.service.reconcile(frozenset(h.control.live))
+    await h.service.flush()
 
     ended = {e.call_id: e for e in h.ended()}
     assert set(ended) == {"waiting"}
@@ -190,12 +191,14 @@ async def test_reconcile_ends_a_waiting_caller_gone_and_ends_a_ringing_leg_gone(
     h.control.live -= {leg}
 
     await h.service.reconcile(frozenset(h.control.live))
+    await h.service.flush()
 
     assert h.outcome("c1") is None
     assert h.state("alice") is A.RINGING, "ringing leg gone, caller still there: offered again"
     assert h.leg("alice", "c1") != leg
     h.control.live.discard("c1")
     await h.service.reconcile(frozenset(h.control.live))
+    await h.service.flush()
     [ended] = h.ended()
     assert (ended.outcome, ended.reconciled, ended.wait_s) == (CallOutcome.ABANDONED, True, 40.0)
 
@@ -209,6 +212,7 @@ async def test_after_an_asterisk_restart_the_next_caller_gets_a_new_holding_brid
     h.control.live.clear()
 
     await h.service.reconcile(frozenset())
+    await h.service.flush()
     await h.arrive("c2")
 
     assert h.control.of("destroy_bridge") == [("bridge-1",)]
@@ -231,6 +235,7 @@ async def test_a_restarted_service_takes_back_live_calls_and_the_resync_decides_
     assert again.state("alice") is A.BUSY
     assert [w.call_id for w in (await again.service.live("sales")).view.waiting] == ["waiting"]
     await again.service.reconcile(frozenset({"waiting"}))
+    await again.service.flush()
     [ended] = again.ended()
     assert (ended.call_id, ended.outcome, ended.reconciled) == ("talking", CallOutcome.ANSWERED, True)
     assert again.state("alice") is A.WRAP_UP
@@ -299,7 +304,9 @@ async def test_asterisk_shutting_down_under_a_call_fails_it(make_harness: MakeHa
     await h.later(5)
 
     await h.service.handle(CallFailed(call_id="c1", at=h.clock.now(), reason="asterisk_shutdown"))
+    await h.service.flush()
     await h.service.handle(CallerHungUp(call_id="c1", at=h.clock.now()))
+    await h.service.flush()
 
     assert h.outcome() is CallOutcome.ANSWERED, "a served caller stays answered"
     assert "failed" in await h.timeline()
@@ -309,6 +316,7 @@ async def test_unknown_calls_and_agent_channels_are_ignored(make_harness: MakeHa
     h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
 
     await h.service.handle(CallerHungUp(call_id="agent-77", at=h.clock.now()))
+    await h.service.flush()
 
     assert h.control.commands == [] and h.bus.published == []
 
