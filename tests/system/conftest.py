@@ -15,7 +15,6 @@ takes a SIP client driving calls, so they skip there with that reason.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -36,6 +35,7 @@ from callcenter.model.vocabulary import AgentState, Role
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.store.redis_conn import EmbeddedRedis
 from callcenter.store.redis_keys import RedisKeys
+from tests.waiting import eventually as wait_until
 
 ARI_USER: Final = "callcenter"
 ARI_PASSWORD: Final = "s3cret"
@@ -63,18 +63,8 @@ Http = TestClient[Any, Any]
 async def eventually(
     condition: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout_s``. No fixed sleeps."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    """:func:`tests.waiting.eventually` with a 20 ms poll (whole apps are slower to change)."""
+    await wait_until(condition, timeout_s=timeout_s, what=what, poll_s=0.02)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from callcenter.queue.ports import CallFactSink
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease
+from tests.waiting import eventually as wait_until
 
 ARI_USER = "callcenter"
 ARI_PASSWORD = "s3cret"
@@ -42,18 +43,8 @@ F = TypeVar("F")
 async def eventually(
     condition: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 5.0, what: str = "condition"
 ) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.005)
+    """:func:`tests.waiting.eventually` with this suite's 5 s default and a 5 ms poll."""
+    await wait_until(condition, timeout_s=timeout_s, what=what, poll_s=0.005)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,23 +108,6 @@ def call_ended(n: int, *, outcome: CallOutcome = CallOutcome.ABANDONED) -> CallE
         wait_s=12.5,
         position=n,
     )
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

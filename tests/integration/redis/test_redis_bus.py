@@ -16,8 +16,9 @@ from callcenter.model.events import decode_event, encode_event
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import EmbeddedRedis, new_client
 from callcenter.store.redis_keys import RedisKeys
+from tests.waiting import eventually
 
-from .conftest import Consumers, Recorder, RedisTarget, call_ended, eventually
+from .conftest import Consumers, Recorder, RedisTarget, call_ended
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

@@ -14,8 +14,7 @@ from callcenter.errors import LeaseLostError, RedisUnavailableError
 from callcenter.store.redis_conn import EmbeddedRedis, new_client
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
-
-from .conftest import eventually
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
