@@ -13,7 +13,15 @@ from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.auth.tokens import Principal
-from callcenter.model.records import ApiToken, AuditEntry, CallEvent, CallRecord, ExitAction, QueueRecord
+from callcenter.model.records import (
+    ApiToken,
+    AuditEntry,
+    CallEvent,
+    CallRecord,
+    ExitAction,
+    QueueRecord,
+    queue_settings,
+)
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
 from callcenter.queue.service import AgentStatus, CallDetail, LiveQueue
 from callcenter.queue.state import AgentLive, WaitingCaller
@@ -393,27 +401,7 @@ def agent_json(status: AgentStatus) -> JsonObject:
 
 
 def queue_json(queue: QueueRecord, *, open_now: bool) -> JsonObject:
-    hours = queue.business_hours
-    return {
-        "name": queue.name,
-        "title": queue.title,
-        "max_wait_s": queue.max_wait_s,
-        "join_empty": queue.join_empty,
-        "service_level_s": queue.service_level_s,
-        "short_abandon_s": queue.short_abandon_s,
-        "max_callers": queue.max_callers,
-        "business_number": queue.business_number,
-        "time_zone": queue.time_zone,
-        "business_hours": None if hours is None else {day: list(spans) for day, spans in hours.items()},
-        "holidays": [day.isoformat() for day in queue.holidays],
-        "after_hours_action": queue.after_hours_action.value,
-        "timeout_action": queue.timeout_action.value,
-        "no_agents_action": queue.no_agents_action.value,
-        "ring_timeout_s": queue.ring_timeout_s,
-        "wrap_up_s": queue.wrap_up_s,
-        "max_misses_before_pause": queue.max_misses_before_pause,
-        "open_now": open_now,
-    }
+    return {**queue_settings(queue), "open_now": open_now}
 
 
 def _waiting_json(caller: WaitingCaller) -> JsonObject:

@@ -138,3 +138,27 @@ class AuditEntry:
     action: str
     target: str = ""
     detail: dict[str, object] = field(default_factory=dict)
+
+
+def queue_settings(queue: QueueRecord) -> dict[str, object]:
+    """A queue's settings as plain JSON-ready values: the store's row and the API's body both use it."""
+    hours = queue.business_hours
+    return {
+        "name": queue.name,
+        "title": queue.title,
+        "max_wait_s": queue.max_wait_s,
+        "join_empty": queue.join_empty,
+        "service_level_s": queue.service_level_s,
+        "short_abandon_s": queue.short_abandon_s,
+        "max_callers": queue.max_callers,
+        "business_number": queue.business_number,
+        "time_zone": queue.time_zone,
+        "business_hours": None if hours is None else {day: list(spans) for day, spans in hours.items()},
+        "holidays": [day.isoformat() for day in queue.holidays],
+        "after_hours_action": queue.after_hours_action.value,
+        "timeout_action": queue.timeout_action.value,
+        "no_agents_action": queue.no_agents_action.value,
+        "ring_timeout_s": queue.ring_timeout_s,
+        "wrap_up_s": queue.wrap_up_s,
+        "max_misses_before_pause": queue.max_misses_before_pause,
+    }

@@ -47,13 +47,13 @@ from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import CallOutcome, EntryPoint
 from callcenter.queue.detection import (
     DEFAULT_SHORT_ABANDON_S,
+    TIMELINE_KINDS,
     AgentHungUp,
     AnyCallFact,
     CallAnswered,
     CallArrived,
     CallbackAccepted,
     CallerHungUp,
-    CallFact,
     CallFailed,
     CallQueued,
     CallTrack,
@@ -246,17 +246,6 @@ def _first(*times: datetime | None) -> datetime:
 
 
 #: Timeline kinds of the facts, as the ARI path names them (``GET /api/v1/calls/{id}``).
-TIMELINE_KINDS: Final[Mapping[type[CallFact], str]] = {
-    CallArrived: "arrived",
-    CallQueued: "queued",
-    CallAnswered: "answered",
-    AgentHungUp: "agent_hung_up",
-    CallbackAccepted: "callback_accepted",
-    QueueExit: "queue_exit",
-    CallFailed: "failed",
-    CallerHungUp: "caller_hung_up",
-}
-
 TimelineEntry = tuple[datetime, str, dict[str, object]]
 
 

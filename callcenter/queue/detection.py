@@ -9,11 +9,11 @@ following DESIGN.md: the last stage reached wins.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from callcenter.model.events import CallEnded
 from callcenter.model.phone import PhoneNumber
@@ -222,6 +222,25 @@ AnyCallFact: TypeAlias = (
 # ---------------------------------------------------------------------------------------------
 # One call
 # ---------------------------------------------------------------------------------------------
+
+
+#: The call timeline's name for each fact (``GET /api/v1/calls/{id}``), shared by the ARI and AGI paths.
+TIMELINE_KINDS: Final[Mapping[type[CallFact], str]] = {
+    CallArrived: "arrived",
+    CallQueued: "queued",
+    AgentOffered: "agent_offered",
+    AgentRinging: "agent_ringing",
+    AgentNoAnswer: "agent_no_answer",
+    CallAnswered: "answered",
+    AgentHungUp: "agent_hung_up",
+    CallSentToVoicemail: "sent_to_voicemail",
+    VoicemailRecorded: "voicemail_recorded",
+    CallbackAccepted: "callback_accepted",
+    QueueExit: "queue_exit",
+    CallFailed: "failed",
+    CallerHungUp: "caller_hung_up",
+    Reconciled: "reconciled",
+}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

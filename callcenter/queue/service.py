@@ -45,6 +45,7 @@ from callcenter.model.phone import parse_phone
 from callcenter.model.records import AgentRecord, CallEvent, CallRecord, ExitAction, QueueRecord
 from callcenter.model.vocabulary import AgentState
 from callcenter.queue.detection import (
+    TIMELINE_KINDS,
     AgentHungUp,
     AgentLeg,
     AgentNoAnswer,
@@ -53,19 +54,16 @@ from callcenter.queue.detection import (
     AnyCallFact,
     CallAnswered,
     CallArrived,
-    CallbackAccepted,
     CallerHungUp,
     CallFact,
     CallFailed,
     CallQueued,
-    CallSentToVoicemail,
     ExitReason,
     IgnoreReason,
     MessagePlayed,
     NoAnswerReason,
     QueueExit,
     Reconciled,
-    VoicemailRecorded,
     close_missed_calls,
 )
 from callcenter.queue.hours import BusinessHours, business_hours, is_open, zone_of
@@ -122,23 +120,6 @@ _QUEUE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _AGENT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _ENDPOINT: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/\S+$")
 MAX_NAME_LENGTH: Final = 200
-
-_TIMELINE_KINDS: Final[Mapping[type[CallFact], str]] = {
-    CallArrived: "arrived",
-    CallQueued: "queued",
-    AgentOffered: "agent_offered",
-    AgentRinging: "agent_ringing",
-    AgentNoAnswer: "agent_no_answer",
-    CallAnswered: "answered",
-    AgentHungUp: "agent_hung_up",
-    CallSentToVoicemail: "sent_to_voicemail",
-    VoicemailRecorded: "voicemail_recorded",
-    CallbackAccepted: "callback_accepted",
-    QueueExit: "queue_exit",
-    CallFailed: "failed",
-    CallerHungUp: "caller_hung_up",
-    Reconciled: "reconciled",
-}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -1199,7 +1180,7 @@ class QueueService:
             value = getattr(fact, name, None)
             if value is not None:
                 detail[name] = str(value)
-        kind = _TIMELINE_KINDS.get(type(fact), type(fact).__name__)
+        kind = TIMELINE_KINDS.get(type(fact), type(fact).__name__)
         by_us = self._hung_up_by_us.get(fact.call_id) if isinstance(fact, CallerHungUp) else None
         if by_us is not None:
             # Asterisk reports our DELETE like any hang-up (ChannelHangupRequest cause 32 soft, StasisEnd).

@@ -57,6 +57,7 @@ from callcenter.model.records import (
     CallRecord,
     ExitAction,
     QueueRecord,
+    queue_settings,
 )
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
 from callcenter.queue.ports import CallFilter
@@ -418,35 +419,12 @@ def _queue_record(row: QueueRow) -> QueueRecord:
     )
 
 
-def _queue_values(queue: QueueRecord) -> dict[str, object]:
-    hours = queue.business_hours
-    return {
-        "name": queue.name,
-        "title": queue.title,
-        "max_wait_s": queue.max_wait_s,
-        "join_empty": queue.join_empty,
-        "service_level_s": queue.service_level_s,
-        "short_abandon_s": queue.short_abandon_s,
-        "max_callers": queue.max_callers,
-        "business_number": queue.business_number,
-        "time_zone": queue.time_zone,
-        "business_hours": None if hours is None else {day: list(spans) for day, spans in hours.items()},
-        "holidays": [day.isoformat() for day in queue.holidays],
-        "after_hours_action": queue.after_hours_action.value,
-        "timeout_action": queue.timeout_action.value,
-        "no_agents_action": queue.no_agents_action.value,
-        "ring_timeout_s": queue.ring_timeout_s,
-        "wrap_up_s": queue.wrap_up_s,
-        "max_misses_before_pause": queue.max_misses_before_pause,
-    }
-
-
 class SqlQueueRepository(_SqlRepository):
     """Queue settings (``QueueRepository``)."""
 
     async def put(self, queue: QueueRecord) -> None:
         """Create or replace the queue's settings (one atomic statement)."""
-        values = _queue_values(queue)
+        values = queue_settings(queue)
         async with self._session("saving a queue", write=True) as session:
             insert = _upsert(self._engine, QueueRow).values(**values)
             changes = {name: insert.excluded[name] for name in values if name != "name"}
