@@ -8,8 +8,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from callcenter.config import Settings
+
+# Property tests judge behaviour, not speed: no per-example deadline, so a busy machine (CI shares its
+# two cores) cannot turn a slow example into a "flaky" failure.
+hypothesis_settings.register_profile("callcenter", deadline=None)
+hypothesis_settings.load_profile("callcenter")
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,9 @@ from callcenter.capacity.simulate import (
 )
 from callcenter.errors import ValidationError
 
+# Simulations and many-example properties are CPU-bound: allow for a loaded machine.
+pytestmark = pytest.mark.timeout(120)
+
 #: Two-sided 99.9 % quantile of Student's t with 11 degrees of freedom (12 replications).
 T_9995_DF11 = 4.437
 REPLICATIONS = 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,6 +44,9 @@ from callcenter.queue.state import (
     Fact,
     QueueBoard,
 )
+
+# Simulations and many-example properties are CPU-bound: allow for a loaded machine.
+pytestmark = pytest.mark.timeout(120)
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 CALLS = ("c1", "c2")
