@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import re
 import uuid
@@ -74,6 +75,9 @@ from callcenter.queue.ports import (
     CallFilter,
     CallRepository,
     QueueRepository,
+    StepStore,
+    StepWrite,
+    TimelineEntry,
 )
 from callcenter.queue.state import (
     AgentLive,
@@ -193,6 +197,18 @@ class _Write:
     events: tuple[DomainEvent, ...] = ()
     close_missed: tuple[str, datetime] | None = None
 
+    def step(self) -> StepWrite:
+        """What the store keeps of it (the events go to the bus)."""
+        return StepWrite(
+            record=self.record,
+            entries=tuple(
+                TimelineEntry(call_id=self.entries_of, at=at, kind=kind, detail=detail)
+                for at, kind, detail in self.entries
+            ),
+            states=self.states,
+            close_missed=self.close_missed,
+        )
+
 
 @dataclass(slots=True)
 class _Unsaved:
@@ -219,6 +235,9 @@ class QueueService:
         takes it, so the leg is registered before Asterisk reports on it).
     :param refresh_s: how often :meth:`tick` reads queues and agents back from the store, to pick up
         what another process (the CLI, another API process) changed there.
+    :param steps: stores the writer's batches, one transaction each; without it the writer stores
+        each step with the repositories, one write after the other.
+    :param max_batch: the most steps the writer stores (and publishes) at once.
     """
 
     def __init__(
@@ -236,6 +255,8 @@ class QueueService:
         ring_grace_s: float = 5.0,
         refresh_s: float = 30.0,
         new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
+        steps: StepStore | None = None,
+        max_batch: int = 500,
     ) -> None:
         self._control = control
         self._calls = calls
@@ -273,6 +294,8 @@ class QueueService:
         self._unsaved: dict[str, _Unsaved] = {}
         self._unsaved_agents: dict[str, AgentStateChanged] = {}
         self._new_leg_id = new_leg_id
+        self._steps = steps
+        self._max_batch = max(1, max_batch)
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
 
@@ -1102,18 +1125,73 @@ class QueueService:
             )
 
     async def _write_all(self) -> None:
-        """The writer: the queued steps in order, a batch under the commit lock at a time."""
+        """The writer: the queued steps in order, a batch under the commit lock at a time.
+
+        A batch is everything queued when the writer comes round (at most ``max_batch`` steps): while
+        one is written the handlers queue the next, so the batches grow with the load and the store
+        and the bus see one round trip per batch, not per step.
+        """
         while self._pending:
             async with self._commit_lock:
-                for _ in range(len(self._pending)):
-                    try:
-                        await self._write(self._pending[0])
-                    except Exception:
-                        logger.exception("queue: writing a step failed")
+                batch = list(itertools.islice(self._pending, self._max_batch))
+                if self._steps is not None:
+                    await self._write_batch(self._steps, batch)
+                else:
+                    for write in batch:
+                        await self._write_one(write)
+                for _ in batch:
                     self._pending.popleft()
-                    self._written += 1
+                self._written += len(batch)
             progress, self._progress = self._progress, asyncio.Event()
             progress.set()
+
+    async def _write_one(self, write: _Write) -> None:
+        try:
+            await self._write(write)
+        except Exception:
+            logger.exception("queue: writing a step failed")
+
+    async def _write_batch(self, store: StepStore, batch: list[_Write]) -> None:
+        """Store the batch in one transaction, then publish its events in order with one round trip.
+
+        Should the transaction fail, nothing of it was stored: the steps are written one by one
+        instead, so a failure stays with the step it concerns (a record held for retry, its
+        ``CallEnded`` held with it) and the others go through.
+        """
+        try:
+            missing = await store.save_steps([write.step() for write in batch])
+        except Exception as exc:
+            logger.warning("queue: storing %d steps at once failed (%s); one by one instead", len(batch), exc)
+            for write in batch:
+                await self._write_one(write)
+            return
+        publish: list[DomainEvent] = []
+        for write in batch:
+            if write.record is not None:
+                unsaved = self._unsaved.pop(write.record.id, None)
+                if unsaved is not None:
+                    publish += unsaved.held  # older than this batch's events
+            for state in write.states:
+                if state.agent_id in missing:
+                    logger.warning(
+                        "agent %s: not in the store any more; state %s not saved", state.agent_id, state.state
+                    )
+                else:
+                    self._unsaved_agents.pop(state.agent_id, None)
+            publish += write.events
+        await self._publish_all(publish)
+
+    async def _publish_all(self, events: list[DomainEvent]) -> None:
+        if not events:
+            return
+        try:
+            await self._bus.publish_many(events)
+        except Exception as exc:
+            logger.warning(
+                "event bus: %d events not published at once (%s); one by one instead", len(events), exc
+            )
+            for event in events:
+                await self._publish(event)
 
     async def _write(self, write: _Write) -> None:
         publish = list(write.events)
