@@ -220,6 +220,10 @@ class CallFactSink(Protocol):
         """React to one fact about a call (idempotent: facts may repeat or arrive late); never raises."""
         ...
 
+    def submit(self, fact: AnyCallFact) -> None:
+        """Like :meth:`handle`, but queued and returning at once; a call's facts keep their order."""
+        ...
+
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         """After a reconnect: decide every call whose channels are gone (flagged ``reconciled``)."""
         ...

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -210,6 +211,16 @@ class _Write:
         )
 
 
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One call's work (its facts, its telephony), run in order by one task while there is some."""
+
+    work: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None] | None]] = field(
+        default_factory=deque
+    )
+    task: asyncio.Task[None] | None = None
+
+
 @dataclass(slots=True)
 class _Unsaved:
     record: CallRecord
@@ -298,6 +309,7 @@ class QueueService:
         self._max_batch = max(1, max_batch)
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
+        self._lanes: dict[str, _Lane] = {}
 
     # ==========================================================================================
     # CallFactSink
@@ -312,14 +324,87 @@ class QueueService:
         return self._region
 
     async def handle(self, fact: AnyCallFact) -> None:
-        """React to one fact from the ARI link; never raises (a failure is logged, the caller rescued)."""
-        # How far behind the link is: the fact's time is when the link received its event.
-        self._fact_lag = max(timedelta(0), self._clock.now() - fact.at)
+        """React to one fact and return once it is handled (telephony included); never raises.
+
+        A failure is logged and the caller rescued. The fact waits for the work queued before it
+        for the same call (see :meth:`submit`).
+        """
+        await self._in_lane(fact.call_id, self._fact_work(fact))
+
+    def submit(self, fact: AnyCallFact) -> None:
+        """Queue one fact from the ARI link and return at once; never raises.
+
+        Each call has its own lane: its facts (and the telephony commands they lead to) are handled
+        one after the other, in the order given, while the link reads on and other calls' facts are
+        handled meanwhile. So a slow REST answer from Asterisk holds up only the call it concerns.
+        """
+        self._queue_in_lane(fact.call_id, self._fact_work(fact), None)
+
+    def _fact_work(self, fact: AnyCallFact) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            # How far behind the link is: the fact's time is when the link received its event.
+            self._fact_lag = max(timedelta(0), self._clock.now() - fact.at)
+            try:
+                await self._handle(fact)
+            except Exception:
+                logger.exception("queue: handling %s of call %s failed", type(fact).__name__, fact.call_id)
+                await self._rescue(fact.call_id)
+
+        return work
+
+    async def _in_lane(self, call_id: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` in the call's lane, after what is queued there, and wait for it.
+
+        From the lane's own task (a fact handled while a command of the same call is awaited) it
+        runs at once: waiting for the lane there would wait for itself.
+        """
+        lane = self._lanes.get(call_id)
+        if lane is not None and lane.task is not None and lane.task is asyncio.current_task():
+            await work()
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_in_lane(call_id, work, done)
+        await done
+
+    def _queue_in_lane(
+        self, call_id: str, work: Callable[[], Awaitable[None]], done: asyncio.Future[None] | None
+    ) -> None:
+        lane = self._lanes.get(call_id)
+        if lane is None:
+            lane = self._lanes[call_id] = _Lane()
+        lane.work.append((work, done))
+        if lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._run_lane(call_id, lane), name="queue-call"
+            )
+
+    async def _run_lane(self, call_id: str, lane: _Lane) -> None:
         try:
-            await self._handle(fact)
-        except Exception:
-            logger.exception("queue: handling %s of call %s failed", type(fact).__name__, fact.call_id)
-            await self._rescue(fact.call_id)
+            while lane.work:
+                work, done = lane.work.popleft()
+                try:
+                    await work()
+                except Exception:
+                    logger.exception("queue: work of call %s failed", call_id)
+                finally:
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        finally:
+            lane.task = None
+            for _, done in lane.work:  # cancelled at shutdown: nobody waits for ever
+                if done is not None and not done.done():
+                    done.cancel()
+            lane.work.clear()
+            if self._lanes.get(call_id) is lane:
+                del self._lanes[call_id]
+
+    async def _drain_lanes(self) -> None:
+        """Wait until no call has work queued (facts submitted, telephony under way)."""
+        while self._lanes:
+            tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
 
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         """After the ARI link (re)connected: end what vanished while it was down; never raises."""
@@ -375,6 +460,7 @@ class QueueService:
         """
         try:
             # Our own decided calls must be stored first, or they would read as undecided here.
+            await self._drain_lanes()
             await self.flush()
             events: list[DomainEvent] = []
             for record in await self._calls.undecided():
@@ -399,7 +485,7 @@ class QueueService:
                 self._next_refresh = now + self._refresh_every
                 await self.refresh()
             for call_id in self._board.overdue(now):
-                await self._time_out(call_id)
+                await self._in_lane(call_id, functools.partial(self._time_out, call_id))
             await self._ring_backstop(now)
             await self._due_hangups(now)
             self._expire_skips(now)
@@ -448,7 +534,10 @@ class QueueService:
             await self._fail(call_id, channel, f"{UNKNOWN_QUEUE}: {fact.queue!r}")
             return
         queue = settings.name
-        if not is_open(self._hours[queue], self._clock.now()):
+        # The caller's place is taken now, in the order the link read the arrivals: other calls'
+        # answers and holds run beside this one's and may come back first.
+        joined_at = self._clock.now()
+        if not is_open(self._hours[queue], joined_at):
             await self._exit(call_id, ExitReason.AFTER_HOURS, settings.after_hours_action)
             return
         refused = self._board.admission(queue)
@@ -457,7 +546,7 @@ class QueueService:
             return
         if not await self._answer(call_id, channel) or not await self._hold(call_id, channel, queue):
             return
-        await self._apply(CallQueued(call_id=call_id, queue=queue, at=self._clock.now()))
+        await self._apply(CallQueued(call_id=call_id, queue=queue, at=joined_at))
         await self._dispatch()
 
     async def _queue_settings(self, name: str | None) -> QueueRecord | None:
@@ -947,6 +1036,7 @@ class QueueService:
     # ==========================================================================================
 
     async def _reconcile(self, present: frozenset[str]) -> None:
+        await self._drain_lanes()  # the facts read before the link went down count first
         now = self._clock.now()
         for channel, leg in list(self._legs.items()):
             if channel in present:
@@ -1104,10 +1194,14 @@ class QueueService:
         """
         try:
             async with asyncio.timeout(grace_s):
+                await self._drain_lanes()
                 await self.flush()
                 await self._retry_unsaved()
         except TimeoutError:
             logger.error("queue: shutdown: %d steps not stored within %.1fs", len(self._pending), grace_s)
+        for lane in list(self._lanes.values()):
+            if lane.task is not None:
+                lane.task.cancel()
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done():
             writer.cancel()
