@@ -285,6 +285,8 @@ class QueueService:
         self._agents: dict[str, AgentRecord] = {}
         self._legs: dict[str, AgentLeg] = {}
         self._leg_started: dict[str, datetime] = {}
+        self._leg_index: dict[tuple[str, str], list[str]] = {}
+        self._legs_of_call: dict[str, dict[str, None]] = {}  # insertion-ordered sets
         self._holding: dict[str, _Holding] = {}
         self._held_in: dict[str, _Holding] = {}
         self._holding_locks: dict[str, asyncio.Lock] = {}
@@ -860,7 +862,7 @@ class QueueService:
 
     async def _hangup_legs_of(self, call_id: str) -> None:
         """End every agent leg still ringing or talking for ``call_id`` (their end facts follow)."""
-        for channel in [c for c, leg in self._legs.items() if leg.call_id == call_id]:
+        for channel in list(self._legs_of_call.get(call_id, ())):
             await self._hangup(channel)
 
     async def _release_call(self, call_id: str) -> None:
@@ -899,14 +901,14 @@ class QueueService:
         for queue in self._queues:
             if self._board.pick_agent(queue) is None:
                 continue
-            for caller in self._board.waiting(queue, now):
-                if caller.ringing_agent is not None:
+            for enqueued_at, call_id, ringing_agent in self._board.waiting_order(queue):
+                if ringing_agent is not None:
                     continue
-                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(caller.call_id, now))
+                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
                 if agent is None:
                     continue
-                if best is None or caller.enqueued_at < best[0]:
-                    best = (caller.enqueued_at, caller.call_id, agent)
+                if best is None or enqueued_at < best[0]:
+                    best = (enqueued_at, call_id, agent)
                 break
         return None if best is None else (best[1], best[2])
 
@@ -924,8 +926,7 @@ class QueueService:
         # The leg is known before the originate: Asterisk's events about it (a busy Dial, say) can
         # reach the link before the REST answer does.
         channel = self._new_leg_id()
-        self._legs[channel] = AgentLeg(call_id=call_id, agent_id=agent_id)
-        self._leg_started[channel] = now
+        self._add_leg(channel, AgentLeg(call_id=call_id, agent_id=agent_id), now)
         try:
             await self._control.ring_agent(
                 agent.endpoint,
@@ -980,9 +981,7 @@ class QueueService:
         )
 
     async def _expire_wrap_ups(self, now: datetime) -> None:
-        for agent in self._board.agents():
-            if agent.state is not AgentState.WRAP_UP:
-                continue
+        for agent in self._board.agents_in(AgentState.WRAP_UP):
             if now - agent.since >= timedelta(seconds=self._wrap_up_s(agent)):
                 await self._apply(AgentWrapUpEnded(agent_id=agent.agent_id, at=now))
 
@@ -1048,9 +1047,7 @@ class QueueService:
                 )
             )
             await self._on_agent_hung_up(AgentHungUp(call_id=leg.call_id, agent_id=leg.agent_id, at=now))
-            self._legs.pop(channel, None)
-            self._leg_started.pop(channel, None)
-            self._ringing_noted.discard(channel)
+            self._drop_leg(channel)
         for fact in self._board.reconcile(present, now):
             logger.info("call %s: gone while the link was down; outcome reconciled", fact.call_id)
             await self._on_caller_gone(fact)
@@ -1401,17 +1398,38 @@ class QueueService:
     # ==========================================================================================
 
     def _leg_channel(self, call_id: str, agent_id: str) -> str | None:
-        for channel, leg in self._legs.items():
-            if leg.call_id == call_id and leg.agent_id == agent_id:
-                return channel
-        return None
+        """The first leg still known that rings or joins ``agent_id`` for ``call_id``."""
+        channels = self._leg_index.get((call_id, agent_id))
+        return channels[0] if channels else None
+
+    def _add_leg(self, channel: str, leg: AgentLeg, started: datetime) -> None:
+        self._legs[channel] = leg
+        self._leg_started[channel] = started
+        self._leg_index.setdefault((leg.call_id, leg.agent_id), []).append(channel)
+        self._legs_of_call.setdefault(leg.call_id, {})[channel] = None
+
+    def _drop_leg(self, channel: str) -> None:
+        leg = self._legs.pop(channel, None)
+        self._leg_started.pop(channel, None)
+        self._ringing_noted.discard(channel)
+        if leg is None:
+            return
+        key = (leg.call_id, leg.agent_id)
+        channels = self._leg_index.get(key, [])
+        if channel in channels:
+            channels.remove(channel)
+        if not channels:
+            self._leg_index.pop(key, None)
+        of_call = self._legs_of_call.get(leg.call_id)
+        if of_call is not None:
+            of_call.pop(channel, None)
+            if not of_call:
+                del self._legs_of_call[leg.call_id]
 
     def _forget_leg(self, call_id: str, agent_id: str) -> None:
         channel = self._leg_channel(call_id, agent_id)
         if channel is not None:
-            del self._legs[channel]
-            self._leg_started.pop(channel, None)
-            self._ringing_noted.discard(channel)
+            self._drop_leg(channel)
 
     # ==========================================================================================
     # Agents and queues (API and CLI)
