@@ -180,18 +180,35 @@ class Probe:
     ) -> Callable[[DomainEvent], Awaitable[str]]:
         async def measured(event: DomainEvent) -> str:
             message_id = await publish(event)
-            if isinstance(event, CallEnded) and event.call_id not in self.ended:
-                done = time.monotonic()
-                self.ended.add(event.call_id)
-                self.open_calls.discard(event.call_id)
-                heard = self.hangup_at.pop(event.call_id, None)
-                if heard is None:
-                    self.ended_without_hangup += 1
-                else:
-                    self.samples.append((heard, done - heard))
+            if isinstance(event, CallEnded):
+                self._ended_now(event.call_id)
             return message_id
 
         return measured
+
+    def wrap_publish_many(
+        self, publish_many: Callable[[Sequence[DomainEvent]], Awaitable[list[str]]]
+    ) -> Callable[[Sequence[DomainEvent]], Awaitable[list[str]]]:
+        async def measured(events: Sequence[DomainEvent]) -> list[str]:
+            message_ids = await publish_many(events)
+            for event in events:
+                if isinstance(event, CallEnded):
+                    self._ended_now(event.call_id)
+            return message_ids
+
+        return measured
+
+    def _ended_now(self, call_id: str) -> None:
+        if call_id in self.ended:
+            return
+        done = time.monotonic()
+        self.ended.add(call_id)
+        self.open_calls.discard(call_id)
+        heard = self.hangup_at.pop(call_id, None)
+        if heard is None:
+            self.ended_without_hangup += 1
+        else:
+            self.samples.append((heard, done - heard))
 
     def take_lag_max(self) -> float:
         lag, self.lag_max_s = self.lag_max_s, 0.0
@@ -733,10 +750,13 @@ async def running_app(settings: Settings, sim: SimControl, data_dir: Path) -> As
     # repositories, and its CallControl, reached through a private attribute: diagnostics only).
     breakdown.instrument(services.store.calls, "store.calls", ("upsert", "append_event", "open_missed"))
     breakdown.instrument(services.store.agents, "store.agents", ("set_state",))
-    breakdown.instrument(services.bus, "bus", ("publish",))
+    breakdown.instrument(services.bus, "bus", ("publish", "publish_many"))
+    if services.queue._steps is not None:  # noqa: SLF001
+        breakdown.instrument(services.queue._steps, "store.steps", ("save_steps",))  # noqa: SLF001
     breakdown.instrument(services.queue._control, "ari", ARI_COMMANDS)  # noqa: SLF001
     link._handler = probe.wrap_handler(link._handler)  # noqa: SLF001
     services.bus.publish = probe.wrap_publish(services.bus.publish)  # type: ignore[method-assign,assignment]
+    services.bus.publish_many = probe.wrap_publish_many(services.bus.publish_many)  # type: ignore[method-assign,assignment]
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:

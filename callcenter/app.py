@@ -53,6 +53,7 @@ from callcenter.store.sql_repos import (
     SqlAuditLog,
     SqlCallRepository,
     SqlQueueRepository,
+    SqlStepStore,
     SqlTokenRepository,
 )
 
@@ -150,6 +151,7 @@ async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
             bus,
             SystemClock(),
             default_region=settings.default_region,
+            steps=SqlStepStore(store.engine),
         )
         try:
             yield queue
@@ -197,6 +199,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             bus,
             clock,
             default_region=settings.default_region,
+            steps=SqlStepStore(store.engine),
         )
         # Before the link connects: its first resync then decides calls that ended while we were down.
         await queue.start()

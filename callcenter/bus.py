@@ -6,7 +6,7 @@ The Redis adapters live in ``callcenter/store/redis_bus.py`` and ``redis_lease.p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -31,6 +31,14 @@ class EventBus(Protocol):
 
     async def publish(self, event: DomainEvent) -> str:
         """Append ``event`` to the events stream (one stream, in publish order); return the message id."""
+        ...
+
+    async def publish_many(self, events: Sequence[DomainEvent]) -> list[str]:
+        """Append ``events`` in order, in one round trip where the bus allows; return their message ids.
+
+        On an error some of them may have been appended: a retry may duplicate those (consumers
+        de-duplicate, as for :meth:`publish`).
+        """
         ...
 
     async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:

@@ -131,12 +131,17 @@ class StasisDispatcher:
         return len(self._subscribers.get(channel_id, ()))
 
     async def on_event(self, event: AriEvent, received_at: ReceivedAt) -> None:
-        """Hand the event to its channel's subscribers, then its facts to the sink (one by one)."""
+        """Hand the event to its channel's subscribers, then its facts to the sink's queue (one by one)."""
         self._notify(event)
         facts = translate(
             event, self._sink.agent_legs, default_region=self._region, received_at=received_at.wall
         )
-        await self._handle_all(facts)
+        # Queued, not awaited: the link reads on while the sink answers Asterisk (each call in order).
+        for fact in facts:
+            try:
+                self._sink.submit(fact)
+            except Exception:
+                logger.exception("queue sink refused %s for call %s", type(fact).__name__, fact.call_id)
 
     async def resync(self) -> None:
         """After a (re)connect: rebuild the sink's view from ``GET /channels``, then reconcile.

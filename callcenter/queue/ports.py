@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from callcenter.model.events import AgentStateChanged
 from callcenter.model.paging import Page
 from callcenter.model.records import AgentRecord, CallEvent, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome
@@ -59,6 +60,46 @@ class CallRepository(Protocol):
 
     async def undecided(self) -> tuple[CallRecord, ...]:
         """Calls without an outcome (live when the process stopped)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TimelineEntry:
+    """One entry for a call's timeline (``CallRepository.append_event``'s arguments)."""
+
+    call_id: str
+    at: datetime
+    kind: str
+    detail: Mapping[str, object]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepWrite:
+    """What one step of the queue stores: the call record, then its timeline entries, then agent states.
+
+    ``close_missed`` is ``(caller, reached_at)``: the caller was reached, so their open missed calls
+    that arrived before then are closed (:func:`~callcenter.queue.detection.close_missed_calls`).
+    """
+
+    record: CallRecord | None = None
+    entries: tuple[TimelineEntry, ...] = ()
+    states: tuple[AgentStateChanged, ...] = ()
+    close_missed: tuple[str, datetime] | None = None
+
+
+class StepStore(Protocol):
+    """Stores many steps of the queue in one transaction: the write-behind's batches."""
+
+    async def save_steps(self, steps: Sequence[StepWrite]) -> frozenset[str]:
+        """Store ``steps`` as if one after the other (``CallRepository.upsert``, ``append_event``,
+        ``AgentRepository.set_state``), all in one transaction: all of them or none.
+
+        Returns the ids of agents not in the store (their states were skipped, as ``set_state``
+        would have refused them).
+
+        :raises CallCenterError: and nothing was stored: ``StoreUnavailableError``, ``ValidationError``
+            (a naive time, a detail that is not JSON), ``NotFoundError`` (an entry of an unknown call).
+        """
         ...
 
 
@@ -177,6 +218,10 @@ class CallFactSink(Protocol):
 
     async def handle(self, fact: AnyCallFact) -> None:
         """React to one fact about a call (idempotent: facts may repeat or arrive late); never raises."""
+        ...
+
+    def submit(self, fact: AnyCallFact) -> None:
+        """Like :meth:`handle`, but queued and returning at once; a call's facts keep their order."""
         ...
 
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:

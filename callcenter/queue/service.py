@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import itertools
 import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -74,6 +76,9 @@ from callcenter.queue.ports import (
     CallFilter,
     CallRepository,
     QueueRepository,
+    StepStore,
+    StepWrite,
+    TimelineEntry,
 )
 from callcenter.queue.state import (
     AgentLive,
@@ -193,6 +198,28 @@ class _Write:
     events: tuple[DomainEvent, ...] = ()
     close_missed: tuple[str, datetime] | None = None
 
+    def step(self) -> StepWrite:
+        """What the store keeps of it (the events go to the bus)."""
+        return StepWrite(
+            record=self.record,
+            entries=tuple(
+                TimelineEntry(call_id=self.entries_of, at=at, kind=kind, detail=detail)
+                for at, kind, detail in self.entries
+            ),
+            states=self.states,
+            close_missed=self.close_missed,
+        )
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One call's work (its facts, its telephony), run in order by one task while there is some."""
+
+    work: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None] | None]] = field(
+        default_factory=deque
+    )
+    task: asyncio.Task[None] | None = None
+
 
 @dataclass(slots=True)
 class _Unsaved:
@@ -219,6 +246,9 @@ class QueueService:
         takes it, so the leg is registered before Asterisk reports on it).
     :param refresh_s: how often :meth:`tick` reads queues and agents back from the store, to pick up
         what another process (the CLI, another API process) changed there.
+    :param steps: stores the writer's batches, one transaction each; without it the writer stores
+        each step with the repositories, one write after the other.
+    :param max_batch: the most steps the writer stores (and publishes) at once.
     """
 
     def __init__(
@@ -236,6 +266,8 @@ class QueueService:
         ring_grace_s: float = 5.0,
         refresh_s: float = 30.0,
         new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
+        steps: StepStore | None = None,
+        max_batch: int = 500,
     ) -> None:
         self._control = control
         self._calls = calls
@@ -253,6 +285,8 @@ class QueueService:
         self._agents: dict[str, AgentRecord] = {}
         self._legs: dict[str, AgentLeg] = {}
         self._leg_started: dict[str, datetime] = {}
+        self._leg_index: dict[tuple[str, str], list[str]] = {}
+        self._legs_of_call: dict[str, dict[str, None]] = {}  # insertion-ordered sets
         self._holding: dict[str, _Holding] = {}
         self._held_in: dict[str, _Holding] = {}
         self._holding_locks: dict[str, asyncio.Lock] = {}
@@ -273,8 +307,11 @@ class QueueService:
         self._unsaved: dict[str, _Unsaved] = {}
         self._unsaved_agents: dict[str, AgentStateChanged] = {}
         self._new_leg_id = new_leg_id
+        self._steps = steps
+        self._max_batch = max(1, max_batch)
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
+        self._lanes: dict[str, _Lane] = {}
 
     # ==========================================================================================
     # CallFactSink
@@ -289,14 +326,87 @@ class QueueService:
         return self._region
 
     async def handle(self, fact: AnyCallFact) -> None:
-        """React to one fact from the ARI link; never raises (a failure is logged, the caller rescued)."""
-        # How far behind the link is: the fact's time is when the link received its event.
-        self._fact_lag = max(timedelta(0), self._clock.now() - fact.at)
+        """React to one fact and return once it is handled (telephony included); never raises.
+
+        A failure is logged and the caller rescued. The fact waits for the work queued before it
+        for the same call (see :meth:`submit`).
+        """
+        await self._in_lane(fact.call_id, self._fact_work(fact))
+
+    def submit(self, fact: AnyCallFact) -> None:
+        """Queue one fact from the ARI link and return at once; never raises.
+
+        Each call has its own lane: its facts (and the telephony commands they lead to) are handled
+        one after the other, in the order given, while the link reads on and other calls' facts are
+        handled meanwhile. So a slow REST answer from Asterisk holds up only the call it concerns.
+        """
+        self._queue_in_lane(fact.call_id, self._fact_work(fact), None)
+
+    def _fact_work(self, fact: AnyCallFact) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            # How far behind the link is: the fact's time is when the link received its event.
+            self._fact_lag = max(timedelta(0), self._clock.now() - fact.at)
+            try:
+                await self._handle(fact)
+            except Exception:
+                logger.exception("queue: handling %s of call %s failed", type(fact).__name__, fact.call_id)
+                await self._rescue(fact.call_id)
+
+        return work
+
+    async def _in_lane(self, call_id: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` in the call's lane, after what is queued there, and wait for it.
+
+        From the lane's own task (a fact handled while a command of the same call is awaited) it
+        runs at once: waiting for the lane there would wait for itself.
+        """
+        lane = self._lanes.get(call_id)
+        if lane is not None and lane.task is not None and lane.task is asyncio.current_task():
+            await work()
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_in_lane(call_id, work, done)
+        await done
+
+    def _queue_in_lane(
+        self, call_id: str, work: Callable[[], Awaitable[None]], done: asyncio.Future[None] | None
+    ) -> None:
+        lane = self._lanes.get(call_id)
+        if lane is None:
+            lane = self._lanes[call_id] = _Lane()
+        lane.work.append((work, done))
+        if lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._run_lane(call_id, lane), name="queue-call"
+            )
+
+    async def _run_lane(self, call_id: str, lane: _Lane) -> None:
         try:
-            await self._handle(fact)
-        except Exception:
-            logger.exception("queue: handling %s of call %s failed", type(fact).__name__, fact.call_id)
-            await self._rescue(fact.call_id)
+            while lane.work:
+                work, done = lane.work.popleft()
+                try:
+                    await work()
+                except Exception:
+                    logger.exception("queue: work of call %s failed", call_id)
+                finally:
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        finally:
+            lane.task = None
+            for _, done in lane.work:  # cancelled at shutdown: nobody waits for ever
+                if done is not None and not done.done():
+                    done.cancel()
+            lane.work.clear()
+            if self._lanes.get(call_id) is lane:
+                del self._lanes[call_id]
+
+    async def _drain_lanes(self) -> None:
+        """Wait until no call has work queued (facts submitted, telephony under way)."""
+        while self._lanes:
+            tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
 
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         """After the ARI link (re)connected: end what vanished while it was down; never raises."""
@@ -352,6 +462,7 @@ class QueueService:
         """
         try:
             # Our own decided calls must be stored first, or they would read as undecided here.
+            await self._drain_lanes()
             await self.flush()
             events: list[DomainEvent] = []
             for record in await self._calls.undecided():
@@ -376,7 +487,7 @@ class QueueService:
                 self._next_refresh = now + self._refresh_every
                 await self.refresh()
             for call_id in self._board.overdue(now):
-                await self._time_out(call_id)
+                await self._in_lane(call_id, functools.partial(self._time_out, call_id))
             await self._ring_backstop(now)
             await self._due_hangups(now)
             self._expire_skips(now)
@@ -425,7 +536,10 @@ class QueueService:
             await self._fail(call_id, channel, f"{UNKNOWN_QUEUE}: {fact.queue!r}")
             return
         queue = settings.name
-        if not is_open(self._hours[queue], self._clock.now()):
+        # The caller's place is taken now, in the order the link read the arrivals: other calls'
+        # answers and holds run beside this one's and may come back first.
+        joined_at = self._clock.now()
+        if not is_open(self._hours[queue], joined_at):
             await self._exit(call_id, ExitReason.AFTER_HOURS, settings.after_hours_action)
             return
         refused = self._board.admission(queue)
@@ -434,7 +548,7 @@ class QueueService:
             return
         if not await self._answer(call_id, channel) or not await self._hold(call_id, channel, queue):
             return
-        await self._apply(CallQueued(call_id=call_id, queue=queue, at=self._clock.now()))
+        await self._apply(CallQueued(call_id=call_id, queue=queue, at=joined_at))
         await self._dispatch()
 
     async def _queue_settings(self, name: str | None) -> QueueRecord | None:
@@ -748,7 +862,7 @@ class QueueService:
 
     async def _hangup_legs_of(self, call_id: str) -> None:
         """End every agent leg still ringing or talking for ``call_id`` (their end facts follow)."""
-        for channel in [c for c, leg in self._legs.items() if leg.call_id == call_id]:
+        for channel in list(self._legs_of_call.get(call_id, ())):
             await self._hangup(channel)
 
     async def _release_call(self, call_id: str) -> None:
@@ -787,14 +901,14 @@ class QueueService:
         for queue in self._queues:
             if self._board.pick_agent(queue) is None:
                 continue
-            for caller in self._board.waiting(queue, now):
-                if caller.ringing_agent is not None:
+            for enqueued_at, call_id, ringing_agent in self._board.waiting_order(queue):
+                if ringing_agent is not None:
                     continue
-                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(caller.call_id, now))
+                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
                 if agent is None:
                     continue
-                if best is None or caller.enqueued_at < best[0]:
-                    best = (caller.enqueued_at, caller.call_id, agent)
+                if best is None or enqueued_at < best[0]:
+                    best = (enqueued_at, call_id, agent)
                 break
         return None if best is None else (best[1], best[2])
 
@@ -812,8 +926,7 @@ class QueueService:
         # The leg is known before the originate: Asterisk's events about it (a busy Dial, say) can
         # reach the link before the REST answer does.
         channel = self._new_leg_id()
-        self._legs[channel] = AgentLeg(call_id=call_id, agent_id=agent_id)
-        self._leg_started[channel] = now
+        self._add_leg(channel, AgentLeg(call_id=call_id, agent_id=agent_id), now)
         try:
             await self._control.ring_agent(
                 agent.endpoint,
@@ -868,9 +981,7 @@ class QueueService:
         )
 
     async def _expire_wrap_ups(self, now: datetime) -> None:
-        for agent in self._board.agents():
-            if agent.state is not AgentState.WRAP_UP:
-                continue
+        for agent in self._board.agents_in(AgentState.WRAP_UP):
             if now - agent.since >= timedelta(seconds=self._wrap_up_s(agent)):
                 await self._apply(AgentWrapUpEnded(agent_id=agent.agent_id, at=now))
 
@@ -924,6 +1035,7 @@ class QueueService:
     # ==========================================================================================
 
     async def _reconcile(self, present: frozenset[str]) -> None:
+        await self._drain_lanes()  # the facts read before the link went down count first
         now = self._clock.now()
         for channel, leg in list(self._legs.items()):
             if channel in present:
@@ -935,9 +1047,7 @@ class QueueService:
                 )
             )
             await self._on_agent_hung_up(AgentHungUp(call_id=leg.call_id, agent_id=leg.agent_id, at=now))
-            self._legs.pop(channel, None)
-            self._leg_started.pop(channel, None)
-            self._ringing_noted.discard(channel)
+            self._drop_leg(channel)
         for fact in self._board.reconcile(present, now):
             logger.info("call %s: gone while the link was down; outcome reconciled", fact.call_id)
             await self._on_caller_gone(fact)
@@ -1081,10 +1191,14 @@ class QueueService:
         """
         try:
             async with asyncio.timeout(grace_s):
+                await self._drain_lanes()
                 await self.flush()
                 await self._retry_unsaved()
         except TimeoutError:
             logger.error("queue: shutdown: %d steps not stored within %.1fs", len(self._pending), grace_s)
+        for lane in list(self._lanes.values()):
+            if lane.task is not None:
+                lane.task.cancel()
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done():
             writer.cancel()
@@ -1102,18 +1216,73 @@ class QueueService:
             )
 
     async def _write_all(self) -> None:
-        """The writer: the queued steps in order, a batch under the commit lock at a time."""
+        """The writer: the queued steps in order, a batch under the commit lock at a time.
+
+        A batch is everything queued when the writer comes round (at most ``max_batch`` steps): while
+        one is written the handlers queue the next, so the batches grow with the load and the store
+        and the bus see one round trip per batch, not per step.
+        """
         while self._pending:
             async with self._commit_lock:
-                for _ in range(len(self._pending)):
-                    try:
-                        await self._write(self._pending[0])
-                    except Exception:
-                        logger.exception("queue: writing a step failed")
+                batch = list(itertools.islice(self._pending, self._max_batch))
+                if self._steps is not None:
+                    await self._write_batch(self._steps, batch)
+                else:
+                    for write in batch:
+                        await self._write_one(write)
+                for _ in batch:
                     self._pending.popleft()
-                    self._written += 1
+                self._written += len(batch)
             progress, self._progress = self._progress, asyncio.Event()
             progress.set()
+
+    async def _write_one(self, write: _Write) -> None:
+        try:
+            await self._write(write)
+        except Exception:
+            logger.exception("queue: writing a step failed")
+
+    async def _write_batch(self, store: StepStore, batch: list[_Write]) -> None:
+        """Store the batch in one transaction, then publish its events in order with one round trip.
+
+        Should the transaction fail, nothing of it was stored: the steps are written one by one
+        instead, so a failure stays with the step it concerns (a record held for retry, its
+        ``CallEnded`` held with it) and the others go through.
+        """
+        try:
+            missing = await store.save_steps([write.step() for write in batch])
+        except Exception as exc:
+            logger.warning("queue: storing %d steps at once failed (%s); one by one instead", len(batch), exc)
+            for write in batch:
+                await self._write_one(write)
+            return
+        publish: list[DomainEvent] = []
+        for write in batch:
+            if write.record is not None:
+                unsaved = self._unsaved.pop(write.record.id, None)
+                if unsaved is not None:
+                    publish += unsaved.held  # older than this batch's events
+            for state in write.states:
+                if state.agent_id in missing:
+                    logger.warning(
+                        "agent %s: not in the store any more; state %s not saved", state.agent_id, state.state
+                    )
+                else:
+                    self._unsaved_agents.pop(state.agent_id, None)
+            publish += write.events
+        await self._publish_all(publish)
+
+    async def _publish_all(self, events: list[DomainEvent]) -> None:
+        if not events:
+            return
+        try:
+            await self._bus.publish_many(events)
+        except Exception as exc:
+            logger.warning(
+                "event bus: %d events not published at once (%s); one by one instead", len(events), exc
+            )
+            for event in events:
+                await self._publish(event)
 
     async def _write(self, write: _Write) -> None:
         publish = list(write.events)
@@ -1229,17 +1398,38 @@ class QueueService:
     # ==========================================================================================
 
     def _leg_channel(self, call_id: str, agent_id: str) -> str | None:
-        for channel, leg in self._legs.items():
-            if leg.call_id == call_id and leg.agent_id == agent_id:
-                return channel
-        return None
+        """The first leg still known that rings or joins ``agent_id`` for ``call_id``."""
+        channels = self._leg_index.get((call_id, agent_id))
+        return channels[0] if channels else None
+
+    def _add_leg(self, channel: str, leg: AgentLeg, started: datetime) -> None:
+        self._legs[channel] = leg
+        self._leg_started[channel] = started
+        self._leg_index.setdefault((leg.call_id, leg.agent_id), []).append(channel)
+        self._legs_of_call.setdefault(leg.call_id, {})[channel] = None
+
+    def _drop_leg(self, channel: str) -> None:
+        leg = self._legs.pop(channel, None)
+        self._leg_started.pop(channel, None)
+        self._ringing_noted.discard(channel)
+        if leg is None:
+            return
+        key = (leg.call_id, leg.agent_id)
+        channels = self._leg_index.get(key, [])
+        if channel in channels:
+            channels.remove(channel)
+        if not channels:
+            self._leg_index.pop(key, None)
+        of_call = self._legs_of_call.get(leg.call_id)
+        if of_call is not None:
+            of_call.pop(channel, None)
+            if not of_call:
+                del self._legs_of_call[leg.call_id]
 
     def _forget_leg(self, call_id: str, agent_id: str) -> None:
         channel = self._leg_channel(call_id, agent_id)
         if channel is not None:
-            del self._legs[channel]
-            self._leg_started.pop(channel, None)
-            self._ringing_noted.discard(channel)
+            self._drop_leg(channel)
 
     # ==========================================================================================
     # Agents and queues (API and CLI)

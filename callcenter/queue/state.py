@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeAlias
@@ -193,6 +194,13 @@ class QueueBoard:
         self._calls: dict[str, CallTrack] = {}
         self._ended: OrderedDict[str, CallTrack] = OrderedDict()
         self._agents: dict[str, AgentLive] = {}
+        # Indexes over _agents, kept by _put: per queue a heap of (idle since, id) of available
+        # members (entries that no longer match the agent are dropped when met), the members
+        # logged in, and the agents in each state.
+        self._idle: dict[str, list[tuple[datetime, str]]] = {}
+        self._idle_key: dict[str, tuple[datetime, tuple[str, ...]]] = {}
+        self._logged_in: dict[str, set[str]] = {}
+        self._in_state: dict[AgentState, set[str]] = {state: set() for state in AgentState}
         # Per queue: (enqueued_at, arrival sequence, call_id), kept sorted: FIFO by enqueue time.
         self._waiting: dict[str, list[tuple[datetime, int, str]]] = {}
         self._sequence = itertools.count()
@@ -211,12 +219,10 @@ class QueueBoard:
         """
         known = self._agents.get(agent.id)
         if known is not None:
-            self._agents[agent.id] = dataclasses.replace(known, queues=agent.queues)
+            self._put(dataclasses.replace(known, queues=agent.queues))
             return ()
         since = agent.state_since or now
-        self._agents[agent.id] = AgentLive(
-            agent_id=agent.id, state=agent.state, since=since, queues=agent.queues
-        )
+        self._put(AgentLive(agent_id=agent.id, state=agent.state, since=since, queues=agent.queues))
         if agent.state is AgentState.RINGING:
             return self._set(agent.id, AgentState.AVAILABLE, now, "no call after restart")
         if agent.state is AgentState.BUSY:
@@ -225,11 +231,59 @@ class QueueBoard:
 
     def set_agent_queues(self, agent_id: str, queues: tuple[str, ...]) -> None:
         """Replace an agent's queue membership. :raises KeyError: for an unknown agent."""
-        self._agents[agent_id] = dataclasses.replace(self._agents[agent_id], queues=queues)
+        self._put(dataclasses.replace(self._agents[agent_id], queues=queues))
 
     def remove_agent(self, agent_id: str) -> None:
         """Forget an agent (deleted from the store); unknown ids are ignored."""
-        self._agents.pop(agent_id, None)
+        agent = self._agents.pop(agent_id, None)
+        if agent is not None:
+            self._unindex(agent)
+            self._idle_key.pop(agent_id, None)
+
+    def _put(self, agent: AgentLive) -> AgentLive:
+        """Store an agent's new live state and keep the indexes in step."""
+        old = self._agents.get(agent.agent_id)
+        if old is not None:
+            self._unindex(old)
+        self._agents[agent.agent_id] = agent
+        self._in_state[agent.state].add(agent.agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            for queue in agent.queues:
+                self._logged_in.setdefault(queue, set()).add(agent.agent_id)
+        if agent.state is AgentState.AVAILABLE:
+            key = (agent.since, agent.queues)
+            if self._idle_key.get(agent.agent_id) != key:
+                self._idle_key[agent.agent_id] = key
+                for queue in agent.queues:
+                    heap = self._idle.setdefault(queue, [])
+                    heapq.heappush(heap, (agent.since, agent.agent_id))
+                    if len(heap) > 2 * len(self._logged_in.get(queue, ())) + 64:
+                        self._compact_idle(queue)
+        else:
+            self._idle_key.pop(agent.agent_id, None)
+        return agent
+
+    def _compact_idle(self, queue: str) -> None:
+        """Drop the stale entries of a queue's heap (churning agents leave some below its top)."""
+        heap = sorted({entry for entry in self._idle[queue] if self._is_idle_entry(queue, *entry)})
+        self._idle[queue] = heap  # a sorted list is a heap
+
+    def _unindex(self, agent: AgentLive) -> None:
+        self._in_state[agent.state].discard(agent.agent_id)
+        for queue in agent.queues:
+            members = self._logged_in.get(queue)
+            if members is not None:
+                members.discard(agent.agent_id)
+
+    def _is_idle_entry(self, queue: str, since: datetime, agent_id: str) -> bool:
+        agent = self._agents.get(agent_id)
+        return (
+            agent is not None
+            and agent.state is AgentState.AVAILABLE
+            and agent.since == since
+            and queue in agent.queues
+            and self._idle_key.get(agent_id) == (since, agent.queues)
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -278,26 +332,45 @@ class QueueBoard:
             )
         return tuple(callers)
 
+    def waiting_order(self, queue: str) -> Iterator[tuple[datetime, str, str | None]]:
+        """The queue's waiting calls in FIFO order: enqueue time, call id and the agent ringing for it.
+
+        Lazy, for the dispatcher: iterate without changing the board meanwhile.
+        """
+        for enqueued_at, _, call_id in self._waiting.get(queue, ()):
+            yield enqueued_at, call_id, self._calls[call_id].ringing_agent
+
     def view(self, queue: str, now: datetime) -> QueueView:
         """What ``GET /api/v1/queues/{queue}/live`` shows."""
         return QueueView(queue=queue, waiting=self.waiting(queue, now), agents=self.agents(queue))
 
     def pick_agent(self, queue: str, *, exclude: Collection[str] = ()) -> str | None:
         """The longest-idle available member of ``queue`` (earliest ``since``; ties by id), or ``None``."""
-        candidates = [
-            a
-            for a in self._agents.values()
-            if a.state is AgentState.AVAILABLE and queue in a.queues and a.agent_id not in exclude
-        ]
-        if not candidates:
+        heap = self._idle.get(queue)
+        if not heap:
             return None
-        return min(candidates, key=lambda a: (a.since, a.agent_id)).agent_id
+        passed: list[tuple[datetime, str]] = []
+        found: str | None = None
+        while heap:
+            since, agent_id = heap[0]
+            if not self._is_idle_entry(queue, since, agent_id):
+                heapq.heappop(heap)  # stale: the agent changed since it was pushed
+            elif agent_id in exclude:
+                passed.append(heapq.heappop(heap))
+            else:
+                found = agent_id
+                break
+        for entry in passed:
+            heapq.heappush(heap, entry)
+        return found
+
+    def agents_in(self, state: AgentState) -> tuple[AgentLive, ...]:
+        """The agents in ``state``, by id."""
+        return tuple(self._agents[a] for a in sorted(self._in_state[state]))
 
     def logged_in(self, queue: str) -> int:
         """Members of ``queue`` who are logged in (paused ones included)."""
-        return sum(
-            1 for a in self._agents.values() if queue in a.queues and a.state is not AgentState.LOGGED_OUT
-        )
+        return len(self._logged_in.get(queue, ()))
 
     def admission(self, queue: str) -> ExitReason | None:
         """Why a new caller may not join ``queue`` now (full, or nobody logged in), else ``None``.
@@ -429,7 +502,7 @@ class QueueBoard:
             events += self._set(
                 fact.agent_id, AgentState.BUSY, at, f"answered call {new.call_id}", new.call_id
             )
-            self._agents[fact.agent_id] = dataclasses.replace(self._agents[fact.agent_id], misses=0)
+            self._put(dataclasses.replace(self._agents[fact.agent_id], misses=0))
         if new.outcome is not None and new.agent_id is not None:
             events += self._end_talk(new.agent_id, new.call_id, at, "caller hung up")
         events += self._agent_leg_ended(fact)
@@ -448,7 +521,7 @@ class QueueBoard:
 
     def _missed(self, agent: AgentLive, fact: AgentNoAnswer) -> tuple[AgentStateChanged, ...]:
         misses = agent.misses + (1 if fact.reason.is_miss else 0)
-        self._agents[agent.agent_id] = dataclasses.replace(agent, misses=misses)
+        self._put(dataclasses.replace(agent, misses=misses))
         limit = self._policy.max_misses
         if (
             fact.reason.is_miss
@@ -495,12 +568,14 @@ class QueueBoard:
     ) -> tuple[AgentStateChanged, ...]:
         """Move an agent to ``state``; ``since`` restarts only when the state changes."""
         agent = self._agents[agent_id]
-        self._agents[agent_id] = dataclasses.replace(
-            agent,
-            state=state,
-            since=at if state is not agent.state else agent.since,
-            call_id=call_id if state in _IN_CALL else None,
-            pending=None if clear_pending else agent.pending,
+        self._put(
+            dataclasses.replace(
+                agent,
+                state=state,
+                since=at if state is not agent.state else agent.since,
+                call_id=call_id if state in _IN_CALL else None,
+                pending=None if clear_pending else agent.pending,
+            )
         )
         if state is agent.state:
             return ()
@@ -522,7 +597,7 @@ class QueueBoard:
         if agent is None:
             return Step(ignored=IgnoreReason.UNKNOWN_AGENT)
         if isinstance(fact, AgentLoggedIn) and fact.queues is not None:
-            self._agents[agent.agent_id] = agent = dataclasses.replace(agent, queues=fact.queues)
+            agent = self._put(dataclasses.replace(agent, queues=fact.queues))
         events = self._agent_transition(agent, fact)
         if events is None:
             return Step(ignored=IgnoreReason.DUPLICATE)
@@ -535,7 +610,7 @@ class QueueBoard:
             case AgentLoggedIn():
                 if state is not AgentState.LOGGED_OUT:
                     return None
-                self._agents[agent.agent_id] = dataclasses.replace(agent, misses=0)
+                self._put(dataclasses.replace(agent, misses=0))
                 return self._set(agent.agent_id, AgentState.AVAILABLE, at, "logged in", clear_pending=True)
             case AgentLoggedOut():
                 if state is AgentState.LOGGED_OUT or agent.pending is AgentState.LOGGED_OUT:
@@ -547,11 +622,11 @@ class QueueBoard:
                 return self._defer_or_set(agent, AgentState.PAUSED, at, reason or "paused", busy)
             case AgentUnpaused():
                 if agent.pending is AgentState.PAUSED:
-                    self._agents[agent.agent_id] = dataclasses.replace(agent, pending=None)
+                    self._put(dataclasses.replace(agent, pending=None))
                     return ()
                 if state is not AgentState.PAUSED:
                     return None
-                self._agents[agent.agent_id] = dataclasses.replace(agent, misses=0)
+                self._put(dataclasses.replace(agent, misses=0))
                 return self._set(agent.agent_id, AgentState.AVAILABLE, at, "unpaused")
             case AgentWrapUpEnded():
                 if state is not AgentState.WRAP_UP:
@@ -564,7 +639,7 @@ class QueueBoard:
     ) -> tuple[AgentStateChanged, ...]:
         if busy:
             # Ringing or talking: the request waits for the end of the call.
-            self._agents[agent.agent_id] = dataclasses.replace(agent, pending=state)
+            self._put(dataclasses.replace(agent, pending=state))
             return ()
         return self._set(agent.agent_id, state, at, reason, clear_pending=True)
 

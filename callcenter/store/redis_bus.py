@@ -184,6 +184,30 @@ class RedisEventBus:
             ) from exc
         return _text(message_id)
 
+    async def publish_many(self, events: Sequence[DomainEvent]) -> list[str]:
+        """Append ``events`` in order with one pipeline of XADDs (one round trip); return their ids.
+
+        :raises RedisUnavailableError: when Redis does not take them; some may have been appended.
+        """
+        if not events:
+            return []
+        payloads = [encode_event(event).encode() for event in events]
+        try:
+            async with asyncio.timeout(_OP_TIMEOUT_S):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for payload in payloads:
+                        # In a pipeline XADD only queues the command (its "awaitable" is the pipeline).
+                        _ = pipe.xadd(
+                            self._keys.events,
+                            {_FIELD: payload},
+                            maxlen=self._settings.stream_maxlen,
+                            approximate=True,
+                        )
+                    replies = await pipe.execute()
+        except _RETRYABLE as exc:
+            raise RedisUnavailableError(f"could not publish {len(events)} events: {exc!r}") from exc
+        return [_text(reply) for reply in replies]
+
     async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
         """Deliver events to ``handler`` until ``stop`` completes (see the module docstring).
 

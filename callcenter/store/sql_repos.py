@@ -60,7 +60,8 @@ from callcenter.model.records import (
     queue_settings,
 )
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
-from callcenter.queue.ports import CallFilter
+from callcenter.queue.detection import close_missed_calls
+from callcenter.queue.ports import CallFilter, StepWrite
 from callcenter.store.database import session_factory, store_error
 from callcenter.store.sql_models import (
     AgentQueueRow,
@@ -261,6 +262,17 @@ def _call_upsert(dialect: str) -> postgresql.Insert | sqlite.Insert:
     return insert.on_conflict_do_update(index_elements=[stored.id], set_=changes)
 
 
+def _open_missed(caller: str, before: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Where a call is one of ``caller``'s missed calls not closed yet that arrived before ``before``."""
+    return (
+        CallRow.caller == caller,
+        CallRow.outcome.is_not(None),
+        CallRow.outcome != CallOutcome.ANSWERED.value,
+        CallRow.closed_at.is_(None),
+        CallRow.arrived_at < before,
+    )
+
+
 class SqlCallRepository(_SqlRepository):
     """Inbound calls (``CallRepository``) and, beyond the port, each call's event timeline."""
 
@@ -366,17 +378,7 @@ class SqlCallRepository(_SqlRepository):
 
         :raises ValidationError: for a naive ``before``.
         """
-        query = (
-            select(CallRow)
-            .where(
-                CallRow.caller == caller,
-                CallRow.outcome.is_not(None),
-                CallRow.outcome != CallOutcome.ANSWERED.value,
-                CallRow.closed_at.is_(None),
-                CallRow.arrived_at < before,
-            )
-            .order_by(CallRow.arrived_at, CallRow.id)
-        )
+        query = select(CallRow).where(*_open_missed(caller, before)).order_by(CallRow.arrived_at, CallRow.id)
         async with self._session("reading a caller's open missed calls") as session:
             rows = (await session.scalars(query)).all()
         return tuple(_call_record(r) for r in rows)
@@ -539,6 +541,27 @@ class SqlAgentRepository(_SqlRepository):
             return await _agent(session, agent_id)
 
 
+def _agent_state_update() -> Update:
+    """``UPDATE agents``: parameters ``agent``, ``new_state`` and ``at``; ``state_since`` moves on a change."""
+    agents = cast(Table, AgentRow.__table__)
+    new_state = bindparam("new_state", type_=String())
+    unchanged = and_(agents.c.state == new_state, agents.c.state_since.is_not(None))
+    return (
+        update(agents)
+        .where(agents.c.id == bindparam("agent", type_=String()))
+        .values(
+            state=new_state,
+            state_since=case((unchanged, agents.c.state_since), else_=bindparam("at", type_=UtcDateTime())),
+        )
+    )
+
+
+@functools.cache
+def _set_agent_states(dialect: str) -> Update:
+    """:func:`_agent_state_update` without ``RETURNING``, for many agents at once (executemany)."""
+    return _agent_state_update()
+
+
 @functools.cache
 def _set_agent_state(dialect: str) -> Update:
     """``UPDATE agents ... RETURNING`` the agent and its queues (a JSON array), in one round trip.
@@ -547,8 +570,6 @@ def _set_agent_state(dialect: str) -> Update:
     changes. The queues come from a subquery of the RETURNING clause; no row back means no such agent.
     """
     agents, memberships = cast(Table, AgentRow.__table__), cast(Table, AgentQueueRow.__table__)
-    new_state = bindparam("new_state", type_=String())
-    unchanged = and_(agents.c.state == new_state, agents.c.state_since.is_not(None))
     aggregate = func.json_agg if dialect == "postgresql" else func.json_group_array
     queues = (
         select(cast_(aggregate(memberships.c.queue), Text()))
@@ -556,22 +577,113 @@ def _set_agent_state(dialect: str) -> Update:
         .correlate(agents)
         .scalar_subquery()
     )
-    return (
-        update(agents)
-        .where(agents.c.id == bindparam("agent", type_=String()))
-        .values(
-            state=new_state,
-            state_since=case((unchanged, agents.c.state_since), else_=bindparam("at", type_=UtcDateTime())),
-        )
-        .returning(
-            agents.c.id,
-            agents.c.name,
-            agents.c.endpoint,
-            agents.c.state,
-            agents.c.state_since,
-            queues.label("queues"),
-        )
+    return _agent_state_update().returning(
+        agents.c.id,
+        agents.c.name,
+        agents.c.endpoint,
+        agents.c.state,
+        agents.c.state_since,
+        queues.label("queues"),
     )
+
+
+# -- queue steps, many at once ------------------------------------------------------------------
+
+
+#: Many timeline entries at once (executemany: no ``RETURNING``, ids assigned in order).
+_APPEND_EVENTS: Final = insert(_EVENTS_TABLE)
+_CALLS_TABLE: Final = cast(Table, CallRow.__table__)
+
+
+class SqlStepStore(_SqlRepository):
+    """The queue service's write-behind batches in one transaction each (``StepStore``).
+
+    One commit (one WAL flush on PostgreSQL) per batch instead of one per row, and each kind of row
+    written with one multi-row statement (executemany) per stretch of the batch.
+    """
+
+    async def save_steps(self, steps: Sequence[StepWrite]) -> frozenset[str]:
+        """Store ``steps`` in order, in one transaction; return the agent ids not in the store.
+
+        The rows of a stretch of steps go as one statement per table: call rows (the same
+        ``INSERT ... ON CONFLICT`` as :meth:`SqlCallRepository.upsert`, so the same rules), then
+        timeline entries (their call rows are in by then), then agent states (the same rule as
+        :meth:`SqlAgentRepository.set_state`). Each statement applies its rows in order, so a call or
+        agent appearing twice ends as one after the other would. A stretch ends before a closing of
+        missed calls whose caller has rows not yet written: that closing reads the store and must
+        see every step before it.
+
+        :raises StoreUnavailableError, ValidationError, NotFoundError: nothing was stored.
+        """
+        agent_ids = {state.agent_id for step in steps for state in step.states}
+
+        async def work(connection: AsyncConnection) -> frozenset[str]:
+            missing = await _missing_agents(connection, agent_ids)
+            batch = _StepRows(connection, self._engine.dialect.name)
+            for step in steps:
+                if step.record is not None:
+                    batch.add_call(step.record)
+                batch.entries += (
+                    {"call_id": e.call_id, "at": e.at, "kind": e.kind, "detail": dict(e.detail)}
+                    for e in step.entries
+                )
+                batch.states += (
+                    {"agent": s.agent_id, "new_state": s.state.value, "at": s.occurred_at}
+                    for s in step.states
+                    if s.agent_id not in missing
+                )
+                if step.close_missed is not None:
+                    await batch.close_missed(*step.close_missed)
+            await batch.flush()
+            return missing
+
+        return await self._write(f"saving {len(steps)} queue steps", work)
+
+
+class _StepRows:
+    """The rows of a stretch of steps not written yet, on the batch's connection."""
+
+    def __init__(self, connection: AsyncConnection, dialect: str) -> None:
+        self._connection = connection
+        self._upsert = _call_upsert(dialect)
+        self._set_state = _set_agent_states(dialect)
+        self.calls: list[dict[str, object]] = []
+        self.callers: set[str] = set()
+        self.entries: list[dict[str, object]] = []
+        self.states: list[dict[str, object]] = []
+
+    def add_call(self, record: CallRecord) -> None:
+        self.calls.append(_call_values(record))
+        self.callers.add(record.caller)
+
+    async def flush(self) -> None:
+        if self.calls:
+            await self._connection.execute(self._upsert, self.calls)
+        if self.entries:
+            await self._connection.execute(_APPEND_EVENTS, self.entries)
+        if self.states:
+            await self._connection.execute(self._set_state, self.states)
+        self.calls, self.entries, self.states = [], [], []
+        self.callers.clear()
+
+    async def close_missed(self, caller: str, reached_at: datetime) -> None:
+        """Close the caller's open missed calls, as the store holds them after every step before."""
+        if caller in self.callers:
+            await self.flush()
+        query = select(*_CALLS_TABLE.c).where(*_open_missed(caller, reached_at))
+        rows = (await self._connection.execute(query.order_by(CallRow.arrived_at, CallRow.id))).all()
+        # A Core row has the ORM row's attribute names and types: what _call_record reads.
+        missed = [_call_record(cast(CallRow, row)) for row in rows]
+        for record in close_missed_calls(missed, caller=caller, reached_at=reached_at):
+            self.add_call(record)
+
+
+async def _missing_agents(connection: AsyncConnection, agent_ids: set[str]) -> frozenset[str]:
+    if not agent_ids:
+        return frozenset()
+    agents = cast(Table, AgentRow.__table__)
+    found = set((await connection.execute(select(agents.c.id).where(agents.c.id.in_(agent_ids)))).scalars())
+    return frozenset(agent_ids - found)
 
 
 async def _require_queues(session: AsyncSession, names: Sequence[str]) -> None:

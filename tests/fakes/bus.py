@@ -8,7 +8,7 @@ the real bus would refuse (a naive time, say) fails here too. ``fail_next`` make
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 
 from callcenter.bus import Delivery, Handler
 from callcenter.model.events import DomainEvent, decode_event, encode_event
@@ -36,6 +36,10 @@ class InMemoryEventBus:
         self.published.append(decode_event(encode_event(event)))
         self._changed.set()
         return f"{len(self.published)}-0"
+
+    async def publish_many(self, events: Sequence[DomainEvent]) -> list[str]:
+        """One :meth:`publish` per event, in order (a test replacing ``publish`` sees them all)."""
+        return [await self.publish(event) for event in events]
 
     async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
         """Deliver every event published (before or during the call) to ``handler``, once per group."""

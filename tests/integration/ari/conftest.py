@@ -98,6 +98,11 @@ class RecordingSink:
         if self.fail_on is not None and isinstance(fact, self.fail_on):
             raise RuntimeError(f"sink told to fail on {type(fact).__name__}")
 
+    def submit(self, fact: AnyCallFact) -> None:
+        self.facts.append(fact)
+        if self.fail_on is not None and isinstance(fact, self.fail_on):
+            raise RuntimeError(f"sink told to fail on {type(fact).__name__}")
+
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         self.reconciled.append(present_channel_ids)
 

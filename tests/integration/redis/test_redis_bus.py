@@ -64,6 +64,31 @@ async def test_consumer_gets_published_events_in_order_and_acknowledges_them(
     assert await bus.dead_letters() == []
 
 
+async def test_events_published_many_at_once_arrive_in_order_after_single_ones(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    events = [call_ended(n) for n in range(6)]
+    ids = [await bus.publish(events[0])]
+    ids += await bus.publish_many(events[1:5])
+    ids += await bus.publish_many([])
+    ids += [await bus.publish(events[5])]
+    recorder = Recorder()
+    consumers.start(bus, "stats", "stats-1", recorder)
+
+    await eventually(lambda: len(recorder.deliveries) >= 6, what="six deliveries")
+    assert [d.event for d in recorder.deliveries] == events
+    assert [d.message_id for d in recorder.deliveries] == ids
+
+
+async def test_publish_many_to_an_unreachable_redis_raises_redis_unavailable(free_tcp_port: int) -> None:
+    client = new_client(RedisSettings(url=f"redis://127.0.0.1:{free_tcp_port}/0", connect_timeout_s=1))
+    bus = make_bus(client, RedisKeys("cctest:"))
+    with pytest.raises(RedisUnavailableError, match="could not publish 2 events"):
+        await bus.publish_many([call_ended(1), call_ended(2)])
+    await client.aclose()
+
+
 async def test_every_group_gets_every_event_and_a_group_shares_them_out(
     redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
 ) -> None:

@@ -214,3 +214,25 @@ def test_messages_played_disturb_nothing(script: list[Fact], played: list[tuple[
     assert plain_events == noisy_events
     assert plain.agents() == noisy.agents()
     assert plain.live_calls() == noisy.live_calls()
+
+
+@settings(max_examples=200, deadline=None)
+@given(scripts(), st.sets(agents, max_size=2))
+def test_the_agent_indexes_agree_with_a_scan_of_every_agent(script: list[Fact], exclude: set[str]) -> None:
+    """pick_agent, logged_in and agents_in read indexes kept on each change; a full scan must agree."""
+    board = new_board()
+    for fact in script:
+        board.apply(fact)
+        every = board.agents()
+        for queue in ("sales", "support"):
+            idle = [
+                a
+                for a in every
+                if a.state is AgentState.AVAILABLE and queue in a.queues and a.agent_id not in exclude
+            ]
+            best = min(idle, key=lambda a: (a.since, a.agent_id)).agent_id if idle else None
+            assert board.pick_agent(queue, exclude=exclude) == best
+            logged = [a for a in every if queue in a.queues and a.state is not AgentState.LOGGED_OUT]
+            assert board.logged_in(queue) == len(logged)
+        for state in AgentState:
+            assert board.agents_in(state) == tuple(a for a in every if a.state is state)
