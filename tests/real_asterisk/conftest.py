@@ -144,7 +144,9 @@ SIPP_DIR: Final = Path(__file__).parent / "sipp"
 #: The ``app_queue`` entries the Asterisk's ``from-trunk`` context must have (README.md), each
 #: ``Gosub(callcenter-appqueue,s,1(<queue>,<max wait>[,<options>]))`` then an apology and ``Hangup()``.
 #: ``cc-lab`` rings the first agent's endpoint alone (timeout=4, retry=1), ``cc-lab-empty`` has no
-#: members, ``cc-lab-full`` has ``maxlen=1``; all three use the repository's ``[callcenter-defaults]``.
+#: members, ``cc-lab-full`` has ``maxlen=1``, ``cc-lab-leave`` rings the first agent (timeout=3,
+#: retry=1) with :data:`LEAVE_QUEUE_DEVICE` as its state; all use the repository's
+#: ``[callcenter-defaults]``.
 APP_QUEUE_EXTENS: Final = {
     "cc-lab": "200",  # cc-lab, max wait 60 s
     "timeout": "201",  # cc-lab, max wait 5 s
@@ -152,7 +154,11 @@ APP_QUEUE_EXTENS: Final = {
     "full": "203",  # cc-lab-full
     "continue": "204",  # cc-lab, max wait 60 s, option c
     "unknown": "205",  # a queue app_queue does not know
+    "leave": "206",  # cc-lab-leave: agent1 whose state the test sets (LEAVE_QUEUE_DEVICE)
 }
+#: ``cc-lab-leave``'s member is ``SIP/agent1`` with this state interface, which ARI sets
+#: (``PUT /ari/deviceStates/...``): the tests make the agent unavailable at will.
+LEAVE_QUEUE_DEVICE: Final = "Stasis:cc-lab-agent1"
 
 #: Caller numbers unique to each call of the run (the tests look their call up by number).
 _NUMBERS = itertools.count(1000 + os.getpid() % 8000)
@@ -194,6 +200,16 @@ class Ari:
         params = {"variable": name, "value": value}
         async with self._http.post(f"{ARI_URL}/ari/asterisk/variable", params=params) as response:
             assert response.status == 204, f"set global {name}: {response.status} {await response.text()}"
+
+    async def set_device_state(self, device: str, state: str | None) -> None:
+        """Set an ARI-controlled device state (``Stasis:<name>``), or delete it (``None``)."""
+        url = f"{ARI_URL}/ari/deviceStates/{device}"
+        if state is None:
+            async with self._http.delete(url) as response:
+                assert response.status in (204, 404), f"delete {device}: {response.status}"
+            return
+        async with self._http.put(url, params={"deviceState": state}) as response:
+            assert response.status == 204, f"{device} {state}: {response.status} {await response.text()}"
 
     async def legs_of(self, phone: AgentPhone) -> list[str]:
         """Live channels to ``phone``'s endpoint (``SIP/agent1-00000003``...)."""

@@ -12,6 +12,7 @@ against the outcome the app stored, i.e. the ``QUEUESTATUS`` table of
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from tests.real_asterisk.conftest import (
     AGI_TOKEN_FILE,
     APP_QUEUE_EXTENS,
+    LEAVE_QUEUE_DEVICE,
     SIP_CALLER_PORT,
     SKIP_REASON,
     AriObserver,
@@ -218,8 +220,23 @@ async def test_given_max_wait_passes_when_agent_never_answers_then_timeout(
     assert 5 <= call["wait_s"] < 9 and call["agent_id"] is None
     assert ended(call)["queuestatus"] == "TIMEOUT"
     assert queuestatus(observer, call["id"]) == ["TIMEOUT"]
+    # app_queue marks a timed-out caller ABANDONED too: the outcome follows QUEUESTATUS, not that.
+    assert observer.variable(call["id"], "ABANDONED")[-1:] == ["TRUE"] and ended(call)["abandoned"] is True
     assert ("Playback", "im-sorry&please-try-call-later") in observer.apps_run(call["id"])
     await eventually(lambda: phone.count("CANCELLED while ringing") >= 1, what="the agent's INVITE cancelled")
+
+
+@pytest.fixture
+async def agent_state(lab: Lab) -> AsyncIterator[Callable[[str], Awaitable[None]]]:
+    """Sets the device state of ``cc-lab-leave``'s member; deleted at the end."""
+
+    async def set_state(state: str) -> None:
+        await lab.ari.set_device_state(LEAVE_QUEUE_DEVICE, state)
+
+    try:
+        yield set_state
+    finally:
+        await lab.ari.set_device_state(LEAVE_QUEUE_DEVICE, None)
 
 
 @pytest.mark.parametrize("hook", BOTH_HOOKS)
@@ -235,8 +252,40 @@ async def test_given_queue_without_members_when_caller_arrives_then_joinempty_an
     assert (call["outcome"], call["queue"], call["missed"]) == ("unanswered_no_agents", "cc-lab-empty", True)
     assert (call["queued_at"], call["position"]) == (None, None), "refused at the door: never queued"
     assert ended(call)["queuestatus"] == "JOINEMPTY"
-    # joinempty=unavailable,invalid,unknown and no member: Asterisk 20 says JOINEMPTY (never JOINUNAVAIL).
     assert queuestatus(observer, call["id"]) == ["JOINEMPTY"]
+
+
+async def test_given_only_member_unavailable_when_caller_arrives_then_joinempty_not_joinunavail(
+    lab: Lab, observer: AriObserver, agent_state: Callable[[str], Awaitable[None]]
+) -> None:
+    await agent_state("UNAVAILABLE")
+
+    caller = await lab.call(hold_ms=30_000, exten=APP_QUEUE_EXTENS["leave"])
+
+    assert await caller.finished() == "REMOTE_BYE"
+    call = await recorded(lab, observer, caller, FASTAGI)
+    assert (call["outcome"], call["queued_at"]) == ("unanswered_no_agents", None)
+    # joinempty=unavailable refuses; Asterisk 20 reports it as JOINEMPTY (JOINUNAVAIL is never set).
+    assert queuestatus(observer, call["id"]) == ["JOINEMPTY"]
+
+
+async def test_given_caller_waiting_when_only_member_becomes_unavailable_then_leaveempty_and_no_agents(
+    lab: Lab, observer: AriObserver, agent_state: Callable[[str], Awaitable[None]]
+) -> None:
+    await agent_state("NOT_INUSE")
+    phone = await lab.silent_phone(lab.phones[0])
+
+    caller = await lab.call(hold_ms=30_000, exten=APP_QUEUE_EXTENS["leave"])
+    await eventually(lambda: phone.count("INVITE received") >= 1, what="the agent rung")
+    await agent_state("UNAVAILABLE")
+
+    # After the ring (3 s) app_queue finds nobody left (leavewhenempty=unavailable,...) and returns.
+    assert await caller.finished() == "REMOTE_BYE"
+    call = await recorded(lab, observer, caller, FASTAGI)
+    assert (call["outcome"], call["position"], call["missed"]) == ("unanswered_no_agents", 1, True)
+    assert call["queued_at"] is not None and call["agent_id"] is None
+    assert ended(call)["queuestatus"] == "LEAVEEMPTY"
+    assert queuestatus(observer, call["id"]) == ["LEAVEEMPTY"]
 
 
 async def test_given_queue_full_when_second_caller_arrives_then_full_and_first_still_waits(
