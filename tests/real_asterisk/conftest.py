@@ -156,6 +156,9 @@ APP_QUEUE_EXTENS: Final = {
     "unknown": "205",  # a queue app_queue does not know
     "leave": "206",  # cc-lab-leave: agent1 whose state the test sets (LEAVE_QUEUE_DEVICE)
 }
+#: Extension that answers, runs ``AGI(${CC_AGI_URL}/voice-lab)``, sets ``CC_LAB_AFTER=${AGISTATUS}``,
+#: plays ``vm-goodbye`` and hangs up (``test_agi_channel.py``).
+VOICE_LAB_EXTEN: Final = "207"
 #: ``cc-lab-leave``'s member is ``SIP/agent1`` with this state interface, which ARI sets
 #: (``PUT /ari/deviceStates/...``): the tests make the agent unavailable at will.
 LEAVE_QUEUE_DEVICE: Final = "Stasis:cc-lab-agent1"
@@ -409,7 +412,7 @@ class Lab:
     processes: list[Sipp] = field(default_factory=list)
     numbers: list[str] = field(default_factory=list)
 
-    async def _sipp(self, name: str, scenario: str, args: list[str], values: Mapping[str, int]) -> Sipp:
+    async def _sipp(self, name: str, scenario: str, args: list[str], values: Mapping[str, int | str]) -> Sipp:
         assert SIPP is not None
         text = (SIPP_DIR / scenario).read_text()
         for key, value in values.items():
@@ -487,12 +490,13 @@ class Lab:
         hold_ms: int,
         exten: str = QUEUE_EXTEN,
         key_after_ms: int | None = None,
+        key: str = "1",
         port: int = SIP_CALLER_PORT,
     ) -> Caller:
         """Place a call to ``exten``; the caller hangs up ``hold_ms`` after the answer.
 
-        :param key_after_ms: the caller presses ``1`` (SIP INFO) this long after the answer, and then
-            hangs up ``hold_ms`` after the key.
+        :param key_after_ms: the caller presses ``key`` (SIP INFO) this long after the answer, and
+            then hangs up ``hold_ms`` after the key.
         :param port: the port the caller sends from (a second caller at once needs another one).
         """
         number = new_caller_number()
@@ -506,7 +510,7 @@ class Lab:
         if key_after_ms is None:
             sipp = await self._sipp(f"caller-{number}", "uac_call.xml", args, {"HOLD_MS": hold_ms})
         else:
-            values = {"HOLD_MS": hold_ms, "KEY_MS": key_after_ms, "KEY": 1}
+            values: dict[str, int | str] = {"HOLD_MS": hold_ms, "KEY_MS": key_after_ms, "KEY": key}
             sipp = await self._sipp(f"caller-{number}", "uac_key.xml", args, values)
         return Caller(number, sipp)
 
