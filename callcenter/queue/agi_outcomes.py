@@ -7,16 +7,20 @@ facts the ARI path feeds :func:`callcenter.queue.detection.advance`, so an ``app
 outcome by the same rules and lands in the same calls table with the same ``CallEnded``.
 
 ``QUEUESTATUS`` is set by ``Queue()`` only when it returns to the dialplan (``app_queue.c``,
-``set_queue_result``); a caller who hangs up inside ``Queue()`` leaves it unset. The table:
+``set_queue_result``); a caller who hangs up inside ``Queue()``, or leaves it by a key of the queue's
+``context``, leaves it unset (``Queue()`` does not clear an earlier value: our dialplan does). The
+table, with what a real Asterisk 20.20 reported in ``tests/real_asterisk/test_app_queue_hooks.py``:
 
 | ``QUEUESTATUS``  | what happened                                          | outcome                    |
 |------------------|--------------------------------------------------------|----------------------------|
 | ``TIMEOUT``      | the queue's max wait passed                            | ``unanswered_timeout``     |
 | ``FULL``         | ``maxlen`` callers already waiting: never joined       | ``unanswered_full``        |
-| ``JOINEMPTY``    | ``joinempty``: no member could take calls              | ``unanswered_no_agents``   |
-| ``JOINUNAVAIL``  | ``joinempty``: every member unavailable                | ``unanswered_no_agents``   |
+| ``JOINEMPTY``    | ``joinempty``: no member could take calls (whichever   | ``unanswered_no_agents``   |
+|                  | ``joinempty`` condition, or no member at all)          |                            |
+| ``JOINUNAVAIL``  | never set by Asterisk 20's ``app_queue`` (older        | ``unanswered_no_agents``   |
+|                  | releases); kept so such a report still decides         |                            |
 | ``LEAVEEMPTY``   | ``leavewhenempty``: the members went while waiting     | ``unanswered_no_agents``   |
-| ``LEAVEUNAVAIL`` | ``leavewhenempty``: the members became unavailable     | ``unanswered_no_agents``   |
+| ``LEAVEUNAVAIL`` | as ``JOINUNAVAIL``: never set by Asterisk 20           | ``unanswered_no_agents``   |
 | ``CONTINUE``     | answered; the agent hung up and option ``c`` went on   | ``answered``               |
 | ``WITHDRAW``     | taken out by AMI ``QueueWithdrawCaller``               | as unset (below)           |
 | unset            | answered (``MEMBERINTERFACE`` or ``QEHOLDTIME`` set),  | ``answered``               |
@@ -32,6 +36,11 @@ then reached by the site's own ``Dial()`` (``DIALSTATUS=ANSWER``: an overflow to
 refused at the door (``FULL``, ``JOIN*``) keeps that outcome: the detection has no path from a refused
 join to an answer. ``CC_FAILED`` (the dialplan could not serve the call: ``unknown_queue``) makes it
 ``failed`` unless it was served. The answer signals need ``setinterfacevar=yes`` or ``setqueueentryvar=yes`` in ``queues.conf``.
+
+``ABANDONED=TRUE`` is kept in the timeline only: ``app_queue`` sets it on ``TIMEOUT`` and
+``LEAVEEMPTY`` too, not only when the caller hangs up while waiting. ``QUEUEWAIT_MS`` is whole seconds
+times 1000 on Asterisk 20 and is set when ``Queue()`` ends whether or not anyone answered, so it is
+read only for an answered call (where it is set at the answer).
 """
 
 from __future__ import annotations

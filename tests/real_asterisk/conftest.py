@@ -29,6 +29,15 @@ Environment, read when this module is imported (the autouse ``clean_environ`` fi
                                        (default ``100``)
 ``CALLCENTER_TEST_UNKNOWN_QUEUE_EXTEN`` extension entering ``Stasis`` with a queue the service does not
                                        know, with dialplan after it (default ``102``)
+``CALLCENTER_TEST_AGI_HOST``           address the app's FastAGI server binds to and Asterisk connects to
+                                       (default ``127.0.0.1``); each test sets the Asterisk's global
+                                       ``CC_AGI_URL`` (and ``CC_OUTCOME_HOOK``, ``CC_API_URL``) over ARI
+``CALLCENTER_TEST_AGI_TOKEN_FILE``     the token file the Asterisk's ``callcenter-outcome`` AGI program
+                                       reads; the classic-AGI scenarios write the test's token there
+                                       (unset: they are skipped)
+
+The ``app_queue`` hook scenarios (``test_app_queue_hooks.py``) dial the extensions of
+:data:`APP_QUEUE_EXTENS`, which enter ``Gosub(callcenter-appqueue,...)`` of the repository's dialplan.
 
 The Asterisk must serve nothing else meanwhile: each test waits until ``GET /ari/channels`` is empty
 before it starts, and hangs up what its own calls left behind at the end. See ``README.md``.
@@ -53,6 +62,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 
+from callcenter.asterisk_names import GLOBAL_AGI_URL, GLOBAL_API_URL, GLOBAL_OUTCOME_HOOK
 from callcenter.model.events import CallEnded
 from callcenter.model.records import QueueRecord
 from callcenter.store.redis_conn import EmbeddedRedis
@@ -105,6 +115,8 @@ AGENT_PHONES: Final = _parse_phones(
 QUEUE: Final = _env("CALLCENTER_TEST_QUEUE", "sales")
 QUEUE_EXTEN: Final = _env("CALLCENTER_TEST_QUEUE_EXTEN", "100")
 UNKNOWN_QUEUE_EXTEN: Final = _env("CALLCENTER_TEST_UNKNOWN_QUEUE_EXTEN", "102")
+AGI_HOST: Final = _env("CALLCENTER_TEST_AGI_HOST", "127.0.0.1")
+AGI_TOKEN_FILE: Final = os.environ.get("CALLCENTER_TEST_AGI_TOKEN_FILE", "").strip()
 SIPP: Final = shutil.which("sipp")
 
 
@@ -128,6 +140,28 @@ REAL_QUEUE: Final = QueueRecord(
 #: A phone that never picks up (the app's ring timeout or a CANCEL ends its ringing).
 NEVER_MS: Final = 99_999_999
 SIPP_DIR: Final = Path(__file__).parent / "sipp"
+
+#: The ``app_queue`` entries the Asterisk's ``from-trunk`` context must have (README.md), each
+#: ``Gosub(callcenter-appqueue,s,1(<queue>,<max wait>[,<options>]))`` then an apology and ``Hangup()``.
+#: ``cc-lab`` rings the first agent's endpoint alone (timeout=4, retry=1), ``cc-lab-empty`` has no
+#: members, ``cc-lab-full`` has ``maxlen=1``, ``cc-lab-leave`` rings the first agent (timeout=3,
+#: retry=1) with :data:`LEAVE_QUEUE_DEVICE` as its state; all use the repository's
+#: ``[callcenter-defaults]``.
+APP_QUEUE_EXTENS: Final = {
+    "cc-lab": "200",  # cc-lab, max wait 60 s
+    "timeout": "201",  # cc-lab, max wait 5 s
+    "empty": "202",  # cc-lab-empty
+    "full": "203",  # cc-lab-full
+    "continue": "204",  # cc-lab, max wait 60 s, option c
+    "unknown": "205",  # a queue app_queue does not know
+    "leave": "206",  # cc-lab-leave: agent1 whose state the test sets (LEAVE_QUEUE_DEVICE)
+}
+#: Extension that answers, runs ``AGI(${CC_AGI_URL}/voice-lab)``, sets ``CC_LAB_AFTER=${AGISTATUS}``,
+#: plays ``vm-goodbye`` and hangs up (``test_agi_channel.py``).
+VOICE_LAB_EXTEN: Final = "207"
+#: ``cc-lab-leave``'s member is ``SIP/agent1`` with this state interface, which ARI sets
+#: (``PUT /ari/deviceStates/...``): the tests make the agent unavailable at will.
+LEAVE_QUEUE_DEVICE: Final = "Stasis:cc-lab-agent1"
 
 #: Caller numbers unique to each call of the run (the tests look their call up by number).
 _NUMBERS = itertools.count(1000 + os.getpid() % 8000)
@@ -163,6 +197,22 @@ class Ari:
     async def hang_up(self, channel_id: str) -> None:
         async with self._http.delete(f"{ARI_URL}/ari/channels/{channel_id}") as response:
             assert response.status in (204, 404), f"DELETE channel {channel_id}: {response.status}"
+
+    async def set_global(self, name: str, value: str) -> None:
+        """Set a dialplan global variable (``POST /ari/asterisk/variable``)."""
+        params = {"variable": name, "value": value}
+        async with self._http.post(f"{ARI_URL}/ari/asterisk/variable", params=params) as response:
+            assert response.status == 204, f"set global {name}: {response.status} {await response.text()}"
+
+    async def set_device_state(self, device: str, state: str | None) -> None:
+        """Set an ARI-controlled device state (``Stasis:<name>``), or delete it (``None``)."""
+        url = f"{ARI_URL}/ari/deviceStates/{device}"
+        if state is None:
+            async with self._http.delete(url) as response:
+                assert response.status in (204, 404), f"delete {device}: {response.status}"
+            return
+        async with self._http.put(url, params={"deviceState": state}) as response:
+            assert response.status == 204, f"{device} {state}: {response.status} {await response.text()}"
 
     async def legs_of(self, phone: AgentPhone) -> list[str]:
         """Live channels to ``phone``'s endpoint (``SIP/agent1-00000003``...)."""
@@ -223,6 +273,33 @@ class AriObserver:
             or e.get("playback", {}).get("target_uri") == target
         ]
 
+    def variable(self, channel_id: str, name: str) -> list[str]:
+        """Every value Asterisk set ``name`` to on ``channel_id`` (``ChannelVarset``), oldest first."""
+        return [
+            str(e["value"])
+            for e in self.of_channel(channel_id)
+            if e["type"] == "ChannelVarset" and e["variable"] == name
+        ]
+
+    def apps_run(self, channel_id: str) -> list[tuple[str, str]]:
+        """The dialplan applications ``channel_id`` ran (``ChannelDialplan``): (app, its data).
+
+        A jump (``Goto``, or ``app_queue`` sending the caller to its exit context) also shows as a
+        ``ChannelDialplan`` at priority 0 still naming the application it left: not a run.
+        """
+        return [
+            (str(e["dialplan_app"]), str(e["dialplan_app_data"]))
+            for e in self.of_channel(channel_id)
+            if e["type"] == "ChannelDialplan" and int(e["channel"]["dialplan"]["priority"]) > 0
+        ]
+
+    def channel_of_caller(self, number: str) -> str | None:
+        """The id of the channel created for the caller ``number`` while observing, if any."""
+        for e in self.events:
+            if e["type"] == "ChannelCreated" and e["channel"]["caller"]["number"].lstrip("+") == number:
+                return str(e["channel"]["id"])
+        return None
+
     def channels_named(self, prefix: str | tuple[str, ...]) -> list[str]:
         """Ids of every channel created with a name starting ``prefix`` while observing."""
         return [
@@ -244,6 +321,18 @@ def _udp_port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _write_agi_token(token: str) -> None:
+    """Write ``token`` where the Asterisk's ``callcenter-outcome`` program reads it."""
+    assert AGI_TOKEN_FILE, "CALLCENTER_TEST_AGI_TOKEN_FILE is not set"
+    Path(AGI_TOKEN_FILE).write_text(token + "\n" if token else "", encoding="utf-8")
+
+
+def _free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _free_udp_ports(host: str, count: int) -> int:
@@ -323,7 +412,7 @@ class Lab:
     processes: list[Sipp] = field(default_factory=list)
     numbers: list[str] = field(default_factory=list)
 
-    async def _sipp(self, name: str, scenario: str, args: list[str], values: Mapping[str, int]) -> Sipp:
+    async def _sipp(self, name: str, scenario: str, args: list[str], values: Mapping[str, int | str]) -> Sipp:
         assert SIPP is not None
         text = (SIPP_DIR / scenario).read_text()
         for key, value in values.items():
@@ -395,17 +484,49 @@ class Lab:
         for phone in phones:
             await self.app.services.queue.login(phone.agent_id, actor="test")
 
-    async def call(self, *, hold_ms: int, exten: str = QUEUE_EXTEN) -> Caller:
-        """Place a call to ``exten``; the caller hangs up ``hold_ms`` after the answer."""
+    async def call(
+        self,
+        *,
+        hold_ms: int,
+        exten: str = QUEUE_EXTEN,
+        key_after_ms: int | None = None,
+        key: str = "1",
+        port: int = SIP_CALLER_PORT,
+    ) -> Caller:
+        """Place a call to ``exten``; the caller hangs up ``hold_ms`` after the answer.
+
+        :param key_after_ms: the caller presses ``key`` (SIP INFO) this long after the answer, and
+            then hangs up ``hold_ms`` after the key.
+        :param port: the port the caller sends from (a second caller at once needs another one).
+        """
         number = new_caller_number()
         self.numbers.append(number)
         host = SIP_CALLER_IP
-        assert _udp_port_free(host, SIP_CALLER_PORT), f"{host}:{SIP_CALLER_PORT} is taken (a stray SIPp?)"
+        assert _udp_port_free(host, port), f"{host}:{port} is taken (a stray SIPp?)"
         args = [SIP_TARGET, "-s", exten, "-key", "caller", number]
-        args += ["-i", host, "-mi", host, "-ci", host, "-p", str(SIP_CALLER_PORT)]
-        args += ["-m", "1", "-l", "1", "-timeout", f"{hold_ms // 1000 + 60}s"]
-        sipp = await self._sipp(f"caller-{number}", "uac_call.xml", args, {"HOLD_MS": hold_ms})
+        args += ["-i", host, "-mi", host, "-ci", host, "-p", str(port)]
+        total_ms = hold_ms + (key_after_ms or 0)
+        args += ["-m", "1", "-l", "1", "-timeout", f"{total_ms // 1000 + 60}s"]
+        if key_after_ms is None:
+            sipp = await self._sipp(f"caller-{number}", "uac_call.xml", args, {"HOLD_MS": hold_ms})
+        else:
+            values: dict[str, int | str] = {"HOLD_MS": hold_ms, "KEY_MS": key_after_ms, "KEY": key}
+            sipp = await self._sipp(f"caller-{number}", "uac_key.xml", args, values)
         return Caller(number, sipp)
+
+    async def use_hook(self, hook: str) -> None:
+        """Point the Asterisk's outcome hook at this test's app: ``fastagi`` or ``classic``.
+
+        Sets the dialplan globals ``CC_AGI_URL`` (the app's FastAGI server), ``CC_OUTCOME_HOOK`` and
+        ``CC_API_URL`` (the app's API, for the classic ``callcenter-outcome`` program, which reads the
+        test's supervisor token from ``CALLCENTER_TEST_AGI_TOKEN_FILE``).
+        """
+        agi = self.app.services.settings.agi
+        await self.ari.set_global(GLOBAL_AGI_URL, f"agi://{agi.host}:{agi.port}")
+        await self.ari.set_global(GLOBAL_API_URL, str(self.app.http.make_url("")).rstrip("/"))
+        if hook == "classic":
+            _write_agi_token(self.app.token)
+        await self.ari.set_global(GLOBAL_OUTCOME_HOOK, hook)
 
     async def call_id(self, caller: Caller, *, timeout_s: float = 10.0) -> str:
         """The id (the caller's channel id) of ``caller``'s call, once the app stored it."""
@@ -491,7 +612,7 @@ async def apps(asterisk: AsteriskTarget, tmp_path: Path) -> AsyncIterator[Apps]:
 @pytest.fixture
 async def lab(apps: Apps, ari: Ari, tmp_path: Path) -> AsyncIterator[Lab]:
     """The app, its ARI link up, with the queue on real-time timings and its agents logged out."""
-    app = await apps.start()
+    app = await apps.start(agi_enabled="1", agi_host=AGI_HOST, agi_port=str(_free_tcp_port(AGI_HOST)))
     await app.put_queue(REAL_QUEUE)
     for phone in AGENT_PHONES:
         await app.add_agent(phone.agent_id, endpoint=phone.endpoint, queues=(QUEUE,), login=False)
@@ -499,6 +620,9 @@ async def lab(apps: Apps, ari: Ari, tmp_path: Path) -> AsyncIterator[Lab]:
     workdir.mkdir()
     bench = Lab(app=app, ari=ari, workdir=workdir)
     try:
+        await bench.use_hook("fastagi")
         yield bench
     finally:
         await bench.close()
+        if AGI_TOKEN_FILE:
+            _write_agi_token("")  # the test's token is not left behind

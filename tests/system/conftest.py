@@ -53,8 +53,8 @@ _REAL_ARI_ENV: Final[Mapping[str, str]] = {
 NEEDS_SIP_CLIENT: Final = (
     "this scenario places, answers and hangs up calls (or injects faults) through the simulated "
     "Asterisk's control API; on a real Asterisk that needs a SIP client driving calls (e.g. SIPp with "
-    "registered agent endpoints and an inbound trunk into Stasis(callcenter,sales)), which this suite "
-    "does not ship"
+    "agent phones and an inbound trunk into Stasis(callcenter,sales)): tests/real_asterisk runs these "
+    "scenarios that way"
 )
 
 Http = TestClient[Any, Any]
