@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
+from callcenter.capacity.service import Forecast
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange, CallbackKind
 from callcenter.model.paging import Page
@@ -108,4 +109,14 @@ class CallbackRepository(Protocol):
         self, *, queue: str | None, state: CallbackState | None, cursor: str | None, limit: int
     ) -> Page[Callback]:
         """Callbacks newest request first. :raises ValidationError: a bad cursor or limit."""
+        ...
+
+
+class DayPlanner(Protocol):
+    """A queue's planned day: forecast and schedules (``EstimateService.forecast``)."""
+
+    async def forecast(
+        self, queue: str, day: date | None = None, *, target_service_level: float | None = None
+    ) -> Forecast:
+        """:raises NotFoundError: unknown queue. :raises NoHistoryError: nothing to forecast from."""
         ...
