@@ -27,6 +27,7 @@ from callcenter.callbacks.promise import DEFAULT_GRACE_S, announced_by
 from callcenter.errors import ValidationError
 from callcenter.model.callbacks import Callback, CallbackKind
 from callcenter.model.vocabulary import AgentState, CallbackState
+from callcenter.queue.hours import BusinessHours, is_open
 
 # -- keep my place -------------------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class WaitFigures:
     p90_s: float
     position: int
     staffed: int
+    mean_s: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -242,3 +244,18 @@ def closing_sweep(
         elif wait_s + lead_s >= left_s:
             swept.append(call_id)
     return tuple(swept)
+
+
+def closing_time(hours: BusinessHours, now: datetime, *, horizon_s: float = 86400.0) -> datetime | None:
+    """When a queue open at ``now`` next closes, to the minute; ``None`` if it stays open past the horizon
+    (or is closed now: nothing closes)."""
+    if not is_open(hours, now):
+        return None
+    step = timedelta(minutes=1)
+    at = now.replace(second=0, microsecond=0) + step
+    end = now + timedelta(seconds=horizon_s)
+    while at <= end:
+        if not is_open(hours, at):
+            return at
+        at += step
+    return None

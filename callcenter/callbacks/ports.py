@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Protocol
 
-from callcenter.capacity.service import Forecast
+from callcenter.capacity.service import Estimate, Forecast
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange, CallbackKind
 from callcenter.model.paging import Page
@@ -119,4 +119,12 @@ class DayPlanner(Protocol):
         self, queue: str, day: date | None = None, *, target_service_level: float | None = None
     ) -> Forecast:
         """:raises NotFoundError: unknown queue. :raises NoHistoryError: nothing to forecast from."""
+        ...
+
+
+class WaitEstimator(Protocol):
+    """A waiting caller's wait now, logged as announced (``EstimateService.announce``)."""
+
+    async def announce(self, queue: str, call_id: str) -> Estimate:
+        """:raises NotFoundError: the call is not waiting. :raises DependencyError: no live board here."""
         ...

@@ -27,15 +27,20 @@ from typing import Final
 
 from callcenter.bus import EventBus
 from callcenter.callbacks.lifecycle import move, new_callback
-from callcenter.callbacks.numbers import NumberRefusal, check_callback_number
+from callcenter.callbacks.numbers import NumberCheck, NumberRefusal, check_callback_number
 from callcenter.callbacks.policy import (
     AgentNow,
     LiveCaller,
+    NoOfferReason,
+    OfferDecision,
     OfferSettings,
+    WaitFigures,
+    closing_time,
     due_callbacks,
+    offer_decision,
     predicted_free_agents,
 )
-from callcenter.callbacks.ports import CallbackRepository, DayPlanner, SlotFullError
+from callcenter.callbacks.ports import CallbackRepository, DayPlanner, SlotFullError, WaitEstimator
 from callcenter.callbacks.promise import DEFAULT_GRACE_S, keep_place_window, slot_window
 from callcenter.callbacks.slots import (
     IntervalLoad,
@@ -53,6 +58,7 @@ from callcenter.errors import (
     ConflictError,
     DependencyError,
     InvalidPhoneNumberError,
+    NotFoundError,
     ValidationError,
 )
 from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
@@ -131,6 +137,15 @@ class CallbackDetail:
     changes: tuple[CallbackChange, ...]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackOffer:
+    """What a waiting caller is told and offered now: their wait (``None``: no estimate) and the offer."""
+
+    at: datetime
+    wait: WaitFigures | None
+    decision: OfferDecision
+
+
 @dataclass(slots=True)
 class _Plan:
     queue: QueueRecord
@@ -155,6 +170,7 @@ class CallbackService:
         clock: Clock,
         *,
         live: LiveQueueSource | None = None,
+        estimates: WaitEstimator | None = None,
         settings: CallbackSettings | None = None,
         new_id: Callable[[], str] = lambda: f"cb-{uuid.uuid4().hex}",
     ) -> None:
@@ -164,6 +180,7 @@ class CallbackService:
         self._bus = bus
         self._clock = clock
         self._live = live
+        self._estimates = estimates
         self._settings = settings or CallbackSettings()
         self._new_id = new_id
         self._plans: dict[tuple[str, date], _Plan] = {}
@@ -176,6 +193,12 @@ class CallbackService:
 
     # -- numbers ------------------------------------------------------------------------------------
 
+    def number_check(self, raw: str) -> NumberCheck:
+        """Whether ``raw`` may be called back, and its E.164 form or the refusal."""
+        return check_callback_number(
+            raw, default_region=self._settings.default_region, allowed_regions=self._settings.allowed_regions
+        )
+
     def check_number(self, raw: str) -> str:
         """The E.164 form of a number we may call back. :raises InvalidPhoneNumberError: saying why."""
         checked = check_callback_number(
@@ -185,6 +208,54 @@ class CallbackService:
             assert checked.refusal is not None
             raise InvalidPhoneNumberError(f"{_REFUSALS[checked.refusal]}: {raw.strip()[:32]!r}")
         return checked.e164
+
+    # -- the offer ----------------------------------------------------------------------------------
+
+    async def offer(self, queue: str, call_id: str) -> CallbackOffer:
+        """Re-estimate a waiting caller's wait now and decide the offer (see :mod:`.policy`).
+
+        No estimate (no agent, no history, no live board, the predictor failing): no offer, and
+        ``wait`` is ``None``, so nothing is announced that could be wrong.
+        """
+        record = await self._queues.get(queue)
+        now = self._clock.now()
+        wait = await self._wait(queue, call_id)
+        closes = closing_time(business_hours(record.business_hours, record.holidays, record.time_zone), now)
+        settings = self._settings.offer
+        decision = offer_decision(wait, now=now, closes_at=closes, slot_available=False, settings=settings)
+        if (
+            settings.later
+            and wait is not None
+            and (decision.offer or decision.reason is NoOfferReason.CANNOT_KEEP)
+        ):
+            try:
+                has_slot = bool(await self.next_slots(queue, count=1))
+            except CallCenterError as exc:
+                logger.warning("callback offer for %s: slots unknown: %s", call_id, exc)
+                has_slot = False
+            decision = offer_decision(
+                wait, now=now, closes_at=closes, slot_available=has_slot, settings=settings
+            )
+        return CallbackOffer(at=now, wait=wait, decision=decision)
+
+    async def _wait(self, queue: str, call_id: str) -> WaitFigures | None:
+        if self._estimates is None:
+            return None
+        try:
+            estimate = await self._estimates.announce(queue, call_id)
+        except (DependencyError, NotFoundError, ValidationError) as exc:
+            logger.info("callback offer for %s: no estimate: %s", call_id, exc)
+            return None
+        predicted = estimate.wait.estimate
+        if predicted is None:
+            return None
+        return WaitFigures(
+            p80_s=predicted.p80_s,
+            p90_s=predicted.p90_s,
+            mean_s=predicted.mean_s,
+            position=estimate.wait.position,
+            staffed=estimate.wait.agents_staffed,
+        )
 
     # -- slots --------------------------------------------------------------------------------------
 
