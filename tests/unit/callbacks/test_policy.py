@@ -197,6 +197,8 @@ def test_closing_time_is_the_first_closed_minute_of_the_day() -> None:
 
     hours = business_hours({"mon": ["09:00-12:30", "13:30-17:00"]}, (), "UTC")
     assert closing_time(hours, T0) == datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
-    assert closing_time(hours, T0.replace(hour=10, minute=7, second=30)) == datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
+    assert closing_time(hours, T0.replace(hour=10, minute=7, second=30)) == datetime(
+        2026, 11, 23, 12, 30, tzinfo=UTC
+    )
     assert closing_time(hours, T0.replace(hour=12, minute=45)) is None
     assert closing_time(ALWAYS_OPEN, T0) is None
