@@ -31,6 +31,7 @@ from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
+from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME
 from callcenter.auth.service import AuthService
@@ -221,6 +222,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             bus,
             clock,
             live=queue,
+            estimates=estimates,
             settings=callback_settings(settings),
         )
     except BaseException:
@@ -238,6 +240,17 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             await dispatcher.resync()
 
         link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+        if settings.callback.ivr_offers:
+            offers = AriCallbackOffers(
+                client,
+                dispatcher,
+                queue,
+                callbacks,
+                store.queues,
+                every_s=settings.callback.announce_every_s,
+            )
+            queue.add_step_hook(offers.on_step)
+            stack.push_async_callback(offers.close)
     services = Services(
         settings=settings,
         store=store,

@@ -121,6 +121,8 @@ class CallbackConfig:
     offer_position: int | None = None
     offer_calls_per_agent: float | None = None
     allowed_regions: tuple[str, ...] = ()
+    ivr_offers: bool = True
+    announce_every_s: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -200,6 +202,8 @@ class Settings:
                 offer_position=_opt_i(v("CALLBACK_OFFER_POSITION")),
                 offer_calls_per_agent=_opt_f(v("CALLBACK_OFFER_CALLS_PER_AGENT")),
                 allowed_regions=_regions(v("CALLBACK_ALLOWED_REGIONS")),
+                ivr_offers=bool(v("CALLBACK_IVR_OFFERS")),
+                announce_every_s=_f(v("CALLBACK_ANNOUNCE_EVERY_S")),
             ),
         )
 
@@ -568,6 +572,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "",
         _regions_list,
         "Countries called back, comma-separated (`US,CA`); empty allows every country.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_IVR_OFFERS",
+        "true",
+        _bool,
+        "Announce position and wait to callers in our queue and offer them callbacks (ARI).",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_ANNOUNCE_EVERY_S",
+        "60",
+        _positive_float,
+        "Time between two announcements (each re-estimated) to a waiting caller.",
     ),
 )
 

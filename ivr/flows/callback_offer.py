@@ -6,7 +6,8 @@ FastAGI driver from an ``app_queue`` exit context (once, :meth:`CallbackOfferFlo
 1. a caller with an open callback in this queue is offered to keep it (1, and hang up) or cancel it
    (2, and wait in line);
 2. position and wait, re-estimated every round: "there are N callers ahead of you", "your wait should
-   be between X and Y minutes" (mean to 90th percentile); no estimate, no figures;
+   be between X and Y minutes" (mean to 90th percentile); no estimate: nothing is said (the music
+   plays on) and nothing is offered;
 3. when the offer rule says so: 1 = keep my place and be called back by about <time>; 2 = a later
    time (the next offerable slots, 1 to 3 to pick); anything else or nothing, twice = stay in line;
 4. the number: the caller id read back (1 confirm, 2 key another); a withheld or unusable caller id
@@ -195,14 +196,16 @@ class CallbackOfferFlow:
             offer = await self._desk.offer(self._call.queue, self._call.call_id)
         except CallCenterError:
             return FlowOutcome.STAYED  # no estimate: nothing said that could be wrong
-        await self._channel.play(*self._announcement(offer.wait))
+        announcement = self._announcement(offer.wait)
+        if announcement:  # nothing without an estimate: the music plays on
+            await self._channel.play(*announcement)
         if not offer.decision.offer:
             return FlowOutcome.STAYED
         return await self._menu(offer.decision, offer.at)
 
     def _announcement(self, wait: WaitFigures | None) -> list[Media]:
         if wait is None:
-            return [_p("keep-waiting")]
+            return []
         items = (
             [_p("you-are-next")]
             if wait.position <= 1
