@@ -25,14 +25,19 @@ from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
 from callcenter.agi.server import start_agi_server
 from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
+from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
+from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME
 from callcenter.auth.service import AuthService
+from callcenter.callbacks.policy import OfferSettings
+from callcenter.callbacks.service import CallbackService, CallbackSettings
+from callcenter.callbacks.slots import SlotSettings
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
@@ -47,6 +52,7 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
+from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
@@ -93,6 +99,7 @@ class Services:
     estimates: EstimateService
     clock: Clock
     ari_link: AriLink | None
+    callbacks: CallbackService | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -211,6 +218,16 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             clock,
             live=queue,
         )
+        callbacks = CallbackService(
+            SqlCallbackRepository(store.engine),
+            estimates,
+            store.queues,
+            bus,
+            clock,
+            live=queue,
+            estimates=estimates,
+            settings=callback_settings(settings),
+        )
     except BaseException:
         await stack.aclose()
         raise
@@ -226,6 +243,17 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             await dispatcher.resync()
 
         link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+        if settings.callback.ivr_offers:
+            offers = AriCallbackOffers(
+                client,
+                dispatcher,
+                queue,
+                callbacks,
+                store.queues,
+                every_s=settings.callback.announce_every_s,
+            )
+            queue.add_step_hook(offers.on_step)
+            stack.push_async_callback(offers.close)
     services = Services(
         settings=settings,
         store=store,
@@ -236,6 +264,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         estimates=estimates,
         clock=clock,
         ari_link=link,
+        callbacks=callbacks,
     )
 
     async def db_check() -> None:
@@ -254,6 +283,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
+    app[CALLBACK_SERVICE] = callbacks
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )
@@ -285,6 +315,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             # Its own task: the first estimate of a queue reads weeks of history.
             asyncio.create_task(_capture(services.estimates), name="capacity-capture"),
         ]
+        if services.callbacks is not None:
+            tasks.append(asyncio.create_task(_callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
         yield
@@ -326,6 +358,40 @@ async def _capture(estimates: EstimateService) -> None:
             await estimates.capture()  # logs its own store errors; this guards against bugs only
         except Exception:
             logger.exception("capacity capture failed")
+
+
+#: How often kept places are checked against the line (and bookings, now and then, against the plan).
+CALLBACK_TICK_S: Final = 2.0
+
+
+def callback_settings(settings: Settings) -> CallbackSettings:
+    """The callback service's settings from ``CALLCENTER_CALLBACK_*``. :raises ValidationError:"""
+    config = settings.callback
+    return CallbackSettings(
+        slots=SlotSettings(
+            length_min=config.slot_min,
+            callback_handle_s=config.handle_s,
+            safety_margin=config.safety_margin,
+            target_service_level=config.target_service_level,
+            min_lead_s=config.min_lead_s,
+        ),
+        offer=OfferSettings(
+            wait_threshold_s=config.offer_wait_s,
+            position_threshold=config.offer_position,
+            calls_per_agent=config.offer_calls_per_agent,
+            grace_s=config.grace_s,
+        ),
+        grace_s=config.grace_s,
+        horizon_days=config.horizon_days,
+        default_region=settings.default_region,
+        allowed_regions=config.allowed_regions,
+    )
+
+
+async def _callback_tick(callbacks: CallbackService) -> None:
+    while True:
+        await asyncio.sleep(CALLBACK_TICK_S)
+        await callbacks.tick()  # never raises
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -104,6 +104,28 @@ class LogSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackConfig:
+    """Callback offers and slots (``CALLCENTER_CALLBACK_*``); the app turns them into ``CallbackSettings``.
+
+    ``offer_*`` thresholds set to ``None`` are off.
+    """
+
+    slot_min: int = 15
+    handle_s: float = 360.0
+    safety_margin: float = 0.2
+    target_service_level: float = 0.8
+    min_lead_s: float = 600.0
+    horizon_days: int = 7
+    grace_s: float = 120.0
+    offer_wait_s: float | None = 120.0
+    offer_position: int | None = None
+    offer_calls_per_agent: float | None = None
+    allowed_regions: tuple[str, ...] = ()
+    ivr_offers: bool = True
+    announce_every_s: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything the composition root needs, built once at start-up."""
 
@@ -117,6 +139,7 @@ class Settings:
     ari: AriSettings
     agi: AgiSettings = field(default_factory=AgiSettings)
     log: LogSettings
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -167,6 +190,21 @@ class Settings:
             ),
             agi=AgiSettings(enabled=bool(v("AGI_ENABLED")), host=str(v("AGI_HOST")), port=_i(v("AGI_PORT"))),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
+            callback=CallbackConfig(
+                slot_min=_i(v("CALLBACK_SLOT_MIN")),
+                handle_s=_f(v("CALLBACK_HANDLE_S")),
+                safety_margin=_f(v("CALLBACK_SAFETY_MARGIN")),
+                target_service_level=_f(v("CALLBACK_TARGET_SERVICE_LEVEL")),
+                min_lead_s=_f(v("CALLBACK_MIN_LEAD_S")),
+                horizon_days=_i(v("CALLBACK_HORIZON_DAYS")),
+                grace_s=_f(v("CALLBACK_GRACE_S")),
+                offer_wait_s=_opt_f(v("CALLBACK_OFFER_WAIT_S")),
+                offer_position=_opt_i(v("CALLBACK_OFFER_POSITION")),
+                offer_calls_per_agent=_opt_f(v("CALLBACK_OFFER_CALLS_PER_AGENT")),
+                allowed_regions=_regions(v("CALLBACK_ALLOWED_REGIONS")),
+                ivr_offers=bool(v("CALLBACK_IVR_OFFERS")),
+                announce_every_s=_f(v("CALLBACK_ANNOUNCE_EVERY_S")),
+            ),
         )
 
     @classmethod
@@ -295,6 +333,69 @@ def _key_prefix(raw: str) -> str:
     return value
 
 
+def _opt_f(value: object) -> float | None:
+    assert value is None or isinstance(value, float)
+    return value
+
+
+def _opt_i(value: object) -> int | None:
+    assert value is None or isinstance(value, int)
+    return value
+
+
+def _regions(value: object) -> tuple[str, ...]:
+    assert isinstance(value, tuple)
+    return value
+
+
+def _share(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError("must be strictly between 0 and 1")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError("must be from 0 to below 1")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0.0 <= value < 1e9:
+        raise ValueError("must be a number of seconds, at least 0")
+    return value
+
+
+def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def read(raw: str) -> object:
+        return None if raw.strip().lower() in ("", "off") else parse(raw)
+
+    return read
+
+
+def _slot_min(raw: str) -> int:
+    value = _positive_int(raw)
+    if value % 15 or value > 240:
+        raise ValueError("must be a multiple of 15 minutes, at most 240")
+    return value
+
+
+def _regions_list(raw: str) -> tuple[str, ...]:
+    return tuple(_region(part) for part in raw.split(",") if part.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     """One ``CALLCENTER_*`` variable: its default (as text), parser and meaning."""
@@ -409,6 +510,81 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "`text` for people, `json` for one object a line.",
     ),
     SettingSpec(f"{PREFIX}LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR."),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_SLOT_MIN",
+        "15",
+        _slot_min,
+        "Length of a callback slot in minutes (a multiple of 15).",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_HANDLE_S",
+        "360",
+        _positive_float,
+        "Agent time one callback takes (dial, talk, wrap-up), for slot capacity.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_SAFETY_MARGIN",
+        "0.2",
+        _fraction,
+        "Share of a slot's free agent time never booked (0 to below 1).",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_TARGET_SERVICE_LEVEL",
+        "0.8",
+        _share,
+        "Share of inbound calls to answer within the queue's service_level_s that slots must leave room for.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_MIN_LEAD_S",
+        "600",
+        _seconds,
+        "The earliest a callback slot may start after the offer.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_HORIZON_DAYS", "7", _positive_int, "Days ahead (today included) slots are offered."
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_GRACE_S",
+        "120",
+        _seconds,
+        "Grace after a keep-my-place callback's announced time within which the promise is still kept.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_OFFER_WAIT_S",
+        "120",
+        _optional(_seconds),
+        "Offer a callback when the 80th percentile of the predicted wait reaches this; `off` disables.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_OFFER_POSITION",
+        "off",
+        _optional(_positive_int),
+        "Offer a callback from this place in line; `off` disables.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_OFFER_CALLS_PER_AGENT",
+        "off",
+        _optional(_positive_float),
+        "Offer a callback when callers in line per staffed agent reach this; `off` disables.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_ALLOWED_REGIONS",
+        "",
+        _regions_list,
+        "Countries called back, comma-separated (`US,CA`); empty allows every country.",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_IVR_OFFERS",
+        "true",
+        _bool,
+        "Announce position and wait to callers in our queue and offer them callbacks (ARI).",
+    ),
+    SettingSpec(
+        f"{PREFIX}CALLBACK_ANNOUNCE_EVERY_S",
+        "60",
+        _positive_float,
+        "Time between two announcements (each re-estimated) to a waiting caller.",
+    ),
 )
 
 

@@ -15,6 +15,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from callcenter.api.routing import HTTP_SETTINGS, Handler, route_of
+from callcenter.callbacks.ports import CallbackExistsError, SlotFullError
 from callcenter.errors import (
     AuthenticationError,
     CallCenterError,
@@ -54,6 +55,8 @@ ERROR_TABLE: Final[dict[type[Exception], ErrorKind]] = {
     AuthenticationError: ErrorKind(401, "unauthenticated", "a valid bearer token is required"),
     PermissionDeniedError: ErrorKind(403, "forbidden", "your token's role may not do this"),
     NotFoundError: ErrorKind(404, "not_found", "not found"),
+    SlotFullError: ErrorKind(409, "slot_full", "the slot is fully booked: offer the next one"),
+    CallbackExistsError: ErrorKind(409, "callback_exists", "the number already has an open callback"),
     ConflictError: ErrorKind(409, "conflict", "the request conflicts with the current state"),
     DependencyError: ErrorKind(503, "unavailable", "a service we depend on is unavailable"),
     LeaseLostError: ErrorKind(503, "unavailable", "this process lost its lease; retry"),

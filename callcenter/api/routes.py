@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Final
 
 from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens
+from callcenter.api import callbacks as callback_routes
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
-from callcenter.model.vocabulary import CallOutcome, Role
+from callcenter.model.vocabulary import CallbackState, CallOutcome, Role
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
 CALL_FILTERS = (
@@ -301,5 +302,81 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("agents", "capacity"),
         body="SchedulePut",
         response="Schedule",
+    ),
+    # -- callbacks --------------------------------------------------------------------------------
+    Route(
+        method="GET",
+        path="/queues/{queue}/callback-slots",
+        handler=callback_routes.get_slots,
+        role=Role.AGENT,
+        summary="A day's callback slots that can be offered now, with their capacity and bookings",
+        description="A slot is offered only where the staffed agent time, less what the inbound forecast "
+        "needs to hold the service level (Erlang A) and the callbacks already booked, leaves room; and "
+        "only within business hours. No history or no plan: no slot, with a note saying why.",
+        tags=("callbacks",),
+        query=(
+            Param(
+                name="date",
+                description="the local day, YYYY-MM-DD (default: today in the queue's time zone)",
+                schema={"type": "string", "format": "date"},
+            ),
+            Param(
+                name="all",
+                description="true: every slot of the day, offerable or not (default false)",
+                schema={"type": "boolean"},
+            ),
+        ),
+        response="CallbackSlots",
+    ),
+    Route(
+        method="POST",
+        path="/callbacks",
+        handler=callback_routes.book,
+        role=Role.AGENT,
+        summary="Book a callback in an offerable slot (idempotent by client_key: a repeat answers 200)",
+        description="The slot is checked and taken atomically: a slot filled meanwhile answers 409 "
+        "slot_full (offer the next one); a number with an open callback in the queue answers 409 "
+        "callback_exists.",
+        tags=("callbacks",),
+        body="CallbackBook",
+        response="Callback",
+        status=201,
+    ),
+    Route(
+        method="GET",
+        path="/callbacks",
+        handler=callback_routes.list_callbacks,
+        role=Role.SUPERVISOR,
+        summary="Callbacks with their promise windows, newest request first",
+        tags=("callbacks",),
+        query=(
+            Param(name="queue", description="only callbacks of this queue"),
+            Param(
+                name="state",
+                description="only callbacks in this state",
+                schema={"enum": [s.value for s in CallbackState]},
+            ),
+        ),
+        response="Callback",
+        paginated=True,
+    ),
+    Route(
+        method="GET",
+        path="/callbacks/{callback_id}",
+        handler=callback_routes.get_callback,
+        role=Role.AGENT,
+        summary="One callback with its promise window and every change with who or what caused it",
+        tags=("callbacks",),
+        response="CallbackDetail",
+    ),
+    Route(
+        method="DELETE",
+        path="/callbacks/{callback_id}",
+        handler=callback_routes.cancel,
+        role=Role.AGENT,
+        summary="Cancel a callback (a booked slot's place is freed; cancelling twice is harmless)",
+        tags=("callbacks",),
+        body="CallbackCancel",
+        response="Callback",
     ),
 )

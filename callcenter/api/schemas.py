@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from callcenter.agi.outcome import MAX_VALUE_CHARS, READ_VARIABLES
+from callcenter.api.callbacks import CALLBACK_COMPONENTS
 from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
@@ -314,6 +315,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "LiveAgent": LIVE_AGENT,
     "QueueLive": QUEUE_LIVE,
     **CAPACITY_COMPONENTS,
+    **CALLBACK_COMPONENTS,
 }
 
 

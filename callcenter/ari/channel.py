@@ -10,6 +10,7 @@ on DTMF). Close it (or use ``with``) when the flow is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import uuid
@@ -116,6 +117,16 @@ class AriChannel:
             await self._client.play(self._id, items, playback_id=playback_id)
         except ChannelGoneError as exc:
             raise self._hung_up_error(str(exc)) from exc
+        try:
+            await self._wait_playback(playback_id, items)
+        except asyncio.CancelledError:
+            # The flow was stopped (the caller was put through): the prompt must not play on into
+            # the conversation. Asterisk keeps a playback running until it ends or is stopped.
+            with contextlib.suppress(CallCenterError):
+                await self._client.stop_playback(playback_id)
+            raise
+
+    async def _wait_playback(self, playback_id: str, items: list[str]) -> None:
         while True:
             notice = await self._next(self._poll_s)
             self._check_gone()

@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from callcenter.errors import ValidationError
-from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
+from callcenter.model.callbacks import ActorKind, CallbackKind
+from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState, CallOutcome, EntryPoint
 
 WIRE_VERSION = 1
 
@@ -82,6 +83,57 @@ class AgentQueuesChanged(DomainEvent):
 EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
     cls.event_type: cls for cls in (CallEnded, AgentStateChanged, AgentQueuesChanged)
 }
+
+
+# -- callbacks --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackStateChanged(DomainEvent):
+    """A callback was created (``previous`` is ``None``) or changed state, with who or what caused it.
+
+    Carries what the dispatcher and the wallboard need without a read: queue, number, kind, the
+    promise window and when it is due. ``event_id`` is ``callback:<id>:<state>:<attempts>``.
+    """
+
+    event_type: ClassVar[str] = "callback_state_changed"
+
+    callback_id: str
+    queue: str
+    number: str
+    kind: CallbackKind
+    state: CallbackState
+    previous: CallbackState | None = None
+    window_start: datetime
+    window_end: datetime
+    due_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    call_id: str | None = None
+    attempts: int = 0
+    actor_kind: ActorKind
+    actor: str = ""
+    reason: str = ""
+    result: AttemptResult | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackSlotOverCommitted(DomainEvent):
+    """A slot holds more booked callbacks than staffing and forecast now leave room for (an alert).
+
+    The bookings stay: the promises were made. ``event_id`` names the slot and both counts, so the
+    alert is raised once per situation.
+    """
+
+    event_type: ClassVar[str] = "callback_slot_over_committed"
+
+    queue: str
+    slot_start: datetime
+    slot_end: datetime
+    booked: int
+    capacity: int
+
+
+EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackStateChanged, CallbackSlotOverCommitted)})
 
 
 def encode_event(event: DomainEvent) -> str:

@@ -56,6 +56,7 @@ from callcenter.queue.detection import (
     AnyCallFact,
     CallAnswered,
     CallArrived,
+    CallbackAccepted,
     CallerHungUp,
     CallFact,
     CallFailed,
@@ -97,6 +98,9 @@ from callcenter.queue.state import (
 
 logger = logging.getLogger(__name__)
 
+#: Told of every fact the board applied and what it did (see :meth:`QueueService.add_step_hook`).
+StepHook = Callable[[Fact, Step], None]
+
 #: Played before hanging up on a caller we will not serve (Asterisk core sounds, asterisk-core-sounds-en).
 EXIT_MESSAGES: Final[Mapping[ExitReason, tuple[str, ...]]] = {
     ExitReason.AFTER_HOURS: ("im-sorry", "please-try-call-later"),
@@ -109,6 +113,7 @@ HUNG_UP_AFTER_MESSAGE: Final = "exit_message_played"
 HUNG_UP_MESSAGE_FAILED: Final = "exit_message_failed"
 HUNG_UP_MESSAGE_UNREPORTED: Final = "exit_message_end_not_reported"
 HUNG_UP_AGENT_LEFT: Final = "agent_hung_up"
+HUNG_UP_AFTER_CALLBACK: Final = "callback_confirmed"
 #: ``CallFailed.reason`` prefixes, for logs and the timeline.
 UNKNOWN_QUEUE: Final = "unknown_queue"
 PBX_ERROR: Final = "asterisk_error"
@@ -312,6 +317,7 @@ class QueueService:
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
         self._lanes: dict[str, _Lane] = {}
+        self._step_hooks: list[StepHook] = []
 
     # ==========================================================================================
     # CallFactSink
@@ -646,6 +652,11 @@ class QueueService:
                     if track is not None and track.queue is not None:
                         self._wrap_queue[event.agent_id] = track.queue
         await self._commit(fact, step)
+        for hook in self._step_hooks:
+            try:
+                hook(fact, step)
+            except Exception:
+                logger.exception("queue: a step hook failed on %s", type(fact).__name__)
         return step
 
     # ==========================================================================================
@@ -1632,6 +1643,34 @@ class QueueService:
         if missing:
             raise ValidationError(f"unknown queue(s): {', '.join(missing)}")
         return wanted
+
+    # ==========================================================================================
+    # Step hooks and callbacks (voice flows beside the queue)
+    # ==========================================================================================
+
+    def add_step_hook(self, hook: StepHook) -> None:
+        """Call ``hook(fact, step)`` after each fact the board applied (synchronously: it must only
+        schedule work, never await). Voice flows use it to start with a queued caller and stop when
+        the caller leaves the line."""
+        self._step_hooks.append(hook)
+
+    async def accept_callback(self, call_id: str) -> bool:
+        """The waiting caller accepted a callback: they leave the line (outcome ``callback_requested``
+        once they hang up), any agent ringing for them is released. False if they were no longer waiting.
+        """
+        step = await self._apply(CallbackAccepted(call_id=call_id, at=self._clock.now()))
+        if step.ignored is not None:
+            return False
+        await self._hangup_legs_of(call_id)
+        self._skipped.pop(call_id, None)
+        await self._dispatch()
+        return True
+
+    async def end_after_callback(self, call_id: str) -> None:
+        """Hang up a caller who accepted a callback and heard its confirmation."""
+        track = self._board.call(call_id)
+        if track is not None and track.outcome is None:
+            await self._hang_up_caller(call_id, track.channel_id, HUNG_UP_AFTER_CALLBACK)
 
 
 def _external_fact(

@@ -17,6 +17,7 @@ from callcenter.config import DatabaseSettings
 from callcenter.errors import ConfigError, StoreUnavailableError
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, EntryPoint
+from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store.database import (
     check_connection,
     create_engine,
@@ -43,6 +44,9 @@ TABLES = {
     "schedules",
     "shifts",
     "predictions",
+    "callbacks",
+    "callback_changes",
+    "callback_slots",
     "alembic_version",
 }
 

@@ -1,0 +1,1 @@
+"""Callbacks: the record's life, promises, slot capacity and the keep-my-place policy."""

@@ -1,0 +1,1 @@
+"""Voice flows written once over the VoiceChannel port."""
