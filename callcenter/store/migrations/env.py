@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
+from callcenter.store import sql_dispatch as _sql_dispatch  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store.sql_models import Base
 
 config = context.config

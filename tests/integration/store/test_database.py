@@ -18,6 +18,7 @@ from callcenter.errors import ConfigError, StoreUnavailableError
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, EntryPoint
 from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
+from callcenter.store import sql_dispatch as _sql_dispatch  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store.database import (
     check_connection,
     create_engine,
@@ -47,6 +48,10 @@ TABLES = {
     "callbacks",
     "callback_changes",
     "callback_slots",
+    "callback_attempts",
+    "callback_sources",
+    "dispatch_fences",
+    "do_not_call",
     "alembic_version",
 }
 

@@ -1,0 +1,346 @@
+"""SQL tables and store of the callback dispatcher: attempts, sources, fencing tokens, do-not-call (edge).
+
+Four tables, created by migration 0008, beside the callback tables of :mod:`.sql_callbacks`:
+
+* ``callback_attempts``: one row per attempt, written in the same transaction as the callback's
+  move to ``dialing`` and before any originate; its channel ids are derived from its id.
+* ``callback_sources``: where each request for a callback came from; a duplicate request for an open
+  callback adds a ``merged`` row to it instead of a second callback.
+* ``dispatch_fences``: the highest fencing token that recorded a dial, per lease role. Recording a
+  dial raises it with ``UPDATE ... WHERE token <= :token`` in the dial's own transaction, so a
+  dispatcher that lost its lease (a smaller token) cannot record a dial, hence cannot dial.
+* ``do_not_call``: numbers never dialled, checked in that same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote
+from callcenter.callbacks.dispatch_ports import DoNotCallEntry, DoNotCallError, StaleLeaderError
+from callcenter.callbacks.ports import CallbackExistsError, StaleCallbackError
+from callcenter.model.callbacks import Callback, CallbackChange
+from callcenter.model.vocabulary import AttemptResult
+from callcenter.store.sql_callbacks import CallbackRow, SqlCallbackRepository, _callback_values
+from callcenter.store.sql_models import Base, SerialId, UtcDateTime
+from callcenter.store.sql_repos import _upsert
+
+# Columns a move may change (the rest are fixed at creation).
+_FIXED: Final = ("id", "queue", "number", "kind", "requested_at", "slot_start", "client_key", "call_id")
+
+
+class CallbackAttemptRow(Base):
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(32))
+    fence: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    agent_id: Mapped[str | None] = mapped_column(String)
+    agent_tries: Mapped[int] = mapped_column(Integer)
+    customer_dialled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    result: Mapped[str | None] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String)
+
+    __table_args__ = (
+        UniqueConstraint("callback_id", "seq", name="uq_callback_attempts_callback_seq"),
+        Index("ix_callback_attempts_open", "ended_at"),
+    )
+
+
+class CallbackSourceRow(Base):
+    __tablename__ = "callback_sources"
+
+    id: Mapped[int] = mapped_column(SerialId, primary_key=True, autoincrement=True)
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ref: Mapped[str] = mapped_column(String)
+    note: Mapped[str] = mapped_column(String)
+    merged: Mapped[bool] = mapped_column(Boolean)
+    owner_agent: Mapped[str | None] = mapped_column(String)
+    owner_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DispatchFenceRow(Base):
+    __tablename__ = "dispatch_fences"
+
+    role: Mapped[str] = mapped_column(String, primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
+
+
+class DoNotCallRow(Base):
+    __tablename__ = "do_not_call"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    added_by: Mapped[str] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(String)
+
+
+_ATTEMPTS: Final = cast(Table, CallbackAttemptRow.__table__)
+_FENCES: Final = cast(Table, DispatchFenceRow.__table__)
+_CALLBACKS: Final = cast(Table, CallbackRow.__table__)
+
+
+def _attempt_values(attempt: Attempt) -> dict[str, object]:
+    return {
+        "id": attempt.id,
+        "callback_id": attempt.callback_id,
+        "seq": attempt.seq,
+        "number": attempt.number,
+        "fence": attempt.fence,
+        "started_at": attempt.started_at,
+        "agent_id": attempt.agent_id,
+        "agent_tries": attempt.agent_tries,
+        "customer_dialled_at": attempt.customer_dialled_at,
+        "answered_at": attempt.answered_at,
+        "ended_at": attempt.ended_at,
+        "result": attempt.result.value if attempt.result else None,
+        "cause": attempt.cause,
+    }
+
+
+def _attempt(row: CallbackAttemptRow | Any) -> Attempt:
+    return Attempt(
+        id=row.id,
+        callback_id=row.callback_id,
+        seq=row.seq,
+        number=row.number,
+        fence=row.fence,
+        started_at=row.started_at,
+        agent_id=row.agent_id,
+        agent_tries=row.agent_tries,
+        customer_dialled_at=row.customer_dialled_at,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        result=AttemptResult(row.result) if row.result else None,
+        cause=row.cause,
+    )
+
+
+def _source_values(note: SourceNote) -> dict[str, object]:
+    return {
+        "callback_id": note.callback_id,
+        "source": note.source.value,
+        "at": note.at,
+        "ref": note.ref,
+        "note": note.note,
+        "merged": note.merged,
+        "owner_agent": note.owner_agent,
+        "owner_until": note.owner_until,
+    }
+
+
+def _entry(row: DoNotCallRow) -> DoNotCallEntry:
+    return DoNotCallEntry(number=row.number, added_at=row.added_at, added_by=row.added_by, reason=row.reason)
+
+
+class SqlDispatchStore(SqlCallbackRepository):
+    """The callback repository plus attempts, sources, fences and the do-not-call list
+    (``callcenter.callbacks.dispatch_ports.DispatchStore``)."""
+
+    async def add_with_source(
+        self, callback: Callback, changes: tuple[CallbackChange, ...], source: SourceNote
+    ) -> tuple[Callback, bool]:
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(insert(CallbackRow), [_callback_values(callback, None)])
+            await self._insert_changes(connection, changes)
+            await connection.execute(insert(CallbackSourceRow), [_source_values(source)])
+
+        try:
+            stored = await self._create(callback, "storing a callback", work)
+        except CallbackExistsError as exc:
+            merged = SourceNote(
+                callback_id=exc.existing_id,
+                source=source.source,
+                at=source.at,
+                ref=source.ref,
+                note=source.note,
+                merged=True,
+                owner_agent=source.owner_agent,
+                owner_until=source.owner_until,
+            )
+
+            async def attach(connection: AsyncConnection) -> None:
+                await connection.execute(insert(CallbackSourceRow), [_source_values(merged)])
+
+            await self._write("merging a callback request", attach)
+            return await self.get(exc.existing_id), False
+        return stored, stored.id == callback.id
+
+    async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
+        query = (
+            select(CallbackSourceRow)
+            .where(CallbackSourceRow.callback_id == callback_id)
+            .order_by(CallbackSourceRow.id)
+        )
+        async with self._session("reading a callback's sources") as session:
+            return tuple(
+                SourceNote(
+                    callback_id=r.callback_id,
+                    source=CallbackSource(r.source),
+                    at=r.at,
+                    ref=r.ref,
+                    note=r.note,
+                    merged=r.merged,
+                    owner_agent=r.owner_agent,
+                    owner_until=r.owner_until,
+                )
+                for r in (await session.scalars(query)).all()
+            )
+
+    async def start_attempt(
+        self, callback: Callback, change: CallbackChange, attempt: Attempt, *, role: str
+    ) -> Attempt:
+        """Fence, do-not-call, the conditional move and the attempt, in one transaction."""
+        values = _moved_values(callback)
+        previous = change.previous.value if change.previous else None
+
+        async def work(connection: AsyncConnection) -> None:
+            ensure = _upsert(self._engine, DispatchFenceRow).values(role=role, token=attempt.fence)
+            await connection.execute(ensure.on_conflict_do_nothing(index_elements=[_FENCES.c.role]))
+            fenced = await connection.execute(
+                update(_FENCES)
+                .where(_FENCES.c.role == role, _FENCES.c.token <= attempt.fence)
+                .values(token=attempt.fence)
+            )
+            if fenced.rowcount != 1:
+                raise StaleLeaderError(
+                    f"dispatcher token {attempt.fence} is stale: a newer dispatcher holds {role!r}"
+                )
+            blocked = await connection.scalar(
+                select(DoNotCallRow.number).where(DoNotCallRow.number == attempt.number)
+            )
+            if blocked is not None:
+                raise DoNotCallError(f"{attempt.number} is on the do-not-call list")
+            moved = await connection.execute(
+                update(_CALLBACKS)
+                .where(_CALLBACKS.c.id == callback.id, _CALLBACKS.c.state == previous)
+                .values(**values)
+            )
+            if moved.rowcount != 1:
+                raise StaleCallbackError(f"callback {callback.id} is no longer {previous}: not dialled")
+            await connection.execute(insert(CallbackAttemptRow), [_attempt_values(attempt)])
+            await self._insert_changes(connection, (change,))
+
+        await self._write("recording a callback dial", work)
+        return attempt
+
+    async def save_attempt(self, attempt: Attempt) -> Attempt:
+        values = _attempt_values(attempt)
+        del values["id"]
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.id == attempt.id, _ATTEMPTS.c.ended_at.is_(None))
+                .values(**values)
+            )
+
+        await self._write("saving a callback attempt", work)
+        return attempt
+
+    async def end_attempt(self, callback: Callback, change: CallbackChange, attempt: Attempt) -> Attempt:
+        values = _attempt_values(attempt)
+        del values["id"]
+        moved_values = _moved_values(callback)
+        previous = change.previous.value if change.previous else None
+
+        async def work(connection: AsyncConnection) -> bool:
+            ended = await connection.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.id == attempt.id, _ATTEMPTS.c.ended_at.is_(None))
+                .values(**values)
+            )
+            if ended.rowcount != 1:
+                return False
+            moved = await connection.execute(
+                update(_CALLBACKS)
+                .where(_CALLBACKS.c.id == callback.id, _CALLBACKS.c.state == previous)
+                .values(**moved_values)
+            )
+            if moved.rowcount != 1:
+                raise StaleCallbackError(f"callback {callback.id} is no longer {previous}")
+            await self._insert_changes(connection, (change,))
+            return True
+
+        if not await self._write("ending a callback attempt", work):
+            return next(a for a in await self.attempts(attempt.callback_id) if a.id == attempt.id)
+        return attempt
+
+    async def attempts(self, callback_id: str) -> tuple[Attempt, ...]:
+        query = (
+            select(CallbackAttemptRow)
+            .where(CallbackAttemptRow.callback_id == callback_id)
+            .order_by(CallbackAttemptRow.seq)
+        )
+        async with self._session("reading callback attempts") as session:
+            return tuple(_attempt(r) for r in (await session.scalars(query)).all())
+
+    async def open_attempts(self) -> tuple[Attempt, ...]:
+        query = (
+            select(CallbackAttemptRow)
+            .where(CallbackAttemptRow.ended_at.is_(None))
+            .order_by(CallbackAttemptRow.started_at, CallbackAttemptRow.id)
+        )
+        async with self._session("reading open callback attempts") as session:
+            return tuple(_attempt(r) for r in (await session.scalars(query)).all())
+
+    async def block_number(self, number: str, *, by: str, reason: str, at: datetime) -> DoNotCallEntry:
+        async def work(connection: AsyncConnection) -> None:
+            add = _upsert(self._engine, DoNotCallRow).values(
+                number=number, added_at=at, added_by=by, reason=reason
+            )
+            await connection.execute(add.on_conflict_do_nothing(index_elements=["number"]))
+
+        await self._write("adding to the do-not-call list", work)
+        entry = await self.blocked(number)
+        assert entry is not None
+        return entry
+
+    async def unblock_number(self, number: str) -> bool:
+        async def work(connection: AsyncConnection) -> bool:
+            gone = await connection.execute(delete(DoNotCallRow).where(DoNotCallRow.number == number))
+            return bool(gone.rowcount)
+
+        return await self._write("removing from the do-not-call list", work)
+
+    async def blocked(self, number: str) -> DoNotCallEntry | None:
+        async with self._session("reading the do-not-call list") as session:
+            row = await session.get(DoNotCallRow, number)
+            return _entry(row) if row is not None else None
+
+    async def blocked_numbers(self) -> tuple[DoNotCallEntry, ...]:
+        async with self._session("reading the do-not-call list") as session:
+            rows = (await session.scalars(select(DoNotCallRow).order_by(DoNotCallRow.number))).all()
+            return tuple(_entry(r) for r in rows)
+
+
+def _moved_values(callback: Callback) -> dict[str, object]:
+    values = _callback_values(callback, None)
+    for fixed in _FIXED:
+        del values[fixed]
+    return values
