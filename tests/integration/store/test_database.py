@@ -43,6 +43,10 @@ TABLES = {
     "schedules",
     "shifts",
     "predictions",
+    "sms_contacts",
+    "sms_consent",
+    "sms_messages",
+    "sms_callback_requests",
     "alembic_version",
 }
 
