@@ -21,6 +21,7 @@ from callcenter.sms.records import (
     OutboundDraft,
     SmsMessage,
 )
+from callcenter.sms.rules import CAPPED_KINDS, MessageKind
 
 
 class SmsStore(Protocol):
@@ -85,8 +86,10 @@ class SmsStore(Protocol):
         """Apply a provider's delivery report; ``None`` for an id we never sent."""
         ...
 
-    async def sent_times(self, number: str, since: datetime) -> tuple[datetime, ...]:
-        """When capped messages (follow-ups, manual ones) to ``number`` went out since ``since``."""
+    async def sent_times(
+        self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
+    ) -> tuple[datetime, ...]:
+        """When messages of ``kinds`` (by default the capped ones) to ``number`` went out since ``since``."""
         ...
 
     async def last_follow_up(self, number: str) -> datetime | None:

@@ -45,6 +45,10 @@ class MessageKind(StrEnum):
     COMPLIANCE = "compliance"  # HELP answer, the one opt-out confirmation: always
 
 
+#: Kinds counted by the per-number cap.
+CAPPED_KINDS: Final = (MessageKind.FOLLOW_UP, MessageKind.MANUAL)
+
+
 class Skip(StrEnum):
     """Why a missed call gets no follow-up."""
 

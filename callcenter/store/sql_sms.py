@@ -40,13 +40,11 @@ from callcenter.sms.records import (
     OutboundDraft,
     SmsMessage,
 )
-from callcenter.sms.rules import MessageKind
+from callcenter.sms.rules import CAPPED_KINDS, MessageKind
 from callcenter.store.sql_models import CallRow
 from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
 from callcenter.store.sql_sms_models import SmsCallbackRequestRow, SmsConsentRow, SmsContactRow, SmsMessageRow
 
-#: Kinds counted by the per-number cap.
-_CAPPED: Final = (MessageKind.FOLLOW_UP.value, MessageKind.MANUAL.value)
 #: Kinds an opt-out cancels while they wait (compliance texts go regardless).
 _CANCELLED_BY_OPT_OUT: Final = (
     MessageKind.FOLLOW_UP.value,
@@ -402,10 +400,12 @@ class SqlSmsStore(_SqlRepository):
         )
         return await self.get_message(row.id)
 
-    async def sent_times(self, number: str, since: datetime) -> tuple[datetime, ...]:
+    async def sent_times(
+        self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
+    ) -> tuple[datetime, ...]:
         query = select(SmsMessageRow.sent_at).where(
             SmsMessageRow.number == number,
-            SmsMessageRow.kind.in_(_CAPPED),
+            SmsMessageRow.kind.in_([k.value for k in kinds]),
             SmsMessageRow.sent_at.is_not(None),
             SmsMessageRow.sent_at > since,
         )
@@ -567,6 +567,15 @@ class SqlSmsStore(_SqlRepository):
                 update(SmsCallbackRequestRow)
                 .where(SmsCallbackRequestRow.number == number)
                 .values(number=pseudonym)
+            )
+            # Nothing may still go to a number being forgotten (it would go to the pseudonym).
+            await run(
+                update(SmsMessageRow)
+                .where(
+                    SmsMessageRow.number == number,
+                    SmsMessageRow.status.in_([MessageStatus.QUEUED.value, MessageStatus.SENDING.value]),
+                )
+                .values(status=MessageStatus.CANCELLED.value, error="erased", claimed_until=None)
             )
             # Messages keep their row (idempotency keys, counts) without the number or the words.
             messages = await run(

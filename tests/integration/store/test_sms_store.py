@@ -248,6 +248,8 @@ async def test_erasure_keeps_the_opt_out_and_the_counts_but_not_the_number(engin
     assert (await store.messages(number=NUMBER, needs_person=None, cursor=None, limit=10)).items == ()
     kept = await store.messages(number="erased:abc", needs_person=None, cursor=None, limit=10)
     assert len(kept.items) == 2 and all(m.text == "" for m in kept.items)
+    # The queued follow-up will never go to the pseudonym.
+    assert {m.status for m in kept.items} == {MessageStatus.CANCELLED, MessageStatus.RECEIVED}
     records = await store.consent_records(KEY)
     assert status_of(records, INFORMATIONAL) is ConsentStatus.OPTED_OUT
     assert verify_chain(records) is None
