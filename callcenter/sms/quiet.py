@@ -123,3 +123,42 @@ def _local_instant(day: date, moment: time, zone: ZoneInfo) -> datetime:
     # fold=0 reads the wall time with the offset before a transition: a skipped time then lands after
     # the gap (02:30 on a spring-forward night is 03:30), a repeated one takes its first occurrence.
     return datetime.combine(day, moment).replace(tzinfo=zone).astimezone(UTC)
+
+
+_DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_window(text: str) -> Window:
+    """``"08:00-21:00"`` as a :class:`Window`. :raises ValidationError:"""
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ValidationError(f"{text!r}: write a window as HH:MM-HH:MM") from None
+    return Window(start, end)
+
+
+def parse_quiet_rules(default: str, regions: str) -> QuietRules:
+    """Rules from settings: the default window and ``REGION[@day]=HH:MM-HH:MM`` entries split by ``;``.
+
+    Entries add to (or replace) the built-in US state table; a ``@day`` entry changes one weekday of
+    the region's week. :raises ValidationError: naming the entry at fault.
+    """
+    base = parse_window(default)
+    default_week = tuple(base for _ in range(7))
+    table: dict[str, list[Window]] = {k: list(v) for k, v in US_STATE_RULES.items()}
+    for entry in (e.strip() for e in regions.split(";")):
+        if not entry:
+            continue
+        name, sep, window = entry.partition("=")
+        if not sep:
+            raise ValidationError(f"quiet region {entry!r}: write REGION=HH:MM-HH:MM")
+        region, _, day = name.strip().upper().partition("@")
+        parsed = parse_window(window)
+        week = table.setdefault(region, list(default_week))
+        if day:
+            if day.lower() not in _DAYS:
+                raise ValidationError(f"quiet region {entry!r}: day must be one of {', '.join(_DAYS)}")
+            week[_DAYS.index(day.lower())] = parsed
+        else:
+            week[:] = [parsed] * 7
+    return QuietRules(default=default_week, regions={k: tuple(v) for k, v in table.items()})

@@ -518,11 +518,10 @@ class SmsEngine:
         return await self._store.erase(number, pseudonym, self._clock.now())
 
     async def delivery_report(
-        self, provider_id: str, status: MessageStatus, error: str = ""
+        self, provider: str, provider_id: str, status: MessageStatus, error: str = ""
     ) -> SmsMessage | None:
-        return await self._store.delivery_report(
-            self._provider.name, provider_id, status, error, self._clock.now()
-        )
+        """Apply ``provider``'s report on a message it sent; ``None`` when it sent no such message."""
+        return await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
 
     # -- the outbox sender ------------------------------------------------------------------------
 

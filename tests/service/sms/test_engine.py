@@ -229,7 +229,7 @@ async def test_delivery_reports_update_the_status(rig: Rig) -> None:
     await rig.missed("call-1")
     await rig.engine.send_due()
     (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=1)).items
-    updated = await rig.engine.delivery_report(message.provider_id, MessageStatus.DELIVERED)
+    updated = await rig.engine.delivery_report("recording", message.provider_id, MessageStatus.DELIVERED)
     assert updated is not None and updated.status is MessageStatus.DELIVERED
 
 

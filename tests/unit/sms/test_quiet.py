@@ -187,3 +187,17 @@ def test_a_number_spanning_zones_keeps_them_all() -> None:
 )
 def test_line_type(number: str, kind: LineType) -> None:
     assert line_type(number) is kind
+
+
+def test_quiet_rules_from_settings() -> None:
+    from callcenter.sms.quiet import parse_quiet_rules
+
+    rules = parse_quiet_rules("09:00-20:00", "FR=10:00-19:00; US-TX@sun=13:00-21:00 ; ")
+    assert rules.default[0] == Window(time(9), time(20))
+    assert rules.week_for("FR")[3] == Window(time(10), time(19))
+    assert rules.week_for("US-TX")[6] == Window(time(13), time(21))
+    assert rules.week_for("US-TX")[0] == Window(time(9), time(21))  # the built-in weekday rule stays
+    assert rules.week_for("US-CT")[0] == Window(time(9), time(20))
+    for bad in ("FR", "FR=10h-19h", "FR@someday=10:00-19:00", "FR=19:00-10:00"):
+        with pytest.raises(ValidationError):
+            parse_quiet_rules("08:00-21:00", bad)
