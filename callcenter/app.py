@@ -28,6 +28,9 @@ from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
+
+# -- SMS follow-up (issue 9) --
+from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -41,12 +44,22 @@ from callcenter.callbacks.slots import SlotSettings
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
-from callcenter.errors import ConflictError, RedisUnavailableError
+from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError, ValidationError
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import Role
+from callcenter.model.vocabulary import CallOutcome, Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
+from callcenter.sms.keywords import DEFAULT_RULES, KeywordRules
+from callcenter.sms.ports import SmsProvider
+from callcenter.sms.quiet import parse_quiet_rules
+from callcenter.sms.rules import SmsRules
+from callcenter.sms.service import CONSUMER_GROUP as SMS_CONSUMER_GROUP
+from callcenter.sms.service import EngineSettings, SmsEngine
+from callcenter.sms.templates import Templates, parse_templates
+from callcenter.sms_gateways.console import ConsoleProvider
+from callcenter.sms_gateways.kannel import KannelProvider, KannelSettings
+from callcenter.sms_gateways.twilio import TwilioProvider, TwilioSettings
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
@@ -62,6 +75,7 @@ from callcenter.store.sql_repos import (
     SqlStepStore,
     SqlTokenRepository,
 )
+from callcenter.store.sql_sms import SqlSmsStore
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -100,6 +114,7 @@ class Services:
     clock: Clock
     ari_link: AriLink | None
     callbacks: CallbackService | None = None
+    sms: SmsEngine | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -228,6 +243,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             estimates=estimates,
             settings=callback_settings(settings),
         )
+        sms = build_sms_engine(settings, store, session, clock) if settings.sms.enabled else None
     except BaseException:
         await stack.aclose()
         raise
@@ -265,6 +281,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         clock=clock,
         ari_link=link,
         callbacks=callbacks,
+        sms=sms,
     )
 
     async def db_check() -> None:
@@ -288,6 +305,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )
     app[AGI_OUTCOME_RECORDER] = recorder
+    if sms is not None:
+        app[SMS_HTTP] = SmsHttp(engine=sms, webhooks=sms_webhook_settings(settings))
     app.cleanup_ctx.append(_background(services))
     if settings.agi.enabled:
         app.cleanup_ctx.append(_agi_server(settings, recorder))
@@ -319,6 +338,16 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             tasks.append(asyncio.create_task(_callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
+        if services.sms is not None:
+            tasks += [
+                asyncio.create_task(
+                    services.bus.consume(
+                        SMS_CONSUMER_GROUP, default_owner_id(), services.sms.handle, stop=stop
+                    ),
+                    name="sms-consumer",
+                ),
+                asyncio.create_task(services.sms.run(), name="sms-outbox"),
+            ]
         yield
         stop.set_result(None)
         for task in tasks:
@@ -510,3 +539,141 @@ async def _seed_demo(services: Services, sim: SimulatedAsterisk) -> None:
                 agent_id=agent_id, name=name, endpoint=endpoint, queues=[DEMO_QUEUE], actor="demo"
             )
         await queue.login(agent_id, actor="demo", queues=[DEMO_QUEUE])
+
+
+# -- SMS follow-up (issue 9) --------------------------------------------------------------------------
+
+#: The consent ledger's key file in the data dir when CALLCENTER_SMS_CONSENT_SECRET is empty.
+CONSENT_KEY_FILE: Final = "sms-consent.key"
+
+
+def consent_secret(settings: Settings) -> bytes:
+    """The ledger's number-hash key: the setting, else the data dir's key file (made once, mode 0600)."""
+    if settings.sms.consent_secret:
+        return settings.sms.consent_secret.encode()
+    path = settings.data_dir / CONSENT_KEY_FILE
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            with open(path, "x", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(32))
+            path.chmod(0o600)
+    secret = path.read_text(encoding="ascii").strip()
+    if not secret:
+        raise ConfigError(f"{path}: the consent key file is empty")
+    return secret.encode()
+
+
+def sms_templates(settings: Settings) -> Templates:
+    """The templates file named by CALLCENTER_SMS_TEMPLATES, else the shipped one; checked whole."""
+    from importlib import resources
+
+    if settings.sms.templates:
+        try:
+            text = open(settings.sms.templates, encoding="utf-8").read()  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(
+                f"CALLCENTER_SMS_TEMPLATES: cannot read {settings.sms.templates}: {exc}"
+            ) from exc
+    else:
+        text = resources.files("callcenter.sms").joinpath("templates.toml").read_text(encoding="utf-8")
+    try:
+        return parse_templates(text)
+    except ValidationError as exc:
+        raise ConfigError(f"CALLCENTER_SMS_TEMPLATES: {exc}") from exc
+
+
+def sms_engine_settings(settings: Settings) -> EngineSettings:
+    """The engine's rules from CALLCENTER_SMS_*. :raises ConfigError: naming the setting at fault."""
+    sms = settings.sms
+    try:
+        triggers = frozenset(CallOutcome(t) for t in sms.triggers)
+    except ValueError as exc:
+        raise ConfigError(f"CALLCENTER_SMS_TRIGGERS: {exc}") from exc
+    try:
+        quiet = parse_quiet_rules(sms.quiet_hours, sms.quiet_regions)
+        rules = SmsRules(
+            triggers=triggers,
+            require_mobile=sms.require_mobile,
+            resend_after=timedelta(seconds=sms.resend_after_s),
+            daily_cap=sms.daily_cap,
+            quiet=quiet,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"CALLCENTER_SMS_QUIET_HOURS / _QUIET_REGIONS / _TRIGGERS: {exc}") from exc
+    keywords = KeywordRules.with_phrases(sms.revocation_phrases) if sms.revocation_phrases else DEFAULT_RULES
+    return EngineSettings(
+        rules=rules,
+        templates=sms_templates(settings),
+        keywords=keywords,
+        consent_secret=consent_secret(settings),
+        default_region=settings.default_region,
+    )
+
+
+def sms_provider(settings: Settings, session: aiohttp.ClientSession) -> SmsProvider:
+    sms = settings.sms
+    if sms.provider == "kannel":
+        if not sms.kannel_secret or not sms.callback_base:
+            raise ConfigError(
+                "the Kannel provider needs CALLCENTER_SMS_KANNEL_SECRET and CALLCENTER_SMS_CALLBACK_BASE"
+            )
+        return KannelProvider(
+            session,
+            KannelSettings(
+                sendsms_url=sms.kannel_sendsms_url,
+                username=sms.kannel_username,
+                password=sms.kannel_password,
+                sender=sms.kannel_sender,
+                callback_base=f"{sms.callback_base}/api/v1/sms/kannel",
+                secret=sms.kannel_secret,
+            ),
+        )
+    if sms.provider == "twilio":
+        if not (
+            sms.twilio_account_sid
+            and sms.twilio_auth_token
+            and (sms.twilio_from or sms.twilio_messaging_service_sid)
+        ):
+            raise ConfigError(
+                "the Twilio provider needs CALLCENTER_SMS_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _FROM "
+                "(or _MESSAGING_SERVICE_SID)"
+            )
+        return TwilioProvider(
+            session,
+            TwilioSettings(
+                account_sid=sms.twilio_account_sid,
+                auth_token=sms.twilio_auth_token,
+                sender=sms.twilio_from,
+                messaging_service_sid=sms.twilio_messaging_service_sid,
+                api_base=sms.twilio_api_base,
+                public_base=sms.callback_base,
+            ),
+        )
+    return ConsoleProvider()
+
+
+def sms_webhook_settings(settings: Settings) -> WebhookSettings:
+    sms = settings.sms
+    return WebhookSettings(
+        kannel_secret=sms.kannel_secret,
+        kannel_allowed=sms.kannel_allowed,
+        twilio_auth_token=sms.twilio_auth_token,
+        twilio_public_base=sms.callback_base,
+        rate_per_s=sms.webhook_rate_per_s,
+        burst=max(1, int(sms.webhook_rate_per_s * 4)),
+    )
+
+
+def build_sms_engine(
+    settings: Settings, store: Store, session: aiohttp.ClientSession, clock: Clock
+) -> SmsEngine:
+    """The SMS engine over the store and the configured provider."""
+    return SmsEngine(
+        SqlSmsStore(store.engine),
+        sms_provider(settings, session),
+        store.calls,
+        store.queues,
+        clock,
+        sms_engine_settings(settings),
+    )

@@ -126,6 +126,40 @@ class CallbackConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SmsSettings:
+    """SMS follow-up (issue 9): provider, rules, and how provider callbacks are authenticated.
+
+    Secrets (passwords, tokens, the consent key) are hidden from ``repr``. An empty ``consent_secret``
+    means the key file in the data dir (created on first start).
+    """
+
+    enabled: bool = True
+    provider: str = "console"
+    templates: str = ""
+    consent_secret: str = field(default="", repr=False)
+    triggers: tuple[str, ...] = ()
+    require_mobile: bool = True
+    resend_after_s: float = 86_400.0
+    daily_cap: int = 3
+    quiet_hours: str = "08:00-21:00"
+    quiet_regions: str = ""
+    revocation_phrases: tuple[str, ...] = ()
+    callback_base: str = ""
+    kannel_sendsms_url: str = "http://127.0.0.1:13013/cgi-bin/sendsms"
+    kannel_username: str = ""
+    kannel_password: str = field(default="", repr=False)
+    kannel_sender: str = ""
+    kannel_secret: str = field(default="", repr=False)
+    kannel_allowed: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_api_base: str = "https://api.twilio.com"
+    webhook_rate_per_s: float = 50.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything the composition root needs, built once at start-up."""
 
@@ -140,6 +174,7 @@ class Settings:
     agi: AgiSettings = field(default_factory=AgiSettings)
     log: LogSettings
     callback: CallbackConfig = field(default_factory=CallbackConfig)
+    sms: SmsSettings = field(default_factory=SmsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -205,6 +240,32 @@ class Settings:
                 ivr_offers=bool(v("CALLBACK_IVR_OFFERS")),
                 announce_every_s=_f(v("CALLBACK_ANNOUNCE_EVERY_S")),
             ),
+            sms=SmsSettings(
+                enabled=bool(v("SMS_ENABLED")),
+                provider=str(v("SMS_PROVIDER")),
+                templates=str(v("SMS_TEMPLATES")),
+                consent_secret=str(v("SMS_CONSENT_SECRET")),
+                triggers=_words(v("SMS_TRIGGERS")),
+                require_mobile=bool(v("SMS_REQUIRE_MOBILE")),
+                resend_after_s=_f(v("SMS_RESEND_AFTER_S")),
+                daily_cap=_i(v("SMS_DAILY_CAP")),
+                quiet_hours=str(v("SMS_QUIET_HOURS")),
+                quiet_regions=str(v("SMS_QUIET_REGIONS")),
+                revocation_phrases=_words(v("SMS_REVOCATION_PHRASES")),
+                callback_base=str(v("SMS_CALLBACK_BASE")),
+                kannel_sendsms_url=str(v("SMS_KANNEL_SENDSMS_URL")),
+                kannel_username=str(v("SMS_KANNEL_USERNAME")),
+                kannel_password=str(v("SMS_KANNEL_PASSWORD")),
+                kannel_sender=str(v("SMS_KANNEL_SENDER")),
+                kannel_secret=str(v("SMS_KANNEL_SECRET")),
+                kannel_allowed=_words(v("SMS_KANNEL_ALLOWED")),
+                twilio_account_sid=str(v("SMS_TWILIO_ACCOUNT_SID")),
+                twilio_auth_token=str(v("SMS_TWILIO_AUTH_TOKEN")),
+                twilio_from=str(v("SMS_TWILIO_FROM")),
+                twilio_messaging_service_sid=str(v("SMS_TWILIO_MESSAGING_SERVICE_SID")),
+                twilio_api_base=str(v("SMS_TWILIO_API_BASE")),
+                webhook_rate_per_s=_f(v("SMS_WEBHOOK_RATE_PER_S")),
+            ),
         )
 
     @classmethod
@@ -221,6 +282,11 @@ def _f(value: object) -> float:
 def _i(value: object) -> int:
     assert isinstance(value, int)
     return value
+
+
+def _words(value: object) -> tuple[str, ...]:
+    """A comma-separated list (SMS settings), blanks dropped."""
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
 
 
 def _opt(value: object) -> str | None:
@@ -584,6 +650,124 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "60",
         _positive_float,
         "Time between two announcements (each re-estimated) to a waiting caller.",
+    ),
+    # -- SMS follow-up (issue 9) --
+    SettingSpec(f"{PREFIX}SMS_ENABLED", "true", _bool, "Run the SMS follow-up engine in this process."),
+    SettingSpec(
+        f"{PREFIX}SMS_PROVIDER",
+        "console",
+        _choice("console", "kannel", "twilio"),
+        "`console` prints texts (demo); `kannel` or `twilio` send them.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_TEMPLATES",
+        "",
+        _text,
+        "Path of your copy of `callcenter/sms/templates.toml` (empty: the shipped texts).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_CONSENT_SECRET",
+        "",
+        _text,
+        "Key of the consent ledger's number hash; empty: `sms-consent.key` in the data dir, made on first "
+        "start. Keep it: a new key forgets every opt-out.",
+        secret=True,
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_TRIGGERS",
+        "abandoned,unanswered_timeout,unanswered_no_agents,unanswered_full,after_hours,voicemail,failed",
+        _text,
+        "Call outcomes that start a follow-up, comma-separated (`short_abandon`, `ivr_hangup` may be added).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_REQUIRE_MOBILE",
+        "true",
+        _bool,
+        "Skip numbers the numbering plan knows are not mobile (landlines, toll-free).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_RESEND_AFTER_S",
+        "86400",
+        _positive_float,
+        "No second follow-up to a number within this many seconds of the last.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_DAILY_CAP",
+        "3",
+        _positive_int,
+        "At most this many follow-ups and manual texts a number gets in 24 h.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_QUIET_HOURS",
+        "08:00-21:00",
+        _text,
+        "Allowed local hours for follow-ups and manual texts (the recipient's time zone).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_QUIET_REGIONS",
+        "",
+        _text,
+        "Stricter regional windows added to the built-in US state table, e.g. `US-CT=09:00-20:00; "
+        "FR=10:00-19:00; US-TX@sun=12:00-21:00`.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_REVOCATION_PHRASES",
+        "",
+        _text,
+        "Plain-language opt-out phrases, comma-separated (empty: the built-in English list). The "
+        "statutory keywords always apply.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_CALLBACK_BASE",
+        "",
+        _http_url,
+        "This API as Kannel or Twilio reach it, e.g. `http://127.0.0.1:8080` (their callbacks go there).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_KANNEL_SENDSMS_URL",
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        _http_url,
+        "Kannel's sendsms interface.",
+    ),
+    SettingSpec(f"{PREFIX}SMS_KANNEL_USERNAME", "", _text, "Kannel `sendsms-user` username."),
+    SettingSpec(f"{PREFIX}SMS_KANNEL_PASSWORD", "", _text, "Kannel `sendsms-user` password.", secret=True),
+    SettingSpec(f"{PREFIX}SMS_KANNEL_SENDER", "", _text, "Sender number or name for Kannel texts."),
+    SettingSpec(
+        f"{PREFIX}SMS_KANNEL_SECRET",
+        "",
+        _text,
+        "Secret carried in Kannel's get-url and dlr-url (Kannel callbacks cannot carry headers).",
+        secret=True,
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_KANNEL_ALLOWED",
+        "127.0.0.1/32,::1/128",
+        _text,
+        "Addresses Kannel callbacks are accepted from (comma-separated networks).",
+    ),
+    SettingSpec(f"{PREFIX}SMS_TWILIO_ACCOUNT_SID", "", _text, "Twilio account SID."),
+    SettingSpec(
+        f"{PREFIX}SMS_TWILIO_AUTH_TOKEN",
+        "",
+        _text,
+        "Twilio auth token (also checks `X-Twilio-Signature`).",
+        secret=True,
+    ),
+    SettingSpec(f"{PREFIX}SMS_TWILIO_FROM", "", _text, "Twilio sender number."),
+    SettingSpec(
+        f"{PREFIX}SMS_TWILIO_MESSAGING_SERVICE_SID",
+        "",
+        _text,
+        "Twilio Messaging Service SID (used instead of the sender number when set).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_TWILIO_API_BASE", "https://api.twilio.com", _http_url, "Twilio's REST API base URL."
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_WEBHOOK_RATE_PER_S",
+        "50",
+        _positive_float,
+        "Provider webhook requests per second accepted from one address (bursts up to 4x).",
     ),
 )
 

@@ -13,6 +13,7 @@ from callcenter.api.callbacks import CALLBACK_COMPONENTS
 from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
+from callcenter.api.sms_schemas import SMS_COMPONENTS
 from callcenter.auth.tokens import Principal
 from callcenter.model.records import (
     ApiToken,
@@ -316,6 +317,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "QueueLive": QUEUE_LIVE,
     **CAPACITY_COMPONENTS,
     **CALLBACK_COMPONENTS,
+    **SMS_COMPONENTS,
 }
 
 

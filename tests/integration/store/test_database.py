@@ -52,6 +52,10 @@ TABLES = {
     "callback_sources",
     "dispatch_fences",
     "do_not_call",
+    "sms_contacts",
+    "sms_consent",
+    "sms_messages",
+    "sms_callback_requests",
     "alembic_version",
 }
 

@@ -1,0 +1,1 @@
+"""SMS follow-up: keywords, quiet hours, consent, templates, encoding and trigger rules (pure core)."""

@@ -1,0 +1,169 @@
+"""Ports of the SMS engine: its store and the SMS provider (shared).
+
+The SQL store is ``callcenter/store/sql_sms.py``; providers are in ``callcenter/sms_providers/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from callcenter.errors import CallCenterError
+from callcenter.model.paging import Page
+from callcenter.sms.consent import ConsentEntry, ConsentRecord
+from callcenter.sms.records import (
+    CallbackRequest,
+    Contact,
+    Erasure,
+    MessageStatus,
+    OutboundDraft,
+    SmsMessage,
+)
+from callcenter.sms.rules import CAPPED_KINDS, MessageKind
+
+
+class SmsStore(Protocol):
+    """Contacts, the consent ledger, the outbox, the threads and callback requests.
+
+    Every write is idempotent where a fact may arrive twice: :meth:`enqueue` by the draft's key,
+    :meth:`record_inbound` by the provider's message id.
+    """
+
+    async def get_contact(self, number: str) -> Contact | None: ...
+
+    async def touch_contact(self, number: str, at: datetime) -> Contact:
+        """Create the number's contact on first contact, else move ``last_contact_at``."""
+        ...
+
+    async def put_contact(self, contact: Contact, at: datetime) -> Contact:
+        """Create or replace the editable fields (name, language, time zone, region, notes)."""
+        ...
+
+    async def consent_records(self, key: str) -> tuple[ConsentRecord, ...]:
+        """One number's records in ``seq`` order."""
+        ...
+
+    async def append_consent(self, number: str | None, key: str, entry: ConsentEntry) -> ConsentRecord:
+        """Chain ``entry`` after the number's last record, atomically (concurrent appends never fork)."""
+        ...
+
+    async def ledger(self, *, after_id: int, limit: int) -> Sequence[tuple[int, str | None, ConsentRecord]]:
+        """Every record in append order: ``(row id, number or None once erased, record)``."""
+        ...
+
+    async def enqueue(self, draft: OutboundDraft) -> tuple[SmsMessage, bool]:
+        """Queue ``draft`` unless its key is known; returns the stored message and whether it is new."""
+        ...
+
+    async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
+        """Move due queued messages (and ``sending`` ones whose claim expired) to ``sending``.
+
+        A message is handed to one claimer only; its claim lasts ``lease_s``.
+        """
+        ...
+
+    async def defer(self, message_id: str, until: datetime, reason: str, at: datetime) -> None: ...
+
+    async def mark_sent(self, message_id: str, provider: str, provider_id: str, at: datetime) -> None: ...
+
+    async def mark_failed(
+        self, message_id: str, error: str, at: datetime, *, retry_at: datetime | None
+    ) -> None:
+        """Record a failed attempt: back to ``queued`` at ``retry_at``, or ``failed`` for good."""
+        ...
+
+    async def cancel(self, message_id: str, reason: str, at: datetime) -> None: ...
+
+    async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
+        """Cancel every queued capped or reply message to ``number`` (an opt-out); returns how many."""
+        ...
+
+    async def delivery_report(
+        self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
+    ) -> SmsMessage | None:
+        """Apply a provider's delivery report; ``None`` for an id we never sent."""
+        ...
+
+    async def sent_times(
+        self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
+    ) -> tuple[datetime, ...]:
+        """When messages of ``kinds`` (by default the capped ones) to ``number`` went out since ``since``."""
+        ...
+
+    async def last_follow_up(self, number: str) -> datetime | None:
+        """When the latest follow-up to ``number`` was queued (any status but cancelled)."""
+        ...
+
+    async def record_inbound(self, message: SmsMessage) -> tuple[SmsMessage, bool]:
+        """Store an inbound message unless its (provider, provider id) is known."""
+        ...
+
+    async def get_message(self, message_id: str) -> SmsMessage:
+        """:raises NotFoundError: for an unknown id."""
+        ...
+
+    async def messages(
+        self, *, number: str | None, needs_person: bool | None, cursor: str | None, limit: int
+    ) -> Page[SmsMessage]:
+        """Messages newest first, optionally of one number or only those waiting for a person."""
+        ...
+
+    async def mark_handled(self, message_id: str) -> SmsMessage: ...
+
+    async def request_callback(
+        self, number: str, message_id: str, at: datetime
+    ) -> tuple[CallbackRequest, bool]:
+        """Store a "call me" request; an open one for the number is returned instead of a second."""
+        ...
+
+    async def cancel_callback(self, number: str, at: datetime) -> CallbackRequest | None:
+        """Cancel the number's open request; ``None`` when it has none."""
+        ...
+
+    async def callback_requests(
+        self, *, number: str | None, open_only: bool
+    ) -> tuple[CallbackRequest, ...]: ...
+
+    async def erase(self, number: str, pseudonym: str, at: datetime) -> Erasure:
+        """Erase the number's personal data (see :class:`~callcenter.sms.records.Erasure`)."""
+        ...
+
+
+class ProviderError(CallCenterError):
+    """The provider did not take the message; ``permanent`` errors are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a provider needs to send one message; ``message_id`` is ours (delivery reports name it)."""
+
+    message_id: str
+    to: str
+    text: str
+
+
+class SmsProvider(Protocol):
+    """An SMS gateway."""
+
+    name: str
+
+    async def send(self, message: Outgoing) -> str:
+        """Hand ``message`` over; return the provider's id for it.
+
+        :raises ProviderError: when it was not taken (``permanent`` says whether a retry may help).
+        """
+        ...
+
+    async def sent_before(self, message_id: str) -> str | None:
+        """The provider id of our ``message_id`` if the provider can tell it already took it, else ``None``.
+
+        Asked before re-sending a message whose sender died mid-send; providers that cannot tell
+        answer ``None``.
+        """
+        ...

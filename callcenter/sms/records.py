@@ -1,0 +1,120 @@
+"""SMS values the store keeps and the API shows: contacts, messages, callback requests (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from callcenter.sms.rules import MessageKind
+
+
+class Direction(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class MessageStatus(StrEnum):
+    """An outbound message's life: queued -> sending -> sent -> delivered | failed, or cancelled.
+
+    Inbound messages are ``received``.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RECEIVED = "received"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.CANCELLED)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Contact:
+    """What we know of a number's owner; ``time_zone`` (IANA) and ``region`` feed quiet hours."""
+
+    number: str
+    name: str = ""
+    language: str = ""
+    time_zone: str = ""
+    region: str = ""
+    notes: str = ""
+    first_contact_at: datetime | None = None
+    last_contact_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutboundDraft:
+    """A message to queue; ``key`` is its idempotency key, derived from what triggered it."""
+
+    key: str
+    number: str
+    kind: MessageKind
+    program: str
+    text: str
+    due_at: datetime
+    created_at: datetime
+    call_id: str | None = None
+    actor: str = "sms"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmsMessage:
+    """One stored message, either direction."""
+
+    id: str
+    key: str | None
+    direction: Direction
+    number: str
+    kind: MessageKind | None
+    program: str
+    text: str
+    status: MessageStatus
+    created_at: datetime
+    due_at: datetime | None = None
+    sent_at: datetime | None = None
+    updated_at: datetime | None = None
+    attempts: int = 0
+    provider: str = ""
+    provider_id: str = ""
+    error: str = ""
+    call_id: str | None = None
+    intent: str = ""
+    segments: int = 1
+    encoding: str = "gsm7"
+    actor: str = ""
+    needs_person: bool = False
+
+
+class CallbackRequestState(StrEnum):
+    REQUESTED = "requested"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackRequest:
+    """A caller's "call me" by text, kept until the callback service takes it over."""
+
+    id: str
+    number: str
+    message_id: str
+    state: CallbackRequestState
+    requested_at: datetime
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Erasure:
+    """What an erasure removed."""
+
+    number: str
+    pseudonym: str
+    messages: int
+    contacts: int
+    consent_records: int
+    calls: int
+    callback_requests: int

@@ -1,0 +1,1 @@
+"""SMS providers behind :class:`callcenter.sms.ports.SmsProvider`: console, Kannel, Twilio (edge)."""

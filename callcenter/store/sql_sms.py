@@ -1,0 +1,605 @@
+"""SQL store of the SMS engine: contacts, consent ledger, outbox and threads, callback requests (edge).
+
+Implements :class:`callcenter.sms.ports.SmsStore` on the engine of ``sql_repos.py`` with its error
+mapping. The consent ledger is append-only: rows are inserted and, on erasure, only their readable
+number and evidence text are blanked (the chain covers the keyed hash and a digest, which stay). The
+outbox row is written before anything is sent; its unique ``key`` makes a redelivered trigger queue
+nothing new, and claims move a row from ``queued`` to ``sending`` with a conditional UPDATE, so two
+workers never take the same message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import (
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callcenter.errors import ConflictError, NotFoundError
+from callcenter.model.paging import Page, check_limit
+from callcenter.sms.consent import ConsentAction, ConsentEntry, ConsentRecord, ConsentSource, chain
+from callcenter.sms.encoding import segment_info
+from callcenter.sms.records import (
+    CallbackRequest,
+    CallbackRequestState,
+    Contact,
+    Direction,
+    Erasure,
+    MessageStatus,
+    OutboundDraft,
+    SmsMessage,
+)
+from callcenter.sms.rules import CAPPED_KINDS, MessageKind
+from callcenter.store.sql_models import CallRow
+from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
+from callcenter.store.sql_sms_models import SmsCallbackRequestRow, SmsConsentRow, SmsContactRow, SmsMessageRow
+
+#: Kinds an opt-out cancels while they wait (compliance texts go regardless).
+_CANCELLED_BY_OPT_OUT: Final = (
+    MessageKind.FOLLOW_UP.value,
+    MessageKind.MANUAL.value,
+    MessageKind.REPLY.value,
+)
+
+
+def _contact(row: SmsContactRow) -> Contact:
+    return Contact(
+        number=row.number,
+        name=row.name,
+        language=row.language,
+        time_zone=row.time_zone,
+        region=row.region,
+        notes=row.notes,
+        first_contact_at=row.first_contact_at,
+        last_contact_at=row.last_contact_at,
+    )
+
+
+def _consent(row: SmsConsentRow) -> ConsentRecord:
+    return ConsentRecord(
+        number_key=row.number_key,
+        seq=row.seq,
+        program=row.program,
+        action=ConsentAction(row.action),
+        source=ConsentSource(row.source),
+        actor=row.actor,
+        at=row.at,
+        evidence_ref=row.evidence_ref,
+        evidence_digest=row.evidence_digest,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _message(row: SmsMessageRow) -> SmsMessage:
+    return SmsMessage(
+        id=row.id,
+        key=row.key,
+        direction=Direction(row.direction),
+        number=row.number,
+        kind=MessageKind(row.kind) if row.kind else None,
+        program=row.program,
+        text=row.text,
+        status=MessageStatus(row.status),
+        created_at=row.created_at,
+        due_at=row.due_at,
+        sent_at=row.sent_at,
+        updated_at=row.updated_at,
+        attempts=row.attempts,
+        provider=row.provider,
+        provider_id=row.provider_id,
+        error=row.error,
+        call_id=row.call_id,
+        intent=row.intent,
+        segments=row.segments,
+        encoding=row.encoding,
+        actor=row.actor,
+        needs_person=row.needs_person,
+    )
+
+
+def _request(row: SmsCallbackRequestRow) -> CallbackRequest:
+    return CallbackRequest(
+        id=row.id,
+        number=row.number,
+        message_id=row.message_id,
+        state=CallbackRequestState(row.state),
+        requested_at=row.requested_at,
+        cancelled_at=row.cancelled_at,
+    )
+
+
+class SqlSmsStore(_SqlRepository):
+    """The SMS engine's store (:class:`~callcenter.sms.ports.SmsStore`)."""
+
+    # -- contacts ---------------------------------------------------------------------------------
+
+    async def get_contact(self, number: str) -> Contact | None:
+        async with self._session("reading a contact") as session:
+            row = await session.get(SmsContactRow, number)
+            return _contact(row) if row is not None else None
+
+    async def touch_contact(self, number: str, at: datetime) -> Contact:
+        async def work(connection: AsyncConnection) -> None:
+            upsert = _upsert(self._engine, SmsContactRow)
+            await connection.execute(
+                upsert.values(
+                    number=number, first_contact_at=at, last_contact_at=at, updated_at=at
+                ).on_conflict_do_update(
+                    index_elements=[SmsContactRow.__table__.c.number],
+                    set_={"last_contact_at": at},
+                )
+            )
+
+        await self._write("recording a contact", work)
+        contact = await self.get_contact(number)
+        assert contact is not None
+        return contact
+
+    async def put_contact(self, contact: Contact, at: datetime) -> Contact:
+        fields = {
+            "name": contact.name,
+            "language": contact.language,
+            "time_zone": contact.time_zone,
+            "region": contact.region,
+            "notes": contact.notes,
+            "updated_at": at,
+        }
+
+        async def work(connection: AsyncConnection) -> None:
+            upsert = _upsert(self._engine, SmsContactRow)
+            await connection.execute(
+                upsert.values(number=contact.number, **fields).on_conflict_do_update(
+                    index_elements=[SmsContactRow.__table__.c.number], set_=fields
+                )
+            )
+
+        await self._write("saving a contact", work)
+        stored = await self.get_contact(contact.number)
+        assert stored is not None
+        return stored
+
+    # -- consent ledger ---------------------------------------------------------------------------
+
+    async def consent_records(self, key: str) -> tuple[ConsentRecord, ...]:
+        query = select(SmsConsentRow).where(SmsConsentRow.number_key == key).order_by(SmsConsentRow.seq)
+        async with self._session("reading consent") as session:
+            return tuple(_consent(row) for row in await session.scalars(query))
+
+    async def append_consent(self, number: str | None, key: str, entry: ConsentEntry) -> ConsentRecord:
+        # Chaining reads the last record; a concurrent append makes our (key, seq) collide with
+        # theirs, and we chain again after it.
+        for _ in range(20):
+            records = await self.consent_records(key)
+            record = chain(records[-1] if records else None, key, entry)
+
+            async def work(connection: AsyncConnection, record: ConsentRecord = record) -> None:
+                await connection.execute(
+                    insert(SmsConsentRow).values(
+                        number_key=record.number_key,
+                        seq=record.seq,
+                        number=number,
+                        program=record.program,
+                        action=record.action.value,
+                        source=record.source.value,
+                        actor=record.actor,
+                        at=record.at,
+                        evidence_ref=record.evidence_ref,
+                        evidence_digest=record.evidence_digest,
+                        evidence_text=entry.evidence_text or None,
+                        prev_hash=record.prev_hash,
+                        hash=record.hash,
+                    )
+                )
+
+            try:
+                await self._write("appending consent", work)
+            except ConflictError:
+                continue
+            return record
+        raise ConflictError("consent ledger: too many concurrent appends for one number")
+
+    async def ledger(self, *, after_id: int, limit: int) -> Sequence[tuple[int, str | None, ConsentRecord]]:
+        query = (
+            select(SmsConsentRow).where(SmsConsentRow.id > after_id).order_by(SmsConsentRow.id).limit(limit)
+        )
+        async with self._session("reading the consent ledger") as session:
+            return [(row.id, row.number, _consent(row)) for row in await session.scalars(query)]
+
+    # -- outbox -----------------------------------------------------------------------------------
+
+    async def enqueue(self, draft: OutboundDraft) -> tuple[SmsMessage, bool]:
+        info = segment_info(draft.text)
+        message_id = uuid.uuid4().hex
+
+        async def work(connection: AsyncConnection) -> int:
+            upsert = _upsert(self._engine, SmsMessageRow)
+            result = await connection.execute(
+                upsert.values(
+                    id=message_id,
+                    key=draft.key,
+                    direction=Direction.OUTBOUND.value,
+                    number=draft.number,
+                    kind=draft.kind.value,
+                    program=draft.program,
+                    text=draft.text,
+                    status=MessageStatus.QUEUED.value,
+                    created_at=draft.created_at,
+                    due_at=draft.due_at,
+                    updated_at=draft.created_at,
+                    call_id=draft.call_id,
+                    segments=info.segments,
+                    encoding=info.encoding.value,
+                    actor=draft.actor,
+                ).on_conflict_do_nothing(index_elements=[SmsMessageRow.__table__.c.key])
+            )
+            return int(result.rowcount)
+
+        created = await self._write("queueing a message", work) == 1
+        async with self._session("reading a message") as session:
+            row = (await session.scalars(select(SmsMessageRow).where(SmsMessageRow.key == draft.key))).one()
+            return _message(row), created
+
+    async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
+        due = or_(
+            and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
+            and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
+        )
+        query = select(SmsMessageRow.id, SmsMessageRow.status, SmsMessageRow.attempts).where(due)
+        async with self._session("finding due messages") as session:
+            candidates = (await session.execute(query.order_by(SmsMessageRow.due_at).limit(limit))).all()
+        claimed: list[str] = []
+        until = now + timedelta(seconds=lease_s)
+        for message_id, status, attempts in candidates:
+
+            async def work(
+                connection: AsyncConnection,
+                message_id: str = message_id,
+                status: str = status,
+                attempts: int = attempts,
+            ) -> int:
+                # Conditional on what we read: a row another worker claimed meanwhile is left alone.
+                result = await connection.execute(
+                    update(SmsMessageRow)
+                    .where(
+                        SmsMessageRow.id == message_id,
+                        SmsMessageRow.status == status,
+                        SmsMessageRow.attempts == attempts,
+                    )
+                    .values(
+                        status=MessageStatus.SENDING.value,
+                        claimed_until=until,
+                        attempts=attempts + 1,
+                        updated_at=now,
+                    )
+                )
+                return int(result.rowcount)
+
+            if await self._write("claiming a message", work) == 1:
+                claimed.append(message_id)
+        if not claimed:
+            return ()
+        async with self._session("reading claimed messages") as session:
+            rows = await session.scalars(select(SmsMessageRow).where(SmsMessageRow.id.in_(claimed)))
+            return tuple(sorted((_message(r) for r in rows), key=lambda m: claimed.index(m.id)))
+
+    async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
+        async def work(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                update(SmsMessageRow).where(SmsMessageRow.id == message_id, *conditions).values(**values)  # type: ignore[arg-type]
+            )
+            return int(result.rowcount)
+
+        return await self._write(doing, work)
+
+    async def defer(self, message_id: str, until: datetime, reason: str, at: datetime) -> None:
+        await self._set(
+            "deferring a message",
+            message_id,
+            SmsMessageRow.status == MessageStatus.SENDING.value,
+            status=MessageStatus.QUEUED.value,
+            due_at=until,
+            claimed_until=None,
+            error=f"deferred: {reason}",
+            updated_at=at,
+            # A deferral is not an attempt.
+            attempts=SmsMessageRow.attempts - 1,
+        )
+
+    async def mark_sent(self, message_id: str, provider: str, provider_id: str, at: datetime) -> None:
+        await self._set(
+            "marking a message sent",
+            message_id,
+            SmsMessageRow.status.in_([MessageStatus.SENDING.value, MessageStatus.QUEUED.value]),
+            status=MessageStatus.SENT.value,
+            provider=provider,
+            provider_id=provider_id,
+            sent_at=at,
+            claimed_until=None,
+            error="",
+            updated_at=at,
+        )
+
+    async def mark_failed(
+        self, message_id: str, error: str, at: datetime, *, retry_at: datetime | None
+    ) -> None:
+        values: dict[str, object] = {"error": error[:500], "updated_at": at, "claimed_until": None}
+        if retry_at is None:
+            values["status"] = MessageStatus.FAILED.value
+        else:
+            values["status"] = MessageStatus.QUEUED.value
+            values["due_at"] = retry_at
+        await self._set(
+            "recording a failed send",
+            message_id,
+            SmsMessageRow.status == MessageStatus.SENDING.value,
+            **values,
+        )
+
+    async def cancel(self, message_id: str, reason: str, at: datetime) -> None:
+        await self._set(
+            "cancelling a message",
+            message_id,
+            SmsMessageRow.status.in_([MessageStatus.QUEUED.value, MessageStatus.SENDING.value]),
+            status=MessageStatus.CANCELLED.value,
+            error=reason,
+            claimed_until=None,
+            updated_at=at,
+        )
+
+    async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
+        async def work(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                update(SmsMessageRow)
+                .where(
+                    SmsMessageRow.number == number,
+                    SmsMessageRow.status == MessageStatus.QUEUED.value,
+                    SmsMessageRow.kind.in_(_CANCELLED_BY_OPT_OUT),
+                )
+                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at)
+            )
+            return int(result.rowcount)
+
+        return await self._write("cancelling queued messages", work)
+
+    async def delivery_report(
+        self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
+    ) -> SmsMessage | None:
+        query = select(SmsMessageRow).where(
+            SmsMessageRow.provider == provider,
+            SmsMessageRow.provider_id == provider_id,
+            SmsMessageRow.direction == Direction.OUTBOUND.value,
+        )
+        async with self._session("finding a reported message") as session:
+            row = (await session.scalars(query)).first()
+        if row is None:
+            return None
+        # A report never moves a message backwards (a late "sent" after "delivered" is ignored).
+        allowed = [MessageStatus.SENDING.value, MessageStatus.SENT.value]
+        if status is MessageStatus.FAILED:
+            allowed.append(MessageStatus.DELIVERED.value)
+        await self._set(
+            "applying a delivery report",
+            row.id,
+            SmsMessageRow.status.in_(allowed),
+            status=status.value,
+            error=error[:500],
+            updated_at=at,
+            claimed_until=None,
+        )
+        return await self.get_message(row.id)
+
+    async def sent_times(
+        self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
+    ) -> tuple[datetime, ...]:
+        query = select(SmsMessageRow.sent_at).where(
+            SmsMessageRow.number == number,
+            SmsMessageRow.kind.in_([k.value for k in kinds]),
+            SmsMessageRow.sent_at.is_not(None),
+            SmsMessageRow.sent_at > since,
+        )
+        async with self._session("counting sent messages") as session:
+            return tuple(t for t in await session.scalars(query) if t is not None)
+
+    async def last_follow_up(self, number: str) -> datetime | None:
+        query = select(func.max(SmsMessageRow.created_at)).where(
+            SmsMessageRow.number == number,
+            SmsMessageRow.kind == MessageKind.FOLLOW_UP.value,
+            SmsMessageRow.status != MessageStatus.CANCELLED.value,
+        )
+        async with self._session("reading the last follow-up") as session:
+            value = await session.scalar(query)
+        # func.max bypasses the column type on SQLite: restore an aware time.
+        return CallRow.__table__.c.arrived_at.type.process_result_value(value, self._engine.dialect)  # type: ignore[attr-defined,no-any-return]
+
+    # -- inbound and threads ----------------------------------------------------------------------
+
+    async def record_inbound(self, message: SmsMessage) -> tuple[SmsMessage, bool]:
+        key = f"in:{message.provider}:{message.provider_id}" if message.provider_id else f"in:{message.id}"
+        info = segment_info(message.text)
+
+        async def work(connection: AsyncConnection) -> int:
+            upsert = _upsert(self._engine, SmsMessageRow)
+            result = await connection.execute(
+                upsert.values(
+                    id=message.id,
+                    key=key,
+                    direction=Direction.INBOUND.value,
+                    number=message.number,
+                    kind=None,
+                    program=message.program,
+                    text=message.text,
+                    status=MessageStatus.RECEIVED.value,
+                    created_at=message.created_at,
+                    updated_at=message.created_at,
+                    provider=message.provider,
+                    provider_id=message.provider_id,
+                    intent=message.intent,
+                    segments=info.segments,
+                    encoding=info.encoding.value,
+                    actor=message.actor,
+                    needs_person=message.needs_person,
+                ).on_conflict_do_nothing(index_elements=[SmsMessageRow.__table__.c.key])
+            )
+            return int(result.rowcount)
+
+        created = await self._write("recording an inbound message", work) == 1
+        async with self._session("reading a message") as session:
+            row = (await session.scalars(select(SmsMessageRow).where(SmsMessageRow.key == key))).one()
+            return _message(row), created
+
+    async def get_message(self, message_id: str) -> SmsMessage:
+        async with self._session("reading a message") as session:
+            row = await session.get(SmsMessageRow, message_id)
+            if row is None:
+                raise NotFoundError(f"message {message_id!r} not found")
+            return _message(row)
+
+    async def messages(
+        self, *, number: str | None, needs_person: bool | None, cursor: str | None, limit: int
+    ) -> Page[SmsMessage]:
+        check_limit(limit)
+        query = select(SmsMessageRow)
+        if number is not None:
+            query = query.where(SmsMessageRow.number == number)
+        if needs_person is not None:
+            query = query.where(SmsMessageRow.needs_person.is_(needs_person))
+        if cursor is not None:
+            at, last_id = _time_cursor(cursor, str)
+            query = query.where(
+                or_(
+                    SmsMessageRow.created_at < at,
+                    and_(SmsMessageRow.created_at == at, SmsMessageRow.id < last_id),
+                )
+            )
+        query = query.order_by(SmsMessageRow.created_at.desc(), SmsMessageRow.id.desc()).limit(limit + 1)
+        async with self._session("listing messages") as session:
+            rows = list(await session.scalars(query))
+        kept, next_cursor = _page(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
+        return Page(items=tuple(_message(r) for r in kept), next=next_cursor)
+
+    async def mark_handled(self, message_id: str) -> SmsMessage:
+        if await self._set("marking a message handled", message_id, needs_person=False) == 0:
+            raise NotFoundError(f"message {message_id!r} not found")
+        return await self.get_message(message_id)
+
+    # -- callback requests ------------------------------------------------------------------------
+
+    async def request_callback(
+        self, number: str, message_id: str, at: datetime
+    ) -> tuple[CallbackRequest, bool]:
+        request_id = uuid.uuid4().hex
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(
+                insert(SmsCallbackRequestRow).values(
+                    id=request_id,
+                    number=number,
+                    message_id=message_id,
+                    state=CallbackRequestState.REQUESTED.value,
+                    requested_at=at,
+                )
+            )
+
+        created = True
+        try:
+            await self._write("storing a callback request", work)
+        except ConflictError:
+            created = False
+        (request,) = await self.callback_requests(number=number, open_only=True) or (None,)
+        if request is None:  # cancelled between our conflict and the read: store ours again
+            return await self.request_callback(number, message_id, at)
+        return request, created
+
+    async def cancel_callback(self, number: str, at: datetime) -> CallbackRequest | None:
+        open_requests = await self.callback_requests(number=number, open_only=True)
+        if not open_requests:
+            return None
+
+        async def work(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                update(SmsCallbackRequestRow)
+                .where(
+                    SmsCallbackRequestRow.id == open_requests[0].id,
+                    SmsCallbackRequestRow.state == CallbackRequestState.REQUESTED.value,
+                )
+                .values(state=CallbackRequestState.CANCELLED.value, cancelled_at=at)
+            )
+            return int(result.rowcount)
+
+        if await self._write("cancelling a callback request", work) == 0:
+            return None
+        async with self._session("reading a callback request") as session:
+            row = await session.get(SmsCallbackRequestRow, open_requests[0].id)
+            assert row is not None
+            return _request(row)
+
+    async def callback_requests(self, *, number: str | None, open_only: bool) -> tuple[CallbackRequest, ...]:
+        query = select(SmsCallbackRequestRow)
+        if number is not None:
+            query = query.where(SmsCallbackRequestRow.number == number)
+        if open_only:
+            query = query.where(SmsCallbackRequestRow.state == CallbackRequestState.REQUESTED.value)
+        query = query.order_by(SmsCallbackRequestRow.requested_at.desc(), SmsCallbackRequestRow.id)
+        async with self._session("listing callback requests") as session:
+            return tuple(_request(r) for r in await session.scalars(query))
+
+    # -- erasure ----------------------------------------------------------------------------------
+
+    async def erase(self, number: str, pseudonym: str, at: datetime) -> Erasure:
+        async def work(connection: AsyncConnection) -> Erasure:
+            async def run(statement: object) -> int:
+                result = await connection.execute(statement)  # type: ignore[call-overload]
+                return int(result.rowcount)
+
+            requests = await run(
+                update(SmsCallbackRequestRow)
+                .where(SmsCallbackRequestRow.number == number)
+                .values(number=pseudonym)
+            )
+            # Nothing may still go to a number being forgotten (it would go to the pseudonym).
+            await run(
+                update(SmsMessageRow)
+                .where(
+                    SmsMessageRow.number == number,
+                    SmsMessageRow.status.in_([MessageStatus.QUEUED.value, MessageStatus.SENDING.value]),
+                )
+                .values(status=MessageStatus.CANCELLED.value, error="erased", claimed_until=None)
+            )
+            # Messages keep their row (idempotency keys, counts) without the number or the words.
+            messages = await run(
+                update(SmsMessageRow)
+                .where(SmsMessageRow.number == number)
+                .values(number=pseudonym, text="", updated_at=at)
+            )
+            contacts = await run(delete(SmsContactRow).where(SmsContactRow.number == number))
+            consent = await run(
+                update(SmsConsentRow)
+                .where(SmsConsentRow.number == number)
+                .values(number=None, evidence_text=None)
+            )
+            calls = await run(
+                update(CallRow).where(CallRow.caller == number).values(caller=pseudonym, caller_name="")
+            )
+            return Erasure(
+                number=number,
+                pseudonym=pseudonym,
+                messages=messages,
+                contacts=contacts,
+                consent_records=consent,
+                calls=calls,
+                callback_requests=requests,
+            )
+
+        return await self._write("erasing a number", work)

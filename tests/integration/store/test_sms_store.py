@@ -1,0 +1,260 @@
+"""The SMS store on SQLite and PostgreSQL: ledger chaining, outbox idempotency and claims, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcenter.errors import NotFoundError
+from callcenter.model.records import CallRecord
+from callcenter.model.vocabulary import CallOutcome, EntryPoint
+from callcenter.sms.consent import (
+    ALL_PROGRAMS,
+    INFORMATIONAL,
+    ConsentAction,
+    ConsentEntry,
+    ConsentSource,
+    ConsentStatus,
+    number_key,
+    status_of,
+    verify_chain,
+)
+from callcenter.sms.records import Contact, Direction, MessageStatus, OutboundDraft, SmsMessage
+from callcenter.sms.rules import MessageKind
+from callcenter.store.sql_repos import SqlCallRepository
+from callcenter.store.sql_sms import SqlSmsStore
+
+T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+NUMBER = "+14155550100"
+KEY = number_key(NUMBER, b"test-secret")
+
+
+def draft(
+    key: str, *, kind: MessageKind = MessageKind.FOLLOW_UP, number: str = NUMBER, due: datetime = T0
+) -> OutboundDraft:
+    return OutboundDraft(
+        key=key,
+        number=number,
+        kind=kind,
+        program=INFORMATIONAL,
+        text=f"text of {key}",
+        due_at=due,
+        created_at=T0,
+    )
+
+
+def entry(action: ConsentAction, minute: int = 0, text: str = "STOP") -> ConsentEntry:
+    return ConsentEntry(
+        program=ALL_PROGRAMS,
+        action=action,
+        source=ConsentSource.SMS_KEYWORD,
+        actor="sms",
+        at=T0 + timedelta(minutes=minute),
+        evidence_ref=f"msg-{minute}",
+        evidence_text=text,
+    )
+
+
+async def test_contacts_are_created_on_first_contact_and_editable(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    assert await store.get_contact(NUMBER) is None
+    first = await store.touch_contact(NUMBER, T0)
+    assert first.first_contact_at == first.last_contact_at == T0
+    later = await store.touch_contact(NUMBER, T0 + timedelta(hours=1))
+    assert (later.first_contact_at, later.last_contact_at) == (T0, T0 + timedelta(hours=1))
+    edited = await store.put_contact(
+        Contact(number=NUMBER, name="Ann", language="fr", time_zone="Europe/Paris", notes="prefers texts"), T0
+    )
+    assert (edited.name, edited.language, edited.time_zone, edited.first_contact_at) == (
+        "Ann",
+        "fr",
+        "Europe/Paris",
+        T0,
+    )
+
+
+async def test_concurrent_consent_appends_form_one_unbroken_chain(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    actions = [ConsentAction.OPT_OUT if i % 2 else ConsentAction.OPT_IN for i in range(8)]
+    await asyncio.gather(*(store.append_consent(NUMBER, KEY, entry(a, i)) for i, a in enumerate(actions)))
+    records = await store.consent_records(KEY)
+    assert [r.seq for r in records] == list(range(1, 9))
+    assert verify_chain(records) is None
+    rows = await store.ledger(after_id=0, limit=100)
+    assert [n for _, n, _ in rows] == [NUMBER] * 8
+
+
+async def test_enqueue_is_idempotent_by_key(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    first, created = await store.enqueue(draft("follow-up:call-1"))
+    again, created_again = await store.enqueue(draft("follow-up:call-1"))
+    assert created and not created_again
+    assert again.id == first.id and again.status is MessageStatus.QUEUED
+    page = await store.messages(number=NUMBER, needs_person=None, cursor=None, limit=10)
+    assert [m.id for m in page.items] == [first.id]
+
+
+async def test_two_claimers_never_take_the_same_message(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    for i in range(10):
+        await store.enqueue(draft(f"k{i}"))
+    a, b = await asyncio.gather(
+        store.claim_due(T0, lease_s=60, limit=10), store.claim_due(T0, lease_s=60, limit=10)
+    )
+    ids_a, ids_b = {m.id for m in a}, {m.id for m in b}
+    assert not ids_a & ids_b
+    assert len(ids_a | ids_b) == 10
+    assert all(m.status is MessageStatus.SENDING and m.attempts == 1 for m in (*a, *b))
+    # Nothing more is due while the claims hold.
+    assert await store.claim_due(T0 + timedelta(seconds=30), lease_s=60, limit=10) == ()
+
+
+async def test_a_claim_left_by_a_dead_worker_is_taken_again_after_its_lease(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    message, _ = await store.enqueue(draft("k"))
+    (claimed,) = await store.claim_due(T0, lease_s=60, limit=10)
+    assert claimed.id == message.id
+    (again,) = await store.claim_due(T0 + timedelta(seconds=61), lease_s=60, limit=10)
+    assert again.id == message.id and again.attempts == 2
+
+
+async def test_not_yet_due_messages_wait_and_deferral_is_not_an_attempt(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    await store.enqueue(draft("later", due=T0 + timedelta(hours=1)))
+    assert await store.claim_due(T0, lease_s=60, limit=10) == ()
+    (claimed,) = await store.claim_due(T0 + timedelta(hours=1), lease_s=60, limit=10)
+    await store.defer(claimed.id, T0 + timedelta(hours=10), "quiet_hours", T0 + timedelta(hours=1))
+    stored = await store.get_message(claimed.id)
+    assert (stored.status, stored.due_at, stored.attempts) == (
+        MessageStatus.QUEUED,
+        T0 + timedelta(hours=10),
+        0,
+    )
+
+
+async def test_sent_failed_and_delivery_reports(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    for key in ("a", "b"):
+        await store.enqueue(draft(key))
+    a, b = await store.claim_due(T0, lease_s=60, limit=10)
+    await store.mark_sent(a.id, "kannel", "p-1", T0)
+    await store.mark_failed(b.id, "HTTP 503", T0, retry_at=T0 + timedelta(seconds=30))
+    assert (await store.get_message(b.id)).status is MessageStatus.QUEUED
+    (b2,) = await store.claim_due(T0 + timedelta(seconds=30), lease_s=60, limit=10)
+    await store.mark_failed(b2.id, "HTTP 400 bad number", T0, retry_at=None)
+    assert (await store.get_message(b.id)).status is MessageStatus.FAILED
+    delivered = await store.delivery_report("kannel", "p-1", MessageStatus.DELIVERED, "", T0)
+    assert delivered is not None and delivered.status is MessageStatus.DELIVERED
+    # A late "sent" report does not move it back; an unknown id is reported as such.
+    late = await store.delivery_report("kannel", "p-1", MessageStatus.SENT, "", T0)
+    assert late is not None and late.status is MessageStatus.DELIVERED
+    assert await store.delivery_report("kannel", "nope", MessageStatus.DELIVERED, "", T0) is None
+    assert await store.sent_times(NUMBER, T0 - timedelta(days=1)) == (T0,)
+
+
+async def test_an_opt_out_cancels_what_waits_but_not_compliance_texts(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    follow_up, _ = await store.enqueue(draft("f"))
+    manual, _ = await store.enqueue(draft("m", kind=MessageKind.MANUAL))
+    confirmation, _ = await store.enqueue(draft("c", kind=MessageKind.COMPLIANCE))
+    other, _ = await store.enqueue(draft("o", number="+14155550199"))
+    assert await store.cancel_pending(NUMBER, "opted_out", T0) == 2
+    statuses = {
+        m.id: (await store.get_message(m.id)).status for m in (follow_up, manual, confirmation, other)
+    }
+    assert statuses == {
+        follow_up.id: MessageStatus.CANCELLED,
+        manual.id: MessageStatus.CANCELLED,
+        confirmation.id: MessageStatus.QUEUED,
+        other.id: MessageStatus.QUEUED,
+    }
+    assert await store.last_follow_up(NUMBER) is None  # the cancelled one does not count
+    assert await store.last_follow_up("+14155550199") == T0
+
+
+def inbound(message_id: str, provider_id: str, text: str = "hello") -> SmsMessage:
+    return SmsMessage(
+        id=message_id,
+        key=None,
+        direction=Direction.INBOUND,
+        number=NUMBER,
+        kind=None,
+        program="",
+        text=text,
+        status=MessageStatus.RECEIVED,
+        created_at=T0,
+        provider="console",
+        provider_id=provider_id,
+        needs_person=True,
+    )
+
+
+async def test_inbound_messages_are_stored_once_and_form_the_worklist(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    first, created = await store.record_inbound(inbound("m1", "p1"))
+    again, created_again = await store.record_inbound(inbound("m2", "p1"))
+    assert created and not created_again and again.id == "m1"
+    work = await store.messages(number=None, needs_person=True, cursor=None, limit=10)
+    assert [m.id for m in work.items] == ["m1"]
+    await store.mark_handled("m1")
+    assert (await store.messages(number=None, needs_person=True, cursor=None, limit=10)).items == ()
+    with pytest.raises(NotFoundError):
+        await store.mark_handled("nope")
+
+
+async def test_one_open_callback_request_per_number(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    await store.record_inbound(inbound("m1", "p1", "1"))
+    await store.record_inbound(inbound("m2", "p2", "call me"))
+    (first, created), (second, created2) = await asyncio.gather(
+        store.request_callback(NUMBER, "m1", T0), store.request_callback(NUMBER, "m2", T0)
+    )
+    assert first.id == second.id and {created, created2} == {True, False}
+    cancelled = await store.cancel_callback(NUMBER, T0)
+    assert cancelled is not None and cancelled.cancelled_at == T0
+    assert await store.cancel_callback(NUMBER, T0) is None
+    new, created = await store.request_callback(NUMBER, "m1", T0)
+    assert created and new.id != first.id
+    assert len(await store.callback_requests(number=NUMBER, open_only=False)) == 2
+
+
+async def test_erasure_keeps_the_opt_out_and_the_counts_but_not_the_number(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    calls = SqlCallRepository(engine)
+    await calls.upsert(
+        CallRecord(
+            id="c1",
+            channel_id="c1",
+            linkedid="c1",
+            entry_point=EntryPoint.ARI,
+            caller=NUMBER,
+            caller_name="Ann",
+            dialled="3000",
+            queue=None,
+            arrived_at=T0,
+            outcome=CallOutcome.ABANDONED,
+        )
+    )
+    await store.touch_contact(NUMBER, T0)
+    await store.enqueue(draft("follow-up:c1"))
+    await store.record_inbound(inbound("m1", "p1", "STOP"))
+    await store.append_consent(NUMBER, KEY, entry(ConsentAction.OPT_OUT, 1, "STOP"))
+    erased = await store.erase(NUMBER, "erased:abc", T0)
+    assert (erased.messages, erased.contacts, erased.consent_records, erased.calls) == (2, 1, 1, 1)
+    assert await store.get_contact(NUMBER) is None
+    assert (await store.messages(number=NUMBER, needs_person=None, cursor=None, limit=10)).items == ()
+    kept = await store.messages(number="erased:abc", needs_person=None, cursor=None, limit=10)
+    assert len(kept.items) == 2 and all(m.text == "" for m in kept.items)
+    # The queued follow-up will never go to the pseudonym.
+    assert {m.status for m in kept.items} == {MessageStatus.CANCELLED, MessageStatus.RECEIVED}
+    records = await store.consent_records(KEY)
+    assert status_of(records, INFORMATIONAL) is ConsentStatus.OPTED_OUT
+    assert verify_chain(records) is None
+    assert [n for _, n, _ in await store.ledger(after_id=0, limit=10)] == [None]
+    assert (await calls.get("c1")).caller == "erased:abc"
+    # The idempotency key survives: a redelivered trigger queues nothing new.
+    _, created = await store.enqueue(draft("follow-up:c1"))
+    assert not created

@@ -1,0 +1,288 @@
+"""The SMS engine end to end on its store: follow-ups, replies that act, consent at send time, outbox."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from callcenter.errors import ConflictError, ValidationError
+from callcenter.model.vocabulary import CallOutcome
+from callcenter.sms.consent import ALL_PROGRAMS, ConsentAction, ConsentSource, ConsentStatus, verify_chain
+from callcenter.sms.keywords import Intent
+from callcenter.sms.ports import ProviderError
+from callcenter.sms.records import Contact, MessageStatus
+from callcenter.sms.service import Inbound
+from tests.fakes.sms import RecordingSmsGateway, SenderCrashed
+from tests.service.sms.conftest import NY_MOBILE, Rig
+
+
+def inbound(text: str, sender: str = NY_MOBILE, provider_id: str = "") -> Inbound:
+    return Inbound(sender=sender, text=text, provider="recording", provider_id=provider_id)
+
+
+async def test_a_missed_call_gets_one_kind_follow_up(rig: Rig) -> None:
+    event = await rig.missed("call-1")
+    await rig.engine.on_call_ended(event)  # redelivered by the bus
+    assert await rig.engine.send_due() == 1
+    (text,) = rig.gateway.to(NY_MOBILE)
+    assert text.text.startswith("Hi, sorry we missed your call to Example Co.") and "STOP" in text.text
+    (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert message.status is MessageStatus.SENT and message.call_id == "call-1"
+    # A second missed call the same day: recently texted, nothing more.
+    rig.clock.advance(3600)
+    await rig.missed("call-2")
+    assert await rig.engine.send_due() == 0
+    assert len(rig.gateway.delivered) == 1
+
+
+async def test_a_known_contact_is_greeted_in_their_language(rig: Rig) -> None:
+    await rig.engine.put_contact(Contact(number=NY_MOBILE, name="Ann", language="fr"))
+    await rig.missed("call-1", outcome=CallOutcome.VOICEMAIL)
+    await rig.engine.send_due()
+    (text,) = rig.gateway.to(NY_MOBILE)
+    assert text.text.startswith("Bonjour Ann, Example Co a bien reçu votre message")
+
+
+@pytest.mark.parametrize(
+    ("caller", "outcome"),
+    [
+        ("anonymous", CallOutcome.ABANDONED),
+        ("12", CallOutcome.ABANDONED),
+        ("+33142345678", CallOutcome.ABANDONED),  # a landline
+        (NY_MOBILE, CallOutcome.ANSWERED),
+        (NY_MOBILE, CallOutcome.SHORT_ABANDON),
+    ],
+)
+async def test_calls_that_get_no_text(rig: Rig, caller: str, outcome: CallOutcome) -> None:
+    await rig.missed("call-1", caller=caller, outcome=outcome)
+    assert await rig.engine.send_due() == 0
+    assert rig.gateway.delivered == []
+
+
+async def test_a_call_closed_before_the_text_goes_cancels_it(rig: Rig) -> None:
+    rig.clock.set(datetime(2026, 11, 24, 3, 0, tzinfo=UTC))  # 22:00 in New York: deferred
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    call = await rig.calls.get("call-1")
+    await rig.calls.upsert(dataclasses.replace(call, closed_at=rig.clock.now()))
+    rig.clock.set(datetime(2026, 11, 24, 13, 0, tzinfo=UTC))  # 08:00 New York
+    await rig.engine.send_due()
+    assert rig.gateway.delivered == []
+    (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert (message.status, message.error) == (MessageStatus.CANCELLED, "closed")
+
+
+async def test_a_late_call_is_texted_at_eight_the_next_morning_local_time(rig: Rig) -> None:
+    rig.clock.set(datetime(2026, 11, 24, 3, 0, tzinfo=UTC))  # 22:00 in New York
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    assert rig.gateway.delivered == []
+    (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert message.due_at == datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # 08:00 EST
+    rig.clock.set(datetime(2026, 11, 24, 12, 59, tzinfo=UTC))
+    await rig.engine.send_due()
+    assert rig.gateway.delivered == []
+    rig.clock.set(datetime(2026, 11, 24, 13, 0, tzinfo=UTC))
+    await rig.engine.send_due()
+    assert [d.at for d in rig.gateway.delivered] == [datetime(2026, 11, 24, 13, 0, tzinfo=UTC)]
+
+
+async def test_stop_while_a_message_waits_cancels_it_and_confirms_once(rig: Rig) -> None:
+    rig.clock.set(datetime(2026, 11, 24, 3, 0, tzinfo=UTC))  # night: the follow-up waits
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    result = await rig.engine.receive(inbound("Stop!", provider_id="in-1"))
+    assert result.intent is Intent.OPT_OUT
+    again = await rig.engine.receive(inbound("Stop!", provider_id="in-1"))  # webhook redelivered
+    assert [r.id for r in again.replies] == [r.id for r in result.replies]
+    await rig.engine.receive(inbound("STOP", provider_id="in-2"))  # a second STOP: no second confirmation
+    await rig.engine.send_due()
+    rig.clock.set(datetime(2026, 11, 24, 15, 0, tzinfo=UTC))
+    await rig.engine.send_due()
+    texts = [d.text for d in rig.gateway.to(NY_MOBILE)]
+    assert texts == [
+        "Example Co: you are opted out and will get no more messages. Reply START to opt back in."
+    ]
+    view = await rig.engine.consent(NY_MOBILE)
+    assert view.status is ConsentStatus.OPTED_OUT
+    assert [r.action for r in view.history] == [ConsentAction.OPT_OUT, ConsentAction.OPT_OUT]
+    assert verify_chain(view.history) is None
+    # The next missed call sends nothing.
+    await rig.missed("call-2")
+    rig.clock.advance(86400 * 2)
+    await rig.missed("call-3")
+    await rig.engine.send_due()
+    assert len(rig.gateway.to(NY_MOBILE)) == 1
+
+
+async def test_start_opts_back_in_and_help_answers_even_when_opted_out(rig: Rig) -> None:
+    await rig.engine.receive(inbound("unsubscribe", provider_id="a"))
+    await rig.engine.receive(inbound("HELP", provider_id="b"))
+    await rig.engine.send_due()
+    assert "Msg & data rates may apply" in rig.gateway.delivered[-1].text
+    await rig.engine.receive(inbound("start", provider_id="c"))
+    await rig.engine.send_due()
+    assert rig.gateway.delivered[-1].text.startswith("Example Co: you are opted back in.")
+    assert (await rig.engine.consent(NY_MOBILE)).status is ConsentStatus.OPTED_IN
+
+
+async def test_one_asks_for_a_call_and_two_cancels_it(rig: Rig) -> None:
+    called = await rig.engine.receive(inbound("1", provider_id="a"))
+    assert called.intent is Intent.CALL_ME and called.callback is not None
+    assert [r.number for r in await rig.engine.callback_requests(number=NY_MOBILE, open_only=True)] == [
+        NY_MOBILE
+    ]
+    again = await rig.engine.receive(inbound("call me", provider_id="b"))
+    assert again.callback is not None and again.callback.id == called.callback.id
+    cancelled = await rig.engine.receive(inbound("2", provider_id="c"))
+    assert cancelled.callback is not None and cancelled.callback.cancelled_at is not None
+    nothing = await rig.engine.receive(inbound("2", provider_id="d"))
+    assert nothing.callback is None
+    await rig.engine.send_due()
+    texts = [d.text for d in rig.gateway.to(NY_MOBILE)]
+    assert texts[-2].startswith("Example Co: your callback is cancelled")
+    assert texts[-1].startswith("Example Co: there is no callback waiting")
+    assert await rig.engine.callback_requests(number=NY_MOBILE, open_only=True) == ()
+
+
+async def test_anything_else_waits_for_a_person_without_an_automatic_answer(rig: Rig) -> None:
+    result = await rig.engine.receive(inbound("Are you open on Saturday? 🙂", provider_id="a"))
+    assert result.intent is Intent.OTHER and result.replies == ()
+    work = await rig.engine.messages(number=None, needs_person=True, cursor=None, limit=10)
+    assert [m.text for m in work.items] == ["Are you open on Saturday? 🙂"]
+    assert work.items[0].encoding == "ucs2"
+    await rig.engine.mark_handled(work.items[0].id)
+    assert (await rig.engine.messages(number=None, needs_person=True, cursor=None, limit=10)).items == ()
+
+
+async def test_a_stop_from_a_number_we_never_saw_or_cannot_parse_is_honoured(rig: Rig) -> None:
+    await rig.engine.receive(inbound("STOP", sender="+14155550142"))
+    assert (await rig.engine.consent("+1 (415) 555-0142")).status is ConsentStatus.OPTED_OUT
+    short_code = await rig.engine.receive(inbound("STOP", sender="55555"))
+    assert short_code.message.number == "55555"
+    with pytest.raises(ValidationError):
+        await rig.engine.receive(inbound("STOP", sender="anonymous"))
+    with pytest.raises(ValidationError):
+        await rig.engine.receive(inbound("x" * 5000))
+
+
+async def test_manual_sends_are_consent_and_quiet_hours_checked(rig: Rig) -> None:
+    sent = await rig.engine.send_manual(NY_MOBILE, "Your order is ready", actor="agent:alice")
+    await rig.engine.send_manual(NY_MOBILE, "Your order is ready", actor="agent:alice", key="k1")
+    await rig.engine.send_manual(NY_MOBILE, "Your order is ready", actor="agent:alice", key="k1")
+    await rig.engine.send_due()
+    assert [d.message_id for d in rig.gateway.delivered][0] == sent.id
+    assert len(rig.gateway.delivered) == 2
+    await rig.engine.record_consent(
+        NY_MOBILE,
+        action=ConsentAction.OPT_OUT,
+        program=ALL_PROGRAMS,
+        source=ConsentSource.AGENT,
+        actor="agent:alice",
+    )
+    with pytest.raises(ConflictError):
+        await rig.engine.send_manual(NY_MOBILE, "hello", actor="agent:alice")
+    with pytest.raises(ValidationError):
+        await rig.engine.send_manual("not a number", "hello", actor="agent:alice")
+
+
+async def test_the_daily_cap_holds_manual_texts_back(rig: Rig) -> None:
+    for i in range(4):
+        await rig.engine.send_manual(NY_MOBILE, f"note {i}", actor="agent:alice")
+    await rig.engine.send_due()
+    assert len(rig.gateway.delivered) == 3
+    rig.clock.advance(86400)
+    await rig.engine.send_due()
+    assert len(rig.gateway.delivered) == 4
+
+
+async def test_provider_errors_retry_with_backoff_and_permanent_ones_stop(rig: Rig) -> None:
+    rig.gateway.fail_next(ProviderError("HTTP 503", permanent=False), times=2)
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    await rig.engine.send_due()
+    assert rig.gateway.delivered == []
+    rig.clock.advance(10)
+    await rig.engine.send_due()
+    assert rig.gateway.delivered == []  # second failure: the wait doubled
+    rig.clock.advance(20)
+    await rig.engine.send_due()
+    assert len(rig.gateway.delivered) == 1
+    rig.gateway.fail_next(ProviderError("HTTP 400 invalid destination", permanent=True))
+    message = await rig.engine.send_manual("+12125550199", "hello", actor="a")
+    await rig.engine.send_due()
+    rig.clock.advance(3600)
+    await rig.engine.send_due()
+    stored = (
+        await rig.engine.messages(number="+12125550199", needs_person=None, cursor=None, limit=1)
+    ).items[0]
+    assert (
+        stored.id == message.id
+        and stored.status is MessageStatus.FAILED
+        and "invalid destination" in stored.error
+    )
+
+
+async def test_delivery_reports_update_the_status(rig: Rig) -> None:
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=1)).items
+    updated = await rig.engine.delivery_report("recording", message.provider_id, MessageStatus.DELIVERED)
+    assert updated is not None and updated.status is MessageStatus.DELIVERED
+
+
+@pytest.mark.parametrize("crash_point", ["before_claim", "after_claim", "after_provider_took_it"])
+async def test_outbox_crash_and_restart_loses_nothing_and_sends_nothing_twice(
+    rig: Rig, crash_point: str
+) -> None:
+    event = await rig.missed("call-1")
+    phone_network = rig.gateway
+    if crash_point == "after_claim":
+        await rig.store.claim_due(rig.clock.now(), lease_s=rig.settings.lease_s, limit=10)
+    elif crash_point == "after_provider_took_it":
+        phone_network.crash_after_accept()
+        with pytest.raises(SenderCrashed):
+            await rig.engine.send_due()
+    # A new process: a new engine over the same store and phone network; the bus redelivers.
+    restarted = rig.make(phone_network)
+    await restarted.on_call_ended(event)
+    await restarted.send_due()
+    rig.clock.advance(rig.settings.lease_s + 1)
+    await restarted.send_due()
+    assert len(phone_network.to(NY_MOBILE)) == 1
+    (message,) = (await restarted.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert message.status is MessageStatus.SENT
+
+
+async def test_erasure_forgets_the_number_but_keeps_the_opt_out(rig: Rig) -> None:
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    await rig.engine.receive(inbound("stop texting me", provider_id="a"))
+    await rig.engine.send_due()
+    await rig.engine.receive(inbound("and who are you anyway", provider_id="b"))
+    erased = await rig.engine.erase(NY_MOBILE)
+    assert erased.messages == 4 and erased.calls == 1
+    assert (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items == ()
+    assert (await rig.engine.consent(NY_MOBILE)).status is ConsentStatus.OPTED_OUT
+    rig.clock.advance(86400 * 3)
+    await rig.missed("call-9")
+    await rig.engine.send_due()
+    assert len(rig.gateway.to(NY_MOBILE)) == 2  # the follow-up and the confirmation, nothing after
+
+
+async def test_ledger_export_is_csv_with_the_chain(rig: Rig) -> None:
+    await rig.engine.receive(inbound("STOP", provider_id="a"))
+    await rig.engine.receive(inbound("START", provider_id="b"))
+    lines = [line async for line in rig.engine.export_ledger()]
+    assert lines[0].startswith("id,number,number_key,seq,program,action,source")
+    assert len(lines) == 3 and NY_MOBILE in lines[1] and ",opt_out,sms_keyword," in lines[1]
+
+
+async def test_unrelated_provider_gateway_is_independent(rig: Rig) -> None:
+    other = RecordingSmsGateway(rig.clock, knows_sent=False)
+    engine = rig.make(other)
+    await engine.send_manual(NY_MOBILE, "hi", actor="a")
+    await engine.send_due()
+    assert len(other.delivered) == 1 and rig.gateway.delivered == []
