@@ -27,6 +27,7 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -36,13 +37,14 @@ from callcenter.auth.service import AuthService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
-from callcenter.errors import ConflictError, RedisUnavailableError
+from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
+from callcenter.store.media_files import MediaFolder
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
@@ -55,6 +57,12 @@ from callcenter.store.sql_repos import (
     SqlQueueRepository,
     SqlTokenRepository,
 )
+from callcenter.store.sql_voicemails import SqlVoicemailRepository
+from callcenter.voicemail import service as voicemail_service
+from callcenter.voicemail.pool import ProcessPoolAnalyser
+from callcenter.voicemail.ports import SpeechAnalyser
+from callcenter.voicemail.service import VoicemailService
+from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, parse_rules
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -92,6 +100,8 @@ class Services:
     estimates: EstimateService
     clock: Clock
     ari_link: AriLink | None
+    voicemails: VoicemailService | None = None
+    speech: ProcessPoolAnalyser | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -208,6 +218,11 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             clock,
             live=queue,
         )
+        speech: ProcessPoolAnalyser | None = None
+        if settings.voicemail.transcribe_processes > 0:
+            speech = ProcessPoolAnalyser(settings.transcription, settings.voicemail.transcribe_processes)
+            stack.callback(speech.close)
+        voicemails = voicemail_service_for(settings, store.engine, bus, clock, speech)
     except BaseException:
         await stack.aclose()
         raise
@@ -233,6 +248,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         estimates=estimates,
         clock=clock,
         ari_link=link,
+        voicemails=voicemails,
+        speech=speech,
     )
 
     async def db_check() -> None:
@@ -251,6 +268,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
+    app[VOICEMAIL_SERVICE] = voicemails
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )
@@ -284,6 +302,20 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         ]
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
+        if services.voicemails is not None:
+            tasks.append(asyncio.create_task(_retention(services.voicemails), name="voicemail-retention"))
+            if services.speech is not None:  # transcription in child processes, jobs from the bus
+                tasks.append(
+                    asyncio.create_task(
+                        services.bus.consume(
+                            voicemail_service.CONSUMER_GROUP,
+                            default_owner_id(),
+                            services.voicemails.handle,
+                            stop=stop,
+                        ),
+                        name="voicemail-transcription",
+                    )
+                )
         yield
         stop.set_result(None)
         for task in tasks:
@@ -323,6 +355,87 @@ async def _capture(estimates: EstimateService) -> None:
             await estimates.capture()  # logs its own store errors; this guards against bugs only
         except Exception:
             logger.exception("capacity capture failed")
+
+
+#: How often retention looks for voicemail audio past its time.
+RETENTION_EVERY_S: Final = 3600.0
+
+
+def triage_rules(settings: Settings) -> TriageRules:
+    """The triage rules: the file named by ``CALLCENTER_VOICEMAIL_TRIAGE_RULES``, else the built-in ones.
+
+    :raises ConfigError: naming the setting, for a file that cannot be read or parsed.
+    """
+    path = settings.voicemail.triage_rules
+    if path is None:
+        return DEFAULT_RULES
+    source = f"CALLCENTER_VOICEMAIL_TRIAGE_RULES={str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: {exc.strerror or exc}") from exc
+    return parse_rules(text, source)
+
+
+def voicemail_service_for(
+    settings: Settings, engine: AsyncEngine, bus: RedisEventBus, clock: Clock, speech: SpeechAnalyser | None
+) -> VoicemailService:
+    """The voicemail service over the store, the bus and the media folder; ``speech`` may be absent."""
+    return VoicemailService(
+        SqlVoicemailRepository(engine),
+        bus,
+        MediaFolder(settings.voicemail_dir),
+        speech,
+        clock,
+        rules=triage_rules(settings),
+        attempts=settings.voicemail.attempts,
+        max_deliveries=settings.bus.max_deliveries,
+        retention_days=settings.voicemail.retention_days,
+        keep_transcripts=settings.voicemail.keep_transcripts,
+    )
+
+
+async def _retention(voicemails: VoicemailService) -> None:
+    while True:
+        try:
+            await voicemails.purge()
+        except Exception:
+            logger.exception("voicemail retention failed; trying again later")
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
+async def run_transcription_worker(settings: Settings) -> None:
+    """``callcenter worker --transcribe``: consume transcription jobs until SIGTERM or SIGINT.
+
+    Jobs come from the bus (consumer group ``voicemail-transcription``); the model runs in a child
+    process with ``CALLCENTER_WHISPER_CPU_THREADS`` threads. Stopping leaves an unfinished job pending:
+    another worker re-claims it.
+    """
+    clock = SystemClock()
+    speech = ProcessPoolAnalyser(settings.transcription, 1)
+    try:
+        async with open_store(settings) as store, open_redis(settings.redis, settings.data_dir) as redis:
+            bus = RedisEventBus(redis, RedisKeys(settings.redis.key_prefix), settings.bus)
+            voicemails = voicemail_service_for(settings, store.engine, bus, clock, speech)
+            stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            consumer = default_owner_id()
+            tasks = [
+                asyncio.create_task(
+                    bus.consume(voicemail_service.CONSUMER_GROUP, consumer, voicemails.handle, stop=stop),
+                    name="voicemail-transcription",
+                ),
+                asyncio.create_task(_retention(voicemails), name="voicemail-retention"),
+            ]
+            print(f"transcription worker {consumer} ready", file=sys.stderr, flush=True)
+            try:
+                await _until_signalled()
+            finally:
+                stop.set_result(None)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        speech.close()
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_agents.add_subcommands(sub)
     cli_capacity.add_subcommands(sub)
     cli_transcribe.add_subcommand(sub)
+    worker = sub.add_parser("worker", help="run background work from the bus (production: beside serve)")
+    worker.add_argument(
+        "--transcribe", action="store_true", help="transcribe voicemails (the model runs in a child process)"
+    )
     return parser
 
 
@@ -116,6 +120,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "settings":
         print(repr(settings))
+        return 0
+    if args.command == "worker":
+        if not args.transcribe:
+            raise ConfigError("worker: name the work to do (--transcribe)")
+        await app.run_transcription_worker(settings)
         return 0
     if args.command == "token":
         return await _token(args, settings)

@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import callcenter.store.sql_voicemails  # noqa: F401  (registers the voicemail tables on Base.metadata)
 from callcenter.store.sql_models import Base
 
 config = context.config

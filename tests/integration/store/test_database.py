@@ -44,6 +44,8 @@ TABLES = {
     "shifts",
     "predictions",
     "alembic_version",
+    "voicemails",
+    "voicemail_transcripts",
 }
 
 
