@@ -77,7 +77,9 @@ async def test_add_get_and_list_newest_first(engine: AsyncEngine) -> None:
 async def test_one_transcript_per_voicemail_replaced_by_a_new_revision(engine: AsyncEngine) -> None:
     repo = SqlVoicemailRepository(engine)
     voicemail = await repo.add(_voicemail(1))
-    done = replace(voicemail, status=VoicemailStatus.TRANSCRIBED, silent=False, intents=("billing",), preview="hi")
+    done = replace(
+        voicemail, status=VoicemailStatus.TRANSCRIBED, silent=False, intents=("billing",), preview="hi"
+    )
     assert await repo.save_result(done, _transcript(voicemail, "first words"))
     # A second delivery of the same job finds the work done and writes nothing.
     assert not await repo.save_result(done, _transcript(voicemail, "other words"))
@@ -98,7 +100,9 @@ async def test_one_transcript_per_voicemail_replaced_by_a_new_revision(engine: A
 async def test_a_silent_result_removes_any_old_transcript(engine: AsyncEngine) -> None:
     repo = SqlVoicemailRepository(engine)
     voicemail = await repo.add(_voicemail(1))
-    await repo.save_result(replace(voicemail, status=VoicemailStatus.TRANSCRIBED), _transcript(voicemail, "x"))
+    await repo.save_result(
+        replace(voicemail, status=VoicemailStatus.TRANSCRIBED), _transcript(voicemail, "x")
+    )
     again = await repo.request_revision(voicemail.id, T0)
     assert await repo.save_result(replace(again, status=VoicemailStatus.SILENT, silent=True), None)
     assert await repo.transcript(voicemail.id) is None
