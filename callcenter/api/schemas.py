@@ -14,6 +14,7 @@ from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.api.sms_schemas import SMS_COMPONENTS
+from callcenter.api.voicemail_schemas import VOICEMAIL_COMPONENTS
 from callcenter.auth.tokens import Principal
 from callcenter.model.records import (
     ApiToken,
@@ -318,6 +319,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     **CAPACITY_COMPONENTS,
     **CALLBACK_COMPONENTS,
     **SMS_COMPONENTS,
+    **VOICEMAIL_COMPONENTS,
 }
 
 

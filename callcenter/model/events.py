@@ -80,8 +80,65 @@ class AgentQueuesChanged(DomainEvent):
     reason: str = ""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailRecorded(DomainEvent):
+    """A caller's message is stored and waits for transcription (the transcription worker's job).
+
+    ``revision`` counts transcription requests of this voicemail (1 for the recording itself); the
+    worker handles the newest only. ``event_id`` is ``voicemail:<id>:<revision>``.
+    """
+
+    event_type: ClassVar[str] = "voicemail_recorded"
+
+    voicemail_id: str
+    call_id: str | None = None
+    queue: str | None = None
+    caller: str = ""
+    duration_s: float = 0.0
+    revision: int = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailTranscribed(DomainEvent):
+    """A voicemail's words are stored, with its triage (``event_id`` ``voicemail-transcribed:<id>:<revision>``)."""
+
+    event_type: ClassVar[str] = "voicemail_transcribed"
+
+    voicemail_id: str
+    call_id: str | None = None
+    queue: str | None = None
+    caller: str = ""
+    language: str = ""
+    preview: str = ""
+    intents: tuple[str, ...] = ()
+    urgency: str = "normal"
+    revision: int = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailSilent(DomainEvent):
+    """A voicemail holds no speech: no transcript is made, and it stays a missed call to follow up."""
+
+    event_type: ClassVar[str] = "voicemail_silent"
+
+    voicemail_id: str
+    call_id: str | None = None
+    queue: str | None = None
+    caller: str = ""
+    reason: str = ""
+    revision: int = 1
+
+
 EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
-    cls.event_type: cls for cls in (CallEnded, AgentStateChanged, AgentQueuesChanged)
+    cls.event_type: cls
+    for cls in (
+        CallEnded,
+        AgentStateChanged,
+        AgentQueuesChanged,
+        VoicemailRecorded,
+        VoicemailTranscribed,
+        VoicemailSilent,
+    )
 }
 
 

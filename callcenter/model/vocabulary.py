@@ -88,6 +88,15 @@ class AttemptResult(StrEnum):
     ERROR = "error"
 
 
+class VoicemailStatus(StrEnum):
+    """Where a voicemail is in its processing; ``silent`` and ``failed`` stay missed calls to follow up."""
+
+    RECORDED = "recorded"  # stored, waiting for (or re-queued for) transcription
+    TRANSCRIBED = "transcribed"
+    SILENT = "silent"  # no speech in it: no transcript
+    FAILED = "failed"  # not decodable, or transcription failed every attempt
+
+
 class Role(StrEnum):
     """API roles; they nest: admin ⊇ supervisor ⊇ agent."""
 

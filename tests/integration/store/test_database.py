@@ -57,6 +57,8 @@ TABLES = {
     "sms_messages",
     "sms_callback_requests",
     "alembic_version",
+    "voicemails",
+    "voicemail_transcripts",
 }
 
 

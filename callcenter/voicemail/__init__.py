@@ -1,0 +1,1 @@
+"""Voicemail: recordings, their speech detection and transcription, triage and retention."""

@@ -1,0 +1,134 @@
+"""Ports of the voicemail feature: its repository and the speech analysis it runs (port)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from callcenter.model.paging import Page
+from callcenter.model.vocabulary import VoicemailStatus
+from callcenter.voicemail.records import TranscriptSegment, Voicemail, VoicemailTranscript
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpeechResult:
+    """What analysing one recording gave (``text`` empty and ``segments`` empty when silent)."""
+
+    duration_s: float
+    speech_ratio: float
+    silent: bool
+    silent_reason: str = ""
+    text: str = ""
+    language: str = ""
+    confidence: float = 0.0
+    segments: tuple[TranscriptSegment, ...] = ()
+    model: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailFilter:
+    """Filters of the voicemail list; ``None`` matches anything."""
+
+    status: VoicemailStatus | None = None
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """Where a file went in the media folder (relative path), its SHA-256 and size."""
+
+    relative_path: str
+    checksum: str
+    size_bytes: int
+
+
+class MediaStorage(Protocol):
+    """The voicemail media folder. Blocking: call it in a thread."""
+
+    def save(self, source: Path | bytes, *, name: str, suffix: str, at: datetime) -> StoredMedia:
+        """Copy ``source`` in under ``name``; the same name again replaces the file."""
+        ...
+
+    def path(self, relative: str) -> Path:
+        """The absolute path of a stored file. :raises ValidationError: for one leaving the folder."""
+        ...
+
+    def delete(self, relative: str) -> bool:
+        """Delete a stored file; ``False`` when it was already gone."""
+        ...
+
+
+class SpeechAnalyser(Protocol):
+    """Speech detection and transcription of one stored recording, off the event loop."""
+
+    async def analyse(self, path: str) -> SpeechResult:
+        """Analyse the recording at ``path``.
+
+        :raises media.errors.AudioDecodeError: when it is not decodable audio (permanent).
+        :raises Exception: anything else is transient (a worker process died, the model crashed).
+        """
+        ...
+
+
+class VoicemailRepository(Protocol):
+    """Voicemails and their one transcript each. Times are aware; every write is one transaction."""
+
+    async def add(self, voicemail: Voicemail) -> Voicemail:
+        """Store a new voicemail; the same id again returns the stored one (idempotent)."""
+        ...
+
+    async def get(self, voicemail_id: str) -> Voicemail:
+        """:raises NotFoundError: for an unknown id."""
+        ...
+
+    async def list(self, flt: VoicemailFilter, *, cursor: str | None, limit: int) -> Page[Voicemail]:
+        """Newest recording first. :raises ValidationError: for a bad cursor or limit."""
+        ...
+
+    async def transcript(self, voicemail_id: str) -> VoicemailTranscript | None:
+        """The voicemail's transcript, ``None`` when it has none (silent, pending, failed, dropped)."""
+        ...
+
+    async def save_result(
+        self,
+        voicemail: Voicemail,
+        transcript: VoicemailTranscript | None,
+    ) -> bool:
+        """Store the outcome of transcribing ``voicemail.revision``, and its transcript (replacing any).
+
+        Nothing is written, and ``False`` returned, when the stored revision is newer (a newer
+        request supersedes this one) or the stored status is no longer ``recorded``.
+        """
+        ...
+
+    async def set_attempt(
+        self,
+        voicemail_id: str,
+        revision: int,
+        *,
+        attempts: int,
+        error: str,
+        status: VoicemailStatus,
+        at: datetime,
+    ) -> None:
+        """Record a failed attempt (``status`` ``failed`` when it was the last) for ``revision``."""
+        ...
+
+    async def request_revision(self, voicemail_id: str, at: datetime) -> Voicemail:
+        """Queue the voicemail for transcription again: revision + 1, status ``recorded``.
+
+        :raises NotFoundError: for an unknown id.
+        :raises ConflictError: when its audio was already deleted.
+        """
+        ...
+
+    async def audio_older_than(self, before: datetime, limit: int) -> tuple[Voicemail, ...]:
+        """Voicemails recorded before ``before`` whose audio is still kept, oldest first."""
+        ...
+
+    async def audio_deleted(self, voicemail_id: str, at: datetime, *, drop_transcript: bool) -> None:
+        """Record that the audio is gone; with ``drop_transcript`` delete the transcript as well."""
+        ...

@@ -1,0 +1,354 @@
+"""The voicemail service: store recordings, run their transcription jobs, triage, retention (service).
+
+A voicemail's transcription job is its :class:`VoicemailRecorded` event on the bus (Redis Streams):
+the consumer group :data:`CONSUMER_GROUP` (``serve``'s child process pool in the embedded default,
+``callcenter worker --transcribe`` processes in production) hands each job to one worker, acknowledges
+it only after the result is stored, re-claims it from a worker that died, and dead-letters it after
+``CALLCENTER_BUS_MAX_DELIVERIES``. Within one delivery a transient failure is retried
+``CALLCENTER_VOICEMAIL_ATTEMPTS`` times with capped exponential backoff.
+
+Jobs are idempotent: a result is stored only for the voicemail's current revision while it is still
+``recorded``, in one transaction with its one transcript row; a job delivered again after that
+publishes the same outcome event again (same ``event_id``: consumers de-duplicate) and does nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from callcenter.bus import Delivery, EventBus
+from callcenter.clock import Clock
+from callcenter.errors import ConflictError
+from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
+from callcenter.model.paging import Page
+from callcenter.model.vocabulary import VoicemailStatus
+from callcenter.voicemail.ports import (
+    MediaStorage,
+    SpeechAnalyser,
+    SpeechResult,
+    VoicemailFilter,
+    VoicemailRepository,
+)
+from callcenter.voicemail.records import Voicemail, VoicemailTranscript
+from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, triage
+from media.errors import AudioDecodeError
+
+logger = logging.getLogger(__name__)
+
+#: The bus consumer group of transcription workers.
+CONSUMER_GROUP: Final = "voicemail-transcription"
+BACKOFF_MIN_S: Final = 1.0
+BACKOFF_MAX_S: Final = 30.0
+#: How many voicemails one retention pass deletes at most (the next pass continues).
+PURGE_BATCH: Final = 500
+
+
+class VoicemailService:
+    """Voicemails from recording to triaged transcript.
+
+    :param media: the media folder (its blocking calls run in a thread).
+    :param attempts: tries per delivery of a job before the bus redelivers it.
+    :param sleep: how backoff waits (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        repository: VoicemailRepository,
+        bus: EventBus,
+        media: MediaStorage,
+        analyser: SpeechAnalyser | None,
+        clock: Clock,
+        *,
+        rules: TriageRules = DEFAULT_RULES,
+        attempts: int = 3,
+        max_deliveries: int = 5,
+        retention_days: int = 90,
+        keep_transcripts: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._repo = repository
+        self._bus = bus
+        self._media = media
+        self._analyser = analyser
+        self._clock = clock
+        self._rules = rules
+        self._attempts = attempts
+        self._max_deliveries = max_deliveries
+        self._retention_days = retention_days
+        self._keep_transcripts = keep_transcripts
+        self._sleep = sleep
+
+    # --- recording ---
+
+    async def store_recording(
+        self,
+        source: Path | bytes,
+        *,
+        suffix: str,
+        call_id: str | None,
+        queue: str | None,
+        caller: str,
+        duration_s: float,
+        recorded_at: datetime | None = None,
+    ) -> Voicemail:
+        """Keep the audio, store the voicemail and queue its transcription.
+
+        One voicemail per call: storing the same call's recording again returns the first voicemail
+        (its id is derived from the call id), and its job is published again (harmless).
+        """
+        at = recorded_at or self._clock.now()
+        voicemail_id = (
+            f"vm-{uuid.uuid5(uuid.NAMESPACE_URL, 'call:' + call_id).hex}"
+            if call_id
+            else f"vm-{uuid.uuid4().hex}"
+        )
+        stored = await asyncio.to_thread(self._media.save, source, name=voicemail_id, suffix=suffix, at=at)
+        relative, checksum, size = stored.relative_path, stored.checksum, stored.size_bytes
+        voicemail = await self._repo.add(
+            Voicemail(
+                id=voicemail_id,
+                call_id=call_id,
+                queue=queue,
+                caller=caller,
+                recorded_at=at,
+                media_path=relative,
+                checksum=checksum,
+                size_bytes=size,
+                duration_s=round(duration_s, 3),
+                status=VoicemailStatus.RECORDED,
+                updated_at=self._clock.now(),
+            )
+        )
+        await self._publish_job(voicemail)
+        return voicemail
+
+    async def retranscribe(self, voicemail_id: str) -> Voicemail:
+        """Queue a voicemail for transcription again (a better model, a fixed failure); idempotent per request."""
+        voicemail = await self._repo.request_revision(voicemail_id, self._clock.now())
+        await self._publish_job(voicemail)
+        return voicemail
+
+    async def _publish_job(self, voicemail: Voicemail) -> None:
+        await self._bus.publish(
+            VoicemailRecorded(
+                event_id=f"voicemail:{voicemail.id}:{voicemail.revision}",
+                occurred_at=self._clock.now(),
+                voicemail_id=voicemail.id,
+                call_id=voicemail.call_id,
+                queue=voicemail.queue,
+                caller=voicemail.caller,
+                duration_s=voicemail.duration_s,
+                revision=voicemail.revision,
+            )
+        )
+
+    # --- the transcription job ---
+
+    async def handle(self, delivery: Delivery) -> None:
+        """The bus handler of :data:`CONSUMER_GROUP`: runs voicemail jobs, acknowledges other events."""
+        event = delivery.event
+        if isinstance(event, VoicemailRecorded):
+            await self.transcribe(
+                event.voicemail_id, event.revision, last_delivery=delivery.deliveries >= self._max_deliveries
+            )
+
+    async def transcribe(self, voicemail_id: str, revision: int, *, last_delivery: bool = False) -> None:
+        """Run the job of ``revision`` of a voicemail (see the module docstring).
+
+        :raises Exception: the last transient error when every attempt of this delivery failed, so the
+            bus redelivers the job (on the last delivery the voicemail is marked ``failed`` first).
+        """
+        if self._analyser is None:
+            raise RuntimeError("this process has no speech analyser")
+        voicemail = await self._repo.get(voicemail_id)
+        if voicemail.revision != revision:
+            logger.info(
+                "voicemail %s: job of revision %d superseded by %d",
+                voicemail_id,
+                revision,
+                voicemail.revision,
+            )
+            return
+        if voicemail.status is not VoicemailStatus.RECORDED:
+            await self._announce(voicemail)  # done before (a redelivery): announce again, same event id
+            return
+        if voicemail.media_path is None:
+            await self._fail(voicemail, "the audio was deleted before it was transcribed", final=True)
+            return
+        path = str(self._media.path(voicemail.media_path))
+        attempts = voicemail.attempts
+        for attempt in range(1, self._attempts + 1):
+            logger.info(
+                "voicemail %s: transcribing (revision %d, attempt %d)", voicemail_id, revision, attempts + 1
+            )
+            try:
+                result = await self._analyser.analyse(path)
+            except AudioDecodeError as exc:
+                await self._fail(voicemail, f"not decodable audio: {exc}", final=True)
+                return
+            except Exception as exc:
+                attempts += 1
+                final = last_delivery and attempt == self._attempts
+                await self._repo.set_attempt(
+                    voicemail_id,
+                    revision,
+                    attempts=attempts,
+                    error=f"{type(exc).__name__}: {exc}",
+                    status=VoicemailStatus.FAILED if final else VoicemailStatus.RECORDED,
+                    at=self._clock.now(),
+                )
+                if attempt == self._attempts:
+                    raise
+                delay = min(BACKOFF_MIN_S * 2 ** (attempt - 1), BACKOFF_MAX_S)
+                logger.warning(
+                    "voicemail %s: attempt failed (%r); retrying in %.1fs", voicemail_id, exc, delay
+                )
+                await self._sleep(delay)
+                continue
+            await self._finish(replace(voicemail, attempts=attempts + 1), result)
+            return
+
+    async def _finish(self, voicemail: Voicemail, result: SpeechResult) -> None:
+        now = self._clock.now()
+        transcript: VoicemailTranscript | None = None
+        if result.silent or not result.text:
+            done = replace(
+                voicemail,
+                status=VoicemailStatus.SILENT,
+                silent=True,
+                speech_ratio=result.speech_ratio,
+                duration_s=result.duration_s,
+                error="",
+                intents=(),
+                urgency="normal",
+                preview="",
+                updated_at=now,
+            )
+        else:
+            found = triage(result.text, self._rules)
+            done = replace(
+                voicemail,
+                status=VoicemailStatus.TRANSCRIBED,
+                silent=False,
+                speech_ratio=result.speech_ratio,
+                duration_s=result.duration_s,
+                error="",
+                intents=found.intents,
+                urgency=found.urgency,
+                preview=found.preview,
+                updated_at=now,
+            )
+            transcript = VoicemailTranscript(
+                voicemail_id=voicemail.id,
+                text=result.text,
+                language=result.language,
+                confidence=result.confidence,
+                segments=result.segments,
+                model=result.model,
+                revision=voicemail.revision,
+                transcribed_at=now,
+            )
+        if await self._repo.save_result(done, transcript):
+            logger.info(
+                "voicemail %s: %s (%.1fs of audio in %.1fs)",
+                voicemail.id,
+                done.status.value,
+                result.duration_s,
+                result.seconds,
+            )
+            await self._announce(done, reason=result.silent_reason)
+        else:
+            logger.info(
+                "voicemail %s: result of revision %d not stored (superseded)",
+                voicemail.id,
+                voicemail.revision,
+            )
+
+    async def _fail(self, voicemail: Voicemail, error: str, *, final: bool) -> None:
+        logger.error("voicemail %s: %s", voicemail.id, error)
+        await self._repo.set_attempt(
+            voicemail.id,
+            voicemail.revision,
+            attempts=voicemail.attempts + 1,
+            error=error,
+            status=VoicemailStatus.FAILED if final else VoicemailStatus.RECORDED,
+            at=self._clock.now(),
+        )
+
+    async def _announce(self, voicemail: Voicemail, *, reason: str = "") -> None:
+        """Publish the outcome event of a finished voicemail (stable ids: a repeat is a duplicate)."""
+        if voicemail.status is VoicemailStatus.TRANSCRIBED:
+            transcript = await self._repo.transcript(voicemail.id)
+            await self._bus.publish(
+                VoicemailTranscribed(
+                    event_id=f"voicemail-transcribed:{voicemail.id}:{voicemail.revision}",
+                    occurred_at=voicemail.updated_at or self._clock.now(),
+                    voicemail_id=voicemail.id,
+                    call_id=voicemail.call_id,
+                    queue=voicemail.queue,
+                    caller=voicemail.caller,
+                    language=transcript.language if transcript else "",
+                    preview=voicemail.preview,
+                    intents=voicemail.intents,
+                    urgency=voicemail.urgency,
+                    revision=voicemail.revision,
+                )
+            )
+        elif voicemail.status is VoicemailStatus.SILENT:
+            await self._bus.publish(
+                VoicemailSilent(
+                    event_id=f"voicemail-silent:{voicemail.id}:{voicemail.revision}",
+                    occurred_at=voicemail.updated_at or self._clock.now(),
+                    voicemail_id=voicemail.id,
+                    call_id=voicemail.call_id,
+                    queue=voicemail.queue,
+                    caller=voicemail.caller,
+                    reason=reason,
+                    revision=voicemail.revision,
+                )
+            )
+
+    # --- reading ---
+
+    async def list(self, flt: VoicemailFilter, *, cursor: str | None, limit: int) -> Page[Voicemail]:
+        return await self._repo.list(flt, cursor=cursor, limit=limit)
+
+    async def get(self, voicemail_id: str) -> Voicemail:
+        return await self._repo.get(voicemail_id)
+
+    def audio_path(self, voicemail: Voicemail) -> Path:
+        """Where the voicemail's audio is. :raises ConflictError: once retention deleted it."""
+        if voicemail.media_path is None:
+            raise ConflictError(f"the audio of voicemail {voicemail.id!r} was deleted (retention)")
+        return self._media.path(voicemail.media_path)
+
+    async def transcript(self, voicemail_id: str) -> VoicemailTranscript | None:
+        """:raises NotFoundError: for an unknown voicemail."""
+        await self._repo.get(voicemail_id)
+        return await self._repo.transcript(voicemail_id)
+
+    # --- retention ---
+
+    async def purge(self) -> int:
+        """Delete audio older than the retention period (and, by setting, transcripts); return how many."""
+        if self._retention_days <= 0:
+            return 0
+        now = self._clock.now()
+        before = now - timedelta(days=self._retention_days)
+        due = await self._repo.audio_older_than(before, PURGE_BATCH)
+        for voicemail in due:
+            assert voicemail.media_path is not None
+            await asyncio.to_thread(self._media.delete, voicemail.media_path)
+            await self._repo.audio_deleted(voicemail.id, now, drop_transcript=not self._keep_transcripts)
+        if due:
+            logger.info(
+                "retention: deleted the audio of %d voicemail(s) older than %s", len(due), before.isoformat()
+            )
+        return len(due)

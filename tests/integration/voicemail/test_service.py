@@ -1,0 +1,273 @@
+"""VoicemailService over SQLite, the media folder and an in-memory bus, with a scripted analyser.
+
+The analyser is a typed fake of the ``SpeechAnalyser`` port (the real model is tested in
+``tests/integration/media`` and by the worker test); here the job logic is under test: idempotency,
+retry with backoff, permanent failures, triage, re-transcription and retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from callcenter.bus import Delivery
+from callcenter.config import DatabaseSettings
+from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
+from callcenter.model.vocabulary import VoicemailStatus
+from callcenter.store.database import create_engine, migrate
+from callcenter.store.media_files import MediaFolder
+from callcenter.store.sql_voicemails import SqlVoicemailRepository
+from callcenter.voicemail.ports import SpeechResult, VoicemailFilter
+from callcenter.voicemail.records import TranscriptSegment
+from callcenter.voicemail.service import VoicemailService
+from media.errors import AudioDecodeError
+from tests.conftest import FakeClock
+from tests.fakes.bus import InMemoryEventBus
+
+AUDIO = b"RIFF....WAVEfmt fake audio bytes for the media folder"
+
+
+class ScriptedAnalyser:
+    """``SpeechAnalyser`` answering from a script: a result, or an exception to raise, per call."""
+
+    def __init__(self, *script: SpeechResult | Exception) -> None:
+        self.script = list(script)
+        self.paths: list[str] = []
+
+    async def analyse(self, path: str) -> SpeechResult:
+        self.paths.append(path)
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def speech(text: str) -> SpeechResult:
+    return SpeechResult(
+        duration_s=21.5,
+        speech_ratio=0.7,
+        silent=False,
+        text=text,
+        language="en",
+        confidence=0.81,
+        segments=(TranscriptSegment(start_s=1.0, end_s=4.0, text=text),),
+        model="tiny.en",
+        seconds=0.9,
+    )
+
+
+SILENT = SpeechResult(duration_s=20.0, speech_ratio=0.0, silent=True, silent_reason="no speech (webrtcvad)")
+
+
+class World:
+    def __init__(
+        self,
+        service: VoicemailService,
+        repo: SqlVoicemailRepository,
+        bus: InMemoryEventBus,
+        clock: FakeClock,
+        sleeps: list[float],
+        root: Path,
+    ) -> None:
+        self.service, self.repo, self.bus, self.clock, self.sleeps, self.root = (
+            service,
+            repo,
+            bus,
+            clock,
+            sleeps,
+            root,
+        )
+
+    async def deliver(self, event: VoicemailRecorded, deliveries: int = 1) -> None:
+        await self.service.handle(Delivery(message_id="1-0", event=event, deliveries=deliveries))
+
+
+@pytest.fixture
+async def make_world(tmp_path: Path, clock: FakeClock) -> AsyncIterator[object]:
+    settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'db' / 'cc.db'}")
+    await migrate(settings)
+    engine = create_engine(settings)
+
+    def build(analyser: ScriptedAnalyser, **options: object) -> World:
+        bus = InMemoryEventBus()
+        repo = SqlVoicemailRepository(engine)
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        service = VoicemailService(
+            repo,
+            bus,
+            MediaFolder(tmp_path / "media"),
+            analyser,
+            clock,
+            sleep=sleep,
+            **options,  # type: ignore[arg-type]
+        )
+        return World(service, repo, bus, clock, sleeps, tmp_path / "media")
+
+    yield build
+    await engine.dispose()
+
+
+async def test_a_recording_is_stored_transcribed_and_triaged(make_world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    analyser = ScriptedAnalyser(
+        speech("Hi, I was charged twice on my invoice, this is urgent. Call me back.")
+    )
+    world: World = make_world(analyser)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="1700000000.42", queue="sales", caller="+14155550100", duration_s=21.0
+    )
+    assert voicemail.status is VoicemailStatus.RECORDED
+    stored = world.root / voicemail.media_path  # type: ignore[operator]
+    assert stored.read_bytes() == AUDIO
+    assert voicemail.checksum == hashlib.sha256(AUDIO).hexdigest() and voicemail.size_bytes == len(AUDIO)
+    (job,) = world.bus.of_type(VoicemailRecorded)
+    assert isinstance(job, VoicemailRecorded) and job.voicemail_id == voicemail.id and job.revision == 1
+
+    await world.deliver(job)
+
+    assert analyser.paths == [str(stored.resolve())]
+    done = await world.repo.get(voicemail.id)
+    assert done.status is VoicemailStatus.TRANSCRIBED and done.silent is False
+    assert done.intents == ("billing", "callback") and done.urgency == "urgent"
+    assert done.preview.startswith("Hi, I was charged twice")
+    transcript = await world.service.transcript(voicemail.id)
+    assert transcript is not None and transcript.language == "en" and transcript.model == "tiny.en"
+    (announced,) = world.bus.of_type(VoicemailTranscribed)
+    assert isinstance(announced, VoicemailTranscribed)
+    assert announced.event_id == f"voicemail-transcribed:{voicemail.id}:1"
+    assert announced.intents == ("billing", "callback") and announced.caller == "+14155550100"
+
+
+async def test_the_same_call_gives_one_voicemail(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser())
+    first = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c1", queue=None, caller="", duration_s=3
+    )
+    second = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c1", queue=None, caller="", duration_s=3
+    )
+    assert first.id == second.id
+    page = await world.service.list(
+        VoicemailFilter(),
+        cursor=None,
+        limit=10,
+    )
+    assert len(page.items) == 1
+
+
+async def test_a_redelivered_job_is_not_transcribed_twice(make_world) -> None:  # type: ignore[no-untyped-def]
+    analyser = ScriptedAnalyser(speech("please call me back"))
+    world: World = make_world(analyser)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c", queue="q", caller="", duration_s=3
+    )
+    (job,) = world.bus.of_type(VoicemailRecorded)
+    await world.deliver(job)
+    await world.deliver(job, deliveries=2)  # e.g. the worker died after storing, before acknowledging
+    assert len(analyser.paths) == 1
+    announced = world.bus.of_type(VoicemailTranscribed)
+    assert len(announced) == 2 and len({e.event_id for e in announced}) == 1, "same fact, same id"
+    assert (await world.repo.get(voicemail.id)).attempts == 1
+
+
+async def test_silence_is_marked_silent_without_a_transcript(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser(SILENT))
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c", queue="q", caller="+1", duration_s=20
+    )
+    await world.deliver(world.bus.of_type(VoicemailRecorded)[0])  # type: ignore[arg-type]
+    done = await world.repo.get(voicemail.id)
+    assert done.status is VoicemailStatus.SILENT and done.silent is True and done.preview == ""
+    assert await world.service.transcript(voicemail.id) is None
+    (silent,) = world.bus.of_type(VoicemailSilent)
+    assert isinstance(silent, VoicemailSilent) and silent.reason == "no speech (webrtcvad)"
+    assert world.bus.of_type(VoicemailTranscribed) == []
+
+
+async def test_transient_failures_are_retried_with_backoff(make_world) -> None:  # type: ignore[no-untyped-def]
+    analyser = ScriptedAnalyser(RuntimeError("worker died"), RuntimeError("again"), speech("thanks"))
+    world: World = make_world(analyser, attempts=3)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c", queue="q", caller="", duration_s=3
+    )
+    await world.deliver(world.bus.of_type(VoicemailRecorded)[0])  # type: ignore[arg-type]
+    assert world.sleeps == [1.0, 2.0]
+    done = await world.repo.get(voicemail.id)
+    assert done.status is VoicemailStatus.TRANSCRIBED and done.attempts == 3 and done.error == ""
+
+
+async def test_exhausted_attempts_leave_the_job_to_the_bus_then_fail_on_the_last_delivery(make_world) -> None:  # type: ignore[no-untyped-def]
+    analyser = ScriptedAnalyser(*(RuntimeError(f"crash {i}") for i in range(4)))
+    world: World = make_world(analyser, attempts=2, max_deliveries=2)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c", queue="q", caller="", duration_s=3
+    )
+    job = world.bus.of_type(VoicemailRecorded)[0]
+    with pytest.raises(RuntimeError, match="crash 1"):
+        await world.deliver(job, deliveries=1)  # type: ignore[arg-type]
+    assert (await world.repo.get(voicemail.id)).status is VoicemailStatus.RECORDED, "still queued"
+    with pytest.raises(RuntimeError, match="crash 3"):
+        await world.deliver(job, deliveries=2)  # type: ignore[arg-type]
+    failed = await world.repo.get(voicemail.id)
+    assert failed.status is VoicemailStatus.FAILED and failed.attempts == 4 and "crash 3" in failed.error
+
+
+async def test_audio_that_does_not_decode_fails_at_once(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser(AudioDecodeError("empty file (0 bytes)")))
+    voicemail = await world.service.store_recording(
+        b"", suffix=".wav", call_id="c", queue="q", caller="", duration_s=0
+    )
+    await world.deliver(world.bus.of_type(VoicemailRecorded)[0])  # type: ignore[arg-type]
+    failed = await world.repo.get(voicemail.id)
+    assert failed.status is VoicemailStatus.FAILED and "empty file" in failed.error
+    assert world.sleeps == []
+
+
+async def test_retranscribing_replaces_the_transcript_and_ignores_the_old_job(make_world) -> None:  # type: ignore[no-untyped-def]
+    analyser = ScriptedAnalyser(speech("first"), speech("second"))
+    world: World = make_world(analyser)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c", queue="q", caller="", duration_s=3
+    )
+    first_job = world.bus.of_type(VoicemailRecorded)[0]
+    await world.deliver(first_job)  # type: ignore[arg-type]
+    again = await world.service.retranscribe(voicemail.id)
+    assert again.revision == 2
+    second_job = world.bus.of_type(VoicemailRecorded)[1]
+    await world.deliver(first_job, deliveries=2)  # type: ignore[arg-type]  # stale: does nothing
+    assert len(analyser.paths) == 1
+    await world.deliver(second_job)  # type: ignore[arg-type]
+    transcript = await world.service.transcript(voicemail.id)
+    assert transcript is not None and transcript.text == "second" and transcript.revision == 2
+
+
+@pytest.mark.parametrize("keep", [True, False])
+async def test_retention_deletes_old_audio(make_world, keep: bool) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser(speech("old news")), retention_days=30, keep_transcripts=keep)
+    old = await world.service.store_recording(
+        AUDIO,
+        suffix=".wav",
+        call_id="old",
+        queue="q",
+        caller="",
+        duration_s=3,
+        recorded_at=world.clock.now() - timedelta(days=31),
+    )
+    new = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="new", queue="q", caller="", duration_s=3
+    )
+    await world.deliver(world.bus.of_type(VoicemailRecorded)[0])  # type: ignore[arg-type]
+    old_file = world.root / old.media_path  # type: ignore[operator]
+
+    assert await world.service.purge() == 1
+    assert not old_file.exists() and (world.root / new.media_path).exists()  # type: ignore[operator]
+    assert (await world.repo.get(old.id)).media_path is None
+    assert (await world.service.transcript(old.id) is not None) is keep
+    assert await world.service.purge() == 0
