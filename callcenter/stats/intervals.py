@@ -133,23 +133,21 @@ class IntervalBook:
         self.remember((call.call_id,))
         key = IntervalKey(queue=call.queue or NO_QUEUE, start=interval_start(call.ended_at))
         deltas = [(key, contribution(call, self.config))]
-        new_missed: MissedCall | None = None
+        new_missed = missed_of(call)
         closed: list[MissedCall] = []
-        if call.outcome.is_missed:
-            new_missed = MissedCall(
-                call_id=call.call_id,
-                queue=call.queue or NO_QUEUE,
-                caller=call.caller,
-                outcome=call.outcome,
-                ended_at=call.ended_at,
-                closable=call.closable,
-            )
+        if new_missed is not None:
             self.add_missed(new_missed)
-        elif call.outcome is CallOutcome.ANSWERED and call.caller:
-            for missed in self.close(call.caller, call.reached_at, call.agent_id, call.call_id):
-                closed.append(missed)
-                delta = closure_contribution(missed.ended_at, call.reached_at, self.config)
-                deltas.append((IntervalKey(queue=missed.queue, start=interval_start(missed.ended_at)), delta))
+        elif call.caller:
+            open_ids = self._open_by_caller.pop(call.caller, [])
+            closed = list(close_missed((self.missed[i] for i in open_ids), call))
+            for item in closed:
+                self.missed[item.call_id] = item
+                deltas.append(
+                    (closure_key(item), closure_contribution(item.ended_at, call.reached_at, self.config))
+                )
+            still_open = [i for i in open_ids if self.missed[i].is_open]
+            if still_open:
+                self._open_by_caller[call.caller] = still_open
         for delta_key, delta in deltas:
             self.counts[delta_key] = self.counts.get(delta_key, Counts()) + delta
         return BookChange(deltas=tuple(deltas), missed=new_missed, closed=tuple(closed))
@@ -159,24 +157,6 @@ class IntervalBook:
         self.missed[missed.call_id] = missed
         if missed.is_open:
             self._open_by_caller.setdefault(missed.caller, []).append(missed.call_id)
-
-    def close(
-        self, caller: str, reached_at: datetime, agent_id: str | None, by_call: str
-    ) -> Iterator[MissedCall]:
-        """Close the caller's open missed calls that ended before ``reached_at``; yields them closed."""
-        still_open = []
-        for call_id in self._open_by_caller.pop(caller, []):
-            missed = self.missed[call_id]
-            if missed.ended_at >= reached_at:
-                still_open.append(call_id)
-                continue
-            closed = dataclasses.replace(
-                missed, closed_at=reached_at, closed_by_agent=agent_id, closed_by_call=by_call
-            )
-            self.missed[call_id] = closed
-            yield closed
-        if still_open:
-            self._open_by_caller[caller] = still_open
 
     def forget_before(self, start: datetime) -> None:
         """Drop intervals and missed calls that ended before ``start`` (the live board's day rolls over)."""
@@ -191,6 +171,36 @@ class IntervalBook:
 
     def window(self, since: datetime, until: datetime) -> Iterable[tuple[IntervalKey, Counts]]:
         return ((k, v) for k, v in self.counts.items() if since <= k.start < until)
+
+
+def missed_of(call: EndedCall) -> MissedCall | None:
+    """The missed-call list entry of a call, ``None`` for an answered one."""
+    if not call.outcome.is_missed:
+        return None
+    return MissedCall(
+        call_id=call.call_id,
+        queue=call.queue or NO_QUEUE,
+        caller=call.caller,
+        outcome=call.outcome,
+        ended_at=call.ended_at,
+        closable=call.closable,
+    )
+
+
+def close_missed(candidates: Iterable[MissedCall], call: EndedCall) -> Iterator[MissedCall]:
+    """The open missed calls an answered ``call`` closes, closed: same number, ended before it was reached."""
+    if call.outcome is not CallOutcome.ANSWERED or not call.caller:
+        return
+    for missed in candidates:
+        if missed.is_open and missed.caller == call.caller and missed.ended_at < call.reached_at:
+            yield dataclasses.replace(
+                missed, closed_at=call.reached_at, closed_by_agent=call.agent_id, closed_by_call=call.call_id
+            )
+
+
+def closure_key(missed: MissedCall) -> IntervalKey:
+    """The interval a closure counts in: the one the missed call ended in."""
+    return IntervalKey(queue=missed.queue, start=interval_start(missed.ended_at))
 
 
 def rebuild(records: Iterable[CallRecord], config: StatsConfig) -> IntervalBook:

@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from callcenter.store import sql_stats  # noqa: F401  (registers the statistics tables)
 from callcenter.store.sql_models import Base
 
 config = context.config
