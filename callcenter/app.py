@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +28,8 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.api.stats import STATS_SERVICE, render_wallboard
+from callcenter.api.stats_metrics import StatsCollector
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -37,16 +40,22 @@ from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConflictError, RedisUnavailableError
+from callcenter.model.events import CallQueued
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
+from callcenter.stats.definitions import StatsConfig
+from callcenter.stats.feed import SnapshotFeed
+from callcenter.stats.service import CONSUMER_GROUP as STATS_CONSUMER_GROUP
+from callcenter.stats.service import StatsService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
+from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
@@ -55,6 +64,7 @@ from callcenter.store.sql_repos import (
     SqlQueueRepository,
     SqlTokenRepository,
 )
+from callcenter.store.sql_stats import SqlStatsRepository
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -92,6 +102,7 @@ class Services:
     estimates: EstimateService
     clock: Clock
     ari_link: AriLink | None
+    stats: StatsService | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -223,6 +234,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             await dispatcher.resync()
 
         link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    stats = build_stats(settings, store, clock)
     services = Services(
         settings=settings,
         store=store,
@@ -233,6 +245,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         estimates=estimates,
         clock=clock,
         ari_link=link,
+        stats=stats,
     )
 
     async def db_check() -> None:
@@ -242,12 +255,16 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         if not await redis_ok(redis):
             raise RedisUnavailableError("Redis did not answer PING")
 
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(stats))
     app = build_api(
         auth=services.auth,
         health_checks={"db": db_check, "redis": redis_check, "ari": link.check if link else None},
-        registry=CollectorRegistry(),
+        registry=registry,
         settings=settings.http,
     )
+    app[STATS_SERVICE] = stats
+    app.cleanup_ctx.append(_statistics(services, RedisEventTail(redis, keys)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
@@ -292,6 +309,74 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         # The link and ticker have stopped; the queue's writer drains what they queued before the
         # store closes (close_adapters runs later, in on_cleanup).
         await services.queue.close(grace_s=services.settings.shutdown_grace_s)
+
+    return run
+
+
+def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
+    """The statistics service over the store, with the settings' definitions and time zone."""
+    config = StatsConfig(
+        service_level_s=settings.stats.service_level_s,
+        closure_window_s=settings.stats.closure_window_s,
+        conversion_rate=settings.stats.conversion_rate,
+        average_value=settings.stats.average_value,
+    )
+    stats = StatsService(
+        SqlStatsRepository(store.engine), clock, config, zone=ZoneInfo(settings.stats.time_zone)
+    )
+    stats.feed = SnapshotFeed(lambda: render_wallboard(stats))
+    return stats
+
+
+def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The live board (seeded from the store and the queue board, then the event tail), the
+    materialiser of interval rows, and the wallboard feed."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        stats, queue = services.stats, services.queue
+        assert stats is not None and stats.feed is not None
+        queues = await queue.list_queues()
+        stats.config = dataclasses.replace(
+            stats.config, thresholds={q.name: float(q.service_level_s) for q in queues}
+        )
+        stats.live.config = stats.live.book.config = stats.config
+        stats.know_queues(q.name for q in queues)
+        position = await tail.position()
+        await stats.load_today()
+        cursor: str | None = None
+        while True:
+            page = await queue.list_agents(cursor=cursor, limit=500)
+            for status in page.items:
+                since = status.since or services.clock.now()
+                stats.seed_agent(status.record.id, status.state, since, status.record.queues)
+            cursor = page.next
+            if cursor is None:
+                break
+        for record in queues:
+            for caller in (await queue.live(record.name)).view.waiting:
+                await stats.observe(
+                    CallQueued(
+                        event_id=f"queued:{caller.call_id}",
+                        occurred_at=caller.enqueued_at,
+                        call_id=caller.call_id,
+                        queue=record.name,
+                        caller=caller.caller.display,
+                    )
+                )
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks = [
+            asyncio.create_task(tail.follow(position, stats.observe, stop=stop), name="stats-tail"),
+            asyncio.create_task(
+                services.bus.consume(STATS_CONSUMER_GROUP, default_owner_id(), stats.handle, stop=stop),
+                name="stats-materialiser",
+            ),
+            asyncio.create_task(stats.feed.run(), name="wallboard-feed"),
+        ]
+        yield
+        stop.set_result(None)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     return run
 

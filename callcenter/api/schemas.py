@@ -12,6 +12,7 @@ from callcenter.agi.outcome import MAX_VALUE_CHARS, READ_VARIABLES
 from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
+from callcenter.api.stats import STATS_COMPONENTS
 from callcenter.auth.tokens import Principal
 from callcenter.model.records import (
     ApiToken,
@@ -314,6 +315,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "LiveAgent": LIVE_AGENT,
     "QueueLive": QUEUE_LIVE,
     **CAPACITY_COMPONENTS,
+    **STATS_COMPONENTS,
 }
 
 

@@ -115,6 +115,10 @@ class LiveStats:
         for item in missed:
             self.book.add_missed(item)
 
+    def reset_counts(self) -> None:
+        """Forget every count and missed call (before loading rebuilt rows); live gauges stay."""
+        self.book = IntervalBook(config=self.config)
+
     def mark_seen(self, call_ids: Iterable[str]) -> None:
         """Calls already in the loaded rows: their ``CallEnded``, if it comes again, is a repeat."""
         self.book.remember(call_ids)
