@@ -28,14 +28,17 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.api.session import SESSION_SERVICE, install_session_routes
 from callcenter.api.stats import STATS_SERVICE, render_wallboard
 from callcenter.api.stats_metrics import StatsCollector
+from callcenter.api.wallboard import install_wallboard_routes
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME
 from callcenter.auth.service import AuthService
+from callcenter.auth.sessions import SessionService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
@@ -55,6 +58,7 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
+from callcenter.store.redis_sessions import RedisSessionStore
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
@@ -264,6 +268,11 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         settings=settings.http,
     )
     app[STATS_SERVICE] = stats
+    app[SESSION_SERVICE] = SessionService(
+        RedisSessionStore(redis, keys), services.auth, clock, ttl_s=settings.stats.session_ttl_s
+    )
+    install_session_routes(app)
+    install_wallboard_routes(app)
     app.cleanup_ctx.append(_statistics(services, RedisEventTail(redis, keys)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
@@ -336,10 +345,8 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
         stats, queue = services.stats, services.queue
         assert stats is not None and stats.feed is not None
         queues = await queue.list_queues()
-        stats.config = dataclasses.replace(
-            stats.config, thresholds={q.name: float(q.service_level_s) for q in queues}
-        )
-        stats.live.config = stats.live.book.config = stats.config
+        stats.set_service_levels({q.name: float(q.service_level_s) for q in queues})
+        await stats.load_thresholds()
         stats.know_queues(q.name for q in queues)
         position = await tail.position()
         await stats.load_today()

@@ -13,7 +13,8 @@ from typing import Final
 
 from aiohttp import web
 
-from callcenter.api.jsonio import iso, page_params, page_response
+from callcenter.api.auth import principal_of, set_audit_detail
+from callcenter.api.jsonio import iso, page_params, page_response, read_json_object
 from callcenter.api.routing import JsonObject
 from callcenter.errors import DependencyError, ValidationError
 from callcenter.stats.definitions import COUNTED_NAMES, LIVE_NAMES, figures
@@ -94,8 +95,10 @@ def wallboard_json(snapshot: Snapshot) -> JsonObject:
 
 
 def render_wallboard(service: StatsService) -> bytes:
-    """One snapshot serialised once for every feed client."""
-    return json.dumps(wallboard_json(service.snapshot()), separators=(",", ":")).encode()
+    """One snapshot serialised once for every feed client (with the colour thresholds)."""
+    body = wallboard_json(service.snapshot())
+    body["thresholds"] = service.thresholds
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def history_json(row: HistoryRow, service: StatsService) -> JsonObject:
@@ -217,6 +220,18 @@ async def get_missed(request: web.Request) -> web.Response:
     return page_response(page, missed_json)
 
 
+async def get_thresholds(request: web.Request) -> web.Response:
+    return web.json_response(stats_service(request).thresholds)
+
+
+async def put_thresholds(request: web.Request) -> web.Response:
+    service = stats_service(request)
+    body = await read_json_object(request)
+    thresholds = await service.set_thresholds(body, actor=principal_of(request).actor)
+    set_audit_detail(request, {"thresholds": thresholds})
+    return web.json_response(thresholds)
+
+
 async def post_rebuild(request: web.Request) -> web.Response:
     folded = await stats_service(request).rebuild()
     return web.json_response({"calls": folded})
@@ -296,6 +311,19 @@ STATS_COMPONENTS: Final[dict[str, JsonObject]] = {
             "closed_by_call": {"type": ["string", "null"]},
         },
         "additionalProperties": False,
+    },
+    "WallboardThresholds": {
+        "type": "object",
+        "description": "figure -> {warn, alert}: amber from warn, red from alert (see docs/metrics.md)",
+        "additionalProperties": {
+            "type": "object",
+            "required": ["warn", "alert"],
+            "properties": {
+                "warn": {"type": "number", "minimum": 0},
+                "alert": {"type": "number", "minimum": 0},
+            },
+            "additionalProperties": False,
+        },
     },
     "StatsRebuilt": {
         "type": "object",

@@ -93,7 +93,9 @@ class SnapshotFeed:
     def subscribe(self) -> Subscription:
         """A new client: it gets the latest snapshot at once, then every publication."""
         sub = Subscription(self._buffer)
-        sub.offer(self._latest if self._latest is not None else self._render())
+        if self._latest is None or not self._subscribers:
+            self._latest = self._render()  # nobody kept it fresh meanwhile
+        sub.offer(self._latest)
         self._subscribers.add(sub)
         return sub
 

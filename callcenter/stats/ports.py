@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from callcenter.model.events import DomainEvent
 from callcenter.model.paging import Page
@@ -45,6 +45,14 @@ class StatsRepository(Protocol):
 
     async def missed_since(self, since: datetime) -> tuple[MissedCall, ...]:
         """Every missed call that ended at or after ``since``."""
+        ...
+
+    async def get_setting(self, name: str) -> dict[str, Any] | None:
+        """A wallboard setting's JSON document, ``None`` when never set."""
+        ...
+
+    async def put_setting(self, name: str, value: dict[str, Any], at: datetime, by: str) -> None:
+        """Replace a wallboard setting."""
         ...
 
     async def applied_since(self, since: datetime) -> tuple[str, ...]:

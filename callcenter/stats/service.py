@@ -10,8 +10,9 @@ Two event paths, both from the bus:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
@@ -27,10 +28,12 @@ from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
 from callcenter.stats.intervals import MissedCall, ended_from_event
 from callcenter.stats.live import LiveStats, Snapshot
 from callcenter.stats.ports import StatsRepository
+from callcenter.stats.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
 
 logger = logging.getLogger(__name__)
 
 CONSUMER_GROUP: Final = "stats"
+THRESHOLDS: Final = "thresholds"
 
 
 class StatsService:
@@ -53,6 +56,7 @@ class StatsService:
         self.feed: SnapshotFeed | None = None
         #: Calls ended since start-up by (queue, outcome): the Prometheus counters.
         self.ended_totals: dict[tuple[str, str], int] = {}
+        self.thresholds: dict[str, dict[str, float]] = dict(DEFAULT_THRESHOLDS)
 
     # -- start-up -----------------------------------------------------------------------------------
 
@@ -63,6 +67,28 @@ class StatsService:
         missed = await self._repo.missed_since(since)
         self.live.load(rows, missed)
         self.live.mark_seen(await self._repo.applied_since(since))
+
+    async def load_thresholds(self) -> None:
+        stored = await self._repo.get_setting(THRESHOLDS)
+        if stored is not None:
+            self.thresholds = parse_thresholds(stored)
+
+    async def set_thresholds(self, body: Mapping[str, object], *, actor: str) -> dict[str, dict[str, float]]:
+        """Replace the colour thresholds (every wallboard of this process shows them at once).
+
+        :raises ValidationError: for an unknown figure or values in the wrong order.
+        """
+        thresholds = parse_thresholds(body)
+        await self._repo.put_setting(THRESHOLDS, dict(thresholds), self._clock.now(), actor)
+        self.thresholds = thresholds
+        if self.feed is not None:
+            self.feed.changed()
+        return thresholds
+
+    def set_service_levels(self, thresholds: Mapping[str, float]) -> None:
+        """The queues' own service-level thresholds (applied to calls counted from now on)."""
+        self.config = dataclasses.replace(self.config, thresholds=dict(thresholds))
+        self.live.config = self.live.book.config = self.config
 
     def know_queues(self, names: Iterable[str]) -> None:
         self.live.queues.update(names)

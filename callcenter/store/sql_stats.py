@@ -86,6 +86,17 @@ class StatsAppliedRow(Base):
     ended_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class WallboardSettingRow(Base):
+    """One named wallboard setting (the colour thresholds), a JSON document."""
+
+    __tablename__ = "wallboard_settings"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str]
+
+
 def _counts(row: StatsIntervalRow) -> Counts:
     return Counts(**{name: getattr(row, name) for name in COUNT_FIELDS})
 
@@ -266,6 +277,25 @@ class SqlStatsRepository(_SqlRepository):
         async with self._session("reading missed calls") as session:
             rows = (await session.scalars(query)).all()
         return tuple(_missed(r) for r in rows)
+
+    async def get_setting(self, name: str) -> dict[str, Any] | None:
+        """A wallboard setting's JSON document, ``None`` when never set."""
+        async with self._session("reading a wallboard setting") as session:
+            row = await session.get(WallboardSettingRow, name)
+            return dict(row.value) if row is not None else None
+
+    async def put_setting(self, name: str, value: dict[str, Any], at: datetime, by: str) -> None:
+        """Replace a wallboard setting."""
+        async with self._session("saving a wallboard setting", write=True) as session:
+            statement = _upsert(self._engine, WallboardSettingRow).values(
+                name=name, value=value, updated_at=at, updated_by=by
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[WallboardSettingRow.__table__.c.name],
+                    set_={"value": value, "updated_at": at, "updated_by": by},
+                )
+            )
 
     async def applied_since(self, since: datetime) -> tuple[str, ...]:
         """Ids of the calls folded into the rows that ended at or after ``since``."""

@@ -47,6 +47,7 @@ TABLES = {
     "stats_intervals",
     "stats_missed",
     "stats_applied",
+    "wallboard_settings",
     "alembic_version",
 }
 

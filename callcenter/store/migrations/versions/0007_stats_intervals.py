@@ -1,4 +1,5 @@
-"""Statistics: 15-minute interval rows per queue, the missed-call list, and the folded-call markers (migration).
+"""Statistics: 15-minute interval rows per queue, the missed-call list, the folded-call markers and the
+wallboard's settings (migration).
 
 New tables only. They are rebuildable from the stored calls (``callcenter stats rebuild``).
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
 down_revision: str | None = "0003"
@@ -65,8 +67,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("call_id", name=op.f("pk_stats_applied")),
     )
     op.create_index(op.f("ix_stats_applied_ended_at"), "stats_applied", ["ended_at"])
+    op.create_table(
+        "wallboard_settings",
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("value", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+        sa.Column("updated_at", _TIME, nullable=False),
+        sa.Column("updated_by", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_wallboard_settings")),
+    )
 
 
 def downgrade() -> None:
-    for table in ("stats_applied", "stats_missed", "stats_intervals"):
+    for table in ("wallboard_settings", "stats_applied", "stats_missed", "stats_intervals"):
         op.drop_table(table)
