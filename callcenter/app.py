@@ -273,6 +273,13 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     )
     install_session_routes(app)
     install_wallboard_routes(app)
+
+    async def close_feeds(_: web.Application) -> None:
+        # Open feeds (server-sent events) would hold the shutdown for its whole grace period.
+        if stats.feed is not None:
+            stats.feed.close()
+
+    app.on_shutdown.append(close_feeds)
     app.cleanup_ctx.append(_statistics(services, RedisEventTail(redis, keys)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue

@@ -44,6 +44,12 @@ class Subscription:
         self._ready.set()
         return True
 
+    def close(self) -> None:
+        """End the subscription: its reader gets ``None`` (the server is shutting down)."""
+        self.dropped = True
+        self._items.clear()
+        self._ready.set()
+
     async def next(self) -> bytes | None:
         """The oldest unread snapshot, waiting for one; ``None`` once dropped."""
         while not self._items:
@@ -101,6 +107,12 @@ class SnapshotFeed:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """End every subscription, so long-lived feed responses finish (at shutdown)."""
+        for sub in self._subscribers:
+            sub.close()
+        self._subscribers.clear()
 
     def publish(self) -> None:
         """Render once and hand the bytes to every subscriber, dropping those that are full."""

@@ -55,7 +55,7 @@
     $("short-abandons").textContent = `short abandons apart: ${num(figures.calls_short_abandoned)}`;
     $("missed-count").textContent = `${num(figures.missed_closed)} of ${num(figures.missed_closable)} missed`;
     $("agents-detail").textContent =
-      `busy ${figures.agents_busy} · wrap-up ${figures.agents_wrap_up} · paused ${figures.agents_paused}`;
+      `ringing ${figures.agents_ringing} · busy ${figures.agents_busy} · wrap-up ${figures.agents_wrap_up} · paused ${figures.agents_paused}`;
     $("aht").textContent = `handle time ${secs(figures.aht_s)}`;
     $("answered").textContent = `${num(figures.calls_answered)} answered · ${num(figures.calls_missed)} missed`;
   }

@@ -65,3 +65,16 @@ async def test_changes_are_coalesced_to_at_most_one_publication_per_interval() -
     assert feed.published == 2
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_closing_the_feed_ends_every_reader() -> None:
+    feed = SnapshotFeed(Renderer())
+    sub = feed.subscribe()
+    await sub.next()
+    reader = asyncio.create_task(sub.next())
+    await asyncio.sleep(0)
+
+    feed.close()
+
+    assert await asyncio.wait_for(reader, 1) is None
+    assert feed.subscribers == 0
