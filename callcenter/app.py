@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +33,10 @@ from callcenter.api.queues import QUEUE_SERVICE
 # -- SMS follow-up (issue 9) --
 from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
 from callcenter.api.voicemails import VOICEMAIL_SERVICE
+from callcenter.api.session import SESSION_SERVICE, install_session_routes
+from callcenter.api.stats import STATS_SERVICE, render_wallboard
+from callcenter.api.stats_metrics import StatsCollector
+from callcenter.api.wallboard import install_wallboard_routes
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -42,11 +47,13 @@ from callcenter.auth.service import AuthService
 from callcenter.callbacks.policy import OfferSettings
 from callcenter.callbacks.service import CallbackService, CallbackSettings
 from callcenter.callbacks.slots import SlotSettings
+from callcenter.auth.sessions import SessionService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError, ValidationError
 from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError
+from callcenter.model.events import CallQueued
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import CallOutcome, Role
 from callcenter.queue.nopbx import NoPbxCallControl
@@ -62,6 +69,10 @@ from callcenter.sms.templates import Templates, parse_templates
 from callcenter.sms_gateways.console import ConsoleProvider
 from callcenter.sms_gateways.kannel import KannelProvider, KannelSettings
 from callcenter.sms_gateways.twilio import TwilioProvider, TwilioSettings
+from callcenter.stats.definitions import StatsConfig
+from callcenter.stats.feed import SnapshotFeed
+from callcenter.stats.service import CONSUMER_GROUP as STATS_CONSUMER_GROUP
+from callcenter.stats.service import StatsService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
 from callcenter.store.media_files import MediaFolder
 from callcenter.store.redis_bus import RedisEventBus
@@ -69,6 +80,8 @@ from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
 from callcenter.store.sql_callbacks import SqlCallbackRepository
+from callcenter.store.redis_sessions import RedisSessionStore
+from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
@@ -85,6 +98,7 @@ from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.ports import SpeechAnalyser
 from callcenter.voicemail.service import VoicemailService
 from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, parse_rules
+from callcenter.store.sql_stats import SqlStatsRepository
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -126,6 +140,7 @@ class Services:
     sms: SmsEngine | None = None
     voicemails: VoicemailService | None = None
     speech: ProcessPoolAnalyser | None = None
+    stats: StatsService | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -286,6 +301,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             )
             queue.add_step_hook(offers.on_step)
             stack.push_async_callback(offers.close)
+    stats = build_stats(settings, store, clock)
     services = Services(
         settings=settings,
         store=store,
@@ -300,6 +316,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         sms=sms,
         voicemails=voicemails,
         speech=speech,
+        stats=stats,
     )
 
     async def db_check() -> None:
@@ -309,12 +326,28 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         if not await redis_ok(redis):
             raise RedisUnavailableError("Redis did not answer PING")
 
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(stats))
     app = build_api(
         auth=services.auth,
         health_checks={"db": db_check, "redis": redis_check, "ari": link.check if link else None},
-        registry=CollectorRegistry(),
+        registry=registry,
         settings=settings.http,
     )
+    app[STATS_SERVICE] = stats
+    app[SESSION_SERVICE] = SessionService(
+        RedisSessionStore(redis, keys), services.auth, clock, ttl_s=settings.stats.session_ttl_s
+    )
+    install_session_routes(app)
+    install_wallboard_routes(app)
+
+    async def close_feeds(_: web.Application) -> None:
+        # Open feeds (server-sent events) would hold the shutdown for its whole grace period.
+        if stats.feed is not None:
+            stats.feed.close()
+
+    app.on_shutdown.append(close_feeds)
+    app.cleanup_ctx.append(_statistics(services, RedisEventTail(redis, keys)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
@@ -389,6 +422,72 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         # The link and ticker have stopped; the queue's writer drains what they queued before the
         # store closes (close_adapters runs later, in on_cleanup).
         await services.queue.close(grace_s=services.settings.shutdown_grace_s)
+
+    return run
+
+
+def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
+    """The statistics service over the store, with the settings' definitions and time zone."""
+    config = StatsConfig(
+        service_level_s=settings.stats.service_level_s,
+        closure_window_s=settings.stats.closure_window_s,
+        conversion_rate=settings.stats.conversion_rate,
+        average_value=settings.stats.average_value,
+    )
+    stats = StatsService(
+        SqlStatsRepository(store.engine), clock, config, zone=ZoneInfo(settings.stats.time_zone)
+    )
+    stats.feed = SnapshotFeed(lambda: render_wallboard(stats))
+    return stats
+
+
+def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The live board (seeded from the store and the queue board, then the event tail), the
+    materialiser of interval rows, and the wallboard feed."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        stats, queue = services.stats, services.queue
+        assert stats is not None and stats.feed is not None
+        queues = await queue.list_queues()
+        stats.set_service_levels({q.name: float(q.service_level_s) for q in queues})
+        await stats.load_thresholds()
+        stats.know_queues(q.name for q in queues)
+        position = await tail.position()
+        await stats.load_today()
+        cursor: str | None = None
+        while True:
+            page = await queue.list_agents(cursor=cursor, limit=500)
+            for status in page.items:
+                since = status.since or services.clock.now()
+                stats.seed_agent(status.record.id, status.state, since, status.record.queues)
+            cursor = page.next
+            if cursor is None:
+                break
+        for record in queues:
+            for caller in (await queue.live(record.name)).view.waiting:
+                await stats.observe(
+                    CallQueued(
+                        event_id=f"queued:{caller.call_id}",
+                        occurred_at=caller.enqueued_at,
+                        call_id=caller.call_id,
+                        queue=record.name,
+                        caller=caller.caller.display,
+                    )
+                )
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks = [
+            asyncio.create_task(tail.follow(position, stats.observe, stop=stop), name="stats-tail"),
+            asyncio.create_task(
+                services.bus.consume(STATS_CONSUMER_GROUP, default_owner_id(), stats.handle, stop=stop),
+                name="stats-materialiser",
+            ),
+            asyncio.create_task(stats.feed.run(), name="wallboard-feed"),
+        ]
+        yield
+        stop.set_result(None)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     return run
 

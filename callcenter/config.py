@@ -127,6 +127,18 @@ class VoicemailSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StatsSettings:
+    """Statistics and the wallboard: what "today" means, closure window and revenue at risk."""
+
+    time_zone: str = "UTC"
+    service_level_s: float = 20.0
+    closure_window_s: float = 14_400.0
+    conversion_rate: float = 0.1
+    average_value: float = 0.0
+    session_ttl_s: float = 43_200.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LogSettings:
     """Logging: ``text`` for people, ``json`` for one JSON object a line."""
 
@@ -213,6 +225,7 @@ class Settings:
     log: LogSettings
     callback: CallbackConfig = field(default_factory=CallbackConfig)
     sms: SmsSettings = field(default_factory=SmsSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -320,6 +333,14 @@ class Settings:
                 twilio_messaging_service_sid=str(v("SMS_TWILIO_MESSAGING_SERVICE_SID")),
                 twilio_api_base=str(v("SMS_TWILIO_API_BASE")),
                 webhook_rate_per_s=_f(v("SMS_WEBHOOK_RATE_PER_S")),
+            ),
+            stats=StatsSettings(
+                time_zone=str(v("STATS_TIME_ZONE")),
+                service_level_s=_f(v("STATS_SERVICE_LEVEL_S")),
+                closure_window_s=_f(v("STATS_CLOSURE_WINDOW_S")),
+                conversion_rate=_f(v("STATS_CONVERSION_RATE")),
+                average_value=_f(v("STATS_AVERAGE_VALUE")),
+                session_ttl_s=_f(v("STATS_SESSION_TTL_S")),
             ),
         )
 
@@ -529,6 +550,33 @@ def _slot_min(raw: str) -> int:
 
 def _regions_list(raw: str) -> tuple[str, ...]:
     return tuple(_region(part) for part in raw.split(",") if part.strip())
+
+
+def _time_zone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {raw!r} (an IANA name such as Europe/Paris)") from None
+    return raw
+
+
+def _fraction(raw: str) -> float:
+    value = _non_negative_float(raw)
+    if value > 1:
+        raise ValueError("expected a fraction between 0 and 1")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, not {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a finite number of at least 0")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -898,6 +946,42 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "",
         _text,
         "JSON file of triage rules (intents and urgent phrases); empty uses the built-in rules.",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_TIME_ZONE",
+        "UTC",
+        _time_zone,
+        "IANA time zone whose midnight starts the wallboard's day and the day/week/month rollups.",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_SERVICE_LEVEL_S",
+        "20",
+        _positive_float,
+        "Service-level threshold for calls whose queue sets none (a queue's `service_level_s` wins).",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_CLOSURE_WINDOW_S",
+        "14400",
+        _positive_float,
+        "A missed call counts as closed when its caller was reached within this time (docs/metrics.md).",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_CONVERSION_RATE",
+        "0.1",
+        _fraction,
+        "Share of calls that would turn into a sale (revenue at risk).",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_AVERAGE_VALUE",
+        "0",
+        _non_negative_float,
+        "Value of one sale; 0 leaves revenue at risk out of the figures.",
+    ),
+    SettingSpec(
+        f"{PREFIX}STATS_SESSION_TTL_S",
+        "43200",
+        _positive_float,
+        "Lifetime of a browser page session (wallboard), never beyond its token's expiry.",
     ),
 )
 

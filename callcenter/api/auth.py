@@ -9,6 +9,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from callcenter.api.routing import Handler, route_of
+from callcenter.api.session import check_cookie_write, cookie_principal
 from callcenter.auth.service import AuthService
 from callcenter.auth.tokens import Principal, parse_bearer, require_agent_access, require_role
 from callcenter.errors import AuthenticationError, CallCenterError
@@ -51,8 +52,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = route_of(request)
     # Unknown paths and wrong methods (route None) fall through to the router's 404/405.
     if route is not None and route.role is not None:
-        secret = parse_bearer(request.headers.get(hdrs.AUTHORIZATION))
-        principal = await request.app[AUTH_SERVICE].authenticate(secret)
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        # A signed-in browser page (session cookie) may call the API as its token's role.
+        principal = await cookie_principal(request) if header is None else None
+        if principal is not None:
+            check_cookie_write(request)
+        else:
+            principal = await request.app[AUTH_SERVICE].authenticate(parse_bearer(header))
         require_role(principal, route.role)
         request[_PRINCIPAL] = principal
     return await handler(request)

@@ -10,12 +10,36 @@ from typing import Final
 from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, sms, tokens
 from callcenter.api import callbacks as callback_routes
 from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens, voicemails
+from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, stats, tokens
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role
 from callcenter.model.vocabulary import CallOutcome, Role, VoicemailStatus
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
+STATS_FILTERS = (
+    Param(
+        name="since",
+        description="first interval start, ISO 8601 with offset (default: today's local midnight)",
+        schema=_TIME_PARAM,
+    ),
+    Param(
+        name="until", description="end of the range, exclusive (default: since + 1 day)", schema=_TIME_PARAM
+    ),
+    Param(name="queue", description="only these queues, comma-separated (unknown queues answer 404)"),
+    Param(name="weekday", description="only these local weekdays, e.g. mon,tue,wed"),
+    Param(name="hours", description="only intervals starting in these local hours, e.g. 09:00-17:30"),
+    Param(
+        name="period",
+        description="interval (15 minutes, default), day, week or month; rates are recomputed from sums",
+        schema={"enum": ["interval", "day", "week", "month"]},
+    ),
+    Param(
+        name="by",
+        description="queue (a row per queue, default) or all (one row per period, calls without a queue included)",
+        schema={"enum": ["queue", "all"]},
+    ),
+)
 CALL_FILTERS = (
     Param(
         name="outcome",
@@ -602,5 +626,82 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("voicemail",),
         response="Voicemail",
         status=202,
+    ),
+    Route(
+        method="GET",
+        path="/stats/live",
+        handler=stats.get_live,
+        role=Role.SUPERVISOR,
+        summary="Today's live figures per queue and overall, named as in docs/metrics.md",
+        description="Folded from domain events as they happen (no database polling); rates with no "
+        "calls behind them are null, never 0.",
+        tags=("stats",),
+        query=(Param(name="queue", description="only this queue in `queues` (404 when unknown)"),),
+        response="StatsLive",
+    ),
+    Route(
+        method="GET",
+        path="/stats/intervals",
+        handler=stats.get_intervals,
+        role=Role.SUPERVISOR,
+        summary="Historical figures per 15-minute interval, or rolled up per day, week or month",
+        description="Ranges longer than 366 days or reversed answer 400.",
+        tags=("stats",),
+        query=STATS_FILTERS,
+        response="StatsIntervals",
+    ),
+    Route(
+        method="GET",
+        path="/stats/intervals.csv",
+        handler=stats.get_intervals_csv,
+        role=Role.SUPERVISOR,
+        summary="The same rows as CSV (text/csv): queue, start, end, then every counted figure",
+        tags=("stats",),
+        query=STATS_FILTERS,
+    ),
+    Route(
+        method="GET",
+        path="/stats/missed",
+        handler=stats.get_missed,
+        role=Role.SUPERVISOR,
+        summary="Missed calls, newest first, with whether the caller was reached, when and by whom",
+        tags=("stats",),
+        query=(
+            Param(name="since", description="ended at or after (default: 7 days ago)", schema=_TIME_PARAM),
+            Param(name="until", description="ended before (default: now)", schema=_TIME_PARAM),
+            Param(name="queue", description="only this queue"),
+            Param(name="status", description="open or closed", schema={"enum": ["open", "closed"]}),
+        ),
+        response="MissedCall",
+        paginated=True,
+    ),
+    Route(
+        method="POST",
+        path="/stats/rebuild",
+        handler=stats.post_rebuild,
+        role=Role.ADMIN,
+        summary="Rebuild every interval row and the missed-call list from the stored calls",
+        tags=("stats",),
+        response="StatsRebuilt",
+    ),
+    Route(
+        method="GET",
+        path="/wallboard/thresholds",
+        handler=stats.get_thresholds,
+        role=Role.SUPERVISOR,
+        summary="The wallboard's colour thresholds: figure -> {warn, alert}",
+        tags=("stats",),
+        response="WallboardThresholds",
+    ),
+    Route(
+        method="PUT",
+        path="/wallboard/thresholds",
+        handler=stats.put_thresholds,
+        role=Role.SUPERVISOR,
+        summary="Replace the wallboard's colour thresholds (audited; every open wallboard updates)",
+        description="For figures where more is worse alert >= warn, where less is worse alert <= warn.",
+        tags=("stats",),
+        body="WallboardThresholds",
+        response="WallboardThresholds",
     ),
 )

@@ -15,6 +15,7 @@ from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.api.sms_schemas import SMS_COMPONENTS
 from callcenter.api.voicemail_schemas import VOICEMAIL_COMPONENTS
+from callcenter.api.stats import STATS_COMPONENTS
 from callcenter.auth.tokens import Principal
 from callcenter.model.records import (
     ApiToken,
@@ -320,6 +321,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     **CALLBACK_COMPONENTS,
     **SMS_COMPONENTS,
     **VOICEMAIL_COMPONENTS,
+    **STATS_COMPONENTS,
 }
 
 

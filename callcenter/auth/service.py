@@ -11,7 +11,7 @@ from typing import Final, TypeAlias
 from callcenter.auth.ports import AuditLog, TokenRepository
 from callcenter.auth.tokens import SECRET_BYTES, SECRET_PREFIX, Principal, hash_secret, looks_like_secret
 from callcenter.clock import Clock
-from callcenter.errors import AuthenticationError, DependencyError, ValidationError
+from callcenter.errors import AuthenticationError, DependencyError, NotFoundError, ValidationError
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.records import ApiToken, AuditEntry
 from callcenter.model.vocabulary import Role
@@ -113,6 +113,25 @@ class AuthService:
                 # last_used_at is bookkeeping: a store hiccup here must not turn away a valid caller.
                 logger.warning("could not record use of token %s: %s", token.id, exc)
         return Principal(token_id=token.id, role=token.role, agent_id=token.agent_id, label=token.label)
+
+    async def principal_of_token(self, token_id: str) -> Principal:
+        """The principal of a token known by id (a browser session), if it is still valid.
+
+        :raises AuthenticationError: for an unknown, revoked or expired token.
+        """
+        try:
+            token = await self._tokens.get(token_id)
+        except NotFoundError:
+            raise AuthenticationError("the session's token no longer exists: sign in again") from None
+        if token.revoked_at is not None:
+            raise AuthenticationError("token revoked")
+        if token.expires_at is not None and self._clock.now() >= token.expires_at:
+            raise AuthenticationError("token expired")
+        return Principal(token_id=token.id, role=token.role, agent_id=token.agent_id, label=token.label)
+
+    async def expiry_of(self, token_id: str) -> datetime | None:
+        """When a token expires (``None``: never). :raises NotFoundError: for an unknown id."""
+        return (await self._tokens.get(token_id)).expires_at
 
     async def list_tokens(self, *, cursor: str | None, limit: int) -> Page[ApiToken]:
         """Tokens, newest first. :raises ValidationError: for a bad ``limit`` or ``cursor``."""

@@ -129,6 +129,33 @@ class VoicemailSilent(DomainEvent):
     revision: int = 1
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallQueued(DomainEvent):
+    """A caller joined a queue's waiting list at ``occurred_at`` (``event_id`` ``queued:<call id>``)."""
+
+    event_type: ClassVar[str] = "call_queued"
+
+    call_id: str
+    queue: str
+    caller: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallLeftQueue(DomainEvent):
+    """A caller left a queue's waiting list (answered, exited or hung up) after ``wait_s`` seconds.
+
+    ``agent_id`` is the agent who answered; ``None`` when the caller left unanswered. ``event_id`` is
+    ``left:<call id>``.
+    """
+
+    event_type: ClassVar[str] = "call_left_queue"
+
+    call_id: str
+    queue: str
+    wait_s: float = 0.0
+    agent_id: str | None = None
+
+
 EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
     cls.event_type: cls
     for cls in (
@@ -139,6 +166,8 @@ EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
         VoicemailTranscribed,
         VoicemailSilent,
     )
+    cls.event_type: cls
+    for cls in (CallEnded, AgentStateChanged, AgentQueuesChanged, CallQueued, CallLeftQueue)
 }
 
 

@@ -1466,7 +1466,18 @@ class QueueService:
         await self._agent_repo.add(record)
         stored = await self._agent_repo.get(agent_id)
         self._agents[agent_id] = stored
-        self._board.load_agent(stored, self._clock.now())
+        now = self._clock.now()
+        self._board.load_agent(stored, now)
+        if stored.queues:
+            # Consumers of the bus (the live statistics) learn the membership here, not only on changes.
+            event = AgentQueuesChanged(
+                event_id=f"agent-queues:{agent_id}:{now.isoformat()}",
+                occurred_at=now,
+                agent_id=agent_id,
+                queues=stored.queues,
+                reason=f"added by {actor}",
+            )
+            await self._commit(None, Step(events=(event,)))
         logger.info("agent %s added by %s", agent_id, actor)
         return self._status(stored)
 

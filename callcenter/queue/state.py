@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
-from callcenter.model.events import AgentStateChanged, CallEnded, DomainEvent
+from callcenter.model.events import AgentStateChanged, CallEnded, CallLeftQueue, DomainEvent
+from callcenter.model.events import CallQueued as CallQueuedEvent
 from callcenter.model.phone import PhoneNumber
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState
@@ -443,7 +444,8 @@ class QueueBoard:
         if ignored is not None:
             return self._with_agent_side(fact, ignored)
         self._sync_waiting(track, new)
-        events: list[DomainEvent] = list(self._agents_follow_call(track, new, fact))
+        events: list[DomainEvent] = list(_waiting_events(track, new, fact.at))
+        events += self._agents_follow_call(track, new, fact)
         if new.outcome is not None:
             del self._calls[new.call_id]
             self._remember_ended(new)
@@ -642,6 +644,32 @@ class QueueBoard:
             self._put(dataclasses.replace(agent, pending=state))
             return ()
         return self._set(agent.agent_id, state, at, reason, clear_pending=True)
+
+
+def _waiting_events(old: CallTrack, new: CallTrack, at: datetime) -> tuple[DomainEvent, ...]:
+    """``CallQueued`` when a call starts waiting, ``CallLeftQueue`` when it stops (the live board's feed)."""
+    if new.is_waiting and not old.is_waiting and new.queue is not None and new.queued_at is not None:
+        return (
+            CallQueuedEvent(
+                event_id=f"queued:{new.call_id}",
+                occurred_at=new.queued_at,
+                call_id=new.call_id,
+                queue=new.queue,
+                caller=new.caller.display,
+            ),
+        )
+    if old.is_waiting and not new.is_waiting and old.queue is not None:
+        return (
+            CallLeftQueue(
+                event_id=f"left:{new.call_id}",
+                occurred_at=at,
+                call_id=new.call_id,
+                queue=old.queue,
+                wait_s=new.wait_s(at) or 0.0,
+                agent_id=new.agent_id if new.answered_at is not None else None,
+            ),
+        )
+    return ()
 
 
 def _concerns(fact: AnyCallFact, agent_id: str) -> bool:

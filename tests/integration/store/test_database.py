@@ -26,6 +26,7 @@ from callcenter.store.database import (
     head_revision,
     migrate,
 )
+from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)
 from callcenter.store.sql_models import Base
 from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
 from tests.integration.store.conftest import POSTGRES_URL, PostgresSchemas, open_database, with_search_path
@@ -56,6 +57,10 @@ TABLES = {
     "sms_consent",
     "sms_messages",
     "sms_callback_requests",
+    "stats_intervals",
+    "stats_missed",
+    "stats_applied",
+    "wallboard_settings",
     "alembic_version",
     "voicemails",
     "voicemail_transcripts",

@@ -24,7 +24,8 @@ async def test_an_added_agent_is_logged_out_until_they_log_in(make_harness: Make
     assert h.store.agents.agents["alice"].endpoint == "PJSIP/1001"
     status = await h.service.login("alice", actor="cli")
     assert status.state is A.AVAILABLE
-    [event] = h.bus.published
+    membership, event = h.bus.published
+    assert isinstance(membership, AgentQueuesChanged) and membership.queues == ("sales",)
     assert isinstance(event, AgentStateChanged)
     assert (event.previous, event.state, event.reason) == (A.LOGGED_OUT, A.AVAILABLE, "logged in by cli")
 

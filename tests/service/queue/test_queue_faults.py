@@ -247,6 +247,7 @@ async def test_a_bus_failure_is_logged_and_the_record_still_stored(
 ) -> None:
     h = await make_harness(agents=[agent("alice")], logged_in=["alice"])
     await h.arrive()
+    h.bus.fail_next(RedisUnavailableError("redis down"))  # CallLeftQueue
     h.bus.fail_next(RedisUnavailableError("redis down"))  # the ringing agent's release
     h.bus.fail_next(RedisUnavailableError("redis down"))  # CallEnded
 

@@ -1,0 +1,1 @@
+"""Live and historical call-centre statistics and the metric dictionary (pure core and service)."""

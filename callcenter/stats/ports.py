@@ -1,0 +1,76 @@
+"""Ports of the statistics feature: where interval rows and the missed-call list are kept, and the
+live tail of the event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from callcenter.model.events import DomainEvent
+from callcenter.model.paging import Page
+from callcenter.stats.definitions import Counts, EndedCall, StatsConfig
+from callcenter.stats.intervals import IntervalKey, MissedCall
+
+
+class StatsRepository(Protocol):
+    """Interval rows per queue and the missed-call list, folded from ended calls."""
+
+    async def materialise(self, call: EndedCall, config: StatsConfig) -> bool:
+        """Fold one ended call once (idempotent); ``False`` when it was folded before."""
+        ...
+
+    async def rebuild(self, config: StatsConfig) -> int:
+        """Replace every row by the fold of the stored calls; return how many calls were folded."""
+        ...
+
+    async def intervals(
+        self, since: datetime, until: datetime, queues: Sequence[str] | None = None
+    ) -> tuple[tuple[IntervalKey, Counts], ...]:
+        """Rows whose start lies in ``[since, until)``, by start then queue."""
+        ...
+
+    async def missed_calls(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[MissedCall]:
+        """Missed calls that ended in ``[since, until)``, newest first. :raises ValidationError: bad cursor."""
+        ...
+
+    async def missed_since(self, since: datetime) -> tuple[MissedCall, ...]:
+        """Every missed call that ended at or after ``since``."""
+        ...
+
+    async def get_setting(self, name: str) -> dict[str, Any] | None:
+        """A wallboard setting's JSON document, ``None`` when never set."""
+        ...
+
+    async def put_setting(self, name: str, value: dict[str, Any], at: datetime, by: str) -> None:
+        """Replace a wallboard setting."""
+        ...
+
+    async def applied_since(self, since: datetime) -> tuple[str, ...]:
+        """Ids of the folded calls that ended at or after ``since``."""
+        ...
+
+
+#: Called with each event of the live tail; never raises into the tail.
+EventSink = Callable[[DomainEvent], Awaitable[None]]
+
+
+class EventTail(Protocol):
+    """Every event published from now on, to every process that tails (fan-out, not a consumer group)."""
+
+    async def position(self) -> str:
+        """The id of the newest event now (tail from here after loading the stored state)."""
+        ...
+
+    async def follow(self, after: str, sink: EventSink, *, stop: Awaitable[object]) -> None:
+        """Hand each event published after ``after`` to ``sink`` until ``stop`` completes."""
+        ...

@@ -1,0 +1,160 @@
+"""The statistics service: live board, materialised history, missed-call list and the feed (service).
+
+Two event paths, both from the bus:
+
+- every process **tails** the stream (:meth:`StatsService.observe`) to keep its live board, starting
+  from the stored rows of today and the stream position read just before loading them;
+- one consumer group (:data:`CONSUMER_GROUP`) **materialises** ``CallEnded`` into the interval rows
+  and the missed-call list (:meth:`StatsService.handle`), once per call whatever the deliveries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final
+
+from callcenter.bus import Delivery
+from callcenter.clock import Clock
+from callcenter.errors import NotFoundError
+from callcenter.model.events import CallEnded, DomainEvent
+from callcenter.model.paging import Page, check_limit
+from callcenter.model.vocabulary import AgentState
+from callcenter.stats.definitions import StatsConfig
+from callcenter.stats.feed import SnapshotFeed
+from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
+from callcenter.stats.intervals import MissedCall, ended_from_event
+from callcenter.stats.live import LiveStats, Snapshot
+from callcenter.stats.ports import StatsRepository
+from callcenter.stats.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
+
+logger = logging.getLogger(__name__)
+
+CONSUMER_GROUP: Final = "stats"
+THRESHOLDS: Final = "thresholds"
+
+
+class StatsService:
+    """Live and historical statistics (see the module docstring).
+
+    :param repo: interval rows and missed calls.
+    :param clock: the time of snapshots and of "today".
+    :param config: the metric definitions' parameters.
+    :param zone: the time zone of "today" on the live board.
+    """
+
+    def __init__(
+        self, repo: StatsRepository, clock: Clock, config: StatsConfig, *, zone: tzinfo = UTC
+    ) -> None:
+        self._repo = repo
+        self._clock = clock
+        self.config = config
+        self.zone = zone
+        self.live = LiveStats(config=config, zone=zone)
+        self.feed: SnapshotFeed | None = None
+        #: Calls ended since start-up by (queue, outcome): the Prometheus counters.
+        self.ended_totals: dict[tuple[str, str], int] = {}
+        self.thresholds: dict[str, dict[str, float]] = dict(DEFAULT_THRESHOLDS)
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    async def load_today(self) -> None:
+        """Start the live board from today's stored rows and missed calls (before tailing the stream)."""
+        since = self.live.roll(self._clock.now())
+        rows = await self._repo.intervals(since, since + timedelta(days=2))
+        missed = await self._repo.missed_since(since)
+        self.live.load(rows, missed)
+        self.live.mark_seen(await self._repo.applied_since(since))
+
+    async def load_thresholds(self) -> None:
+        stored = await self._repo.get_setting(THRESHOLDS)
+        if stored is not None:
+            self.thresholds = parse_thresholds(stored)
+
+    async def set_thresholds(self, body: Mapping[str, object], *, actor: str) -> dict[str, dict[str, float]]:
+        """Replace the colour thresholds (every wallboard of this process shows them at once).
+
+        :raises ValidationError: for an unknown figure or values in the wrong order.
+        """
+        thresholds = parse_thresholds(body)
+        await self._repo.put_setting(THRESHOLDS, dict(thresholds), self._clock.now(), actor)
+        self.thresholds = thresholds
+        if self.feed is not None:
+            self.feed.changed()
+        return thresholds
+
+    def set_service_levels(self, thresholds: Mapping[str, float]) -> None:
+        """The queues' own service-level thresholds (applied to calls counted from now on)."""
+        self.config = dataclasses.replace(self.config, thresholds=dict(thresholds))
+        self.live.config = self.live.book.config = self.config
+
+    def know_queues(self, names: Iterable[str]) -> None:
+        self.live.queues.update(names)
+
+    def seed_agent(self, agent_id: str, state: AgentState, since: datetime, queues: tuple[str, ...]) -> None:
+        self.live.set_agent(agent_id, state, since, queues)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    async def observe(self, event: DomainEvent) -> None:
+        """The live tail: fold ``event`` into the board and wake the feed if it showed a change."""
+        if not self.live.apply(event):
+            return
+        if isinstance(event, CallEnded):
+            key = (event.queue or "", event.outcome.value)
+            self.ended_totals[key] = self.ended_totals.get(key, 0) + 1
+        if self.feed is not None:
+            self.feed.changed()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """The materialiser (consumer group :data:`CONSUMER_GROUP`): fold ended calls into the rows."""
+        event = delivery.event
+        if isinstance(event, CallEnded):
+            await self._repo.materialise(ended_from_event(event), self.config)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return self.live.snapshot(self._clock.now())
+
+    def check_queue(self, queue: str) -> None:
+        """:raises NotFoundError: for a queue the board does not know."""
+        if queue not in self.live.queues:
+            raise NotFoundError(f"queue {queue!r} not found")
+
+    async def history(
+        self, flt: HistoryFilter, period: Period, *, by_queue: bool = True
+    ) -> tuple[HistoryRow, ...]:
+        """Rollups of the stored interval rows. :raises NotFoundError: for an unknown queue."""
+        for queue in flt.queues or ():
+            self.check_queue(queue)
+        rows = await self._repo.intervals(flt.since, flt.until, list(flt.queues) if flt.queues else None)
+        return rollup(rows, flt, period, by_queue=by_queue)
+
+    async def missed_calls(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        queue: str | None,
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[MissedCall]:
+        HistoryFilter(since=since, until=until)  # checks the range
+        if queue is not None:
+            self.check_queue(queue)
+        return await self._repo.missed_calls(
+            since, until, queue=queue, status=status, cursor=cursor, limit=check_limit(limit)
+        )
+
+    async def rebuild(self) -> int:
+        """Rebuild every stored row from the stored calls, then restart the live board from them."""
+        folded = await self._repo.rebuild(self.config)
+        self.live.reset_counts()
+        await self.load_today()
+        if self.feed is not None:
+            self.feed.changed()
+        return folded

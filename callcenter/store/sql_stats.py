@@ -1,0 +1,309 @@
+"""SQL store of the statistics: 15-minute interval rows per queue and the missed-call list (edge).
+
+Rows are materialised as ``CallEnded`` events arrive (:meth:`SqlStatsRepository.materialise`, once per
+call whatever the deliveries: a marker row in ``stats_applied`` makes it idempotent in the same
+transaction) and can be rebuilt from the stored calls (:meth:`SqlStatsRepository.rebuild`). Both go
+through the pure fold of ``callcenter/stats/intervals.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Index, Integer, String, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callcenter.errors import ValidationError
+from callcenter.model.paging import Page, decode_cursor
+from callcenter.model.vocabulary import CallOutcome
+from callcenter.stats.definitions import (
+    COUNT_FIELDS,
+    Counts,
+    EndedCall,
+    StatsConfig,
+    closure_contribution,
+    contribution,
+)
+from callcenter.stats.intervals import (
+    IntervalKey,
+    MissedCall,
+    close_missed,
+    closure_key,
+    interval_start,
+    missed_of,
+    rebuild,
+)
+from callcenter.store.sql_models import Base, CallRow
+from callcenter.store.sql_repos import _call_record, _page, _SqlRepository, _upsert
+
+
+class StatsIntervalRow(Base):
+    """Counts of one queue's calls that ended in one 15-minute interval (``stats.definitions.Counts``)."""
+
+    __tablename__ = "stats_intervals"
+
+    queue: Mapped[str] = mapped_column(String(), primary_key=True)
+    start: Mapped[datetime] = mapped_column(primary_key=True)
+    offered: Mapped[int] = mapped_column(Integer())
+    answered: Mapped[int] = mapped_column(Integer())
+    answered_in_sl: Mapped[int] = mapped_column(Integer())
+    abandoned: Mapped[int] = mapped_column(Integer())
+    short_abandoned: Mapped[int] = mapped_column(Integer())
+    missed: Mapped[int] = mapped_column(Integer())
+    missed_closable: Mapped[int] = mapped_column(Integer())
+    missed_closed: Mapped[int] = mapped_column(Integer())
+    wait_answered_s: Mapped[float] = mapped_column(Float())
+    talk_s: Mapped[float] = mapped_column(Float())
+
+    __table_args__ = (Index("ix_stats_intervals_start", "start"),)
+
+
+class StatsMissedRow(Base):
+    """One missed call and whether, when and by whom its caller was reached."""
+
+    __tablename__ = "stats_missed"
+
+    call_id: Mapped[str] = mapped_column(primary_key=True)
+    queue: Mapped[str] = mapped_column(String())
+    caller: Mapped[str] = mapped_column(String(), index=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    ended_at: Mapped[datetime] = mapped_column(index=True)
+    closable: Mapped[bool] = mapped_column(Boolean())
+    closed_at: Mapped[datetime | None]
+    closed_by_agent: Mapped[str | None]
+    closed_by_call: Mapped[str | None]
+
+
+class StatsAppliedRow(Base):
+    """A call whose ``CallEnded`` was folded into the rows above (repeats are recognised by it)."""
+
+    __tablename__ = "stats_applied"
+
+    call_id: Mapped[str] = mapped_column(primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WallboardSettingRow(Base):
+    """One named wallboard setting (the colour thresholds), a JSON document."""
+
+    __tablename__ = "wallboard_settings"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str]
+
+
+def _counts(row: StatsIntervalRow) -> Counts:
+    return Counts(**{name: getattr(row, name) for name in COUNT_FIELDS})
+
+
+def _missed(row: StatsMissedRow) -> MissedCall:
+    return MissedCall(
+        call_id=row.call_id,
+        queue=row.queue,
+        caller=row.caller,
+        outcome=CallOutcome(row.outcome),
+        ended_at=row.ended_at,
+        closable=row.closable,
+        closed_at=row.closed_at,
+        closed_by_agent=row.closed_by_agent,
+        closed_by_call=row.closed_by_call,
+    )
+
+
+def _missed_values(missed: MissedCall) -> dict[str, Any]:
+    return {
+        "call_id": missed.call_id,
+        "queue": missed.queue,
+        "caller": missed.caller,
+        "outcome": missed.outcome.value,
+        "ended_at": missed.ended_at,
+        "closable": missed.closable,
+        "closed_at": missed.closed_at,
+        "closed_by_agent": missed.closed_by_agent,
+        "closed_by_call": missed.closed_by_call,
+    }
+
+
+class SqlStatsRepository(_SqlRepository):
+    """Interval rows and the missed-call list (``callcenter.stats.ports.StatsRepository``)."""
+
+    async def materialise(self, call: EndedCall, config: StatsConfig) -> bool:
+        """Fold one ended call into the rows, once: ``False`` when it was folded before.
+
+        One transaction: the marker, the call's interval, its missed-call entry, and the closing of
+        the caller's earlier missed calls with their intervals.
+        """
+
+        async def work(connection: AsyncConnection) -> bool:
+            marker = _upsert(self._engine, StatsAppliedRow).values(
+                call_id=call.call_id, ended_at=call.ended_at
+            )
+            result = await connection.execute(marker.on_conflict_do_nothing(index_elements=["call_id"]))
+            if result.rowcount == 0:
+                return False
+            key = IntervalKey(queue=call.queue or "", start=interval_start(call.ended_at))
+            await self._add(connection, key, contribution(call, config))
+            missed = missed_of(call)
+            if missed is not None:
+                await connection.execute(insert(StatsMissedRow).values(**_missed_values(missed)))
+            elif call.caller:
+                rows = await connection.execute(
+                    select(StatsMissedRow).where(
+                        StatsMissedRow.caller == call.caller, StatsMissedRow.closed_at.is_(None)
+                    )
+                )
+                candidates = [_missed(StatsMissedRow(**r._mapping)) for r in rows.all()]
+                for item in close_missed(candidates, call):
+                    await connection.execute(
+                        update(StatsMissedRow)
+                        .where(StatsMissedRow.call_id == item.call_id)
+                        .values(
+                            closed_at=item.closed_at,
+                            closed_by_agent=item.closed_by_agent,
+                            closed_by_call=item.closed_by_call,
+                        )
+                    )
+                    delta = closure_contribution(item.ended_at, call.reached_at, config)
+                    await self._add(connection, closure_key(item), delta)
+            return True
+
+        return await self._write("folding a call into the statistics", work)
+
+    async def _add(self, connection: AsyncConnection, key: IntervalKey, delta: Counts) -> None:
+        if delta.is_empty:
+            return
+        values = {name: getattr(delta, name) for name in COUNT_FIELDS}
+        statement = _upsert(self._engine, StatsIntervalRow).values(queue=key.queue, start=key.start, **values)
+        table = StatsIntervalRow.__table__.c
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.queue, table.start],
+                set_={name: table[name] + statement.excluded[name] for name in COUNT_FIELDS},
+            )
+        )
+
+    async def rebuild(self, config: StatsConfig) -> int:
+        """Replace every row by the fold of the stored calls in the order they ended; returns the calls folded."""
+        async with self._session("reading the stored calls") as session:
+            rows = (await session.scalars(select(CallRow).where(CallRow.outcome.is_not(None)))).all()
+            records = [_call_record(r) for r in rows]
+        book = rebuild(records, config)
+        folded = [r for r in records if r.ended_at is not None]
+
+        async def work(connection: AsyncConnection) -> int:
+            for table in (StatsIntervalRow, StatsMissedRow, StatsAppliedRow):
+                await connection.execute(delete(table))
+            if book.counts:
+                await connection.execute(
+                    insert(StatsIntervalRow),
+                    [
+                        {"queue": k.queue, "start": k.start, **{n: getattr(v, n) for n in COUNT_FIELDS}}
+                        for k, v in book.counts.items()
+                    ],
+                )
+            if book.missed:
+                await connection.execute(
+                    insert(StatsMissedRow), [_missed_values(m) for m in book.missed.values()]
+                )
+            if folded:
+                await connection.execute(
+                    insert(StatsAppliedRow), [{"call_id": r.id, "ended_at": r.ended_at} for r in folded]
+                )
+            return len(folded)
+
+        return await self._write("rebuilding the statistics", work)
+
+    async def intervals(
+        self, since: datetime, until: datetime, queues: Sequence[str] | None = None
+    ) -> tuple[tuple[IntervalKey, Counts], ...]:
+        """Rows whose start lies in ``[since, until)``, by start then queue; all queues when ``None``."""
+        query = select(StatsIntervalRow).where(
+            StatsIntervalRow.start >= since, StatsIntervalRow.start < until
+        )
+        if queues is not None:
+            query = query.where(StatsIntervalRow.queue.in_(list(queues)))
+        query = query.order_by(StatsIntervalRow.start, StatsIntervalRow.queue)
+        async with self._session("reading interval statistics") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple((IntervalKey(queue=r.queue, start=r.start), _counts(r)) for r in rows)
+
+    async def missed_calls(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        queue: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[MissedCall]:
+        """Missed calls that ended in ``[since, until)``, newest first; ``status`` ``open`` or ``closed``.
+
+        :raises ValidationError: for a bad cursor.
+        """
+        query = select(StatsMissedRow).where(
+            StatsMissedRow.ended_at >= since, StatsMissedRow.ended_at < until
+        )
+        if queue is not None:
+            query = query.where(StatsMissedRow.queue == queue)
+        if status == "open":
+            query = query.where(StatsMissedRow.closed_at.is_(None), StatsMissedRow.closable.is_(True))
+        elif status == "closed":
+            query = query.where(StatsMissedRow.closed_at.is_not(None))
+        if cursor is not None:
+            key = decode_cursor(cursor)
+            try:
+                at, call_id = datetime.fromisoformat(str(key[0])), str(key[1])
+            except (IndexError, ValueError) as exc:
+                raise ValidationError("invalid cursor") from exc
+            query = query.where(
+                (StatsMissedRow.ended_at < at)
+                | ((StatsMissedRow.ended_at == at) & (StatsMissedRow.call_id < call_id))
+            )
+        query = query.order_by(StatsMissedRow.ended_at.desc(), StatsMissedRow.call_id.desc()).limit(limit + 1)
+        async with self._session("reading missed calls") as session:
+            rows = (await session.scalars(query)).all()
+        kept, next_cursor = _page(rows, limit, lambda r: (r.ended_at.isoformat(), r.call_id))
+        return Page(items=tuple(_missed(r) for r in kept), next=next_cursor)
+
+    async def missed_since(self, since: datetime) -> tuple[MissedCall, ...]:
+        """Every missed call that ended at or after ``since`` (the live board's start)."""
+        query = select(StatsMissedRow).where(StatsMissedRow.ended_at >= since)
+        async with self._session("reading missed calls") as session:
+            rows = (await session.scalars(query)).all()
+        return tuple(_missed(r) for r in rows)
+
+    async def get_setting(self, name: str) -> dict[str, Any] | None:
+        """A wallboard setting's JSON document, ``None`` when never set."""
+        async with self._session("reading a wallboard setting") as session:
+            row = await session.get(WallboardSettingRow, name)
+            return dict(row.value) if row is not None else None
+
+    async def put_setting(self, name: str, value: dict[str, Any], at: datetime, by: str) -> None:
+        """Replace a wallboard setting."""
+        async with self._session("saving a wallboard setting", write=True) as session:
+            statement = _upsert(self._engine, WallboardSettingRow).values(
+                name=name, value=value, updated_at=at, updated_by=by
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[WallboardSettingRow.__table__.c.name],
+                    set_={"value": value, "updated_at": at, "updated_by": by},
+                )
+            )
+
+    async def applied_since(self, since: datetime) -> tuple[str, ...]:
+        """Ids of the calls folded into the rows that ended at or after ``since``."""
+        query = select(StatsAppliedRow.call_id).where(StatsAppliedRow.ended_at >= since)
+        async with self._session("reading folded calls") as session:
+            return tuple((await session.scalars(query)).all())
+
+
+def as_rows(items: Iterable[tuple[IntervalKey, Counts]]) -> dict[IntervalKey, Counts]:
+    """Interval rows as a mapping (tests compare a rebuild with what was materialised)."""
+    return dict(items)

@@ -1,0 +1,108 @@
+"""A headless Debian chromium opens the wallboard of the whole app on the simulated Asterisk, signs in,
+and sees the waiting count go up when a call arrives and down when it is answered (browser).
+
+Chromium and its driver come from Debian (``chromium``, ``chromium-driver``: ``.ci/run`` installs them);
+nothing downloads a browser. The screenshot is left in ``test-artifacts/wallboard.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from callcenter.model.records import QueueRecord
+from callcenter.simulator import SimulatedAsterisk
+from tests.system.conftest import QUEUE, RunningApp
+
+pytestmark = [pytest.mark.system, pytest.mark.browser, pytest.mark.timeout(120)]
+
+CHROMIUM: Final = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER: Final = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS: Final = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS: Final = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1920,1080",
+)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or not Path(DRIVER).exists():
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="cc-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Selenium blocks: run it off the event loop the app under test runs on."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def shown(driver: Any, tile: str, value: str, *, timeout_s: float = 10.0) -> None:
+    """Wait until the wallboard's tile shows ``value`` (its ``data-value``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    seen = None
+    while loop.time() < deadline:
+        seen = await in_thread(lambda: driver.find_element("id", f"tile-{tile}").get_attribute("data-value"))
+        if seen == value:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the wallboard's {tile} showed {seen!r}, not {value!r}, within {timeout_s}s")
+
+
+async def test_the_wallboard_in_chromium_follows_a_call_arriving_and_answered(
+    sim: SimulatedAsterisk, system: RunningApp, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    await system.put_queue(QueueRecord(name=QUEUE, ring_timeout_s=10, wrap_up_s=1, max_wait_s=60))
+    # Alice answers 3 s after her phone starts ringing: long enough to see the caller waiting.
+    sim.set_endpoint(await system.add_agent("alice"), answer_after_s=3.0)
+    base = str(system.http.make_url("/")).rstrip("/")
+
+    await in_thread(browser.get, f"{base}/wallboard")
+    assert "/signin" in await in_thread(lambda: browser.current_url)
+    await in_thread(lambda: browser.find_element(By.ID, "token").send_keys(system.token))
+    await in_thread(lambda: browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click())
+    await shown(browser, "calls_waiting", "0")
+    assert await in_thread(lambda: browser.find_element(By.ID, "status").text) == "live"
+    cookie = await in_thread(lambda: browser.get_cookie("cc_session"))
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    caller = sim.incoming_call("+14155550142", app_args=[QUEUE])
+    await shown(browser, "calls_waiting", "1")
+    waiting_rows = await in_thread(lambda: browser.find_elements(By.CSS_SELECTOR, "#waiting tbody tr"))
+    assert len(waiting_rows) == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard-waiting.png"))
+
+    await shown(browser, "calls_waiting", "0")  # answered
+    sim.hangup(caller)
+    await shown(browser, "calls_offered", "1")
+    await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard.png"))
+    assert (ARTIFACTS / "wallboard.png").stat().st_size > 10_000
