@@ -29,13 +29,11 @@ from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
-
-# -- SMS follow-up (issue 9) --
-from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
-from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.api.session import SESSION_SERVICE, install_session_routes
+from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
 from callcenter.api.stats import STATS_SERVICE, render_wallboard
 from callcenter.api.stats_metrics import StatsCollector
+from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.api.wallboard import install_wallboard_routes
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
@@ -44,22 +42,22 @@ from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME
 from callcenter.auth.service import AuthService
+from callcenter.auth.sessions import SessionService
 from callcenter.callbacks.policy import OfferSettings
 from callcenter.callbacks.service import CallbackService, CallbackSettings
 from callcenter.callbacks.slots import SlotSettings
-from callcenter.auth.sessions import SessionService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError, ValidationError
-from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError
 from callcenter.model.events import CallQueued
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import CallOutcome, Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
-from callcenter.sms.keywords import DEFAULT_RULES, KeywordRules
+from callcenter.sms.keywords import DEFAULT_RULES as DEFAULT_KEYWORD_RULES
+from callcenter.sms.keywords import KeywordRules
 from callcenter.sms.ports import SmsProvider
 from callcenter.sms.quiet import parse_quiet_rules
 from callcenter.sms.rules import SmsRules
@@ -79,9 +77,9 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
-from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.redis_sessions import RedisSessionStore
 from callcenter.store.redis_tail import RedisEventTail
+from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
@@ -92,13 +90,14 @@ from callcenter.store.sql_repos import (
     SqlTokenRepository,
 )
 from callcenter.store.sql_sms import SqlSmsStore
+from callcenter.store.sql_stats import SqlStatsRepository
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail import service as voicemail_service
 from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.ports import SpeechAnalyser
 from callcenter.voicemail.service import VoicemailService
-from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, parse_rules
-from callcenter.store.sql_stats import SqlStatsRepository
+from callcenter.voicemail.triage import DEFAULT_RULES as DEFAULT_TRIAGE_RULES
+from callcenter.voicemail.triage import TriageRules, parse_rules
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -278,29 +277,11 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     except BaseException:
         await stack.aclose()
         raise
-    link: AriLink | None = None
-    if client is not None:
-        dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
-        lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
-
-        async def resync() -> None:
-            # A process taking the lease over first adopts the calls its predecessor queued (they
-            # keep their place and wait), so the resync does not re-queue them as new arrivals.
-            await queue.take_back()
-            await dispatcher.resync()
-
-        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
-        if settings.callback.ivr_offers:
-            offers = AriCallbackOffers(
-                client,
-                dispatcher,
-                queue,
-                callbacks,
-                store.queues,
-                every_s=settings.callback.announce_every_s,
-            )
-            queue.add_step_hook(offers.on_step)
-            stack.push_async_callback(offers.close)
+    link = (
+        _ari_link(settings, session, client, redis, keys, queue, callbacks, store, stack)
+        if client is not None
+        else None
+    )
     stats = build_stats(settings, store, clock)
     services = Services(
         settings=settings,
@@ -368,6 +349,42 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
 
     app.on_cleanup.append(close_adapters)
     return app
+
+
+def _ari_link(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    client: AriClient,
+    redis: aioredis.Redis,
+    keys: RedisKeys,
+    queue: QueueService,
+    callbacks: CallbackService,
+    store: Store,
+    stack: contextlib.AsyncExitStack,
+) -> AriLink:
+    """The ARI link feeding our queue, under the lease, with the callback offers hooked in."""
+    dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
+    lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
+
+    async def resync() -> None:
+        # A process taking the lease over first adopts the calls its predecessor queued (they
+        # keep their place and wait), so the resync does not re-queue them as new arrivals.
+        await queue.take_back()
+        await dispatcher.resync()
+
+    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    if settings.callback.ivr_offers:
+        offers = AriCallbackOffers(
+            client,
+            dispatcher,
+            queue,
+            callbacks,
+            store.queues,
+            every_s=settings.callback.announce_every_s,
+        )
+        queue.add_step_hook(offers.on_step)
+        stack.push_async_callback(offers.close)
+    return link
 
 
 def _background(services: Services) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -566,7 +583,7 @@ def triage_rules(settings: Settings) -> TriageRules:
     """
     path = settings.voicemail.triage_rules
     if path is None:
-        return DEFAULT_RULES
+        return DEFAULT_TRIAGE_RULES
     source = f"CALLCENTER_VOICEMAIL_TRIAGE_RULES={str(path)!r}"
     try:
         text = path.read_text(encoding="utf-8")
@@ -814,7 +831,9 @@ def sms_engine_settings(settings: Settings) -> EngineSettings:
         )
     except ValidationError as exc:
         raise ConfigError(f"CALLCENTER_SMS_QUIET_HOURS / _QUIET_REGIONS / _TRIGGERS: {exc}") from exc
-    keywords = KeywordRules.with_phrases(sms.revocation_phrases) if sms.revocation_phrases else DEFAULT_RULES
+    keywords = (
+        KeywordRules.with_phrases(sms.revocation_phrases) if sms.revocation_phrases else DEFAULT_KEYWORD_RULES
+    )
     return EngineSettings(
         rules=rules,
         templates=sms_templates(settings),

@@ -562,7 +562,7 @@ def _time_zone(raw: str) -> str:
     return raw
 
 
-def _fraction(raw: str) -> float:
+def _unit_fraction(raw: str) -> float:
     value = _non_negative_float(raw)
     if value > 1:
         raise ValueError("expected a fraction between 0 and 1")
@@ -968,7 +968,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         f"{PREFIX}STATS_CONVERSION_RATE",
         "0.1",
-        _fraction,
+        _unit_fraction,
         "Share of calls that would turn into a sale (revenue at risk).",
     ),
     SettingSpec(

@@ -7,14 +7,23 @@ from __future__ import annotations
 
 from typing import Final
 
-from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, sms, tokens
+from callcenter.api import (
+    agents,
+    agi_outcomes,
+    calls,
+    capacity,
+    health,
+    openapi,
+    queues,
+    sms,
+    stats,
+    tokens,
+    voicemails,
+)
 from callcenter.api import callbacks as callback_routes
-from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens, voicemails
-from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, stats, tokens
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
-from callcenter.model.vocabulary import CallbackState, CallOutcome, Role
-from callcenter.model.vocabulary import CallOutcome, Role, VoicemailStatus
+from callcenter.model.vocabulary import CallbackState, CallOutcome, Role, VoicemailStatus
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
 STATS_FILTERS = (

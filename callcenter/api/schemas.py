@@ -14,8 +14,8 @@ from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.api.sms_schemas import SMS_COMPONENTS
-from callcenter.api.voicemail_schemas import VOICEMAIL_COMPONENTS
 from callcenter.api.stats import STATS_COMPONENTS
+from callcenter.api.voicemail_schemas import VOICEMAIL_COMPONENTS
 from callcenter.auth.tokens import Principal
 from callcenter.model.records import (
     ApiToken,

@@ -162,12 +162,12 @@ EVENT_TYPES: typing.Final[dict[str, type[DomainEvent]]] = {
         CallEnded,
         AgentStateChanged,
         AgentQueuesChanged,
+        CallQueued,
+        CallLeftQueue,
         VoicemailRecorded,
         VoicemailTranscribed,
         VoicemailSilent,
     )
-    cls.event_type: cls
-    for cls in (CallEnded, AgentStateChanged, AgentQueuesChanged, CallQueued, CallLeftQueue)
 }
 
 

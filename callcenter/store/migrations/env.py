@@ -14,9 +14,9 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import callcenter.store.sql_voicemails  # noqa: F401  (registers the voicemail tables on Base.metadata)
 from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store import sql_dispatch as _sql_dispatch  # noqa: F401  (its tables join Base.metadata)
-import callcenter.store.sql_voicemails  # noqa: F401  (registers the voicemail tables on Base.metadata)
 from callcenter.store import sql_stats  # noqa: F401  (registers the statistics tables)
 from callcenter.store.sql_models import Base
 
