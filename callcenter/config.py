@@ -222,6 +222,7 @@ class Settings:
     def voicemail_dir(self) -> Path:
         """Where voicemail audio is kept."""
         return self.voicemail.media_dir or self.data_dir / "voicemail"
+
     log: LogSettings
     callback: CallbackConfig = field(default_factory=CallbackConfig)
     sms: SmsSettings = field(default_factory=SmsSettings)
@@ -915,7 +916,10 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Mask card-like numbers (13 or more digits, however spoken) in stored transcripts.",
     ),
     SettingSpec(
-        f"{PREFIX}VOICEMAIL_DIR", "", _text, "Folder of voicemail audio; empty is `voicemail/` in the data dir."
+        f"{PREFIX}VOICEMAIL_DIR",
+        "",
+        _text,
+        "Folder of voicemail audio; empty is `voicemail/` in the data dir.",
     ),
     SettingSpec(
         f"{PREFIX}VOICEMAIL_RETENTION_DAYS",

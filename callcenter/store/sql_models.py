@@ -233,6 +233,7 @@ class PredictionRow(Base):
     p90_s: Mapped[float] = mapped_column(Float())
     announced: Mapped[bool] = mapped_column(Boolean())
 
+
 # The SMS engine's tables live in their own module; importing it here registers them on the metadata
 # Alembic and the schema tests compare against.
 from callcenter.store import sql_sms_models as _sql_sms_models  # noqa: E402, F401
