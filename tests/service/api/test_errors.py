@@ -10,6 +10,7 @@ from aiohttp import web
 
 from callcenter.api.errors import ERROR_TABLE, InvalidJsonError
 from callcenter.api.routing import Route
+from callcenter.callbacks.ports import CallbackExistsError, SlotFullError
 from callcenter.config import HttpSettings
 from callcenter.errors import (
     AsteriskUnavailableError,
@@ -37,6 +38,8 @@ EXPECTED: dict[Exception, tuple[int, str]] = {
     PermissionDeniedError("bad"): (403, "forbidden"),
     NotFoundError("bad"): (404, "not_found"),
     ConflictError("bad"): (409, "conflict"),
+    SlotFullError("bad"): (409, "slot_full"),
+    CallbackExistsError("bad"): (409, "callback_exists"),
     DependencyError("bad"): (503, "unavailable"),
     StoreUnavailableError("bad"): (503, "unavailable"),
     AsteriskUnavailableError("bad"): (503, "unavailable"),
