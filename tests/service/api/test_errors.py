@@ -39,7 +39,7 @@ EXPECTED: dict[Exception, tuple[int, str]] = {
     NotFoundError("bad"): (404, "not_found"),
     ConflictError("bad"): (409, "conflict"),
     SlotFullError("bad"): (409, "slot_full"),
-    CallbackExistsError("bad"): (409, "callback_exists"),
+    CallbackExistsError("bad", existing_id="cb-1"): (409, "callback_exists"),
     DependencyError("bad"): (503, "unavailable"),
     StoreUnavailableError("bad"): (503, "unavailable"),
     AsteriskUnavailableError("bad"): (503, "unavailable"),
