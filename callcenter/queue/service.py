@@ -312,6 +312,7 @@ class QueueService:
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
         self._lanes: dict[str, _Lane] = {}
+        self._lane_of_task: dict[asyncio.Task[None], str] = {}
 
     # ==========================================================================================
     # CallFactSink
@@ -360,8 +361,7 @@ class QueueService:
         From the lane's own task (a fact handled while a command of the same call is awaited) it
         runs at once: waiting for the lane there would wait for itself.
         """
-        lane = self._lanes.get(call_id)
-        if lane is not None and lane.task is not None and lane.task is asyncio.current_task():
+        if self._current_lane() == call_id:
             await work()
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -379,6 +379,12 @@ class QueueService:
             lane.task = asyncio.get_running_loop().create_task(
                 self._run_lane(call_id, lane), name="queue-call"
             )
+            self._lane_of_task[lane.task] = call_id
+
+    def _current_lane(self) -> str | None:
+        """The call whose lane the running code is in, if any."""
+        task = asyncio.current_task()
+        return self._lane_of_task.get(task) if task is not None else None
 
     async def _run_lane(self, call_id: str, lane: _Lane) -> None:
         try:
@@ -392,6 +398,8 @@ class QueueService:
                     if done is not None and not done.done():
                         done.set_result(None)
         finally:
+            if lane.task is not None:
+                self._lane_of_task.pop(lane.task, None)
             lane.task = None
             for _, done in lane.work:  # cancelled at shutdown: nobody waits for ever
                 if done is not None and not done.done():
@@ -885,16 +893,25 @@ class QueueService:
     # ==========================================================================================
 
     async def _dispatch(self) -> None:
-        """Offer waiting callers to agents: the oldest caller first, the longest-idle agent."""
+        """Offer waiting callers to agents: the oldest caller first, the longest-idle agent.
+
+        The originate of an offer runs in the offered call's lane. From a lane (a fact's handling)
+        the dispatch does not wait for those of other calls; elsewhere (the ticker, a request) it
+        returns once they are done.
+        """
         await self._expire_wrap_ups(self._clock.now())
+        started: list[asyncio.Future[None]] = []
         for _ in range(_MAX_OFFERS_PER_DISPATCH):
             choice = self._next_offer(self._clock.now())
             if choice is None:
-                return
+                break
             call_id, agent_id = choice
-            if await self._offer(call_id, agent_id) is _Offer.PBX_DOWN:
-                return
-        logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
+            if await self._offer(call_id, agent_id, started) is _Offer.PBX_DOWN:
+                break
+        else:
+            logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
+        if started and self._current_lane() is None:
+            await asyncio.wait(started)
 
     def _next_offer(self, now: datetime) -> tuple[str, str] | None:
         best: tuple[datetime, str, str] | None = None
@@ -912,7 +929,8 @@ class QueueService:
                 break
         return None if best is None else (best[1], best[2])
 
-    async def _offer(self, call_id: str, agent_id: str) -> _Offer:
+    async def _offer(self, call_id: str, agent_id: str, started: list[asyncio.Future[None]]) -> _Offer:
+        """Offer the call to the agent; the originate runs now in the call's own lane, else is queued there."""
         now = self._clock.now()
         agent = self._agents.get(agent_id)
         step = None
@@ -927,16 +945,39 @@ class QueueService:
         # reach the link before the REST answer does.
         channel = self._new_leg_id()
         self._add_leg(channel, AgentLeg(call_id=call_id, agent_id=agent_id), now)
+        ring = functools.partial(
+            self._ring,
+            call_id,
+            agent_id,
+            agent.endpoint,
+            channel,
+            float((settings or _DEFAULTS).ring_timeout_s),
+            track.caller.display,
+        )
+        if self._current_lane() == call_id:
+            return await ring()
+
+        async def in_its_lane() -> None:
+            try:
+                await ring()
+            except Exception:
+                logger.exception("call %s: offering it to agent %s failed", call_id, agent_id)
+                await self._rescue(call_id)
+
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_in_lane(call_id, in_its_lane, done)
+        started.append(done)
+        return _Offer.MADE
+
+    async def _ring(
+        self, call_id: str, agent_id: str, endpoint: str, channel: str, timeout_s: float, caller_id: str
+    ) -> _Offer:
         try:
             await self._control.ring_agent(
-                agent.endpoint,
-                call_id=call_id,
-                timeout_s=float((settings or _DEFAULTS).ring_timeout_s),
-                caller_id=track.caller.display,
-                channel_id=channel,
+                endpoint, call_id=call_id, timeout_s=timeout_s, caller_id=caller_id, channel_id=channel
             )
         except ChannelGoneError as exc:
-            logger.warning("agent %s: endpoint %s cannot be rung: %s", agent_id, agent.endpoint, exc)
+            logger.warning("agent %s: endpoint %s cannot be rung: %s", agent_id, endpoint, exc)
             reason, result = NoAnswerReason.UNAVAILABLE, _Offer.MADE
         except CallCenterError as exc:
             logger.error(
