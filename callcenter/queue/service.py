@@ -8,11 +8,16 @@ it decides itself, gives the telephony commands that follow through
 Caller safety: a failure concerning a live caller hands the channel back to the dialplan or plays a
 message and hangs up; a handler never raises into the ARI read loop.
 
+Lanes: each call's facts and the telephony commands they lead to run in that call's own lane, one
+after the other (:meth:`submit` queues a fact there and returns; :meth:`handle` waits for it), so the
+ARI link reads on while Asterisk answers, and a slow answer holds up only its own call.
+
 Ordering: the board changes synchronously and the step goes at once, without an await, onto one
-in-order queue (write-behind). A single writer task takes the queued steps and, for each in turn,
-stores it (call record, timeline, agent state) and then publishes its events, so the store and the
-bus see the steps in the order the board made them while the handlers never wait for the store. A
-``CallEnded`` is published only once its call record is stored (held and retried by :meth:`tick`
+in-order queue (write-behind). A single writer task takes everything queued and stores it as one
+batch, in one transaction (:class:`~callcenter.queue.ports.StepStore`; without one, step by step with
+the repositories), then publishes the batch's events in order with one round trip, so the store and
+the bus see the steps in the order the board made them while the handlers never wait for the store.
+A ``CallEnded`` is published only once its call record is stored (held and retried by :meth:`tick`
 otherwise). :meth:`flush` waits for what is queued to be written; :meth:`close` drains at shutdown.
 """
 
