@@ -61,6 +61,7 @@ import os
 import pstats
 import resource
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -912,6 +913,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callcenter bench events", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=None, help="phase 1 calls/s (100)")
@@ -940,6 +945,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.ramp_step_s = args.ramp_step_s if args.ramp_step_s is not None else (5.0 if quick else 10.0)
     if args.rate <= 0 or args.duration_s <= 0 or args.ramp_step_s <= 0:
         parser.error("rates and durations must be positive")
+    # SIGTERM unwinds like Ctrl-C, so the phase's schema, Redis keys and simulator are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     report = asyncio.run(run(args))
     for name, target in report["targets"].items():
         verdict = "pass" if target["pass"] else "FAIL"

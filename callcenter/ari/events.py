@@ -685,8 +685,12 @@ class _Reader:
     def _get(self, key: str) -> object:
         return self._body.get(key, _MISSING)
 
+    # The fast paths (an exact str or dict) come first: every event of a call goes through them.
+
     def text(self, key: str) -> str:
-        value = self._get(key)
+        value = self._body.get(key, _MISSING)
+        if type(value) is str:
+            return value
         if value is _MISSING:
             self.fail(key, "missing key")
         if not isinstance(value, str):
@@ -694,7 +698,10 @@ class _Reader:
         return value
 
     def opt_text(self, key: str, default: str = "") -> str:
-        return default if _absent(self._get(key)) else self.text(key)
+        value = self._body.get(key)
+        if type(value) is str:
+            return value
+        return default if value is None else self.text(key)
 
     def integer(self, key: str) -> int:
         value = self._get(key)
@@ -726,7 +733,9 @@ class _Reader:
         return None if _absent(self._get(key)) else self.time(key)
 
     def child(self, key: str) -> _Reader:
-        value = self._get(key)
+        value = self._body.get(key, _MISSING)
+        if type(value) is dict:
+            return _Reader(value, f"{self._path}{key}.", self._event_type)
         if value is _MISSING:
             self.fail(key, "missing key")
         if not isinstance(value, Mapping):

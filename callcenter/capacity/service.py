@@ -283,20 +283,30 @@ class EstimateService:
     async def _capture_queue(self, queue: str, waiting_now: set[str]) -> int:
         assert self._live is not None
         live = await self._live.live(queue)
-        logged = 0
+        staffing = _staffing(live)
+        records: list[PredictionRecord] = []
+        captured: list[str] = []
         for caller in live.view.waiting:
             waiting_now.add(caller.call_id)
             if caller.call_id in self._captured or caller.position > MAX_POSITION:
                 continue
             estimate = await self._estimate(
-                live, position=caller.position, elapsed_s=caller.wait_s, call_id=caller.call_id
+                live,
+                position=caller.position,
+                elapsed_s=caller.wait_s,
+                call_id=caller.call_id,
+                staffing=staffing,
             )
             if estimate.wait.estimate is None:
                 continue
-            await self._log(estimate, caller.call_id, announced=False)
-            self._captured.add(caller.call_id)
-            logged += 1
-        return logged
+            records += _records(estimate, caller.call_id, announced=False)
+            captured.append(caller.call_id)
+        if records:
+            # One write for every caller of this round: at a hundred new callers a second, one
+            # transaction each would keep the store busy with little else.
+            await self._predictions.add(records)
+        self._captured.update(captured)
+        return len(captured)
 
     async def _live_queue(self, queue: str) -> LiveQueue:
         if self._live is None:
@@ -304,15 +314,22 @@ class EstimateService:
         return await self._live.live(queue)
 
     async def _estimate(
-        self, live: LiveQueue, *, position: int, elapsed_s: float, call_id: str | None
+        self,
+        live: LiveQueue,
+        *,
+        position: int,
+        elapsed_s: float,
+        call_id: str | None,
+        staffing: tuple[int, int] | None = None,
     ) -> Estimate:
-        agents = live.view.agents
+        """:param staffing: ``_staffing(live)``, when the caller computed it already."""
         waiting = live.view.waiting
+        staffed, free = staffing if staffing is not None else _staffing(live)
         snapshot = QueueSnapshot(
             position=position,
             elapsed_s=max(0.0, elapsed_s),
-            agents_staffed=sum(1 for a in agents if a.state in STAFFED_STATES),
-            agents_free=sum(1 for a in agents if a.state is AgentState.AVAILABLE),
+            agents_staffed=staffed,
+            agents_free=free,
             hol_wait_s=max(0.0, waiting[0].wait_s) if waiting else 0.0,
         )
         name = live.view.queue
@@ -342,19 +359,7 @@ class EstimateService:
         return cached.forecast.at(now, zone_of(queue.time_zone))
 
     async def _log(self, estimate: Estimate, call_id: str, *, announced: bool) -> None:
-        chosen = estimate.wait.estimate
-        await self._predictions.add(
-            [
-                PredictionRecord.of(
-                    p,
-                    call_id=call_id,
-                    queue=estimate.queue,
-                    at=estimate.at,
-                    announced=announced and p is chosen,
-                )
-                for p in estimate.wait.predictions
-            ]
-        )
+        await self._predictions.add(_records(estimate, call_id, announced=announced))
 
     # -- accuracy -----------------------------------------------------------------------------------
 
@@ -467,3 +472,22 @@ def _check_window(since: datetime, until: datetime) -> None:
         raise ValidationError("until must be after since")
     if until - since > timedelta(days=MAX_HISTORY_DAYS):
         raise ValidationError(f"the window may span at most {MAX_HISTORY_DAYS} days")
+
+
+def _staffing(live: LiveQueue) -> tuple[int, int]:
+    """Agents of the queue staffed, and free, in a live picture."""
+    agents = live.view.agents
+    staffed = sum(1 for a in agents if a.state in STAFFED_STATES)
+    free = sum(1 for a in agents if a.state is AgentState.AVAILABLE)
+    return staffed, free
+
+
+def _records(estimate: Estimate, call_id: str, *, announced: bool) -> list[PredictionRecord]:
+    """The prediction log's rows of one estimate; ``announced`` marks the one told to the caller."""
+    chosen = estimate.wait.estimate
+    return [
+        PredictionRecord.of(
+            p, call_id=call_id, queue=estimate.queue, at=estimate.at, announced=announced and p is chosen
+        )
+        for p in estimate.wait.predictions
+    ]

@@ -8,11 +8,16 @@ it decides itself, gives the telephony commands that follow through
 Caller safety: a failure concerning a live caller hands the channel back to the dialplan or plays a
 message and hangs up; a handler never raises into the ARI read loop.
 
+Lanes: each call's facts and the telephony commands they lead to run in that call's own lane, one
+after the other (:meth:`submit` queues a fact there and returns; :meth:`handle` waits for it), so the
+ARI link reads on while Asterisk answers, and a slow answer holds up only its own call.
+
 Ordering: the board changes synchronously and the step goes at once, without an await, onto one
-in-order queue (write-behind). A single writer task takes the queued steps and, for each in turn,
-stores it (call record, timeline, agent state) and then publishes its events, so the store and the
-bus see the steps in the order the board made them while the handlers never wait for the store. A
-``CallEnded`` is published only once its call record is stored (held and retried by :meth:`tick`
+in-order queue (write-behind). A single writer task takes everything queued and stores it as one
+batch, in one transaction (:class:`~callcenter.queue.ports.StepStore`; without one, step by step with
+the repositories), then publishes the batch's events in order with one round trip, so the store and
+the bus see the steps in the order the board made them while the handlers never wait for the store.
+A ``CallEnded`` is published only once its call record is stored (held and retried by :meth:`tick`
 otherwise). :meth:`flush` waits for what is queued to be written; :meth:`close` drains at shutdown.
 """
 
@@ -318,6 +323,7 @@ class QueueService:
         self._next_refresh: datetime | None = None
         self._lanes: dict[str, _Lane] = {}
         self._step_hooks: list[StepHook] = []
+        self._lane_of_task: dict[asyncio.Task[None], str] = {}
 
     # ==========================================================================================
     # CallFactSink
@@ -366,8 +372,7 @@ class QueueService:
         From the lane's own task (a fact handled while a command of the same call is awaited) it
         runs at once: waiting for the lane there would wait for itself.
         """
-        lane = self._lanes.get(call_id)
-        if lane is not None and lane.task is not None and lane.task is asyncio.current_task():
+        if self._current_lane() == call_id:
             await work()
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -385,6 +390,12 @@ class QueueService:
             lane.task = asyncio.get_running_loop().create_task(
                 self._run_lane(call_id, lane), name="queue-call"
             )
+            self._lane_of_task[lane.task] = call_id
+
+    def _current_lane(self) -> str | None:
+        """The call whose lane the running code is in, if any."""
+        task = asyncio.current_task()
+        return self._lane_of_task.get(task) if task is not None else None
 
     async def _run_lane(self, call_id: str, lane: _Lane) -> None:
         try:
@@ -398,6 +409,8 @@ class QueueService:
                     if done is not None and not done.done():
                         done.set_result(None)
         finally:
+            if lane.task is not None:
+                self._lane_of_task.pop(lane.task, None)
             lane.task = None
             for _, done in lane.work:  # cancelled at shutdown: nobody waits for ever
                 if done is not None and not done.done():
@@ -896,16 +909,25 @@ class QueueService:
     # ==========================================================================================
 
     async def _dispatch(self) -> None:
-        """Offer waiting callers to agents: the oldest caller first, the longest-idle agent."""
+        """Offer waiting callers to agents: the oldest caller first, the longest-idle agent.
+
+        The originate of an offer runs in the offered call's lane. From a lane (a fact's handling)
+        the dispatch does not wait for those of other calls; elsewhere (the ticker, a request) it
+        returns once they are done.
+        """
         await self._expire_wrap_ups(self._clock.now())
+        started: list[asyncio.Future[None]] = []
         for _ in range(_MAX_OFFERS_PER_DISPATCH):
             choice = self._next_offer(self._clock.now())
             if choice is None:
-                return
+                break
             call_id, agent_id = choice
-            if await self._offer(call_id, agent_id) is _Offer.PBX_DOWN:
-                return
-        logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
+            if await self._offer(call_id, agent_id, started) is _Offer.PBX_DOWN:
+                break
+        else:
+            logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
+        if started and self._current_lane() is None:
+            await asyncio.wait(started)
 
     def _next_offer(self, now: datetime) -> tuple[str, str] | None:
         best: tuple[datetime, str, str] | None = None
@@ -923,7 +945,8 @@ class QueueService:
                 break
         return None if best is None else (best[1], best[2])
 
-    async def _offer(self, call_id: str, agent_id: str) -> _Offer:
+    async def _offer(self, call_id: str, agent_id: str, started: list[asyncio.Future[None]]) -> _Offer:
+        """Offer the call to the agent; the originate runs now in the call's own lane, else is queued there."""
         now = self._clock.now()
         agent = self._agents.get(agent_id)
         step = None
@@ -938,16 +961,39 @@ class QueueService:
         # reach the link before the REST answer does.
         channel = self._new_leg_id()
         self._add_leg(channel, AgentLeg(call_id=call_id, agent_id=agent_id), now)
+        ring = functools.partial(
+            self._ring,
+            call_id,
+            agent_id,
+            agent.endpoint,
+            channel,
+            float((settings or _DEFAULTS).ring_timeout_s),
+            track.caller.display,
+        )
+        if self._current_lane() == call_id:
+            return await ring()
+
+        async def in_its_lane() -> None:
+            try:
+                await ring()
+            except Exception:
+                logger.exception("call %s: offering it to agent %s failed", call_id, agent_id)
+                await self._rescue(call_id)
+
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue_in_lane(call_id, in_its_lane, done)
+        started.append(done)
+        return _Offer.MADE
+
+    async def _ring(
+        self, call_id: str, agent_id: str, endpoint: str, channel: str, timeout_s: float, caller_id: str
+    ) -> _Offer:
         try:
             await self._control.ring_agent(
-                agent.endpoint,
-                call_id=call_id,
-                timeout_s=float((settings or _DEFAULTS).ring_timeout_s),
-                caller_id=track.caller.display,
-                channel_id=channel,
+                endpoint, call_id=call_id, timeout_s=timeout_s, caller_id=caller_id, channel_id=channel
             )
         except ChannelGoneError as exc:
-            logger.warning("agent %s: endpoint %s cannot be rung: %s", agent_id, agent.endpoint, exc)
+            logger.warning("agent %s: endpoint %s cannot be rung: %s", agent_id, endpoint, exc)
             reason, result = NoAnswerReason.UNAVAILABLE, _Offer.MADE
         except CallCenterError as exc:
             logger.error(

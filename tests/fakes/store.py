@@ -18,7 +18,8 @@ from callcenter.errors import ConflictError, NotFoundError, ValidationError
 from callcenter.model.paging import Page, check_limit, decode_cursor, encode_cursor
 from callcenter.model.records import AgentRecord, ApiToken, AuditEntry, CallEvent, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState
-from callcenter.queue.ports import CallFilter
+from callcenter.queue.detection import close_missed_calls
+from callcenter.queue.ports import CallFilter, StepWrite
 
 T = TypeVar("T")
 Key = tuple[Any, ...]
@@ -336,3 +337,48 @@ class InMemoryStore:
             tokens=InMemoryTokenRepository(agents),
             audit=InMemoryAuditLog(),
         )
+
+
+class InMemoryStepStore:
+    """``StepStore`` over the in-memory repositories: the steps in order, every check done first.
+
+    All or nothing like the SQL one: a timeline entry of an unknown call (one not stored before
+    and not in the batch) refuses the whole batch before anything is written. ``fail_next`` makes
+    the next batch raise; ``batches`` records the size of each batch stored.
+    """
+
+    def __init__(self, calls: InMemoryCallRepository, agents: InMemoryAgentRepository) -> None:
+        self.calls = calls
+        self.agents = agents
+        self.batches: list[int] = []
+        self._failures: list[Exception] = []
+
+    def fail_next(self, error: Exception) -> None:
+        self._failures.append(error)
+
+    async def save_steps(self, steps: Sequence[StepWrite]) -> frozenset[str]:
+        if self._failures:
+            raise self._failures.pop(0)
+        known = set(self.calls.calls) | {s.record.id for s in steps if s.record is not None}
+        for step in steps:
+            for entry in step.entries:
+                if entry.call_id not in known:
+                    raise NotFoundError(f"call {entry.call_id!r} not found")
+        missing = frozenset(
+            s.agent_id for step in steps for s in step.states if s.agent_id not in self.agents.agents
+        )
+        for step in steps:
+            if step.record is not None:
+                await self.calls.upsert(step.record)
+            for entry in step.entries:
+                await self.calls.append_event(entry.call_id, entry.at, entry.kind, dict(entry.detail))
+            for state in step.states:
+                if state.agent_id not in missing:
+                    await self.agents.set_state(state.agent_id, state.state, state.occurred_at)
+            if step.close_missed is not None:
+                caller, reached_at = step.close_missed
+                missed = await self.calls.open_missed(caller, before=reached_at)
+                for record in close_missed_calls(missed, caller=caller, reached_at=reached_at):
+                    await self.calls.upsert(record)
+        self.batches.append(len(steps))
+        return missing

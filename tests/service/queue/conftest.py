@@ -25,7 +25,7 @@ from callcenter.queue.detection import (
 )
 from callcenter.queue.service import QueueService
 from tests.fakes.bus import InMemoryEventBus
-from tests.fakes.store import InMemoryStore
+from tests.fakes.store import InMemoryStepStore, InMemoryStore
 from tests.fakes.telephony import RecordingCallControl
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ def make_harness(clock: FakeClock) -> MakeHarness:
         logged_in: Sequence[str] = (),
         start: bool = True,
         store: InMemoryStore | None = None,
+        steps: InMemoryStepStore | None = None,
     ) -> Harness:
         store = store or InMemoryStore.create()
         for queue in queues:
@@ -184,7 +185,7 @@ def make_harness(clock: FakeClock) -> MakeHarness:
         for record in agents:
             await store.agents.add(record)
         control, bus = RecordingCallControl(), InMemoryEventBus()
-        service = QueueService(control, store.calls, store.agents, store.queues, bus, clock)
+        service = QueueService(control, store.calls, store.agents, store.queues, bus, clock, steps=steps)
         harness = Harness(service, control, store, bus, clock)
         if start:
             await service.start()
