@@ -292,7 +292,7 @@ async def test_given_queue_full_when_second_caller_arrives_then_full_and_first_s
     lab: Lab, observer: AriObserver
 ) -> None:
     await lab.silent_phone(lab.phones[0])
-    waiting = await lab.call(hold_ms=9000, exten=APP_QUEUE_EXTENS["full"])
+    waiting = await lab.call(hold_ms=12_000, exten=APP_QUEUE_EXTENS["full"])
 
     def first_in_queue() -> bool:
         channel = observer.channel_of_caller(waiting.number)
