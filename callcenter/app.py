@@ -252,7 +252,12 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
     recorder = CallOutcomeRecorder(
-        store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
+        store.calls,
+        bus,
+        clock,
+        queues=store.queues,
+        agents=store.agents,
+        default_region=settings.default_region,
     )
     app[AGI_OUTCOME_RECORDER] = recorder
     app.cleanup_ctx.append(_background(services))

@@ -43,7 +43,7 @@ async def test_given_stasis_app_not_connected_when_caller_enters_ari_queue_then_
     call_id = await lab.call_id(caller)
     call = await lab.app.decided(call_id)
     assert (call["outcome"], call["entry_point"], call["queue"]) == ("answered", "agi", "cc-lab")
-    assert call["agent_id"] == first.endpoint and phone.count("ANSWERED") == 1
+    assert call["agent_id"] == first.agent_id and phone.count("ANSWERED") == 1
     assert observer.variable(call_id, "STASISSTATUS")[-1:] == ["FAILED"]
     runs = [app for app, _ in observer.apps_run(call_id)]
     assert runs.index("Stasis") < runs.index("Queue"), runs
