@@ -335,7 +335,12 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[CALLBACK_SERVICE] = callbacks
     app[VOICEMAIL_SERVICE] = voicemails
     recorder = CallOutcomeRecorder(
-        store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
+        store.calls,
+        bus,
+        clock,
+        queues=store.queues,
+        agents=store.agents,
+        default_region=settings.default_region,
     )
     app[AGI_OUTCOME_RECORDER] = recorder
     if sms is not None:

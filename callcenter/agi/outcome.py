@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from callcenter.asterisk_names import (
 from callcenter.bus import EventBus
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, NotFoundError, ValidationError
+from callcenter.model.paging import MAX_LIMIT
 from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import CallOutcome
 from callcenter.queue.agi_outcomes import AppQueueReport, QueueStatus, decide, timeline
@@ -51,7 +53,7 @@ from callcenter.queue.detection import (
     to_call_ended,
     to_record,
 )
-from callcenter.queue.ports import CallRepository, QueueRepository
+from callcenter.queue.ports import AgentRepository, CallRepository, QueueRepository
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +140,12 @@ def read_report(values: Mapping[str, str], *, received_at: datetime) -> AppQueue
     )
 
 
+def _endpoint_key(endpoint: str) -> tuple[str, str]:
+    """``PJSIP/1001`` and ``pjsip/1001`` are one endpoint: the technology is case-insensitive."""
+    tech, _, resource = endpoint.strip().partition("/")
+    return tech.upper(), resource
+
+
 def _epoch(raw: str) -> datetime | None:
     """``1795459766.123`` (Unix seconds on Asterisk's clock) as a UTC time; ``None`` if it is not one."""
     try:
@@ -178,6 +186,9 @@ class CallOutcomeRecorder:
 
     :param queues: where a queue's ``short_abandon_s`` is read (the default applies to queues not
         configured here, as is usual on ``app_queue`` sites).
+    :param agents: where the member who answered (``MEMBERINTERFACE``, e.g. ``PJSIP/1001``) is
+        looked up by endpoint, so the call names our agent id as ARI calls do; a member who is no
+        agent of ours (or without this repository) is named by the interface itself.
     """
 
     def __init__(
@@ -187,12 +198,14 @@ class CallOutcomeRecorder:
         clock: Clock,
         *,
         queues: QueueRepository | None = None,
+        agents: AgentRepository | None = None,
         default_region: str = "US",
     ) -> None:
         self._calls = calls
         self._bus = bus
         self._clock = clock
         self._queues = queues
+        self._agents = agents
         self._region = default_region
         self._lock = asyncio.Lock()
 
@@ -212,6 +225,9 @@ class CallOutcomeRecorder:
                 )
                 return existing
             short_abandon_s = await self._short_abandon_s(report.queue)
+            if report.member_interface is not None:
+                agent_id = await self._agent_of(report.member_interface)
+                report = dataclasses.replace(report, member_interface=agent_id)
             track = decide(report, short_abandon_s=short_abandon_s, default_region=self._region)
             record = to_record(track)
             await self._calls.upsert(record)
@@ -244,6 +260,25 @@ class CallOutcomeRecorder:
         except CallCenterError as exc:
             logger.warning("queue %s: settings not read (%s); default short-abandon threshold", queue, exc)
             return DEFAULT_SHORT_ABANDON_S
+
+    async def _agent_of(self, interface: str) -> str:
+        """Our agent whose endpoint is ``interface`` (technology case-insensitive), else ``interface``."""
+        if self._agents is None:
+            return interface
+        wanted = _endpoint_key(interface)
+        cursor: str | None = None
+        try:
+            while True:
+                page = await self._agents.list(cursor=cursor, limit=MAX_LIMIT)
+                for agent in page.items:
+                    if _endpoint_key(agent.endpoint) == wanted:
+                        return agent.id
+                if page.next is None:
+                    return interface
+                cursor = page.next
+        except CallCenterError as exc:
+            logger.warning("agent of member %s not looked up (%s): named by the interface", interface, exc)
+            return interface
 
     async def _timeline(self, report: AppQueueReport, record: CallRecord) -> None:
         try:

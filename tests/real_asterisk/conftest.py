@@ -155,6 +155,7 @@ APP_QUEUE_EXTENS: Final = {
     "continue": "204",  # cc-lab, max wait 60 s, option c
     "unknown": "205",  # a queue app_queue does not know
     "leave": "206",  # cc-lab-leave: agent1 whose state the test sets (LEAVE_QUEUE_DEVICE)
+    "ari-entry": "208",  # Gosub(callcenter-queue,s,1(cc-lab)): Stasis, app_queue when it fails
 }
 #: Extension that answers, runs ``AGI(${CC_AGI_URL}/voice-lab)``, sets ``CC_LAB_AFTER=${AGISTATUS}``,
 #: plays ``vm-goodbye`` and hangs up (``test_agi_channel.py``).
@@ -610,9 +611,16 @@ async def apps(asterisk: AsteriskTarget, tmp_path: Path) -> AsyncIterator[Apps]:
 
 
 @pytest.fixture
-async def lab(apps: Apps, ari: Ari, tmp_path: Path) -> AsyncIterator[Lab]:
+def app_overrides() -> dict[str, str]:
+    """Settings of the app under test beyond the defaults (a test module may override the fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def lab(apps: Apps, ari: Ari, tmp_path: Path, app_overrides: dict[str, str]) -> AsyncIterator[Lab]:
     """The app, its ARI link up, with the queue on real-time timings and its agents logged out."""
-    app = await apps.start(agi_enabled="1", agi_host=AGI_HOST, agi_port=str(_free_tcp_port(AGI_HOST)))
+    agi = {"agi_enabled": "1", "agi_host": AGI_HOST, "agi_port": str(_free_tcp_port(AGI_HOST))}
+    app = await apps.start("app1", wait_up=True, **(agi | app_overrides))
     await app.put_queue(REAL_QUEUE)
     for phone in AGENT_PHONES:
         await app.add_agent(phone.agent_id, endpoint=phone.endpoint, queues=(QUEUE,), login=False)

@@ -18,12 +18,12 @@ from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, VAR_OUTCOME
 from callcenter.errors import StoreUnavailableError
 from callcenter.model.events import CallEnded
-from callcenter.model.records import CallRecord, QueueRecord
+from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import CallOutcome, EntryPoint
 from callcenter.simulator.agi_peer import AgiCallModel, AgiPeer
 from tests.conftest import FakeClock
 from tests.fakes.bus import InMemoryEventBus
-from tests.fakes.store import InMemoryCallRepository, InMemoryQueueRepository
+from tests.fakes.store import InMemoryAgentRepository, InMemoryCallRepository, InMemoryQueueRepository
 from tests.integration.agi.conftest import serve_peers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -159,6 +159,26 @@ async def test_the_answered_call_keeps_its_agent_wait_and_talk_time(hook: Hook) 
     assert (record.agent_id, record.wait_s, record.talk_s, record.position) == ("PJSIP/1002", 7.0, 53.0, 1)
     kinds = [e.kind for e in await hook.calls.events(LINKEDID)]
     assert kinds == ["arrived", "queued", "answered", "caller_hung_up", "ended"]
+
+
+async def test_the_member_who_answered_is_named_by_our_agent_with_that_endpoint(clock: FakeClock) -> None:
+    calls, queues, bus = InMemoryCallRepository(), InMemoryQueueRepository(), InMemoryEventBus()
+    agents = InMemoryAgentRepository(queues)
+    await agents.add(AgentRecord(id="ann", name="Ann", endpoint="PJSIP/1002"))
+    await agents.add(AgentRecord(id="bob", name="Bob", endpoint="PJSIP/1003"))
+    recorder = CallOutcomeRecorder(calls, bus, clock, queues=queues, agents=agents)
+    hook = Hook(calls, queues, bus, recorder)
+
+    # The technology's case does not matter; a member who is no agent of ours keeps the interface.
+    await hook.report(_channel(MEMBERINTERFACE="pjsip/1002", QEHOLDTIME="7"))
+    await hook.report(
+        _channel(UNIQUEID="1795459760.99", **{"CHANNEL(linkedid)": "1795459760.99"}, MEMBERINTERFACE="SIP/9")
+    )
+
+    assert (await calls.get(LINKEDID)).agent_id == "ann"
+    assert [e.agent_id for e in hook.ended()] == ["ann", "SIP/9"]
+    answered = [e.detail for e in await calls.events(LINKEDID) if e.kind == "answered"]
+    assert answered == [{"agent_id": "ann"}]
 
 
 async def test_a_caller_who_hangs_up_quickly_is_a_short_abandon(hook: Hook) -> None:
