@@ -193,6 +193,10 @@ class CallbackService:
 
     # -- numbers ------------------------------------------------------------------------------------
 
+    async def queue_settings(self, queue: str) -> QueueRecord:
+        """:raises NotFoundError:"""
+        return await self._queues.get(queue)
+
     def number_check(self, raw: str) -> NumberCheck:
         """Whether ``raw`` may be called back, and its E.164 form or the refusal."""
         return check_callback_number(
@@ -217,11 +221,19 @@ class CallbackService:
         No estimate (no agent, no history, no live board, the predictor failing): no offer, and
         ``wait`` is ``None``, so nothing is announced that could be wrong.
         """
+        return await self.offer_with(queue, await self._wait(queue, call_id))
+
+    async def offer_with(
+        self, queue: str, wait: WaitFigures | None, *, settings: OfferSettings | None = None
+    ) -> CallbackOffer:
+        """The offer for a caller whose wait is ``wait`` (estimated elsewhere: an ``app_queue`` site).
+
+        :param settings: the offer rule to apply instead of this service's.
+        """
         record = await self._queues.get(queue)
         now = self._clock.now()
-        wait = await self._wait(queue, call_id)
         closes = closing_time(business_hours(record.business_hours, record.holidays, record.time_zone), now)
-        settings = self._settings.offer
+        settings = settings or self._settings.offer
         decision = offer_decision(wait, now=now, closes_at=closes, slot_available=False, settings=settings)
         if (
             settings.later
@@ -231,7 +243,7 @@ class CallbackService:
             try:
                 has_slot = bool(await self.next_slots(queue, count=1))
             except CallCenterError as exc:
-                logger.warning("callback offer for %s: slots unknown: %s", call_id, exc)
+                logger.warning("callback offer in %s: slots unknown: %s", queue, exc)
                 has_slot = False
             decision = offer_decision(
                 wait, now=now, closes_at=closes, slot_available=has_slot, settings=settings
