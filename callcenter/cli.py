@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter import cli_agents, cli_capacity, cli_simulate
+from callcenter import cli_agents, cli_capacity, cli_prompts, cli_simulate
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_simulate.add_subcommand(sub)
     cli_agents.add_subcommands(sub)
     cli_capacity.add_subcommands(sub)
+    cli_prompts.add_subcommands(sub)
     return parser
 
 
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_bench(args.name, args.args)
         if args.command == "simulate":
             return cli_simulate.run(args)
+        if args.command == "prompts":
+            return cli_prompts.run(args)
         settings = Settings.from_os_environ()
         configure_logging(settings.log)
         return asyncio.run(_dispatch(args, settings))
