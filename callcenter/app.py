@@ -9,7 +9,7 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
@@ -22,8 +22,9 @@ from redis import asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from callcenter.agi.offers import CallbackOfferScript
 from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
-from callcenter.agi.server import start_agi_server
+from callcenter.agi.server import ScriptHandler, start_agi_server
 from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
@@ -40,7 +41,7 @@ from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
-from callcenter.asterisk_names import AGI_CALL_OUTCOME
+from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
 from callcenter.callbacks.policy import OfferSettings
@@ -347,7 +348,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         app[SMS_HTTP] = SmsHttp(engine=sms, webhooks=sms_webhook_settings(settings))
     app.cleanup_ctx.append(_background(services))
     if settings.agi.enabled:
-        app.cleanup_ctx.append(_agi_server(settings, recorder))
+        offer_script = CallbackOfferScript(callbacks, estimates, clock)
+        app.cleanup_ctx.append(_agi_server(settings, recorder, {AGI_CALLBACK_OFFER: offer_script}))
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
@@ -515,12 +517,12 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
 
 
 def _agi_server(
-    settings: Settings, recorder: CallOutcomeRecorder
+    settings: Settings, recorder: CallOutcomeRecorder, more: Mapping[str, ScriptHandler] | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The FastAGI server for the life of the application; it stops before the store closes."""
 
     async def run(_: web.Application) -> AsyncIterator[None]:
-        handlers = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
+        handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder), **(more or {})}
         async with start_agi_server(settings.agi, handlers, shutdown_grace_s=settings.shutdown_grace_s):
             yield
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from callcenter import cli_agents, cli_capacity, cli_simulate, cli_transcribe
+from callcenter import cli_agents, cli_capacity, cli_prompts, cli_simulate
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--transcribe", action="store_true", help="transcribe voicemails (the model runs in a child process)"
     )
+    cli_prompts.add_subcommands(sub)
     return parser
 
 
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_bench(args.name, args.args)
         if args.command == "simulate":
             return cli_simulate.run(args)
+        if args.command == "prompts":
+            return cli_prompts.run(args)
         settings = Settings.from_os_environ()
         configure_logging(settings.log)
         if args.command in cli_transcribe.COMMANDS:

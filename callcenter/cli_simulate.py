@@ -31,6 +31,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from callcenter.callbacks.simulate import CallbackPolicy as CallbackSimPolicy
+from callcenter.callbacks.simulate import CallbackSimConfig, Variant, simulate_callbacks
+from callcenter.callbacks.slots import SlotSettings
 from callcenter.capacity.erlang import MAX_AGENTS, QueueModel
 from callcenter.capacity.simulate import (
     MAX_ARRIVALS,
@@ -232,7 +235,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--callback-policy",
         choices=[p.value for p in CallbackPolicy],
         default=CallbackPolicy.NONE.value,
-        help="none (default); keep-place and slots come with the callback-offer issue",
+        help="none (default); keep-place or slots also simulate 09:00-17:00 days of callback offers "
+        "(our policy against a naive baseline): offers, acceptances and promises kept",
     )
     parser.add_argument(
         "--service-level-s",
@@ -254,14 +258,93 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         result = simulate(config)
+        callbacks = _simulate_callbacks(args)
     except CallCenterError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result_json(config, result), allow_nan=False))
+        body = result_json(config, result)
+        if callbacks is not None:
+            body["callbacks"] = callbacks
+            inputs = body["inputs"]
+            assert isinstance(inputs, dict)
+            inputs["callback_policy"] = args.callback_policy
+        print(json.dumps(body, allow_nan=False))
     else:
-        print(render_table(config, result))
+        table = render_table(config, result)
+        if callbacks is not None:
+            # The queue ran without callbacks; their own simulation reports below.
+            table = "\n".join(line for line in table.splitlines() if not line.startswith("callbacks: policy"))
+            table += "\n" + _callback_lines(callbacks)
+        print(table)
     return 0
+
+
+# --- callback policies ------------------------------------------------------------------------------
+
+
+def _callback_config(args: argparse.Namespace, policy: CallbackPolicy) -> CallbackSimConfig:
+    """The callback day matching the options: flat rate, 09:00-17:00, as many days as the arrivals fill.
+
+    :raises ValidationError: for a profile or an infinite patience (the day needs both flat and finite).
+    """
+    if args.profile is not None or args.arrival_rate is None or args.agents is None:
+        raise ValidationError(
+            f"--callback-policy {policy.value}: needs --agents and --arrival-rate (no profile)"
+        )
+    if not math.isfinite(args.patience):
+        raise ValidationError(f"--callback-policy {policy.value}: needs a finite --patience")
+    days = max(1, min(60, math.ceil(args.arrivals / max(1.0, args.arrival_rate * 8.0))))
+    return CallbackSimConfig(
+        agents=args.agents,
+        rate_per_hour=args.arrival_rate,
+        surge=(0.0, 0.0, 1.0),
+        aht_s=args.aht,
+        patience_s=args.patience,
+        callback_handle_s=args.aht,
+        policy=CallbackSimPolicy(policy.value),
+        slots=SlotSettings(callback_handle_s=args.aht),
+        answer_within_s=args.service_level_s,
+        days=days,
+        seed=args.seed,
+    )
+
+
+def _simulate_callbacks(args: argparse.Namespace) -> dict[str, object] | None:
+    """Offers, acceptances and promises kept by our policy (and the naive baseline) on 09:00-17:00 days."""
+    policy = CallbackPolicy(args.callback_policy)
+    if policy is CallbackPolicy.NONE:
+        return None
+    config = _callback_config(args, policy)
+    results = simulate_callbacks(config)
+    ours = results[Variant.OURS].as_json()
+    return {
+        "policy": policy.value,
+        "days": config.days,
+        "offered": ours["offers"],
+        "accepted": ours["accepted"],
+        "kept": results[Variant.OURS].kept,
+        "kept_rate": ours["kept_rate"],
+        "ours": ours,
+        "naive": results[Variant.NAIVE].as_json(),
+    }
+
+
+def _callback_lines(callbacks: dict[str, object]) -> str:
+    ours, naive = callbacks["ours"], callbacks["naive"]
+    assert isinstance(ours, dict) and isinstance(naive, dict)
+    rows = [("offer rate", "offer_rate"), ("acceptance", "acceptance_rate"), ("promises kept", "kept_rate")]
+    lines = [
+        f"callbacks ({callbacks['policy']}, {callbacks['days']} days of 09:00-17:00):",
+        f"{'':26}{'ours':>12}{'naive':>12}",
+    ]
+    for label, key in rows:
+        lines.append(f"{label:26}{_share(ours.get(key)):>12}{_share(naive.get(key)):>12}")
+    return "\n".join(lines)
+
+
+def _share(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,10 +361,9 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     """
     policy = CallbackPolicy(args.callback_policy)
     if policy is not CallbackPolicy.NONE:
-        raise ValidationError(
-            f"--callback-policy {policy.value}: not simulated yet; it comes with the callback-offer issue "
-            "(use none)"
-        )
+        # The callback day is its own simulation (callcenter.callbacks.simulate); this one runs without.
+        _callback_config(args, policy)
+        policy = CallbackPolicy.NONE
     if args.profile is not None:
         profile = read_profile(args.profile, agents=args.agents, interval_min=args.interval_min)
     else:

@@ -17,6 +17,7 @@ check of today's and tomorrow's bookings (``CallbackSlotOverCommitted`` alerts).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -29,12 +30,14 @@ from callcenter.bus import EventBus
 from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.numbers import NumberCheck, NumberRefusal, check_callback_number
 from callcenter.callbacks.policy import (
+    SWEEP_LEAD_S,
     AgentNow,
     LiveCaller,
     NoOfferReason,
     OfferDecision,
     OfferSettings,
     WaitFigures,
+    closing_sweep,
     closing_time,
     due_callbacks,
     offer_decision,
@@ -91,6 +94,8 @@ class CallbackSettings:
     :param allowed_regions: ISO regions called back; empty allows all.
     :param plan_ttl_s: how long a day's plan (forecast and schedules) is reused.
     :param commitment_check_s: how often bookings are checked against the current plan.
+    :param sweep_lead_s: the closing-time sweep offers a callback to a caller whose wait (80th
+        percentile) would end later than this before closing.
     """
 
     slots: SlotSettings = field(default_factory=SlotSettings)
@@ -102,11 +107,12 @@ class CallbackSettings:
     allowed_regions: tuple[str, ...] = ()
     plan_ttl_s: float = 300.0
     commitment_check_s: float = 300.0
+    sweep_lead_s: float = SWEEP_LEAD_S
 
     def __post_init__(self) -> None:
         if not 1 <= self.horizon_days <= 30:
             raise ValidationError(f"horizon_days must be from 1 to 30, not {self.horizon_days!r}")
-        for name in ("grace_s", "due_lead_s", "plan_ttl_s", "commitment_check_s"):
+        for name in ("grace_s", "due_lead_s", "plan_ttl_s", "commitment_check_s", "sweep_lead_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0.0:
                 raise ValidationError(f"{name} must be at least 0, not {value!r}")
@@ -144,6 +150,7 @@ class CallbackOffer:
     at: datetime
     wait: WaitFigures | None
     decision: OfferDecision
+    recheck_in_s: float | None = None  # when the closing-time sweep would reach this caller
 
 
 @dataclass(slots=True)
@@ -193,6 +200,10 @@ class CallbackService:
 
     # -- numbers ------------------------------------------------------------------------------------
 
+    async def queue_settings(self, queue: str) -> QueueRecord:
+        """:raises NotFoundError:"""
+        return await self._queues.get(queue)
+
     def number_check(self, raw: str) -> NumberCheck:
         """Whether ``raw`` may be called back, and its E.164 form or the refusal."""
         return check_callback_number(
@@ -217,11 +228,29 @@ class CallbackService:
         No estimate (no agent, no history, no live board, the predictor failing): no offer, and
         ``wait`` is ``None``, so nothing is announced that could be wrong.
         """
+        return await self.offer_with(queue, await self._wait(queue, call_id))
+
+    async def offer_with(
+        self, queue: str, wait: WaitFigures | None, *, settings: OfferSettings | None = None
+    ) -> CallbackOffer:
+        """The offer for a caller whose wait is ``wait`` (estimated elsewhere: an ``app_queue`` site).
+
+        :param settings: the offer rule to apply instead of this service's.
+        """
         record = await self._queues.get(queue)
         now = self._clock.now()
-        wait = await self._wait(queue, call_id)
         closes = closing_time(business_hours(record.business_hours, record.holidays, record.time_zone), now)
-        settings = self._settings.offer
+        settings = settings or self._settings.offer
+        recheck_in_s: float | None = None
+        if wait is not None and closes is not None:
+            if closing_sweep(
+                [("caller", wait.p80_s)], now=now, closes_at=closes, lead_s=self._settings.sweep_lead_s
+            ):
+                # Closing-time sweep: the wait runs past closing, so offer now, threshold or not.
+                settings = dataclasses.replace(settings, wait_threshold_s=0.0)
+            else:
+                sweep_at = closes - timedelta(seconds=wait.p80_s + self._settings.sweep_lead_s)
+                recheck_in_s = max(0.0, (sweep_at - now).total_seconds())
         decision = offer_decision(wait, now=now, closes_at=closes, slot_available=False, settings=settings)
         if (
             settings.later
@@ -231,12 +260,12 @@ class CallbackService:
             try:
                 has_slot = bool(await self.next_slots(queue, count=1))
             except CallCenterError as exc:
-                logger.warning("callback offer for %s: slots unknown: %s", call_id, exc)
+                logger.warning("callback offer in %s: slots unknown: %s", queue, exc)
                 has_slot = False
             decision = offer_decision(
                 wait, now=now, closes_at=closes, slot_available=has_slot, settings=settings
             )
-        return CallbackOffer(at=now, wait=wait, decision=decision)
+        return CallbackOffer(at=now, wait=wait, decision=decision, recheck_in_s=recheck_in_s)
 
     async def _wait(self, queue: str, call_id: str) -> WaitFigures | None:
         if self._estimates is None:

@@ -238,6 +238,21 @@ class EstimateService:
             position = len(waiting) + 1
         return await self._estimate(live, position=position, elapsed_s=elapsed_s, call_id=call_id)
 
+    async def estimate_snapshot(
+        self, queue: str, snapshot: QueueSnapshot, *, call_id: str | None = None
+    ) -> Estimate:
+        """The estimate for a caller whose situation was read elsewhere (an ``app_queue`` site's
+        ``QUEUEPOSITION`` and members), with what this queue's calls taught. Not logged.
+
+        :raises NotFoundError: for an unknown queue. :raises ValidationError: a position out of range.
+        """
+        record = await self._queues.get(queue)
+        now = self._clock.now()
+        prior = await self._prior(record, now)
+        online = self.online(queue)
+        inputs = model_inputs(online, prior, prior_calls=self._settings.prior_calls)
+        return Estimate(queue=queue, at=now, call_id=call_id, wait=estimate_wait(snapshot, inputs, online))
+
     async def announce(self, queue: str, call_id: str) -> Estimate:
         """The estimate of a waiting call, logged with QL-A marked as announced (what the caller hears).
 

@@ -67,6 +67,11 @@ class OfferView(Protocol):
     @property
     def decision(self) -> OfferDecision: ...
 
+    @property
+    def recheck_in_s(self) -> float | None:
+        """When to ask again at the latest (the closing-time sweep), ``None``: at the usual pace."""
+        ...
+
 
 class BookingView(Protocol):
     @property
@@ -170,12 +175,15 @@ class CallbackOfferFlow:
                 return FlowOutcome.CALLBACK
             done = 0
             while rounds is None or done < rounds:
-                if await self._round() is FlowOutcome.CALLBACK:
+                outcome, recheck_in_s = await self._round()
+                if outcome is FlowOutcome.CALLBACK:
                     return FlowOutcome.CALLBACK
                 done += 1
                 if rounds is None or done < rounds:
-                    # The wait between rounds; a key pressed meanwhile is not an answer to anything.
-                    await self._channel.get_digits(1, every_s)
+                    # The wait between rounds (shorter when the closing-time sweep is due sooner);
+                    # a key pressed meanwhile is not an answer to anything.
+                    pause_s = every_s if recheck_in_s is None else max(1.0, min(every_s, recheck_in_s))
+                    await self._channel.get_digits(1, pause_s)
             return FlowOutcome.STAYED
         except ChannelHungUpError:
             return FlowOutcome.HUNG_UP
@@ -185,23 +193,24 @@ class CallbackOfferFlow:
         try:
             if await self._repeat_caller() is FlowOutcome.CALLBACK:
                 return FlowOutcome.CALLBACK
-            return await self._round()
+            return (await self._round())[0]
         except ChannelHungUpError:
             return FlowOutcome.HUNG_UP
 
     # -- rounds -------------------------------------------------------------------------------------
 
-    async def _round(self) -> FlowOutcome:
+    async def _round(self) -> tuple[FlowOutcome, float | None]:
+        """One announcement and offer; the outcome, and when the sweep wants the next round."""
         try:
             offer = await self._desk.offer(self._call.queue, self._call.call_id)
         except CallCenterError:
-            return FlowOutcome.STAYED  # no estimate: nothing said that could be wrong
+            return FlowOutcome.STAYED, None  # no estimate: nothing said that could be wrong
         announcement = self._announcement(offer.wait)
         if announcement:  # nothing without an estimate: the music plays on
             await self._channel.play(*announcement)
         if not offer.decision.offer:
-            return FlowOutcome.STAYED
-        return await self._menu(offer.decision, offer.at)
+            return FlowOutcome.STAYED, offer.recheck_in_s
+        return await self._menu(offer.decision, offer.at), None
 
     def _announcement(self, wait: WaitFigures | None) -> list[Media]:
         if wait is None:

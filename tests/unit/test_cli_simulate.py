@@ -106,11 +106,7 @@ def _exit_status(argv: list[str]) -> int:
         ),
         (
             ["--agents", "3", "--arrival-rate", "100", "--callback-policy", "keep-place"],
-            "--callback-policy keep-place: not simulated yet; it comes with the callback-offer issue",
-        ),
-        (
-            ["--agents", "3", "--arrival-rate", "100", "--callback-policy", "slots"],
-            "--callback-policy slots: not simulated yet",
+            "--callback-policy keep-place: needs a finite --patience",
         ),
     ],
 )
@@ -315,3 +311,55 @@ def test_the_subcommand_plugs_into_the_callcenter_parser(capsys: pytest.CaptureF
     assert args.command == "simulate" and run(args) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["predictors"]["qla"]["scored"] == 0 and report["predictors"]["qla"]["rel_rmse"] is None
+
+
+@pytest.mark.parametrize("policy", ["keep-place", "slots"])
+def test_callback_policy_reports_offers_acceptances_and_promises_kept_against_a_naive_baseline(
+    policy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A flat day: long waits need a busy queue, slots need agents to spare; 14 agents give both a little.
+    agents = "12" if policy == "keep-place" else "14"
+    argv = [
+        "--agents",
+        agents,
+        "--arrival-rate",
+        "110",
+        "--aht",
+        "300",
+        "--patience",
+        "600",
+        "--arrivals",
+        "900",
+    ]
+    assert main([*argv, "--no-predictors", "--callback-policy", policy, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    callbacks = report["callbacks"]
+    assert report["inputs"]["callback_policy"] == policy
+    assert callbacks["policy"] == policy and callbacks["days"] == 2
+    ours, naive = callbacks["ours"], callbacks["naive"]
+    assert ours["arrivals"] == naive["arrivals"] > 0  # the same callers for both
+    assert callbacks["offered"] == ours["offers"] > 0
+    assert 0 < callbacks["accepted"] <= callbacks["offered"]
+    assert 0.0 <= callbacks["kept_rate"] <= 1.0
+    assert ours["callbacks"] == callbacks["accepted"]
+    other = "slots" if policy == "keep-place" else "keep_place"
+    assert ours[other] == 0
+
+
+def test_callback_policy_table_compares_ours_and_naive(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--agents",
+        "12",
+        "--arrival-rate",
+        "110",
+        "--aht",
+        "300",
+        "--patience",
+        "600",
+        "--arrivals",
+        "900",
+    ]
+    assert main([*argv, "--no-predictors", "--callback-policy", "keep-place"]) == 0
+    out = capsys.readouterr().out
+    assert "callbacks (keep-place, 2 days of 09:00-17:00)" in out and "promises kept" in out
+    assert "callbacks: policy none" not in out

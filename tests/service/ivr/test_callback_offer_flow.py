@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from callcenter.callbacks.ports import SlotFullError
 from callcenter.model.callbacks import ActorKind, CallbackKind
 from callcenter.model.vocabulary import CallbackState
@@ -204,3 +206,23 @@ async def test_periodic_rounds_re_estimate_every_time(offer: Offer) -> None:
         "there-are", "#1", "callers-ahead", "wait-less-than", "#2", "minutes",
     ]  # fmt: skip
     assert (1, 30.0) in channel.asked
+
+
+async def test_closing_time_sweep_offers_a_short_wait_that_would_run_past_closing(offer: Offer) -> None:
+    """Predictive closing-time sweep: a wait under the offer threshold is offered when it ends too
+    close to closing; a caller far from closing is asked again when the sweep would reach them."""
+    offer.estimator.waits = [(2, 60.0, 100.0, 110.0)]  # under the 120 s threshold
+    hours = {"mon": ("09:00-10:03",), "tue": ("09:00-17:00",)}
+    await offer.queues.put(dataclasses.replace(SALES, business_hours=hours))
+    outcome, channel = await offer.run_once([""])
+    assert outcome is FlowOutcome.STAYED
+    assert "offer-later" in channel.sounds()  # swept: offered although under the threshold
+    assert "offer-keep-place" not in channel.sounds()  # 10:05 plus grace is after closing
+
+    await offer.queues.put(dataclasses.replace(SALES, business_hours={"mon": ("09:00-10:30",)}))
+    result = await offer.service.offer("sales", "call-1")
+    assert not result.decision.offer
+    assert result.recheck_in_s == pytest.approx(30 * 60 - 100 - 120)
+    channel = ScriptedVoiceChannel([])
+    await offer.flow(channel).run(every_s=3600.0, rounds=2)
+    assert (1, pytest.approx(30 * 60 - 100 - 120)) in channel.asked
