@@ -28,6 +28,7 @@ from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -53,6 +54,7 @@ from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
 from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
+from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
     SqlAuditLog,
@@ -98,6 +100,7 @@ class Services:
     clock: Clock
     ari_link: AriLink | None
     callbacks: CallbackService | None = None
+    dispatch: DispatchRuntime | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -238,6 +241,18 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             await dispatcher.resync()
 
         link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    # The callback dispatcher: its own lease and ARI application (callcenter/app_dispatch.py).
+    dispatch = build_dispatch(
+        settings,
+        session=session,
+        client=client,
+        redis=redis,
+        store=SqlDispatchStore(store.engine),
+        queue=queue,
+        callbacks=callbacks,
+        bus=bus,
+        clock=clock,
+    )
     services = Services(
         settings=settings,
         store=store,
@@ -249,6 +264,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         clock=clock,
         ari_link=link,
         callbacks=callbacks,
+        dispatch=dispatch,
     )
 
     async def db_check() -> None:
@@ -303,6 +319,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             tasks.append(asyncio.create_task(_callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
+        if services.dispatch is not None:
+            tasks.append(asyncio.create_task(services.dispatch.run(), name="callback-dispatch"))
         yield
         stop.set_result(None)
         for task in tasks:
