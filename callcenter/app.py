@@ -27,6 +27,7 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
+from callcenter.api.dispatch import DISPATCH_STORE
 from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
@@ -284,6 +285,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
     app[CALLBACK_SERVICE] = callbacks
+    app[DISPATCH_STORE] = dispatch.store
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )

@@ -11,6 +11,7 @@ from typing import Final
 from callcenter.agi.outcome import MAX_VALUE_CHARS, READ_VARIABLES
 from callcenter.api.callbacks import CALLBACK_COMPONENTS
 from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
+from callcenter.api.dispatch import DISPATCH_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.auth.tokens import Principal
@@ -316,6 +317,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     "QueueLive": QUEUE_LIVE,
     **CAPACITY_COMPONENTS,
     **CALLBACK_COMPONENTS,
+    **DISPATCH_COMPONENTS,
 }
 
 

@@ -255,3 +255,28 @@ async def test_cancel_by_api_stops_the_dispatch(apps: Apps, sim: SimulatedAsteri
     assert await _dispatch(running).dispatcher.tick() == 0
     assert (await _dispatch(running).store.get(callback.id)).state is S.CANCELLED
     assert _originates(sim) == []
+
+
+async def test_do_not_call_list_and_attempts_by_api(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    auth = {"Authorization": f"Bearer {running.token}"}
+    put = await running.http.put("/api/v1/do-not-call/%2B14155550100", json={"reason": "asked"}, headers=auth)
+    assert put.status == 200, await put.text()
+    assert (await put.json())["number"] == CUSTOMER
+    bad = await running.http.put("/api/v1/do-not-call/not-a-number", headers=auth)
+    assert (bad.status, (await bad.json())["error"]) == (400, "invalid_phone_number")
+    listed = await running.http.get("/api/v1/do-not-call", headers=auth)
+    assert [e["number"] for e in (await listed.json())["items"]] == [CUSTOMER]
+    assert (await running.http.delete(f"/api/v1/do-not-call/{CUSTOMER}", headers=auth)).status == 204
+    assert (await running.http.delete(f"/api/v1/do-not-call/{CUSTOMER}", headers=auth)).status == 404
+
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, behaviour=EndpointBehaviour.BUSY)
+    callback = (await _follow_up(running)).callback
+    await _state(running, callback.id, S.RETRY_WAIT)
+    status, body = await running.get(f"/callbacks/{callback.id}/attempts")
+    assert status == 200, body
+    [attempt] = body["attempts"]
+    assert (attempt["result"], attempt["agent_id"]) == ("busy", "alice")
+    assert "cause 17" in attempt["cause"]
+    assert [s["source"] for s in body["sources"]] == ["agent_follow_up"]
