@@ -29,6 +29,7 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
+from callcenter.api.dispatch import DISPATCH_STORE
 from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.api.session import SESSION_SERVICE, install_session_routes
 from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
@@ -36,6 +37,7 @@ from callcenter.api.stats import STATS_SERVICE, render_wallboard
 from callcenter.api.stats_metrics import StatsCollector
 from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.api.wallboard import install_wallboard_routes
+from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
@@ -82,6 +84,7 @@ from callcenter.store.redis_sessions import RedisSessionStore
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_capacity import SqlPredictionLog, SqlScheduleRepository
+from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_repos import (
     SqlAgentRepository,
     SqlAuditLog,
@@ -141,6 +144,7 @@ class Services:
     voicemails: VoicemailService | None = None
     speech: ProcessPoolAnalyser | None = None
     stats: StatsService | None = None
+    dispatch: DispatchRuntime | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -284,6 +288,18 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         else None
     )
     stats = build_stats(settings, store, clock)
+    # The callback dispatcher: its own lease and ARI application (callcenter/app_dispatch.py).
+    dispatch = build_dispatch(
+        settings,
+        session=session,
+        client=client,
+        redis=redis,
+        store=SqlDispatchStore(store.engine),
+        queue=queue,
+        callbacks=callbacks,
+        bus=bus,
+        clock=clock,
+    )
     services = Services(
         settings=settings,
         store=store,
@@ -299,6 +315,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         voicemails=voicemails,
         speech=speech,
         stats=stats,
+        dispatch=dispatch,
     )
 
     async def db_check() -> None:
@@ -335,6 +352,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[ESTIMATE_SERVICE] = estimates
     app[CALLBACK_SERVICE] = callbacks
     app[VOICEMAIL_SERVICE] = voicemails
+    app[DISPATCH_STORE] = dispatch.store
     recorder = CallOutcomeRecorder(
         store.calls,
         bus,
@@ -438,6 +456,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                         name="voicemail-transcription",
                     )
                 )
+        if services.dispatch is not None:
+            tasks.append(asyncio.create_task(services.dispatch.run(), name="callback-dispatch"))
         yield
         stop.set_result(None)
         for task in tasks:

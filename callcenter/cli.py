@@ -14,6 +14,7 @@ from pathlib import Path
 
 from callcenter import cli_agents, cli_capacity, cli_simulate, cli_transcribe
 from callcenter import cli_agents, cli_capacity, cli_prompts, cli_simulate
+from callcenter import cli_agents, cli_capacity, cli_dispatch, cli_simulate
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "--transcribe", action="store_true", help="transcribe voicemails (the model runs in a child process)"
     )
     cli_prompts.add_subcommands(sub)
+    cli_dispatch.add_subcommands(sub)
     return parser
 
 
@@ -136,6 +138,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await cli_agents.run(args, settings)
     if args.command in cli_capacity.COMMANDS:
         return await cli_capacity.run(args, settings)
+    if args.command in cli_dispatch.COMMANDS:
+        return await cli_dispatch.run(args, settings)
     raise AssertionError(args.command)
 
 

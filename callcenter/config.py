@@ -203,6 +203,30 @@ class SmsSettings:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DispatchConfig:
+    """The callback dispatcher (``CALLCENTER_DISPATCH_*``); the app turns it into ``DispatchSettings``."""
+
+    enabled: bool = True
+    caller_id: str = ""
+    customer_endpoint: str = "PJSIP/{number}@trunk"
+    confirm_media: tuple[str, ...] = ("sound:callback-confirm",)
+    confirm_s: float = 8.0
+    whisper: bool = True
+    dial_from: str = "08:00"
+    dial_until: str = "21:00"
+    max_attempts: int = 3
+    retry_s: float = 300.0
+    retry_factor: float = 2.0
+    retry_max_s: float = 3600.0
+    expire_after_s: float = 172800.0
+    late_alert_s: float = 120.0
+    agent_ring_s: int = 15
+    customer_ring_s: int = 30
+    customer_first_queues: tuple[str, ...] = ()
+    poll_s: float = 0.5
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything the composition root needs, built once at start-up."""
 
@@ -227,6 +251,7 @@ class Settings:
     callback: CallbackConfig = field(default_factory=CallbackConfig)
     sms: SmsSettings = field(default_factory=SmsSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -342,6 +367,26 @@ class Settings:
                 conversion_rate=_f(v("STATS_CONVERSION_RATE")),
                 average_value=_f(v("STATS_AVERAGE_VALUE")),
                 session_ttl_s=_f(v("STATS_SESSION_TTL_S")),
+            ),
+            dispatch=DispatchConfig(
+                enabled=bool(v("DISPATCH_ENABLED")),
+                caller_id=str(v("DISPATCH_CALLER_ID")),
+                customer_endpoint=str(v("DISPATCH_CUSTOMER_ENDPOINT")),
+                confirm_media=_regions(v("DISPATCH_CONFIRM_MEDIA")),
+                confirm_s=_f(v("DISPATCH_CONFIRM_S")),
+                whisper=bool(v("DISPATCH_WHISPER")),
+                dial_from=str(v("DISPATCH_DIAL_FROM")),
+                dial_until=str(v("DISPATCH_DIAL_UNTIL")),
+                max_attempts=_i(v("DISPATCH_MAX_ATTEMPTS")),
+                retry_s=_f(v("DISPATCH_RETRY_S")),
+                retry_factor=_f(v("DISPATCH_RETRY_FACTOR")),
+                retry_max_s=_f(v("DISPATCH_RETRY_MAX_S")),
+                expire_after_s=_f(v("DISPATCH_EXPIRE_AFTER_S")),
+                late_alert_s=_f(v("DISPATCH_LATE_ALERT_S")),
+                agent_ring_s=_i(v("DISPATCH_AGENT_RING_S")),
+                customer_ring_s=_i(v("DISPATCH_CUSTOMER_RING_S")),
+                customer_first_queues=_regions(v("DISPATCH_CUSTOMER_FIRST_QUEUES")),
+                poll_s=_f(v("DISPATCH_POLL_S")),
             ),
         )
 
@@ -578,6 +623,32 @@ def _non_negative_float(raw: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ValueError("expected a finite number of at least 0")
     return value
+
+
+def _dial_template(raw: str) -> str:
+    if "{number}" not in raw or "/" not in raw:
+        raise ValueError("write a dial string with {number}, e.g. PJSIP/{number}@trunk")
+    return raw.strip()
+
+
+def _media_list(raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items or any(":" not in item for item in items):
+        raise ValueError("write media as scheme:name items, comma-separated (sound:callback-confirm)")
+    return items
+
+
+def _clock_time(raw: str) -> str:
+    hours, _, minutes = raw.strip().partition(":")
+    if not (
+        hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60 and len(minutes) == 2
+    ):
+        raise ValueError("write a local time as HH:MM")
+    return f"{int(hours):02d}:{minutes}"
+
+
+def _regions_list_raw(raw: str) -> tuple[str, ...]:
+    return tuple(sorted({item.strip() for item in raw.split(",") if item.strip()}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -986,6 +1057,95 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "43200",
         _positive_float,
         "Lifetime of a browser page session (wallboard), never beyond its token's expiry.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_ENABLED",
+        "true",
+        _bool,
+        "Run the callback dispatcher (one process at a time holds its lease) when ARI is configured.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CALLER_ID",
+        "",
+        _text,
+        "Caller id of callbacks for queues without a business number (a queue's own number wins).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CUSTOMER_ENDPOINT",
+        "PJSIP/{number}@trunk",
+        _dial_template,
+        "Dial string of a customer; `{number}` becomes the E.164 number.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CONFIRM_MEDIA",
+        "sound:callback-confirm",
+        _media_list,
+        "What the customer hears before pressing 1 (`sound:`, `digits:` ... comma-separated).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CONFIRM_S",
+        "8",
+        _positive_float,
+        "Seconds the customer has to press 1 (else `machine`).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_WHISPER",
+        "true",
+        _bool,
+        "Whisper the number's last digits and the minutes waited to the agent before dialling.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_DIAL_FROM", "08:00", _clock_time, "Customers are dialled from this local time."
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_DIAL_UNTIL",
+        "21:00",
+        _clock_time,
+        "Customers are not dialled from this local time.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_MAX_ATTEMPTS", "3", _positive_int, "Customer dials before a callback is `failed`."
+    ),
+    SettingSpec(f"{PREFIX}DISPATCH_RETRY_S", "300", _positive_float, "Wait after the first failed dial."),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_RETRY_FACTOR",
+        "2",
+        _positive_float,
+        "Each further retry waits this many times longer.",
+    ),
+    SettingSpec(f"{PREFIX}DISPATCH_RETRY_MAX_S", "3600", _positive_float, "Longest wait between retries."),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_EXPIRE_AFTER_S",
+        "172800",
+        _positive_float,
+        "An open callback not reached this long after its request is `expired`.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_LATE_ALERT_S",
+        "120",
+        _positive_float,
+        "Alert (`callback_promise_at_risk`) when a promise ends within this and nobody was dialled.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_AGENT_RING_S", "15", _positive_int, "Ring an agent this long before the next one."
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CUSTOMER_RING_S",
+        "30",
+        _positive_int,
+        "Ring the customer this long (`no_answer` after).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_CUSTOMER_FIRST_QUEUES",
+        "",
+        _regions_list_raw,
+        "Queues whose callbacks dial the customer first, comma-separated (others ring the agent first).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_POLL_S",
+        "0.5",
+        _positive_float,
+        "How often the dispatcher looks for due callbacks.",
     ),
 )
 

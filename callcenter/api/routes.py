@@ -21,6 +21,7 @@ from callcenter.api import (
     voicemails,
 )
 from callcenter.api import callbacks as callback_routes
+from callcenter.api import dispatch as dispatch_routes
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role, VoicemailStatus
@@ -712,5 +713,43 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("stats",),
         body="WallboardThresholds",
         response="WallboardThresholds",
+    ),
+    # -- callback dispatcher: do-not-call list, attempts -------------------------------------------
+    Route(
+        method="GET",
+        path="/do-not-call",
+        handler=dispatch_routes.list_do_not_call,
+        role=Role.SUPERVISOR,
+        summary="Numbers never dialled by the callback dispatcher (checked when each dial is recorded)",
+        tags=("callbacks",),
+        response="DoNotCall",
+        paginated=True,
+    ),
+    Route(
+        method="PUT",
+        path="/do-not-call/{number}",
+        handler=dispatch_routes.put_do_not_call,
+        role=Role.SUPERVISOR,
+        summary="Put a number on the do-not-call list (a repeat keeps the first entry)",
+        tags=("callbacks",),
+        body="DoNotCallPut",
+        response="DoNotCall",
+    ),
+    Route(
+        method="DELETE",
+        path="/do-not-call/{number}",
+        handler=dispatch_routes.delete_do_not_call,
+        role=Role.SUPERVISOR,
+        summary="Take a number off the do-not-call list (404 when it is not on it)",
+        tags=("callbacks",),
+    ),
+    Route(
+        method="GET",
+        path="/callbacks/{callback_id}/attempts",
+        handler=dispatch_routes.callback_attempts,
+        role=Role.AGENT,
+        summary="A callback's attempts (result, cause, agent, times) and where its requests came from",
+        tags=("callbacks",),
+        response="CallbackAttempts",
     ),
 )

@@ -11,6 +11,7 @@ from typing import Final
 from callcenter.agi.outcome import MAX_VALUE_CHARS, READ_VARIABLES
 from callcenter.api.callbacks import CALLBACK_COMPONENTS
 from callcenter.api.capacity_schemas import CAPACITY_COMPONENTS
+from callcenter.api.dispatch import DISPATCH_COMPONENTS
 from callcenter.api.jsonio import iso
 from callcenter.api.routing import JsonObject
 from callcenter.api.sms_schemas import SMS_COMPONENTS
@@ -322,6 +323,7 @@ COMPONENTS: Final[dict[str, JsonObject]] = {
     **SMS_COMPONENTS,
     **VOICEMAIL_COMPONENTS,
     **STATS_COMPONENTS,
+    **DISPATCH_COMPONENTS,
 }
 
 

@@ -126,3 +126,74 @@ ATTEMPT_RESULT_OF = {
     DialOutcome.BUSY: AttemptResult.BUSY,
     DialOutcome.FAILED: AttemptResult.ERROR,
 }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Whisper:
+    """What the agent hears before the customer is dialled: who, why, how long they waited."""
+
+    number: str
+    waited_s: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallJob:
+    """One attempt to run: whom to call, as whom, and what to tell the agent.
+
+    :param customer_first: dial the customer first, then the agent (a queue option).
+    """
+
+    attempt: Attempt
+    queue: str
+    caller_id: str
+    whisper: Whisper
+    customer_first: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallEnd:
+    """How an attempt ended: ``connected`` means agent and customer are bridged (the call goes on)."""
+
+    result: AttemptResult
+    cause: str
+    agent_id: str | None = None
+
+
+class AgentPicker(Protocol):
+    """Gives the flow the next free agent (held for it), skipping those already tried."""
+
+    async def next(self, tried: frozenset[str]) -> tuple[str, str] | None:
+        """(agent id, endpoint) of a free agent now held, or ``None`` when no agent is free."""
+        ...
+
+
+class Progress(Protocol):
+    async def __call__(self, attempt: Attempt) -> None:
+        """Persist the attempt's progress (agent rung, customer about to be dialled)."""
+        ...
+
+
+class CallbackCalls(Protocol):
+    """Places the calls of an attempt on the PBX (ARI in production)."""
+
+    async def run(self, job: CallJob, agents: AgentPicker, progress: Progress) -> CallEnd:
+        """Ring an agent, whisper, dial the customer, confirm a person, bridge.
+
+        Persists through ``progress`` before each originate (the agent tried, the customer about to
+        be dialled). Returns when the result is known: for ``connected`` the call goes on (see
+        :meth:`conversation`). Never raises for a telephony failure: that is an ``error`` result.
+        """
+        ...
+
+    async def conversation(self, attempt_id: str) -> float:
+        """Wait until the bridged call of a connected attempt ends; its length in seconds."""
+        ...
+
+    async def present(self) -> dict[str, frozenset[str]]:
+        """Channels of our attempts now on the PBX: attempt id -> channel ids."""
+        ...
+
+    async def hang_up(self, channel_ids: frozenset[str]) -> None:
+        """Hang up what is left of an attempt (channels already gone are ignored)."""
+        ...

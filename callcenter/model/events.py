@@ -222,6 +222,43 @@ class CallbackSlotOverCommitted(DomainEvent):
 EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackStateChanged, CallbackSlotOverCommitted)})
 
 
+# -- callback dispatcher ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackAttemptEnded(DomainEvent):
+    """One attempt of a callback ended with its result and cause (``event_id`` is the attempt id)."""
+
+    event_type: ClassVar[str] = "callback_attempt_ended"
+
+    callback_id: str
+    attempt_id: str
+    queue: str
+    number: str
+    seq: int
+    result: AttemptResult
+    cause: str = ""
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackPromiseAtRisk(DomainEvent):
+    """Nobody has dialled a callback yet and its promised window ends within the alert lead (or has
+    ended): an alert for supervisors, raised once per callback and window end."""
+
+    event_type: ClassVar[str] = "callback_promise_at_risk"
+
+    callback_id: str
+    queue: str
+    number: str
+    window_end: datetime
+    state: CallbackState
+    reason: str = ""
+
+
+EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackAttemptEnded, CallbackPromiseAtRisk)})
+
+
 def encode_event(event: DomainEvent) -> str:
     """The stable JSON text of ``event``."""
     body: dict[str, Any] = {"type": event.event_type, "v": WIRE_VERSION}

@@ -331,6 +331,10 @@ class SimulatedAsterisk(Pbx):
         """How many events WebSockets are open."""
         return len(self._sockets)
 
+    def websockets_of(self, app: str) -> int:
+        """How many open events WebSockets subscribe ``app``."""
+        return sum(1 for sock in self._sockets if app in sock.apps)
+
     def drop_websockets(self) -> None:
         """Cut every events WebSocket (TCP closed, no close frame); their applications unregister."""
         for sock in list(self._sockets):

@@ -1,0 +1,282 @@
+"""The callback dispatcher end to end against the simulated Asterisk 20: agent first, whisper, the
+customer dialled with the queue's business number, "press 1" confirmation, retries, busy, machine,
+the next agent, do-not-call, quiet hours, expiry, late-promise alerts and cancel by API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callcenter.app_dispatch import DispatchRuntime
+from callcenter.callbacks.attempts import customer_channel_id
+from callcenter.callbacks.sources import SourcedRequest
+from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, DomainEvent, decode_event
+from callcenter.model.records import QueueRecord
+from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState
+from callcenter.simulator import SimulatedAsterisk
+from callcenter.simulator.pbx import ChannelState, EndpointBehaviour
+from tests.system.conftest import QUEUE, Apps, RunningApp, eventually
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
+
+CUSTOMER: Final = "+14155550100"
+CUSTOMER_ENDPOINT: Final = f"PJSIP/{CUSTOMER}@trunk"
+BUSINESS: Final = "+14155550199"
+S = CallbackState
+
+#: Short timings: rings, confirmation and retries take a second or two.
+FAST: Final = {
+    "dispatch_poll_s": "0.1",
+    "dispatch_confirm_s": "1.5",
+    "dispatch_agent_ring_s": "2",
+    "dispatch_customer_ring_s": "2",
+    "dispatch_retry_s": "0.5",
+    "dispatch_retry_factor": "1",
+    "dispatch_dial_from": "00:00",
+    "dispatch_dial_until": "23:59",
+    "dispatch_whisper": "false",
+    "dispatch_customer_endpoint": "PJSIP/{number}@trunk",
+}
+
+
+async def _start(apps: Apps, sim: SimulatedAsterisk, **overrides: str) -> RunningApp:
+    running = await apps.start(**{**FAST, **overrides})
+    await running.put_queue(QueueRecord(name=QUEUE, ring_timeout_s=2, wrap_up_s=1, business_number=BUSINESS))
+    sim.set_sound("callback-confirm", 0.3)
+    sim.set_sound("minutes", 0.5)
+    dispatch = _dispatch(running)
+    assert dispatch.link is not None
+    await dispatch.link.wait_up(10.0)
+    return running
+
+
+def _dispatch(running: RunningApp) -> DispatchRuntime:
+    assert running.services.dispatch is not None
+    return running.services.dispatch
+
+
+async def _follow_up(running: RunningApp, number: str = CUSTOMER) -> SourcedRequest:
+    """A callback due now (an agent's follow-up at this moment)."""
+    sources = _dispatch(running).sources
+    return await sources.follow_up("boss", QUEUE, number, at=running.services.clock.now(), note="quote")
+
+
+def _originates(sim: SimulatedAsterisk, endpoint: str | None = None) -> list[dict[str, str]]:
+    return [
+        r.query
+        for r in sim.requests
+        if r.method == "POST"
+        and r.path.rstrip("/") == "/ari/channels"
+        and (endpoint is None or r.query.get("endpoint") == endpoint)
+    ]
+
+
+async def _state(
+    running: RunningApp, callback_id: str, *states: CallbackState, timeout_s: float = 15.0
+) -> Any:
+    store = _dispatch(running).store
+
+    async def reached() -> bool:
+        return (await store.get(callback_id)).state in states
+
+    await eventually(reached, timeout_s=timeout_s, what=f"callback {callback_id} in {states}")
+    return await store.get(callback_id)
+
+
+async def _press_when_answered(sim: SimulatedAsterisk, channel_id: str, digit: str = "1") -> None:
+    def answered() -> bool:
+        channel = sim.channels.get(channel_id)
+        return channel is not None and channel.state is ChannelState.UP and channel.app is not None
+
+    await eventually(answered, timeout_s=10.0, what=f"{channel_id} answered")
+    # The prompt is playing; a digit pressed during it counts.
+    sim.press(channel_id, digit)
+
+
+async def _events(running: RunningApp, kind: type[DomainEvent]) -> list[Any]:
+    rows = await running.services.redis.xrange(running.keys.events) or []
+    events = [decode_event(fields[b"event"]) for _, fields in rows if fields is not None]
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def _agent(running: RunningApp, sim: SimulatedAsterisk, agent_id: str, **config: Any) -> str:
+    endpoint = await running.add_agent(agent_id)
+    sim.set_endpoint(endpoint, **{"answer_after_s": 0.2, **config})
+    return endpoint
+
+
+async def test_agent_first_success_presents_the_business_number_and_completes_after_the_call(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim, dispatch_whisper="true")
+    alice = await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.3)
+    callback = (await _follow_up(running)).callback
+
+    attempt_id = f"{callback.id}.a1"
+    await _press_when_answered(sim, customer_channel_id(attempt_id))
+    connected = await _state(running, callback.id, S.CONNECTED)
+    assert connected.attempts == 1 and connected.first_dial_at is not None
+    assert await running.agent_state("alice") is AgentState.PAUSED, "the agent is on the callback"
+
+    agent_dial, customer_dial = _originates(sim)
+    assert agent_dial["endpoint"] == alice and customer_dial["endpoint"] == CUSTOMER_ENDPOINT
+    assert BUSINESS in customer_dial["callerId"], "the queue's business number is presented"
+    assert customer_dial["channelId"] == customer_channel_id(attempt_id)
+    agent_channel = agent_dial["channelId"]
+    heard = [media for media, _ in sim.heard(agent_channel)]
+    assert any("digits:0100" in m for m in heard), f"the agent heard who it is: {heard}"
+
+    sim.hangup(customer_channel_id(attempt_id))
+    done = await _state(running, callback.id, S.COMPLETED)
+    assert done.state is S.COMPLETED
+    await running.wait_agent("alice", AgentState.AVAILABLE)
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert (attempt.result, attempt.agent_id) == (AttemptResult.CONNECTED, "alice")
+    changes = await _dispatch(running).store.changes(callback.id)
+    assert [c.state for c in changes] == [S.REQUESTED, S.SCHEDULED, S.DIALING, S.CONNECTED, S.COMPLETED]
+    assert all(c.actor.name for c in changes), "every change names who caused it"
+
+
+async def test_customer_no_answer_then_retry_then_success(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, behaviour=EndpointBehaviour.NO_ANSWER)
+    callback = (await _follow_up(running)).callback
+    waiting = await _state(running, callback.id, S.RETRY_WAIT)
+    assert waiting.last_result is AttemptResult.NO_ANSWER
+
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    await _press_when_answered(sim, customer_channel_id(f"{callback.id}.a2"))
+    await _state(running, callback.id, S.CONNECTED)
+    attempts = await _dispatch(running).store.attempts(callback.id)
+    assert [a.result for a in attempts] == [AttemptResult.NO_ANSWER, AttemptResult.CONNECTED]
+    ended = [e for e in await _events(running, CallbackAttemptEnded) if e.callback_id == callback.id]
+    assert [e.result for e in ended] == [AttemptResult.NO_ANSWER, AttemptResult.CONNECTED]
+
+
+async def test_no_key_pressed_is_machine_never_completed(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_max_attempts="1")
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    callback = (await _follow_up(running)).callback
+    failed = await _state(running, callback.id, S.FAILED)
+    assert failed.last_result is AttemptResult.MACHINE
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert "no key" in attempt.cause
+    await running.wait_agent("alice", AgentState.AVAILABLE)
+
+
+async def test_busy_is_retried_then_fails_after_the_last_attempt(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_max_attempts="2")
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, behaviour=EndpointBehaviour.BUSY)
+    callback = (await _follow_up(running)).callback
+    failed = await _state(running, callback.id, S.FAILED)
+    attempts = await _dispatch(running).store.attempts(callback.id)
+    assert [a.result for a in attempts] == [AttemptResult.BUSY, AttemptResult.BUSY]
+    assert failed.last_result is AttemptResult.BUSY
+    assert len(_originates(sim, CUSTOMER_ENDPOINT)) == 2
+
+
+async def test_an_agent_who_does_not_answer_is_followed_by_the_next(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim)
+    await _agent(running, sim, "alice", behaviour=EndpointBehaviour.NO_ANSWER)
+    bob = await _agent(running, sim, "bob")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    callback = (await _follow_up(running)).callback
+    await _press_when_answered(sim, customer_channel_id(f"{callback.id}.a1"))
+    await _state(running, callback.id, S.CONNECTED)
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert (attempt.agent_id, attempt.agent_tries) == ("bob", 2)
+    assert [q["endpoint"] for q in _originates(sim)][-2:] == [bob, CUSTOMER_ENDPOINT]
+    await running.wait_agent("alice", AgentState.AVAILABLE)
+
+
+async def test_a_number_on_the_do_not_call_list_is_never_dialled(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    store = _dispatch(running).store
+    await store.block_number(CUSTOMER, by="test", reason="asked", at=running.services.clock.now())
+    await _agent(running, sim, "alice")
+    callback = (await _follow_up(running)).callback
+    cancelled = await _state(running, callback.id, S.CANCELLED)
+    assert cancelled.attempts == 0
+    assert "do-not-call" in (await store.changes(callback.id))[-1].reason
+    assert _originates(sim, CUSTOMER_ENDPOINT) == []
+
+
+async def test_quiet_hours_defer_the_dial(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    now = running.services.clock.now()
+    # A dialling window that excludes the customer's present local hour (San Francisco).
+    local = now.astimezone(ZoneInfo("America/Los_Angeles"))
+    start = (local + timedelta(hours=2)).strftime("%H:00")
+    end = (local + timedelta(hours=3)).strftime("%H:00")
+    if end <= start:
+        pytest.skip("the window would cross midnight at this hour")
+    await running.stop()
+    running = await _start(apps, sim, dispatch_dial_from=start, dispatch_dial_until=end)
+    await _agent(running, sim, "alice")
+    callback = (await _follow_up(running)).callback
+    assert await _dispatch(running).dispatcher.tick() == 0
+    assert (await _dispatch(running).store.get(callback.id)).state is S.SCHEDULED
+    assert _originates(sim) == []
+
+
+async def test_expiry_and_the_late_promise_alert(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_expire_after_s="1", dispatch_late_alert_s="7200")
+    # No agent: nothing can be dialled, so the promise is at risk, then the callback expires.
+    callback = (await _follow_up(running)).callback
+
+    async def alerted() -> bool:
+        return any(e.callback_id == callback.id for e in await _events(running, CallbackPromiseAtRisk))
+
+    await eventually(alerted, timeout_s=10.0, what="the late-promise alert")
+    expired = await _state(running, callback.id, S.EXPIRED)
+    assert expired.attempts == 0
+    assert (await _dispatch(running).store.changes(callback.id))[-1].actor.name == "expiry"
+
+
+async def test_cancel_by_api_stops_the_dispatch(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    callback = (await _follow_up(running)).callback  # no agent yet: it waits
+    response = await running.http.delete(
+        f"/api/v1/callbacks/{callback.id}",
+        json={"reason": "customer called us"},
+        headers={"Authorization": f"Bearer {running.token}"},
+    )
+    assert response.status == 200, await response.text()
+    await _agent(running, sim, "alice")
+    assert await _dispatch(running).dispatcher.tick() == 0
+    assert (await _dispatch(running).store.get(callback.id)).state is S.CANCELLED
+    assert _originates(sim) == []
+
+
+async def test_do_not_call_list_and_attempts_by_api(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    auth = {"Authorization": f"Bearer {running.token}"}
+    put = await running.http.put("/api/v1/do-not-call/%2B14155550100", json={"reason": "asked"}, headers=auth)
+    assert put.status == 200, await put.text()
+    assert (await put.json())["number"] == CUSTOMER
+    bad = await running.http.put("/api/v1/do-not-call/not-a-number", headers=auth)
+    assert (bad.status, (await bad.json())["error"]) == (400, "invalid_phone_number")
+    listed = await running.http.get("/api/v1/do-not-call", headers=auth)
+    assert [e["number"] for e in (await listed.json())["items"]] == [CUSTOMER]
+    assert (await running.http.delete(f"/api/v1/do-not-call/{CUSTOMER}", headers=auth)).status == 204
+    assert (await running.http.delete(f"/api/v1/do-not-call/{CUSTOMER}", headers=auth)).status == 404
+
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, behaviour=EndpointBehaviour.BUSY)
+    callback = (await _follow_up(running)).callback
+    await _state(running, callback.id, S.RETRY_WAIT)
+    status, body = await running.get(f"/callbacks/{callback.id}/attempts")
+    assert status == 200, body
+    [attempt] = body["attempts"]
+    assert (attempt["result"], attempt["agent_id"]) == ("busy", "alice")
+    assert "cause 17" in attempt["cause"]
+    assert [s["source"] for s in body["sources"]] == ["agent_follow_up"]
