@@ -91,6 +91,7 @@ class EngineSettings:
     :param lease_s: how long a claimed message is reserved for the sender that claimed it.
     :param max_attempts: provider attempts before a message fails for good.
     :param retry_base_s: first retry delay; doubled per attempt up to ``retry_max_s``.
+    :param send_concurrency: provider requests in flight at once (texts to one number stay in order).
     """
 
     rules: SmsRules = field(default_factory=SmsRules)
@@ -106,6 +107,7 @@ class EngineSettings:
     retry_base_s: float = 5.0
     retry_max_s: float = 600.0
     poll_s: float = 1.0
+    send_concurrency: int = 10
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -529,12 +531,28 @@ class SmsEngine:
         """Claim due messages and act on each; returns how many were claimed."""
         now = self._clock.now()
         claimed = await self._store.claim_due(now, lease_s=self._settings.lease_s, limit=self._settings.batch)
+        gate = asyncio.Semaphore(self._settings.send_concurrency)
+
+        async def one(message: SmsMessage) -> None:
+            async with gate:
+                try:
+                    await self._send_one(message, now)
+                except CallCenterError:
+                    # The claim expires and another pass takes it again; nothing is lost.
+                    logger.exception("sending message %s failed; it will be retried", message.id)
+
+        # Texts to one number go in order; different numbers go side by side.
+        by_number: dict[str, list[SmsMessage]] = {}
         for message in claimed:
-            try:
-                await self._send_one(message, now)
-            except CallCenterError:
-                # The claim expires and another pass takes it again; nothing is lost.
-                logger.exception("sending message %s failed; it will be retried", message.id)
+            by_number.setdefault(message.number, []).append(message)
+
+        async def in_order(messages: list[SmsMessage]) -> None:
+            for message in messages:
+                await one(message)
+
+        async with asyncio.TaskGroup() as group:
+            for messages in by_number.values():
+                group.create_task(in_order(messages))
         return len(claimed)
 
     async def _send_one(self, message: SmsMessage, now: datetime) -> None:

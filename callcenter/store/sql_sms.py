@@ -376,28 +376,39 @@ class SqlSmsStore(_SqlRepository):
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
     ) -> SmsMessage | None:
-        query = select(SmsMessageRow).where(
+        by_provider_id = select(SmsMessageRow).where(
             SmsMessageRow.provider == provider,
             SmsMessageRow.provider_id == provider_id,
             SmsMessageRow.direction == Direction.OUTBOUND.value,
         )
+        # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
+        # after its sender died: the report then names our id and the row is still "sending".
+        by_our_id = select(SmsMessageRow).where(
+            SmsMessageRow.id == provider_id,
+            SmsMessageRow.direction == Direction.OUTBOUND.value,
+            SmsMessageRow.provider.in_(["", provider]),
+        )
         async with self._session("finding a reported message") as session:
-            row = (await session.scalars(query)).first()
+            row = (await session.scalars(by_provider_id)).first() or (
+                await session.scalars(by_our_id)
+            ).first()
         if row is None:
             return None
         # A report never moves a message backwards (a late "sent" after "delivered" is ignored).
         allowed = [MessageStatus.SENDING.value, MessageStatus.SENT.value]
         if status is MessageStatus.FAILED:
             allowed.append(MessageStatus.DELIVERED.value)
-        await self._set(
-            "applying a delivery report",
-            row.id,
-            SmsMessageRow.status.in_(allowed),
-            status=status.value,
-            error=error[:500],
-            updated_at=at,
-            claimed_until=None,
-        )
+        values: dict[str, object] = {
+            "status": status.value,
+            "error": error[:500],
+            "updated_at": at,
+            "claimed_until": None,
+            "provider": provider,
+            "provider_id": provider_id if row.provider_id == "" else row.provider_id,
+        }
+        if row.sent_at is None:
+            values["sent_at"] = at
+        await self._set("applying a delivery report", row.id, SmsMessageRow.status.in_(allowed), **values)
         return await self.get_message(row.id)
 
     async def sent_times(

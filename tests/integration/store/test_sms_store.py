@@ -258,3 +258,21 @@ async def test_erasure_keeps_the_opt_out_and_the_counts_but_not_the_number(engin
     # The idempotency key survives: a redelivered trigger queues nothing new.
     _, created = await store.enqueue(draft("follow-up:c1"))
     assert not created
+
+
+async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(engine: AsyncEngine) -> None:
+    """Kannel's dlr-url carries our id: its report can beat our commit, or outlive a dead sender."""
+    store = SqlSmsStore(engine)
+    await store.enqueue(draft("k"))
+    (claimed,) = await store.claim_due(T0, lease_s=60, limit=10)
+    reported = await store.delivery_report("kannel", claimed.id, MessageStatus.DELIVERED, "", T0)
+    assert reported is not None
+    assert (reported.status, reported.provider, reported.provider_id, reported.sent_at) == (
+        MessageStatus.DELIVERED, "kannel", claimed.id, T0,
+    )  # fmt: skip
+    await store.mark_sent(claimed.id, "kannel", claimed.id, T0)  # the sender's late commit
+    assert (await store.get_message(claimed.id)).status is MessageStatus.DELIVERED
+    # Nothing is claimed again after the lease: a restarted sender cannot send it twice.
+    assert await store.claim_due(T0 + timedelta(minutes=5), lease_s=60, limit=10) == ()
+    # Another provider cannot report on it.
+    assert await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0) is None

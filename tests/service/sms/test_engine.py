@@ -243,8 +243,10 @@ async def test_outbox_crash_and_restart_loses_nothing_and_sends_nothing_twice(
         await rig.store.claim_due(rig.clock.now(), lease_s=rig.settings.lease_s, limit=10)
     elif crash_point == "after_provider_took_it":
         phone_network.crash_after_accept()
-        with pytest.raises(SenderCrashed):
+        # The sender's task group passes the crash up wrapped in a group.
+        with pytest.raises(BaseExceptionGroup) as crashed:
             await rig.engine.send_due()
+        assert crashed.group_contains(SenderCrashed)
     # A new process: a new engine over the same store and phone network; the bus redelivers.
     restarted = rig.make(phone_network)
     await restarted.on_call_ended(event)
