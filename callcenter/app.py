@@ -59,10 +59,12 @@ from callcenter.store.sql_repos import (
 )
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail import service as voicemail_service
+from callcenter.voicemail.capture import AriVoicemailTaker
 from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.ports import SpeechAnalyser
 from callcenter.voicemail.service import VoicemailService
 from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, parse_rules
+from ivr.voicemail import VoicemailFlow
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -102,6 +104,7 @@ class Services:
     ari_link: AriLink | None
     voicemails: VoicemailService | None = None
     speech: ProcessPoolAnalyser | None = None
+    voicemail_taker: AriVoicemailTaker | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -227,6 +230,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         await stack.aclose()
         raise
     link: AriLink | None = None
+    taker: AriVoicemailTaker | None = None
     if client is not None:
         dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
         lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
@@ -238,6 +242,9 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             await dispatcher.resync()
 
         link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+        flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
+        taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
+        queue.use_voicemail(taker)
     services = Services(
         settings=settings,
         store=store,
@@ -250,6 +257,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         ari_link=link,
         voicemails=voicemails,
         speech=speech,
+        voicemail_taker=taker,
     )
 
     async def db_check() -> None:
@@ -321,6 +329,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if services.voicemail_taker is not None:
+            await services.voicemail_taker.close(services.settings.shutdown_grace_s)
         # The link and ticker have stopped; the queue's writer drains what they queued before the
         # store closes (close_adapters runs later, in on_cleanup).
         await services.queue.close(grace_s=services.settings.shutdown_grace_s)

@@ -124,6 +124,8 @@ class VoicemailSettings:
     transcribe_processes: int = 1
     attempts: int = 3
     triage_rules: Path | None = None
+    max_s: float = 120.0
+    max_silence_s: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -154,6 +156,7 @@ class Settings:
     def voicemail_dir(self) -> Path:
         """Where voicemail audio is kept."""
         return self.voicemail.media_dir or self.data_dir / "voicemail"
+
     log: LogSettings
 
     @classmethod
@@ -220,6 +223,8 @@ class Settings:
                 triage_rules=Path(str(v("VOICEMAIL_TRIAGE_RULES"))).expanduser()
                 if v("VOICEMAIL_TRIAGE_RULES")
                 else None,
+                max_s=_f(v("VOICEMAIL_MAX_S")),
+                max_silence_s=_f(v("VOICEMAIL_MAX_SILENCE_S")),
             ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
         )
@@ -507,7 +512,10 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Mask card-like numbers (13 or more digits, however spoken) in stored transcripts.",
     ),
     SettingSpec(
-        f"{PREFIX}VOICEMAIL_DIR", "", _text, "Folder of voicemail audio; empty is `voicemail/` in the data dir."
+        f"{PREFIX}VOICEMAIL_DIR",
+        "",
+        _text,
+        "Folder of voicemail audio; empty is `voicemail/` in the data dir.",
     ),
     SettingSpec(
         f"{PREFIX}VOICEMAIL_RETENTION_DAYS",
@@ -538,6 +546,12 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "",
         _text,
         "JSON file of triage rules (intents and urgent phrases); empty uses the built-in rules.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MAX_S", "120", _positive_float, "Longest message a caller may leave, in seconds."
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MAX_SILENCE_S", "5", _positive_float, "Silence that ends a message, in seconds."
     ),
 )
 
