@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
-from callcenter.agi.server import start_agi_server
+from callcenter.agi.server import ScriptHandler, start_agi_server
 from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.capacity import ESTIMATE_SERVICE
@@ -32,7 +32,7 @@ from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.stasis import StasisDispatcher
-from callcenter.asterisk_names import AGI_CALL_OUTCOME
+from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
@@ -59,6 +59,7 @@ from callcenter.store.sql_repos import (
 )
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail import service as voicemail_service
+from callcenter.voicemail.agi_script import VoicemailScript
 from callcenter.voicemail.capture import AriVoicemailTaker
 from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.ports import SpeechAnalyser
@@ -283,7 +284,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[AGI_OUTCOME_RECORDER] = recorder
     app.cleanup_ctx.append(_background(services))
     if settings.agi.enabled:
-        app.cleanup_ctx.append(_agi_server(settings, recorder))
+        app.cleanup_ctx.append(_agi_server(settings, recorder, voicemails))
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
@@ -339,12 +340,17 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
 
 
 def _agi_server(
-    settings: Settings, recorder: CallOutcomeRecorder
+    settings: Settings, recorder: CallOutcomeRecorder, voicemails: VoicemailService | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The FastAGI server for the life of the application; it stops before the store closes."""
 
     async def run(_: web.Application) -> AsyncIterator[None]:
-        handlers = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
+        handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
+        if voicemails is not None and settings.voicemail.spool_dir is not None:
+            flow = VoicemailFlow(
+                max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s
+            )
+            handlers[AGI_VOICEMAIL] = VoicemailScript(voicemails, settings.voicemail.spool_dir, flow)
         async with start_agi_server(settings.agi, handlers, shutdown_grace_s=settings.shutdown_grace_s):
             yield
 

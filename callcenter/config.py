@@ -126,6 +126,7 @@ class VoicemailSettings:
     triage_rules: Path | None = None
     max_s: float = 120.0
     max_silence_s: float = 5.0
+    spool_dir: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -225,6 +226,9 @@ class Settings:
                 else None,
                 max_s=_f(v("VOICEMAIL_MAX_S")),
                 max_silence_s=_f(v("VOICEMAIL_MAX_SILENCE_S")),
+                spool_dir=Path(str(v("VOICEMAIL_SPOOL_DIR"))).expanduser()
+                if v("VOICEMAIL_SPOOL_DIR")
+                else None,
             ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
         )
@@ -552,6 +556,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         f"{PREFIX}VOICEMAIL_MAX_SILENCE_S", "5", _positive_float, "Silence that ends a message, in seconds."
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_SPOOL_DIR",
+        "",
+        _text,
+        "Folder Asterisk's AGI `RECORD FILE` writes messages to, the same path on both sides (a shared "
+        "volume); set, the FastAGI server offers the `voicemail` script.",
     ),
 )
 
