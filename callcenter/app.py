@@ -44,6 +44,7 @@ from callcenter.ari.link import AriLink
 from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER
+from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
 from callcenter.callbacks.policy import OfferSettings
@@ -97,11 +98,14 @@ from callcenter.store.sql_sms import SqlSmsStore
 from callcenter.store.sql_stats import SqlStatsRepository
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail import service as voicemail_service
+from callcenter.voicemail.agi_script import VoicemailScript
+from callcenter.voicemail.capture import AriVoicemailTaker
 from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.ports import SpeechAnalyser
 from callcenter.voicemail.service import VoicemailService
 from callcenter.voicemail.triage import DEFAULT_RULES as DEFAULT_TRIAGE_RULES
 from callcenter.voicemail.triage import TriageRules, parse_rules
+from ivr.voicemail import VoicemailFlow
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -145,6 +149,7 @@ class Services:
     speech: ProcessPoolAnalyser | None = None
     stats: StatsService | None = None
     dispatch: DispatchRuntime | None = None
+    voicemail_taker: AriVoicemailTaker | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -300,6 +305,10 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         clock=clock,
     )
+    taker: AriVoicemailTaker | None = None
+        flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
+        taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
+        queue.use_voicemail(taker)
     services = Services(
         settings=settings,
         store=store,
@@ -316,6 +325,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         speech=speech,
         stats=stats,
         dispatch=dispatch,
+        voicemail_taker=taker,
     )
 
     async def db_check() -> None:
@@ -368,6 +378,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     if settings.agi.enabled:
         offer_script = CallbackOfferScript(callbacks, estimates, clock)
         app.cleanup_ctx.append(_agi_server(settings, recorder, {AGI_CALLBACK_OFFER: offer_script}))
+        app.cleanup_ctx.append(_agi_server(settings, recorder, voicemails))
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
@@ -463,6 +474,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if services.voicemail_taker is not None:
+            await services.voicemail_taker.close(services.settings.shutdown_grace_s)
         # The link and ticker have stopped; the queue's writer drains what they queued before the
         # store closes (close_adapters runs later, in on_cleanup).
         await services.queue.close(grace_s=services.settings.shutdown_grace_s)
@@ -538,11 +551,18 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
 
 def _agi_server(
     settings: Settings, recorder: CallOutcomeRecorder, more: Mapping[str, ScriptHandler] | None = None
+    settings: Settings, recorder: CallOutcomeRecorder, voicemails: VoicemailService | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The FastAGI server for the life of the application; it stops before the store closes."""
 
     async def run(_: web.Application) -> AsyncIterator[None]:
         handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder), **(more or {})}
+        handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
+        if voicemails is not None and settings.voicemail.spool_dir is not None:
+            flow = VoicemailFlow(
+                max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s
+            )
+            handlers[AGI_VOICEMAIL] = VoicemailScript(voicemails, settings.voicemail.spool_dir, flow)
         async with start_agi_server(settings.agi, handlers, shutdown_grace_s=settings.shutdown_grace_s):
             yield
 

@@ -11,6 +11,8 @@ STASIS_APP = "callcenter"
 #: FastAGI script paths (``agi://host:4573/<script>``).
 AGI_CALL_OUTCOME = "call-outcome"
 AGI_CALLBACK_OFFER = "callback-offer"
+#: Take a message: ``AGI(agi://host:4573/voicemail,<queue>)``; needs ``CALLCENTER_VOICEMAIL_SPOOL_DIR``.
+AGI_VOICEMAIL = "voicemail"
 
 #: Default FastAGI port.
 AGI_DEFAULT_PORT = 4573

@@ -124,6 +124,9 @@ class VoicemailSettings:
     transcribe_processes: int = 1
     attempts: int = 3
     triage_rules: Path | None = None
+    max_s: float = 120.0
+    max_silence_s: float = 5.0
+    spool_dir: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -316,6 +319,11 @@ class Settings:
                 attempts=_i(v("VOICEMAIL_ATTEMPTS")),
                 triage_rules=Path(str(v("VOICEMAIL_TRIAGE_RULES"))).expanduser()
                 if v("VOICEMAIL_TRIAGE_RULES")
+                else None,
+                max_s=_f(v("VOICEMAIL_MAX_S")),
+                max_silence_s=_f(v("VOICEMAIL_MAX_SILENCE_S")),
+                spool_dir=Path(str(v("VOICEMAIL_SPOOL_DIR"))).expanduser()
+                if v("VOICEMAIL_SPOOL_DIR")
                 else None,
             ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
@@ -1146,6 +1154,19 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "0.5",
         _positive_float,
         "How often the dispatcher looks for due callbacks.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MAX_S", "120", _positive_float, "Longest message a caller may leave, in seconds."
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_MAX_SILENCE_S", "5", _positive_float, "Silence that ends a message, in seconds."
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_SPOOL_DIR",
+        "",
+        _text,
+        "Folder Asterisk's AGI `RECORD FILE` writes messages to, the same path on both sides (a shared "
+        "volume); set, the FastAGI server offers the `voicemail` script.",
     ),
 )
 

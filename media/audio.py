@@ -17,7 +17,7 @@ import av.error
 import numpy as np
 import numpy.typing as npt
 
-from media.errors import AudioDecodeError
+from media.errors import AudioDecodeError, EmptyAudioError
 
 #: The rate every analysis works at (Whisper's and Silero's), and webrtcvad's too.
 RATE: Final = 16_000
@@ -106,7 +106,7 @@ def _decode_container(container: av.container.InputContainer) -> Audio:
         # A recording cut short (the caller hung up mid-write, a truncated copy) keeps what decoded.
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     if len(samples) == 0:
-        raise AudioDecodeError(f"no audio samples in the file ({codec})")
+        raise EmptyAudioError(f"no audio samples in the file ({codec})")
     return Audio(samples=samples, source_rate=int(source_rate), codec=codec)
 
 

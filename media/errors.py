@@ -4,6 +4,7 @@
 
     MediaError
     ├── AudioDecodeError      a file that is empty, truncated, not audio, or in a format we cannot read
+    │   └── EmptyAudioError   a well-formed file without a single sample (a recording of nothing)
     └── ModelUnavailableError the speech-to-text model named cannot be loaded (missing path, bad folder)
 """
 
@@ -16,6 +17,10 @@ class MediaError(Exception):
 
 class AudioDecodeError(MediaError):
     """The file could not be decoded into audio; the message says why, for people."""
+
+
+class EmptyAudioError(AudioDecodeError):
+    """The file is audio but holds no samples, e.g. the 44-byte WAV of a recording that got no sound."""
 
 
 class ModelUnavailableError(MediaError):

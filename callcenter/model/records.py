@@ -60,11 +60,13 @@ class ExitAction(StrEnum):
     """What a queue does with a caller it will not serve (after hours, max wait, nobody logged in).
 
     ``hangup`` plays a short message, then hangs up; ``continue`` hands the channel back to the
-    dialplan at its next priority. Voicemail lands with the voicemail feature.
+    dialplan at its next priority; ``voicemail`` takes a message (over ARI; where no voicemail flow
+    runs, it falls back to ``hangup``).
     """
 
     HANGUP = "hangup"
     CONTINUE = "continue"
+    VOICEMAIL = "voicemail"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -227,3 +227,25 @@ class CallFactSink(Protocol):
     async def reconcile(self, present_channel_ids: frozenset[str]) -> None:
         """After a reconnect: decide every call whose channels are gone (flagged ``reconciled``)."""
         ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailRequest:
+    """A caller the queue sends to leave a message (the exit action ``voicemail``)."""
+
+    call_id: str
+    channel_id: str
+    queue: str | None
+    caller: str
+    reason: str
+
+
+class VoicemailTaker(Protocol):
+    """Takes a caller's message in the background (the voicemail flow over ARI)."""
+
+    def start(self, request: VoicemailRequest) -> bool:
+        """Begin taking the message; ``False`` when it cannot (the queue then plays its exit message).
+
+        The taker reports ``VoicemailRecorded`` to the queue once a recording started and hangs up.
+        """
+        ...

@@ -66,6 +66,7 @@ from callcenter.queue.detection import (
     CallFact,
     CallFailed,
     CallQueued,
+    CallSentToVoicemail,
     ExitReason,
     IgnoreReason,
     MessagePlayed,
@@ -85,6 +86,8 @@ from callcenter.queue.ports import (
     StepStore,
     StepWrite,
     TimelineEntry,
+    VoicemailRequest,
+    VoicemailTaker,
 )
 from callcenter.queue.state import (
     AgentLive,
@@ -319,6 +322,7 @@ class QueueService:
         self._new_leg_id = new_leg_id
         self._steps = steps
         self._max_batch = max(1, max_batch)
+        self._voicemail: VoicemailTaker | None = None
         self._refresh_every = timedelta(seconds=refresh_s)
         self._next_refresh: datetime | None = None
         self._lanes: dict[str, _Lane] = {}
@@ -825,6 +829,8 @@ class QueueService:
                 await self._continue(call_id, channel)
                 return
             self._answered.add(call_id)
+        if action is ExitAction.VOICEMAIL and await self._to_voicemail(call_id, channel, reason, track.queue):
+            return
         # Registered before the play: its PlaybackFinished (at once for a missing sound file) can
         # reach the link before the 201 does. The timer is only a backstop for a lost event.
         self._hangups[call_id] = (self._clock.now() + self._message_backstop, channel)
@@ -837,6 +843,21 @@ class QueueService:
             self._hangups.pop(call_id, None)
             logger.error("call %s: exit message failed: %s; back to the dialplan", call_id, exc)
             await self._continue(call_id, channel)
+
+    def use_voicemail(self, taker: VoicemailTaker) -> None:
+        """Take messages with ``taker`` for the exit action ``voicemail`` (without one it is ``hangup``)."""
+        self._voicemail = taker
+
+    async def _to_voicemail(self, call_id: str, channel: str, reason: ExitReason, queue: str | None) -> bool:
+        """Hand an answered caller to the voicemail flow; ``False`` when none runs here."""
+        track = self._board.call(call_id)
+        if self._voicemail is None or track is None:
+            return False
+        request = VoicemailRequest(
+            call_id=call_id, channel_id=channel, queue=queue, caller=track.caller.display, reason=reason.value
+        )
+        await self._apply(CallSentToVoicemail(call_id=call_id, at=self._clock.now()))
+        return self._voicemail.start(request)
 
     async def _fail(self, call_id: str, channel: str, reason: str) -> None:
         """Our error or Asterisk's: record it and hand the caller back to the dialplan."""

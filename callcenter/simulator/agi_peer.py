@@ -24,7 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
+
+from callcenter.simulator.pbx import wav_bytes
 
 #: Commands Asterisk lets run on a hung-up channel (``res_agi.c``: the ``dead`` column).
 DEAD_OK: Final = frozenset({"GET FULL VARIABLE", "GET VARIABLE", "SET VARIABLE", "NOOP", "VERBOSE", "EXEC"})
@@ -110,6 +113,9 @@ class AgiCallModel:
     :param sound_samples: ``endpos`` of a prompt played to its end.
     :param record_samples: ``endpos`` of a recording (8 kHz samples: 16000 is 2 s).
     :param record_end: how a recording ends: ``timeout`` (limit or silence), ``dtmf`` or ``hangup``.
+    :param record_pcm: what the caller says (16-bit 8 kHz mono): ``RECORD FILE <path> wav`` then writes
+        ``<path>.wav`` as Asterisk would (on this machine: the spool a shared volume would give), and
+        ``endpos`` is its length; ``None`` writes nothing.
     :param now: Asterisk's clock for ``STRFTIME`` (Unix seconds).
     """
 
@@ -121,6 +127,7 @@ class AgiCallModel:
     sound_samples: int = 8000
     record_samples: int = 16000
     record_end: str = "timeout"
+    record_pcm: bytes | None = None
     now: Callable[[], float] = time.time
     hangup_pending: bool = False
 
@@ -404,6 +411,9 @@ class AgiPeer:
         if len(args) < 4 or not _INT.fullmatch(args[3]):
             return _usage("RECORD FILE")
         samples = self.model.record_samples
+        if self.model.record_pcm is not None and not hung_up and args[1] in ("wav", "WAV"):
+            Path(f"{args[0]}.{args[1]}").write_bytes(wav_bytes(self.model.record_pcm))
+            samples = len(self.model.record_pcm) // 2
         if hung_up or self.model.record_end == "hangup":
             if not hung_up:
                 self.hang_up()

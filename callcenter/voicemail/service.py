@@ -38,7 +38,7 @@ from callcenter.voicemail.ports import (
 )
 from callcenter.voicemail.records import Voicemail, VoicemailTranscript
 from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, triage
-from media.errors import AudioDecodeError
+from media.errors import AudioDecodeError, EmptyAudioError
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,13 @@ class VoicemailService:
             )
             try:
                 result = await self._analyser.analyse(path)
+            except EmptyAudioError as exc:
+                # A recording of nothing (the caller hung up at the beep): no speech, not a fault.
+                empty = SpeechResult(
+                    duration_s=0.0, speech_ratio=0.0, silent=True, silent_reason=f"empty: {exc}"
+                )
+                await self._finish(replace(voicemail, attempts=attempts + 1), empty)
+                return
             except AudioDecodeError as exc:
                 await self._fail(voicemail, f"not decodable audio: {exc}", final=True)
                 return

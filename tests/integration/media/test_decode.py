@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from media.audio import RATE, decode
-from media.errors import AudioDecodeError
+from media.errors import AudioDecodeError, EmptyAudioError
 from tests import audio_corpus as corpus
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_a_header_without_samples_is_an_error(tmp_path: Path) -> None:
     whole = corpus.prompts()["agent-incorrect"].path.read_bytes()
     header_only = tmp_path / "header.wav"
     header_only.write_bytes(whole[: whole.index(b"data") + 8])
-    with pytest.raises(AudioDecodeError, match="no audio samples"):
+    with pytest.raises(EmptyAudioError, match="no audio samples"):
         decode(header_only)
 
 
