@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter import cli_agents, cli_capacity, cli_simulate
+from callcenter import cli_agents, cli_capacity, cli_simulate, cli_stats
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_simulate.add_subcommand(sub)
     cli_agents.add_subcommands(sub)
     cli_capacity.add_subcommands(sub)
+    cli_stats.add_subcommands(sub)
     return parser
 
 
@@ -120,6 +121,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await cli_agents.run(args, settings)
     if args.command in cli_capacity.COMMANDS:
         return await cli_capacity.run(args, settings)
+    if args.command in cli_stats.COMMANDS:
+        return await cli_stats.run(args, settings)
     raise AssertionError(args.command)
 
 
