@@ -483,14 +483,19 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
     return run
 
 
-def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
-    """The statistics service over the store, with the settings' definitions and time zone."""
-    config = StatsConfig(
+def stats_config(settings: Settings) -> StatsConfig:
+    """The metric definitions' parameters from the settings (queue thresholds come from the store)."""
+    return StatsConfig(
         service_level_s=settings.stats.service_level_s,
         closure_window_s=settings.stats.closure_window_s,
         conversion_rate=settings.stats.conversion_rate,
         average_value=settings.stats.average_value,
     )
+
+
+def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
+    """The statistics service over the store, with the settings' definitions and time zone."""
+    config = stats_config(settings)
     stats = StatsService(
         SqlStatsRepository(store.engine), clock, config, zone=ZoneInfo(settings.stats.time_zone)
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from callcenter import cli_agents, cli_capacity, cli_simulate, cli_transcribe
 from callcenter import cli_agents, cli_capacity, cli_prompts, cli_simulate
 from callcenter import cli_agents, cli_capacity, cli_dispatch, cli_simulate
+from callcenter import cli_agents, cli_capacity, cli_simulate, cli_stats
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_prompts.add_subcommands(sub)
     cli_dispatch.add_subcommands(sub)
+    cli_stats.add_subcommands(sub)
     return parser
 
 
@@ -140,6 +142,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await cli_capacity.run(args, settings)
     if args.command in cli_dispatch.COMMANDS:
         return await cli_dispatch.run(args, settings)
+    if args.command in cli_stats.COMMANDS:
+        return await cli_stats.run(args, settings)
     raise AssertionError(args.command)
 
 

@@ -27,6 +27,11 @@ from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role, VoicemailStatus
 
 _TIME_PARAM: JsonObject = {"type": "string", "format": "date-time"}
+_DAY_PARAM = Param(
+    name="date",
+    description="the local day, YYYY-MM-DD (default: today in CALLCENTER_STATS_TIME_ZONE)",
+    schema={"type": "string", "format": "date"},
+)
 STATS_FILTERS = (
     Param(
         name="since",
@@ -751,5 +756,24 @@ ROUTES: Final[tuple[Route, ...]] = (
         summary="A callback's attempts (result, cause, agent, times) and where its requests came from",
         tags=("callbacks",),
         response="CallbackAttempts",
+    ),
+    Route(
+        method="GET",
+        path="/reports/daily",
+        handler=stats.get_daily_report,
+        role=Role.SUPERVISOR,
+        summary="The daily summary as an HTML page: calls, answered, missed, called back, revenue at risk",
+        description="A signed-in browser (session cookie) opens it directly; the chart is the PNG below.",
+        tags=("stats",),
+        query=(_DAY_PARAM,),
+    ),
+    Route(
+        method="GET",
+        path="/reports/daily.png",
+        handler=stats.get_daily_chart,
+        role=Role.SUPERVISOR,
+        summary="The daily summary's chart (PNG): calls per local hour, answered and missed",
+        tags=("stats",),
+        query=(_DAY_PARAM,),
     ),
 )

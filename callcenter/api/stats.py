@@ -8,7 +8,7 @@ year ranges, unknown weekdays, malformed hours or periods answer 400.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from callcenter.stats.definitions import COUNTED_NAMES, LIVE_NAMES, figures
 from callcenter.stats.history import HistoryFilter, HistoryRow, Period, parse_hours, parse_weekdays, to_csv
 from callcenter.stats.intervals import MissedCall
 from callcenter.stats.live import Snapshot
+from callcenter.stats.report import chart_png, report_html
 from callcenter.stats.service import StatsService
 
 STATS_SERVICE: Final = web.AppKey("stats_service", StatsService)
@@ -65,8 +66,9 @@ def missed_json(missed: MissedCall) -> JsonObject:
     }
 
 
-def wallboard_json(snapshot: Snapshot) -> JsonObject:
-    """What the wallboard feed sends: the live figures and the lists and charts behind them."""
+def wallboard_json(snapshot: Snapshot, *, waiting: int = 50, missed: int = 50) -> JsonObject:
+    """What the wallboard feed sends: the live figures, the longest ``waiting`` callers, the newest
+    ``missed`` open missed calls, and today's charts."""
     body = live_json(snapshot)
     body["since"] = snapshot.since.isoformat()
     body["waiting"] = [
@@ -77,9 +79,9 @@ def wallboard_json(snapshot: Snapshot) -> JsonObject:
             "since": w.since.isoformat(),
             "wait_s": round((snapshot.at - w.since).total_seconds(), 1),
         }
-        for w in snapshot.waiting
+        for w in snapshot.waiting[:waiting]
     ]
-    body["open_missed"] = [missed_json(m) for m in snapshot.open_missed[-100:]]
+    body["open_missed"] = [missed_json(m) for m in snapshot.open_missed[-missed:]]
     body["day"] = [
         {
             "start": p.start.isoformat(),
@@ -94,9 +96,21 @@ def wallboard_json(snapshot: Snapshot) -> JsonObject:
     return body
 
 
+#: A wall screen shows the longest waiting callers; the count of all of them is ``calls_waiting``.
+WAITING_SHOWN: Final = 50
+MISSED_SHOWN: Final = 50
+
+
 def render_wallboard(service: StatsService) -> bytes:
-    """One snapshot serialised once for every feed client (with the colour thresholds)."""
-    body = wallboard_json(service.snapshot())
+    """One snapshot serialised once for every feed client (with the colour thresholds).
+
+    ``oldest_event_at`` (first, so a client reads it cheaply) is when the oldest event this snapshot
+    is the first to show happened: its age on arrival is the feed's delay.
+    """
+    since = service.take_unpublished_since()
+    snapshot = service.snapshot()
+    body: JsonObject = {"oldest_event_at": since.isoformat() if since is not None else None}
+    body.update(wallboard_json(snapshot, waiting=WAITING_SHOWN, missed=MISSED_SHOWN))
     body["thresholds"] = service.thresholds
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -230,6 +244,32 @@ async def put_thresholds(request: web.Request) -> web.Response:
     thresholds = await service.set_thresholds(body, actor=principal_of(request).actor)
     set_audit_detail(request, {"thresholds": thresholds})
     return web.json_response(thresholds)
+
+
+def _day(request: web.Request) -> date | None:
+    raw = request.query.get("date")
+    if raw is None or raw == "":
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError(f"date must be YYYY-MM-DD, not {raw!r}") from None
+
+
+async def get_daily_report(request: web.Request) -> web.Response:
+    service = stats_service(request)
+    report = await service.daily(_day(request))
+    chart = f"/api/v1/reports/daily.png?date={report.day.isoformat()}"
+    return web.Response(
+        text=report_html(report, service.config, chart_url=chart),
+        content_type="text/html",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'"},
+    )
+
+
+async def get_daily_chart(request: web.Request) -> web.Response:
+    report = await stats_service(request).daily(_day(request))
+    return web.Response(body=chart_png(report), content_type="image/png")
 
 
 async def post_rebuild(request: web.Request) -> web.Response:

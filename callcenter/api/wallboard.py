@@ -88,8 +88,8 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
                     await page_principal(request, Role.SUPERVISOR)
                 except (AuthenticationError, web.HTTPException):
                     break
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    except ConnectionResetError:
+        return response  # the client went away: nothing more to send
     finally:
         feed.unsubscribe(subscription)
     with contextlib.suppress(ConnectionResetError):

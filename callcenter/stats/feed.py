@@ -136,7 +136,7 @@ class SnapshotFeed:
             except TimeoutError:
                 pass
             started = loop.time()
-            if self._subscribers or self._dirty.is_set():
+            if self._subscribers:  # nobody watching: render nothing (a new client renders its own)
                 try:
                     self.publish()
                 except Exception:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
 
 from callcenter.bus import Delivery
@@ -28,6 +28,7 @@ from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
 from callcenter.stats.intervals import MissedCall, ended_from_event
 from callcenter.stats.live import LiveStats, Snapshot
 from callcenter.stats.ports import StatsRepository
+from callcenter.stats.report import DailyReport, daily_report, day_bounds
 from callcenter.stats.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class StatsService:
         #: Calls ended since start-up by (queue, outcome): the Prometheus counters.
         self.ended_totals: dict[tuple[str, str], int] = {}
         self.thresholds: dict[str, dict[str, float]] = dict(DEFAULT_THRESHOLDS)
+        self._unpublished_since: datetime | None = None
 
     # -- start-up -----------------------------------------------------------------------------------
 
@@ -102,6 +104,8 @@ class StatsService:
         """The live tail: fold ``event`` into the board and wake the feed if it showed a change."""
         if not self.live.apply(event):
             return
+        if self._unpublished_since is None or event.occurred_at < self._unpublished_since:
+            self._unpublished_since = event.occurred_at
         if isinstance(event, CallEnded):
             key = (event.queue or "", event.outcome.value)
             self.ended_totals[key] = self.ended_totals.get(key, 0) + 1
@@ -115,6 +119,11 @@ class StatsService:
             await self._repo.materialise(ended_from_event(event), self.config)
 
     # -- reading ------------------------------------------------------------------------------------
+
+    def take_unpublished_since(self) -> datetime | None:
+        """The time of the oldest event folded since the last call (the feed's delay marker), and reset."""
+        since, self._unpublished_since = self._unpublished_since, None
+        return since
 
     def snapshot(self) -> Snapshot:
         return self.live.snapshot(self._clock.now())
@@ -149,6 +158,13 @@ class StatsService:
         return await self._repo.missed_calls(
             since, until, queue=queue, status=status, cursor=cursor, limit=check_limit(limit)
         )
+
+    async def daily(self, day: date | None = None) -> DailyReport:
+        """The daily summary of a local day (default: today) from the stored interval rows."""
+        day = day or self._clock.now().astimezone(self.zone).date()
+        start, end = day_bounds(day, self.zone)
+        rows = await self._repo.intervals(start, end)
+        return daily_report(rows, day, self.zone)
 
     async def rebuild(self) -> int:
         """Rebuild every stored row from the stored calls, then restart the live board from them."""

@@ -243,3 +243,24 @@ async def test_metrics_export_live_gauges_per_queue_and_no_null_figures(api: Sta
     assert 'callcenter_stats_service_level_answered{queue="sales"} 1.0' in text
     assert 'callcenter_stats_service_level{queue="support"}' not in text
     assert 'callcenter_calls_ended_total{outcome="answered",queue="sales"} 1.0' in text
+
+
+async def test_the_daily_report_is_html_with_a_png_chart(api: StatsApi) -> None:
+    await api.event(ended("a1", CallOutcome.ANSWERED, T0 - timedelta(hours=2), wait_s=5, talk_s=30))
+    await api.event(
+        ended("m1", CallOutcome.ABANDONED, T0 - timedelta(hours=1), wait_s=40, caller="+14155550111")
+    )
+
+    status, page = await api.get("/reports/daily?date=2026-11-23")
+    chart = await api.client.get(
+        "/api/v1/reports/daily.png?date=2026-11-23",
+        headers={"Authorization": f"Bearer {api.secrets[Role.SUPERVISOR]}"},
+    )
+    bad, body = await api.get("/reports/daily?date=23/11/2026")
+
+    assert status == 200 and "Daily summary, Monday 23 November 2026" in page
+    assert "/api/v1/reports/daily.png?date=2026-11-23" in page
+    assert "€" not in page and "1000" not in page
+    assert chart.status == 200 and chart.content_type == "image/png"
+    assert (await chart.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bad == 400 and "YYYY-MM-DD" in body["message"]

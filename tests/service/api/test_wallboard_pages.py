@@ -22,7 +22,7 @@ from callcenter.api.session import COOKIE, SESSION_SERVICE, install_session_rout
 from callcenter.api.stats import STATS_SERVICE, render_wallboard
 from callcenter.api.wallboard import WEB_DIR, install_wallboard_routes
 from callcenter.auth.service import AuthService
-from callcenter.auth.sessions import SessionService
+from callcenter.auth.sessions import RECHECK_S, SessionService
 from callcenter.config import DatabaseSettings, HttpSettings
 from callcenter.model.events import CallQueued
 from callcenter.model.vocabulary import Role
@@ -44,11 +44,14 @@ class InMemorySessionStore:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.items: dict[str, tuple[str, datetime]] = {}
+        self.reads = 0
 
     async def put(self, session_hash: str, token_id: str, ttl_s: int) -> None:
         self.items[session_hash] = (token_id, self.clock.now() + timedelta(seconds=ttl_s))
 
     async def get(self, session_hash: str) -> str | None:
+        self.reads += 1
+        await asyncio.sleep(0)  # a real store answers later: concurrent checks overlap
         item = self.items.get(session_hash)
         if item is None or self.clock.now() >= item[1]:
             return None
@@ -180,6 +183,7 @@ async def test_the_cookie_opens_the_json_api_for_its_role_and_ends_with_its_toke
     tokens = await pages.auth.list_tokens(cursor=None, limit=50)
     supervisor = next(t for t in tokens.items if t.role is Role.SUPERVISOR)
     await pages.auth.revoke(supervisor.id, actor="test")
+    pages.clock.advance(RECHECK_S)  # sessions re-read their token at most this often
 
     await assert_error(await pages.client.get("/api/v1/stats/live"), 401, "unauthenticated", "revoked")
     assert (await pages.client.get("/wallboard", allow_redirects=False)).status == 303
@@ -278,3 +282,16 @@ async def test_assets_are_local_and_nothing_else_is_served(pages: Pages) -> None
         text = path.read_text()
         assert not re.search(r"(src|href)=\"?(https?:)?//", text), f"{path.name} loads from another site"
         assert "https://" not in text and "http://" not in text, path.name
+
+
+async def test_many_clients_of_one_session_cost_one_store_read(pages: Pages) -> None:
+    """200 wall screens reconnecting at once must not exhaust the store's connections."""
+    session_id = await pages.sign_in()
+    sessions = pages.client.app[SESSION_SERVICE]
+    pages.clock.advance(RECHECK_S)
+    reads = pages.sessions.reads
+
+    principals = await asyncio.gather(*(sessions.principal(session_id) for _ in range(200)))
+
+    assert {p.role for p in principals} == {Role.SUPERVISOR}
+    assert pages.sessions.reads == reads + 1
