@@ -43,8 +43,7 @@ from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.offers import AriCallbackOffers
 from callcenter.ari.stasis import StasisDispatcher
-from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER
-from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_VOICEMAIL
+from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
 from callcenter.callbacks.policy import OfferSettings
@@ -287,11 +286,12 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     except BaseException:
         await stack.aclose()
         raise
-    link = (
-        _ari_link(settings, session, client, redis, keys, queue, callbacks, store, stack)
-        if client is not None
-        else None
-    )
+    link: AriLink | None = None
+    taker: AriVoicemailTaker | None = None
+    if client is not None:
+        link, taker = _ari_link(
+            settings, session, client, redis, keys, queue, callbacks, voicemails, store, clock, stack
+        )
     stats = build_stats(settings, store, clock)
     # The callback dispatcher: its own lease and ARI application (callcenter/app_dispatch.py).
     dispatch = build_dispatch(
@@ -305,10 +305,6 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         clock=clock,
     )
-    taker: AriVoicemailTaker | None = None
-        flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
-        taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
-        queue.use_voicemail(taker)
     services = Services(
         settings=settings,
         store=store,
@@ -377,8 +373,9 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app.cleanup_ctx.append(_background(services))
     if settings.agi.enabled:
         offer_script = CallbackOfferScript(callbacks, estimates, clock)
-        app.cleanup_ctx.append(_agi_server(settings, recorder, {AGI_CALLBACK_OFFER: offer_script}))
-        app.cleanup_ctx.append(_agi_server(settings, recorder, voicemails))
+        app.cleanup_ctx.append(
+            _agi_server(settings, recorder, {AGI_CALLBACK_OFFER: offer_script}, voicemails=voicemails)
+        )
 
     async def close_adapters(_: web.Application) -> None:
         await stack.aclose()
@@ -395,10 +392,12 @@ def _ari_link(
     keys: RedisKeys,
     queue: QueueService,
     callbacks: CallbackService,
+    voicemails: VoicemailService,
     store: Store,
+    clock: Clock,
     stack: contextlib.AsyncExitStack,
-) -> AriLink:
-    """The ARI link feeding our queue, under the lease, with the callback offers hooked in."""
+) -> tuple[AriLink, AriVoicemailTaker]:
+    """The ARI link feeding our queue, under the lease, with callback offers and voicemail hooked in."""
     dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
     lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
 
@@ -409,6 +408,9 @@ def _ari_link(
         await dispatcher.resync()
 
     link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
+    taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
+    queue.use_voicemail(taker)
     if settings.callback.ivr_offers:
         offers = AriCallbackOffers(
             client,
@@ -420,7 +422,7 @@ def _ari_link(
         )
         queue.add_step_hook(offers.on_step)
         stack.push_async_callback(offers.close)
-    return link
+    return link, taker
 
 
 def _background(services: Services) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -555,14 +557,15 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
 
 
 def _agi_server(
-    settings: Settings, recorder: CallOutcomeRecorder, more: Mapping[str, ScriptHandler] | None = None
-    settings: Settings, recorder: CallOutcomeRecorder, voicemails: VoicemailService | None = None
+    settings: Settings,
+    recorder: CallOutcomeRecorder,
+    more: Mapping[str, ScriptHandler] | None = None,
+    voicemails: VoicemailService | None = None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The FastAGI server for the life of the application; it stops before the store closes."""
 
     async def run(_: web.Application) -> AsyncIterator[None]:
         handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder), **(more or {})}
-        handlers: dict[str, ScriptHandler] = {AGI_CALL_OUTCOME: CallOutcomeScript(recorder)}
         if voicemails is not None and settings.voicemail.spool_dir is not None:
             flow = VoicemailFlow(
                 max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s

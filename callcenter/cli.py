@@ -12,10 +12,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from callcenter import cli_agents, cli_capacity, cli_simulate, cli_transcribe
-from callcenter import cli_agents, cli_capacity, cli_prompts, cli_simulate
-from callcenter import cli_agents, cli_capacity, cli_dispatch, cli_simulate
-from callcenter import cli_agents, cli_capacity, cli_simulate, cli_stats
+from callcenter import (
+    cli_agents,
+    cli_capacity,
+    cli_dispatch,
+    cli_prompts,
+    cli_simulate,
+    cli_stats,
+    cli_transcribe,
+)
 from callcenter.config import Settings, settings_markdown
 from callcenter.errors import CallCenterError, ConfigError
 from callcenter.logs import configure_logging
