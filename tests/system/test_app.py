@@ -146,6 +146,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(180)  # six CLI runs and a server start: many process start-ups
 async def test_cli_token_serve_and_graceful_stop(tmp_path: Path) -> None:
     """The README's flow: a token from the CLI opens the API of `callcenter serve`; SIGTERM stops it."""
     port = _free_port()

@@ -103,7 +103,7 @@ async def test_a_supervisor_creates_a_queue_then_changes_some_settings(api: Queu
         ({"max_wait_s": "ten"}, "max_wait_s must be a whole number"),
         ({"max_wait_s": 0}, "max_wait_s must be at least 1"),
         ({"join_empty": "yes"}, "true or false"),
-        ({"after_hours_action": "voicemail"}, "after_hours_action must be one of"),
+        ({"after_hours_action": "sing"}, "after_hours_action must be one of"),
         ({"time_zone": "Atlantis/City"}, "unknown time zone"),
         ({"business_hours": {"mon": ["9-5"]}}, "HH:MM-HH:MM"),
         ({"business_hours": ["mon"]}, "weekday"),
