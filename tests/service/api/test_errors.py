@@ -10,6 +10,7 @@ from aiohttp import web
 
 from callcenter.api.errors import ERROR_TABLE, InvalidJsonError
 from callcenter.api.routing import Route
+from callcenter.callbacks.ports import CallbackExistsError, SlotFullError
 from callcenter.config import HttpSettings
 from callcenter.errors import (
     AsteriskUnavailableError,
@@ -41,6 +42,8 @@ EXPECTED: dict[Exception, tuple[int, str]] = {
     StoreUnavailableError("bad"): (503, "unavailable"),
     AsteriskUnavailableError("bad"): (503, "unavailable"),
     LeaseLostError("bad"): (503, "unavailable"),
+    SlotFullError("bad"): (409, "slot_full"),
+    CallbackExistsError("bad", "cb-1"): (409, "callback_exists"),
 }
 
 
