@@ -32,7 +32,7 @@ from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
-from callcenter.ari.offers import AriCallbackOffers
+from callcenter.ari.offers import AriCallbackOffers, ari_channels
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER
 from callcenter.auth.service import AuthService
@@ -234,17 +234,10 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
         lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
 
-        async def resync() -> None:
-            # A process taking the lease over first adopts the calls its predecessor queued (they
-            # keep their place and wait), so the resync does not re-queue them as new arrivals.
-            await queue.take_back()
-            await dispatcher.resync()
-
-        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+        offers: AriCallbackOffers | None = None
         if settings.callback.ivr_offers:
             offers = AriCallbackOffers(
-                client,
-                dispatcher,
+                ari_channels(client, dispatcher),
                 queue,
                 callbacks,
                 store.queues,
@@ -252,6 +245,16 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             )
             queue.add_step_hook(offers.on_step)
             stack.push_async_callback(offers.close)
+
+        async def resync() -> None:
+            # A process taking the lease over first adopts the calls its predecessor queued (they
+            # keep their place and wait), so the resync does not re-queue them as new arrivals.
+            await queue.take_back()
+            await dispatcher.resync()
+            if offers is not None:
+                await offers.adopt(queue)  # restored callers are not queued again: no step starts them
+
+        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
     services = Services(
         settings=settings,
         store=store,
