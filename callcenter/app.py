@@ -41,7 +41,7 @@ from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
-from callcenter.ari.offers import AriCallbackOffers
+from callcenter.ari.offers import AriCallbackOffers, ari_channels
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
@@ -305,6 +305,18 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         clock=clock,
     )
+        offers: AriCallbackOffers | None = None
+                ari_channels(client, dispatcher),
+
+        async def resync() -> None:
+            # A process taking the lease over first adopts the calls its predecessor queued (they
+            # keep their place and wait), so the resync does not re-queue them as new arrivals.
+            await queue.take_back()
+            await dispatcher.resync()
+            if offers is not None:
+                await offers.adopt(queue)  # restored callers are not queued again: no step starts them
+
+        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
     services = Services(
         settings=settings,
         store=store,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -21,6 +23,7 @@ from callcenter.ari.stasis import StasisDispatcher
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.errors import CallCenterError
 from callcenter.model.callbacks import Callback
+from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.queue.detection import (
     CallAnswered,
     CallerHungUp,
@@ -30,7 +33,8 @@ from callcenter.queue.detection import (
     Reconciled,
 )
 from callcenter.queue.hours import zone_of
-from callcenter.queue.state import Fact, Step
+from callcenter.queue.state import Fact, QueueView, Step
+from ivr.channel import VoiceChannel
 from ivr.flows.callback_offer import CallbackDesk, CallbackOfferFlow, FlowOutcome, FlowSettings, WaitingCall
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,39 @@ class CallbackQueue(Protocol):
     async def end_after_callback(self, call_id: str) -> None: ...
 
 
+class _Detail(Protocol):
+    @property
+    def call(self) -> CallRecord: ...
+
+
+class _Live(Protocol):
+    @property
+    def view(self) -> QueueView: ...
+
+
+class WaitingLines(Protocol):
+    """The queue service's lines, to adopt the callers waiting after a restart or a take-over."""
+
+    async def list_queues(self) -> tuple[QueueRecord, ...]: ...
+
+    async def live(self, queue: str) -> _Live: ...
+
+    async def get_call(self, call_id: str) -> _Detail: ...
+
+
+class FlowChannel(VoiceChannel, AbstractContextManager["FlowChannel"], Protocol):
+    """A voice channel that is closed when the flow is done (``AriChannel``)."""
+
+
+def ari_channels(client: AriClient, dispatcher: StasisDispatcher) -> Callable[[str], FlowChannel]:
+    """Open an :class:`AriChannel` per caller channel (subscribed to its events at once)."""
+
+    def open_channel(channel_id: str) -> FlowChannel:
+        return AriChannel(client, dispatcher, channel_id)
+
+    return open_channel
+
+
 class AriCallbackOffers:
     """Runs one offer flow per waiting caller (see the module docstring).
 
@@ -56,8 +93,7 @@ class AriCallbackOffers:
 
     def __init__(
         self,
-        client: AriClient,
-        dispatcher: StasisDispatcher,
+        open_channel: Callable[[str], FlowChannel],
         queue: CallbackQueue,
         desk: CallbackDesk,
         queues: QueueSettingsSource,
@@ -66,8 +102,7 @@ class AriCallbackOffers:
         first_after_s: float = 0.0,
         settings: FlowSettings | None = None,
     ) -> None:
-        self._client = client
-        self._dispatcher = dispatcher
+        self._open_channel = open_channel
         self._queue = queue
         self._desk = desk
         self._queues = queues
@@ -90,14 +125,35 @@ class AriCallbackOffers:
             record = step.record
             if fact.call_id in self._flows or record.queued_at is None:
                 return
-            self._flows[fact.call_id] = asyncio.get_running_loop().create_task(
-                self._run(fact.call_id, fact.queue, record.channel_id, record.caller, record.queued_at),
-                name=f"callback-offer-{fact.call_id}",
-            )
+            self._start(fact.call_id, fact.queue, record.channel_id, record.caller, record.queued_at)
         elif isinstance(fact, _LEFT_LINE) and fact.call_id not in self._accepting:
             task = self._flows.pop(fact.call_id, None)
             if task is not None:
                 task.cancel()
+
+    async def adopt(self, lines: WaitingLines) -> int:
+        """Start flows for the callers waiting without one (after a restart or a take-over, whose
+        callers were restored, not queued again); return how many. Never raises."""
+        started = 0
+        try:
+            for queue in await lines.list_queues():
+                for waiting in (await lines.live(queue.name)).view.waiting:
+                    if waiting.call_id in self._flows or waiting.ringing_agent is not None:
+                        continue
+                    record = (await lines.get_call(waiting.call_id)).call
+                    if record.outcome is None and record.queued_at is not None and record.queue is not None:
+                        self._start(
+                            record.id, record.queue, record.channel_id, record.caller, record.queued_at
+                        )
+                        started += 1
+        except CallCenterError as exc:
+            logger.warning("callback offers: waiting callers not adopted: %s", exc)
+        return started
+
+    def _start(self, call_id: str, queue: str, channel_id: str, caller: str, enqueued_at: datetime) -> None:
+        self._flows[call_id] = asyncio.get_running_loop().create_task(
+            self._run(call_id, queue, channel_id, caller, enqueued_at), name=f"callback-offer-{call_id}"
+        )
 
     async def close(self) -> None:
         """Stop every flow (at shutdown)."""
@@ -113,7 +169,7 @@ class AriCallbackOffers:
         outcome = FlowOutcome.STAYED
         try:
             # Subscribed at once: a key pressed from now on counts for the first menu.
-            with AriChannel(self._client, self._dispatcher, channel_id) as channel:
+            with self._open_channel(channel_id) as channel:
                 if self._first_after_s > 0:
                     await channel.get_digits(1, self._first_after_s)
                 zone = zone_of((await self._queues.get(queue)).time_zone)

@@ -7,14 +7,22 @@ operations have run, so every later call raises ``ChannelHungUpError`` as the dr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from types import TracebackType
 
 from ivr.channel import ChannelHungUpError, Media, MediaKind, Recording
 
 
 class ScriptedVoiceChannel:
-    def __init__(self, keys: Iterable[str] = (), *, hang_up_after: int | None = None) -> None:
+    def __init__(
+        self, keys: Iterable[str] = (), *, hang_up_after: int | None = None, hold: bool = False
+    ) -> None:
+        """:param hold: once the keys are used up, ``get_digits`` waits until cancelled (a caller
+        listening to the music) instead of answering silence at once."""
         self.keys = list(keys)
+        self.hold = hold
+        self.closed = False
         self.played: list[tuple[Media, ...]] = []
         self.asked: list[tuple[int, float]] = []
         self.variables: dict[str, str] = {}
@@ -38,6 +46,9 @@ class ScriptedVoiceChannel:
     async def get_digits(self, max_digits: int, timeout_s: float) -> str:
         self._step()
         self.asked.append((max_digits, timeout_s))
+        if not self.keys and self.hold:
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
         answer = self.keys.pop(0) if self.keys else ""
         return answer[:max_digits]
 
@@ -61,6 +72,14 @@ class ScriptedVoiceChannel:
     async def continue_in_dialplan(self) -> None:
         self._step()
         self.continued = True
+
+    def __enter__(self) -> ScriptedVoiceChannel:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.closed = True
 
     # -- reading what was said ----------------------------------------------------------------------
 

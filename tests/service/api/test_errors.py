@@ -44,6 +44,8 @@ EXPECTED: dict[Exception, tuple[int, str]] = {
     StoreUnavailableError("bad"): (503, "unavailable"),
     AsteriskUnavailableError("bad"): (503, "unavailable"),
     LeaseLostError("bad"): (503, "unavailable"),
+    SlotFullError("bad"): (409, "slot_full"),
+    CallbackExistsError("bad", "cb-1"): (409, "callback_exists"),
 }
 
 

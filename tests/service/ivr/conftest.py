@@ -20,6 +20,7 @@ from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository
 from tests.fakes.store import InMemoryQueueRepository
 from tests.fakes.voice import ScriptedVoiceChannel
 from tests.service.callbacks.conftest import MONDAY_10, SALES
+from tests.service.queue.conftest import make_harness as make_harness  # the queue service's harness
 
 if TYPE_CHECKING:
     from tests.conftest import FakeClock
