@@ -259,10 +259,31 @@ class SqlSmsStore(_SqlRepository):
             )
             return int(result.rowcount)
 
-        created = await self._write("queueing a message", work) == 1
+        if await self._write("queueing a message", work) == 1:
+            # Stored as given: no need to read it back.
+            return (
+                SmsMessage(
+                    id=message_id,
+                    key=draft.key,
+                    direction=Direction.OUTBOUND,
+                    number=draft.number,
+                    kind=draft.kind,
+                    program=draft.program,
+                    text=draft.text,
+                    status=MessageStatus.QUEUED,
+                    created_at=draft.created_at,
+                    due_at=draft.due_at,
+                    updated_at=draft.created_at,
+                    call_id=draft.call_id,
+                    segments=info.segments,
+                    encoding=info.encoding.value,
+                    actor=draft.actor,
+                ),
+                True,
+            )
         async with self._session("reading a message") as session:
             row = (await session.scalars(select(SmsMessageRow).where(SmsMessageRow.key == draft.key))).one()
-            return _message(row), created
+            return _message(row), False
 
     async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
         due = or_(
