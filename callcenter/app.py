@@ -27,8 +27,6 @@ from callcenter.api.agi_outcomes import AGI_OUTCOME_RECORDER
 from callcenter.api.app import build_api
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.queues import QUEUE_SERVICE
-
-# -- SMS follow-up (issue 9) --
 from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
