@@ -161,7 +161,7 @@ async def kannel_dlr(request: web.Request) -> web.Response:
     if status is not None:
         answer = _field(request.query, "answer", required=False, limit=500)
         error = answer if status == "failed" else ""
-        if await sms.engine.delivery_report("kannel", message_id, MessageStatus(status), error) is None:
+        if not await sms.engine.delivery_report("kannel", message_id, MessageStatus(status), error):
             raise ValidationError(f"no message {message_id!r} was sent through Kannel")
     return web.Response(text="")
 
@@ -222,7 +222,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     status = TWILIO_STATUS.get(_field(form, "MessageStatus"))
     if status is not None:
         error = _field(form, "ErrorCode", required=False)
-        if await sms.engine.delivery_report("twilio", sid, MessageStatus(status), error) is None:
+        if not await sms.engine.delivery_report("twilio", sid, MessageStatus(status), error):
             raise ValidationError(f"no message {sid!r} was sent through Twilio")
     return web.Response(text=_TWIML_EMPTY, content_type="text/xml")
 

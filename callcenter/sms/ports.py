@@ -24,6 +24,16 @@ from callcenter.sms.records import (
 from callcenter.sms.rules import CAPPED_KINDS, MessageKind
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendFacts:
+    """What the sender checks before a text goes: the number's ledger, its contact, recent sends."""
+
+    consent: tuple[ConsentRecord, ...]
+    contact: Contact | None
+    capped_sends: tuple[datetime, ...]
+    follow_up_sends: tuple[datetime, ...]
+
+
 class SmsStore(Protocol):
     """Contacts, the consent ledger, the outbox, the threads and callback requests.
 
@@ -82,14 +92,21 @@ class SmsStore(Protocol):
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
-    ) -> SmsMessage | None:
-        """Apply a provider's delivery report; ``None`` for an id we never sent."""
+    ) -> bool:
+        """Apply a provider's delivery report (one statement); ``False`` for a message it never sent.
+
+        ``provider_id`` may also be our own message id, for providers that carry it (Kannel).
+        """
         ...
 
     async def sent_times(
         self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
     ) -> tuple[datetime, ...]:
         """When messages of ``kinds`` (by default the capped ones) to ``number`` went out since ``since``."""
+        ...
+
+    async def send_facts(self, number: str, key: str, since: datetime) -> SendFacts:
+        """The ledger of ``key``, the contact of ``number`` and its sends since ``since``, in one go."""
         ...
 
     async def last_follow_up(self, number: str) -> datetime | None:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from callcenter.bus import Delivery
 from callcenter.clock import Clock
@@ -52,6 +53,7 @@ from callcenter.sms.consent import (
 )
 from callcenter.sms.keywords import DEFAULT_RULES, Intent, KeywordRules, classify
 from callcenter.sms.ports import Outgoing, ProviderError, SmsProvider, SmsStore
+from callcenter.sms.quiet import Recipient
 from callcenter.sms.recipient import recipient_for
 from callcenter.sms.records import (
     CallbackRequest,
@@ -63,6 +65,7 @@ from callcenter.sms.records import (
     SmsMessage,
 )
 from callcenter.sms.rules import (
+    CAP_PERIOD,
     Cancel,
     Defer,
     MessageKind,
@@ -521,8 +524,8 @@ class SmsEngine:
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str = ""
-    ) -> SmsMessage | None:
-        """Apply ``provider``'s report on a message it sent; ``None`` when it sent no such message."""
+    ) -> bool:
+        """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message."""
         return await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
 
     # -- the outbox sender ------------------------------------------------------------------------
@@ -586,47 +589,43 @@ class SmsEngine:
 
     async def _verdict(self, message: SmsMessage, now: datetime) -> Cancel | Defer | None:
         kind = message.kind or MessageKind.REPLY
+        if (
+            kind is MessageKind.FOLLOW_UP
+            and message.call_id is not None
+            and await self._closed(message.call_id)
+        ):
+            return Cancel("closed")
+        since = min(now - CAP_PERIOD, now - self._settings.rules.resend_after)
+        facts = await self._store.send_facts(message.number, self._key(message.number), since)
         if kind is MessageKind.FOLLOW_UP:
-            if message.call_id is not None and await self._closed(message.call_id):
-                return Cancel("closed")
-            since = now - self._settings.rules.resend_after
-            if await self._store.sent_times(message.number, since, kinds=(MessageKind.FOLLOW_UP,)):
+            resend_from = now - self._settings.rules.resend_after
+            if any(t > resend_from for t in facts.follow_up_sends):
                 return Cancel("recently_texted")
-        consent = await self._status(message.number, message.program)
-        contact = await self._store.get_contact(message.number) if message.number.startswith("+") else None
-        try:
-            recipient = (
-                recipient_for(
-                    message.number,
-                    zone=contact.time_zone if contact is not None else None,
-                    region=contact.region if contact is not None and contact.region else None,
-                )
-                if message.number.startswith("+")
-                else None
+        if message.number.startswith("+"):
+            contact = facts.contact
+            recipient = recipient_for(
+                message.number,
+                zone=contact.time_zone if contact is not None else None,
+                region=contact.region if contact is not None and contact.region else None,
             )
-            recent = await self._store.sent_times(message.number, now - timedelta(hours=24))
-            if recipient is None:
-                if kind in (MessageKind.FOLLOW_UP, MessageKind.MANUAL):
-                    return Cancel("no_time_zone")
-                from zoneinfo import ZoneInfo
-
-                from callcenter.sms.quiet import Recipient
-
-                recipient = Recipient(zones=(ZoneInfo("UTC"),))
+        elif kind in (MessageKind.FOLLOW_UP, MessageKind.MANUAL):
+            return Cancel("no_time_zone")
+        else:
+            # A reply to a sender we cannot place (a short code): replies ignore quiet hours anyway.
+            recipient = Recipient(zones=(ZoneInfo("UTC"),))
+        try:
             verdict = send_verdict(
                 kind,
                 now=now,
-                consent=consent,
+                consent=status_of(facts.consent, message.program),
                 policy=policy_for(message.program, self._settings.policies),
                 recipient=recipient,
-                recent_sends=recent,
+                recent_sends=facts.capped_sends,
                 rules=self._settings.rules,
             )
         except ValidationError as exc:
             return Cancel(f"no_allowed_hours: {exc}")
-        if isinstance(verdict, Cancel | Defer):
-            return verdict
-        return None
+        return verdict if isinstance(verdict, Cancel | Defer) else None
 
     def _backoff(self, message: SmsMessage) -> float:
         delay = min(

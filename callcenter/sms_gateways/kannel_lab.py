@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -83,8 +84,10 @@ class KannelLab:
     async def _start_phone(self, args: list[str]) -> None:
         await self._stop_phone()
         # -m 0 would be fakesmsc's interactive mode: it then waits on stdin, which we keep open.
+        # fakesmsc writes to a pipe in blocks; stdbuf makes each received text show up at once.
+        line_buffered = ["stdbuf", "-oL", "-eL"] if shutil.which("stdbuf") else []
         self._phone = await asyncio.create_subprocess_exec(
-            FAKESMSC, "-H", "127.0.0.1", "-r", str(self.smsc_port), *args,
+            *line_buffered, FAKESMSC, "-H", "127.0.0.1", "-r", str(self.smsc_port), *args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read(self._phone))

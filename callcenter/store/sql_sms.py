@@ -10,6 +10,8 @@ workers never take the same message.
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -17,6 +19,7 @@ from typing import Final
 
 from sqlalchemy import (
     and_,
+    case,
     delete,
     func,
     insert,
@@ -24,12 +27,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Update
 
 from callcenter.errors import ConflictError, NotFoundError
 from callcenter.model.paging import Page, check_limit
 from callcenter.sms.consent import ConsentAction, ConsentEntry, ConsentRecord, ConsentSource, chain
 from callcenter.sms.encoding import segment_info
+from callcenter.sms.ports import SendFacts
 from callcenter.sms.records import (
     CallbackRequest,
     CallbackRequestState,
@@ -122,6 +127,14 @@ def _request(row: SmsCallbackRequestRow) -> CallbackRequest:
 
 class SqlSmsStore(_SqlRepository):
     """The SMS engine's store (:class:`~callcenter.sms.ports.SmsStore`)."""
+
+    def __init__(self, engine: AsyncEngine, **kwargs: float) -> None:
+        super().__init__(engine, **kwargs)
+        self._ids = itertools.count()
+
+    def _new_id(self) -> str:
+        """Outbound ids sort in queueing order (time, then a counter), so texts due together go in order."""
+        return f"{time.time_ns():x}{next(self._ids) % 0xFFFF:04x}{uuid.uuid4().hex[:12]}"
 
     # -- contacts ---------------------------------------------------------------------------------
 
@@ -221,7 +234,7 @@ class SqlSmsStore(_SqlRepository):
 
     async def enqueue(self, draft: OutboundDraft) -> tuple[SmsMessage, bool]:
         info = segment_info(draft.text)
-        message_id = uuid.uuid4().hex
+        message_id = self._new_id()
 
         async def work(connection: AsyncConnection) -> int:
             upsert = _upsert(self._engine, SmsMessageRow)
@@ -246,53 +259,74 @@ class SqlSmsStore(_SqlRepository):
             )
             return int(result.rowcount)
 
-        created = await self._write("queueing a message", work) == 1
+        if await self._write("queueing a message", work) == 1:
+            # Stored as given: no need to read it back.
+            return (
+                SmsMessage(
+                    id=message_id,
+                    key=draft.key,
+                    direction=Direction.OUTBOUND,
+                    number=draft.number,
+                    kind=draft.kind,
+                    program=draft.program,
+                    text=draft.text,
+                    status=MessageStatus.QUEUED,
+                    created_at=draft.created_at,
+                    due_at=draft.due_at,
+                    updated_at=draft.created_at,
+                    call_id=draft.call_id,
+                    segments=info.segments,
+                    encoding=info.encoding.value,
+                    actor=draft.actor,
+                ),
+                True,
+            )
         async with self._session("reading a message") as session:
             row = (await session.scalars(select(SmsMessageRow).where(SmsMessageRow.key == draft.key))).one()
-            return _message(row), created
+            return _message(row), False
 
     async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
         due = or_(
             and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
             and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
         )
-        query = select(SmsMessageRow.id, SmsMessageRow.status, SmsMessageRow.attempts).where(due)
-        async with self._session("finding due messages") as session:
-            candidates = (await session.execute(query.order_by(SmsMessageRow.due_at).limit(limit))).all()
-        claimed: list[str] = []
-        until = now + timedelta(seconds=lease_s)
-        for message_id, status, attempts in candidates:
+        candidates = (
+            select(SmsMessageRow.id).where(due).order_by(SmsMessageRow.due_at, SmsMessageRow.id).limit(limit)
+        )
+        values = {
+            "status": MessageStatus.SENDING.value,
+            "claimed_until": now + timedelta(seconds=lease_s),
+            "attempts": SmsMessageRow.attempts + 1,
+            "updated_at": now,
+        }
+        claim: Update
+        if self._engine.dialect.name == "postgresql":
+            # A locking CTE runs once (an IN subquery with LIMIT may be re-scanned and take more rows);
+            # concurrent claimers skip each other's rows instead of queueing behind them.
+            chosen = candidates.with_for_update(skip_locked=True).cte("chosen")
+            claim = update(SmsMessageRow).where(SmsMessageRow.id == chosen.c.id).values(**values)
+        else:
+            # SQLite has one writer at a time: the statement is the claim.
+            claim = (
+                update(SmsMessageRow)
+                .where(SmsMessageRow.id.in_(candidates.scalar_subquery()), due)
+                .values(**values)
+            )
+        claim = claim.returning(SmsMessageRow.id)
 
-            async def work(
-                connection: AsyncConnection,
-                message_id: str = message_id,
-                status: str = status,
-                attempts: int = attempts,
-            ) -> int:
-                # Conditional on what we read: a row another worker claimed meanwhile is left alone.
-                result = await connection.execute(
-                    update(SmsMessageRow)
-                    .where(
-                        SmsMessageRow.id == message_id,
-                        SmsMessageRow.status == status,
-                        SmsMessageRow.attempts == attempts,
-                    )
-                    .values(
-                        status=MessageStatus.SENDING.value,
-                        claimed_until=until,
-                        attempts=attempts + 1,
-                        updated_at=now,
-                    )
-                )
-                return int(result.rowcount)
+        async def work(connection: AsyncConnection) -> list[str]:
+            return [row[0] for row in await connection.execute(claim)]
 
-            if await self._write("claiming a message", work) == 1:
-                claimed.append(message_id)
+        claimed = await self._write("claiming due messages", work)
         if not claimed:
             return ()
         async with self._session("reading claimed messages") as session:
-            rows = await session.scalars(select(SmsMessageRow).where(SmsMessageRow.id.in_(claimed)))
-            return tuple(sorted((_message(r) for r in rows), key=lambda m: claimed.index(m.id)))
+            rows = await session.scalars(
+                select(SmsMessageRow)
+                .where(SmsMessageRow.id.in_(claimed))
+                .order_by(SmsMessageRow.due_at, SmsMessageRow.id)
+            )
+            return tuple(_message(r) for r in rows)
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -375,41 +409,44 @@ class SqlSmsStore(_SqlRepository):
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
-    ) -> SmsMessage | None:
-        by_provider_id = select(SmsMessageRow).where(
-            SmsMessageRow.provider == provider,
-            SmsMessageRow.provider_id == provider_id,
-            SmsMessageRow.direction == Direction.OUTBOUND.value,
-        )
+    ) -> bool:
         # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
         # after its sender died: the report then names our id and the row is still "sending".
-        by_our_id = select(SmsMessageRow).where(
-            SmsMessageRow.id == provider_id,
+        named = and_(
             SmsMessageRow.direction == Direction.OUTBOUND.value,
-            SmsMessageRow.provider.in_(["", provider]),
+            or_(
+                and_(SmsMessageRow.provider == provider, SmsMessageRow.provider_id == provider_id),
+                and_(SmsMessageRow.id == provider_id, SmsMessageRow.provider.in_(["", provider])),
+            ),
         )
-        async with self._session("finding a reported message") as session:
-            row = (await session.scalars(by_provider_id)).first() or (
-                await session.scalars(by_our_id)
-            ).first()
-        if row is None:
-            return None
         # A report never moves a message backwards (a late "sent" after "delivered" is ignored).
         allowed = [MessageStatus.SENDING.value, MessageStatus.SENT.value]
         if status is MessageStatus.FAILED:
             allowed.append(MessageStatus.DELIVERED.value)
-        values: dict[str, object] = {
-            "status": status.value,
-            "error": error[:500],
-            "updated_at": at,
-            "claimed_until": None,
-            "provider": provider,
-            "provider_id": provider_id if row.provider_id == "" else row.provider_id,
-        }
-        if row.sent_at is None:
-            values["sent_at"] = at
-        await self._set("applying a delivery report", row.id, SmsMessageRow.status.in_(allowed), **values)
-        return await self.get_message(row.id)
+        report = (
+            update(SmsMessageRow)
+            .where(named, SmsMessageRow.status.in_(allowed))
+            .values(
+                status=status.value,
+                error=error[:500],
+                updated_at=at,
+                claimed_until=None,
+                provider=provider,
+                provider_id=case(
+                    (SmsMessageRow.provider_id == "", provider_id), else_=SmsMessageRow.provider_id
+                ),
+                sent_at=func.coalesce(SmsMessageRow.sent_at, at),
+            )
+            .returning(SmsMessageRow.id)
+        )
+
+        async def work(connection: AsyncConnection) -> bool:
+            if (await connection.execute(report)).first() is not None:
+                return True
+            # Nothing changed: a report we already have (fine) or a message we never sent.
+            return (await connection.execute(select(SmsMessageRow.id).where(named))).first() is not None
+
+        return await self._write("applying a delivery report", work)
 
     async def sent_times(
         self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
@@ -422,6 +459,27 @@ class SqlSmsStore(_SqlRepository):
         )
         async with self._session("counting sent messages") as session:
             return tuple(t for t in await session.scalars(query) if t is not None)
+
+    async def send_facts(self, number: str, key: str, since: datetime) -> SendFacts:
+        consent = select(SmsConsentRow).where(SmsConsentRow.number_key == key).order_by(SmsConsentRow.seq)
+        sends = select(SmsMessageRow.kind, SmsMessageRow.sent_at).where(
+            SmsMessageRow.number == number,
+            SmsMessageRow.kind.in_([k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]),
+            SmsMessageRow.sent_at > since,
+        )
+        async with self._session("reading what a send depends on") as session:
+            records = tuple(_consent(r) for r in await session.scalars(consent))
+            contact = await session.get(SmsContactRow, number)
+            sent = (await session.execute(sends)).all()
+        capped = {k.value for k in CAPPED_KINDS}
+        return SendFacts(
+            consent=records,
+            contact=_contact(contact) if contact is not None else None,
+            capped_sends=tuple(at for kind, at in sent if kind in capped and at is not None),
+            follow_up_sends=tuple(
+                at for kind, at in sent if kind == MessageKind.FOLLOW_UP.value and at is not None
+            ),
+        )
 
     async def last_follow_up(self, number: str) -> datetime | None:
         query = select(func.max(SmsMessageRow.created_at)).where(

@@ -112,6 +112,16 @@ async def test_two_claimers_never_take_the_same_message(engine: AsyncEngine) -> 
     assert await store.claim_due(T0 + timedelta(seconds=30), lease_s=60, limit=10) == ()
 
 
+async def test_a_claim_takes_at_most_its_limit_oldest_first(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    for i in range(10):
+        await store.enqueue(draft(f"k{i}", due=T0 + timedelta(seconds=i)))
+    first = await store.claim_due(T0 + timedelta(minutes=1), lease_s=60, limit=3)
+    assert [m.key for m in first] == ["k0", "k1", "k2"]
+    rest = await store.claim_due(T0 + timedelta(minutes=1), lease_s=60, limit=100)
+    assert len(rest) == 7
+
+
 async def test_a_claim_left_by_a_dead_worker_is_taken_again_after_its_lease(engine: AsyncEngine) -> None:
     store = SqlSmsStore(engine)
     message, _ = await store.enqueue(draft("k"))
@@ -146,12 +156,12 @@ async def test_sent_failed_and_delivery_reports(engine: AsyncEngine) -> None:
     (b2,) = await store.claim_due(T0 + timedelta(seconds=30), lease_s=60, limit=10)
     await store.mark_failed(b2.id, "HTTP 400 bad number", T0, retry_at=None)
     assert (await store.get_message(b.id)).status is MessageStatus.FAILED
-    delivered = await store.delivery_report("kannel", "p-1", MessageStatus.DELIVERED, "", T0)
-    assert delivered is not None and delivered.status is MessageStatus.DELIVERED
+    assert await store.delivery_report("kannel", "p-1", MessageStatus.DELIVERED, "", T0)
+    assert (await store.get_message(a.id)).status is MessageStatus.DELIVERED
     # A late "sent" report does not move it back; an unknown id is reported as such.
-    late = await store.delivery_report("kannel", "p-1", MessageStatus.SENT, "", T0)
-    assert late is not None and late.status is MessageStatus.DELIVERED
-    assert await store.delivery_report("kannel", "nope", MessageStatus.DELIVERED, "", T0) is None
+    assert await store.delivery_report("kannel", "p-1", MessageStatus.SENT, "", T0)
+    assert (await store.get_message(a.id)).status is MessageStatus.DELIVERED
+    assert not await store.delivery_report("kannel", "nope", MessageStatus.DELIVERED, "", T0)
     assert await store.sent_times(NUMBER, T0 - timedelta(days=1)) == (T0,)
 
 
@@ -265,8 +275,8 @@ async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(en
     store = SqlSmsStore(engine)
     await store.enqueue(draft("k"))
     (claimed,) = await store.claim_due(T0, lease_s=60, limit=10)
-    reported = await store.delivery_report("kannel", claimed.id, MessageStatus.DELIVERED, "", T0)
-    assert reported is not None
+    assert await store.delivery_report("kannel", claimed.id, MessageStatus.DELIVERED, "", T0)
+    reported = await store.get_message(claimed.id)
     assert (reported.status, reported.provider, reported.provider_id, reported.sent_at) == (
         MessageStatus.DELIVERED, "kannel", claimed.id, T0,
     )  # fmt: skip
@@ -275,4 +285,4 @@ async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(en
     # Nothing is claimed again after the lease: a restarted sender cannot send it twice.
     assert await store.claim_due(T0 + timedelta(minutes=5), lease_s=60, limit=10) == ()
     # Another provider cannot report on it.
-    assert await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0) is None
+    assert not await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0)

@@ -229,8 +229,9 @@ async def test_delivery_reports_update_the_status(rig: Rig) -> None:
     await rig.missed("call-1")
     await rig.engine.send_due()
     (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=1)).items
-    updated = await rig.engine.delivery_report("recording", message.provider_id, MessageStatus.DELIVERED)
-    assert updated is not None and updated.status is MessageStatus.DELIVERED
+    assert await rig.engine.delivery_report("recording", message.provider_id, MessageStatus.DELIVERED)
+    assert (await rig.store.get_message(message.id)).status is MessageStatus.DELIVERED
+    assert not await rig.engine.delivery_report("recording", "unknown", MessageStatus.DELIVERED)
 
 
 @pytest.mark.parametrize("crash_point", ["before_claim", "after_claim", "after_provider_took_it"])

@@ -66,6 +66,8 @@ async def _run(path: Path, start: datetime, steps: list[tuple[object, ...]]) -> 
             EngineSettings(templates=TEMPLATES, consent_secret=SECRET, rules=rules),
         )
         for kind, a, b, c in steps:
+            # Every step at its own instant, so "consent when it was sent" is well defined.
+            clock.advance(0.001)
             if kind == "call":
                 assert isinstance(b, str) and isinstance(c, CallOutcome)
                 event = CallEnded(
