@@ -17,6 +17,7 @@ from callcenter.config import DatabaseSettings
 from callcenter.errors import ConfigError, StoreUnavailableError
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, EntryPoint
+from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)
 from callcenter.store.database import (
     check_connection,
     create_engine,
@@ -24,7 +25,6 @@ from callcenter.store.database import (
     head_revision,
     migrate,
 )
-from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)
 from callcenter.store.sql_models import Base
 from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
 from tests.integration.store.conftest import POSTGRES_URL, PostgresSchemas, open_database, with_search_path
