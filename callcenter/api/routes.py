@@ -776,4 +776,14 @@ ROUTES: Final[tuple[Route, ...]] = (
         tags=("stats",),
         query=(_DAY_PARAM,),
     ),
+    Route(
+        method="GET",
+        path="/agents/{agent_id}/stats",
+        handler=stats.get_agent_stats,
+        role=Role.AGENT,
+        summary="An agent's own figures today: calls answered, talk and handle time, state (an agent "
+        "token: its own agent only)",
+        tags=("agents", "stats"),
+        response="AgentStats",
+    ),
 )

@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from callcenter.api.auth import principal_of, set_audit_detail
+from callcenter.api.auth import principal_of, require_agent_access, set_audit_detail
 from callcenter.api.jsonio import iso, page_params, page_response, read_json_object
 from callcenter.api.routing import JsonObject
 from callcenter.errors import DependencyError, ValidationError
@@ -196,6 +196,20 @@ async def get_live(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def get_agent_stats(request: web.Request) -> web.Response:
+    agent_id = request.match_info["agent_id"]
+    require_agent_access(principal_of(request), agent_id)
+    figures_today, state = stats_service(request).agent_figures(agent_id)
+    return web.json_response(
+        {
+            "agent_id": agent_id,
+            "state": state.value if state is not None else None,
+            **figures_today,
+            "at": stats_service(request).snapshot().at.isoformat(),
+        }
+    )
+
+
 async def _history(request: web.Request) -> tuple[StatsService, tuple[HistoryRow, ...]]:
     service = stats_service(request)
     rows = await service.history(_filter(request, service), _period(request), by_queue=_by_queue(request))
@@ -364,6 +378,19 @@ STATS_COMPONENTS: Final[dict[str, JsonObject]] = {
             },
             "additionalProperties": False,
         },
+    },
+    "AgentStats": {
+        "type": "object",
+        "required": ["agent_id", "state", "agent_calls_answered", "agent_talk_s", "agent_aht_s", "at"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "state": {"type": ["string", "null"]},
+            "agent_calls_answered": {"type": "integer", "minimum": 0},
+            "agent_talk_s": {"type": "number", "minimum": 0},
+            "agent_aht_s": {"type": ["number", "null"]},
+            "at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
     },
     "StatsRebuilt": {
         "type": "object",

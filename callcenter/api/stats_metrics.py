@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from callcenter.stats.definitions import METRICS, MetricKind
 from callcenter.stats.service import StatsService
 
-_SHOWN = [m for m in METRICS if m.kind is not MetricKind.PENDING]
+_SHOWN = [m for m in METRICS if m.kind in (MetricKind.COUNTED, MetricKind.LIVE)]
 
 
 class StatsCollector(Collector):

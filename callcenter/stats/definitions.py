@@ -31,6 +31,7 @@ class MetricKind(StrEnum):
 
     COUNTED = "counted"
     LIVE = "live"
+    AGENT = "agent"
     PENDING = "pending"
 
 
@@ -78,6 +79,9 @@ METRICS: Final[tuple[Metric, ...]] = (
     _m("missed_closed", _C, "calls", "of those, closed within the closure window"),
     _m("missed_closure_rate", _C, "fraction", "missed closed in window / missed closable"),
     _m("revenue_at_risk", _C, "currency", "missed x conversion rate x average value"),
+    _m("agent_calls_answered", MetricKind.AGENT, "calls", "calls the agent answered that ended today"),
+    _m("agent_talk_s", MetricKind.AGENT, "s", "the agent's talk time on those calls"),
+    _m("agent_aht_s", MetricKind.AGENT, "s", "the agent's average handle time: talk time / calls answered"),
     _m("callbacks_pending", _P, "callbacks", "open callbacks", "issue 6/7"),
     _m("callbacks_due_15m", _P, "callbacks", "callbacks due in the next 15 minutes", "issue 6/7"),
     _m("callbacks_due_60m", _P, "callbacks", "callbacks due in the next 60 minutes", "issue 6/7"),

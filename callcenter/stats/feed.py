@@ -136,9 +136,11 @@ class SnapshotFeed:
             except TimeoutError:
                 pass
             started = loop.time()
-            if self._subscribers:  # nobody watching: render nothing (a new client renders its own)
+            if self._subscribers:
                 try:
                     self.publish()
                 except Exception:
                     logger.exception("wallboard feed: rendering failed")
+            else:
+                self._dirty.clear()  # nobody watching: render nothing (a new client renders its own)
             await asyncio.sleep(max(0.0, self._min_interval_s - (loop.time() - started)))

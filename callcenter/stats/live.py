@@ -20,7 +20,7 @@ from callcenter.model.events import (
     CallQueued,
     DomainEvent,
 )
-from callcenter.model.vocabulary import AgentState
+from callcenter.model.vocabulary import AgentState, CallOutcome
 from callcenter.stats.definitions import Counts, StatsConfig, figures, total
 from callcenter.stats.intervals import (
     NO_QUEUE,
@@ -102,6 +102,8 @@ class LiveStats:
     _waiting: dict[str, Waiting] = field(default_factory=dict)
     _agents: dict[str, AgentSeen] = field(default_factory=dict)
     _peaks: dict[datetime, int] = field(default_factory=dict)
+    # Per agent, today: (calls answered, talk seconds), from the CallEnded events folded here.
+    _answered_by: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.book = IntervalBook(config=self.config)
@@ -114,6 +116,10 @@ class LiveStats:
             self.book.counts[key] = self.book.counts.get(key, Counts()) + value
         for item in missed:
             self.book.add_missed(item)
+
+    def load_agents(self, answered: dict[str, tuple[int, float]]) -> None:
+        """Start the agents' own figures from the stored calls of today (before events are applied)."""
+        self._answered_by = dict(answered)
 
     def reset_counts(self) -> None:
         """Forget every count and missed call (before loading rebuilt rows); live gauges stay."""
@@ -144,7 +150,10 @@ class LiveStats:
                 self._waiting.pop(event.call_id, None)
                 if event.queue:
                     self.queues.add(event.queue)
-                return bool(self.book.apply(ended_from_event(event)).deltas)
+                folded = bool(self.book.apply(ended_from_event(event)).deltas)
+                if folded and event.outcome is CallOutcome.ANSWERED and event.agent_id:
+                    self._note_answer(event)
+                return folded
             case AgentStateChanged():
                 known = self._agents.get(event.agent_id)
                 if known is not None and known.state is event.state and known.since >= event.occurred_at:
@@ -163,6 +172,26 @@ class LiveStats:
                 return True
         return False
 
+    def _note_answer(self, event: CallEnded) -> None:
+        if self._day is not None and event.occurred_at < self._day:
+            return
+        assert event.agent_id is not None
+        calls, talk = self._answered_by.get(event.agent_id, (0, 0.0))
+        self._answered_by[event.agent_id] = (calls + 1, talk + event.talk_s)
+
+    def agent_figures(self, agent_id: str, now: datetime) -> Figures:
+        """An agent's own figures today (``agent_*`` in the dictionary) and their state now."""
+        self.roll(now)
+        calls, talk = self._answered_by.get(agent_id, (0, 0.0))
+        return {
+            "agent_calls_answered": calls,
+            "agent_talk_s": round(talk, 1),
+            "agent_aht_s": round(talk / calls, 1) if calls else None,
+        }
+
+    def agent_state(self, agent_id: str) -> AgentSeen | None:
+        return self._agents.get(agent_id)
+
     def _note_peak(self, at: datetime) -> None:
         start = interval_start(at)
         self._peaks[start] = max(self._peaks.get(start, 0), len(self._waiting))
@@ -173,6 +202,8 @@ class LiveStats:
         """Forget what ended before today's start (local midnight); return that start."""
         start = day_start(now, self.zone)
         if self._day != start:
+            if self._day is not None:
+                self._answered_by = {}  # a new day (the first roll keeps what was loaded)
             self._day = start
             self.book.forget_before(start)
             self._peaks = {k: v for k, v in self._peaks.items() if k >= start}

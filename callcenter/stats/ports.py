@@ -55,6 +55,11 @@ class StatsRepository(Protocol):
         """Replace a wallboard setting."""
         ...
 
+    async def answered_by_agent_since(self, since: datetime) -> dict[str, tuple[int, float]]:
+        """Per agent: answered calls folded into the rows that ended at or after ``since``, and their
+        talk seconds."""
+        ...
+
     async def applied_since(self, since: datetime) -> tuple[str, ...]:
         """Ids of the folded calls that ended at or after ``since``."""
         ...

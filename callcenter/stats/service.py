@@ -69,6 +69,7 @@ class StatsService:
         missed = await self._repo.missed_since(since)
         self.live.load(rows, missed)
         self.live.mark_seen(await self._repo.applied_since(since))
+        self.live.load_agents(await self._repo.answered_by_agent_since(since))
 
     async def load_thresholds(self) -> None:
         stored = await self._repo.get_setting(THRESHOLDS)
@@ -127,6 +128,11 @@ class StatsService:
 
     def snapshot(self) -> Snapshot:
         return self.live.snapshot(self._clock.now())
+
+    def agent_figures(self, agent_id: str) -> tuple[dict[str, float | int | None], AgentState | None]:
+        """An agent's own figures today and their live state (``None`` when the board never saw them)."""
+        seen = self.live.agent_state(agent_id)
+        return self.live.agent_figures(agent_id, self._clock.now()), seen.state if seen else None
 
     def check_queue(self, queue: str) -> None:
         """:raises NotFoundError: for a queue the board does not know."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, delete, insert, select, update
+from sqlalchemy import Boolean, Float, Index, Integer, String, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -296,6 +296,22 @@ class SqlStatsRepository(_SqlRepository):
                     set_={"value": value, "updated_at": at, "updated_by": by},
                 )
             )
+
+    async def answered_by_agent_since(self, since: datetime) -> dict[str, tuple[int, float]]:
+        """Per agent: answered calls folded here that ended at or after ``since``, and their talk time."""
+        query = (
+            select(CallRow.agent_id, func.count(), func.coalesce(func.sum(CallRow.talk_s), 0.0))
+            .join(StatsAppliedRow, StatsAppliedRow.call_id == CallRow.id)
+            .where(
+                StatsAppliedRow.ended_at >= since,
+                CallRow.outcome == CallOutcome.ANSWERED.value,
+                CallRow.agent_id.is_not(None),
+            )
+            .group_by(CallRow.agent_id)
+        )
+        async with self._session("reading agents' answered calls") as session:
+            rows = (await session.execute(query)).all()
+        return {str(agent): (int(calls), float(talk or 0.0)) for agent, calls, talk in rows}
 
     async def applied_since(self, since: datetime) -> tuple[str, ...]:
         """Ids of the calls folded into the rows that ended at or after ``since``."""

@@ -151,3 +151,22 @@ async def test_intervals_filter_by_queue_and_range(engine: AsyncEngine) -> None:
     assert rows
     assert all(k.queue == "support" for k, _ in rows)
     assert all(T0 + timedelta(hours=1) <= k.start < T0 + timedelta(hours=2) for k, _ in rows)
+
+
+async def test_agents_answered_calls_are_read_back_for_the_live_board(engine: AsyncEngine) -> None:
+    records = calls(50, seed=11)
+    store, stats = SqlCallRepository(engine), SqlStatsRepository(engine)
+    for record in sorted(records, key=lambda r: (r.ended_at or T0, r.id)):
+        await store.upsert(record)
+        await stats.materialise(ended_from_event(call_ended(record)), CONFIG)
+
+    by_agent = await stats.answered_by_agent_since(T0)
+
+    expected: dict[str, tuple[int, float]] = {}
+    for r in records:
+        if r.outcome is CallOutcome.ANSWERED and r.agent_id:
+            calls_, talk = expected.get(r.agent_id, (0, 0.0))
+            expected[r.agent_id] = (calls_ + 1, talk + (r.talk_s or 0.0))
+    assert by_agent.keys() == expected.keys()
+    for agent, (n, talk) in expected.items():
+        assert by_agent[agent][0] == n and abs(by_agent[agent][1] - talk) < 1e-6

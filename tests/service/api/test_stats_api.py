@@ -264,3 +264,22 @@ async def test_the_daily_report_is_html_with_a_png_chart(api: StatsApi) -> None:
     assert chart.status == 200 and chart.content_type == "image/png"
     assert (await chart.read())[:8] == b"\x89PNG\r\n\x1a\n"
     assert bad == 400 and "YYYY-MM-DD" in body["message"]
+
+
+async def test_an_agent_sees_their_own_figures_and_no_one_elses(api: StatsApi) -> None:
+    await api.event(
+        ended("a1", CallOutcome.ANSWERED, T0 - timedelta(minutes=5), wait_s=5, talk_s=40, agent_id="a1")
+    )
+    await api.event(
+        ended("a2", CallOutcome.ANSWERED, T0 - timedelta(minutes=4), wait_s=5, talk_s=80, agent_id="a1")
+    )
+
+    status, own = await api.get("/agents/a1/stats", Role.AGENT)
+    other, _ = await api.get("/agents/bob/stats", Role.AGENT)
+    supervisor, bob = await api.get("/agents/bob/stats")
+
+    assert status == 200, own
+    assert_schema("AgentStats", own)
+    assert (own["agent_calls_answered"], own["agent_talk_s"], own["agent_aht_s"]) == (2, 120.0, 60.0)
+    assert other == 403
+    assert supervisor == 200 and bob["agent_calls_answered"] == 0 and bob["agent_aht_s"] is None

@@ -284,6 +284,26 @@ def test_the_dictionary_page_defines_every_metric_exactly_once() -> None:
 
 def test_live_json_shows_every_counted_and_live_metric_and_no_pending_one() -> None:
     snap = live([]).snapshot(at(0))
-    shown = {m.name for m in METRICS if m.kind is not MetricKind.PENDING}
+    shown = {m.name for m in METRICS if m.kind in (MetricKind.COUNTED, MetricKind.LIVE)}
 
     assert set(snap.overall) == shown
+
+
+def test_an_agents_own_figures_count_their_answered_calls_today() -> None:
+    stats = live(
+        [
+            ended("a1", CallOutcome.ANSWERED, 100, wait_s=4, talk_s=60, agent="bob"),
+            ended("a2", CallOutcome.ANSWERED, 200, wait_s=4, talk_s=120, agent="bob"),
+            ended("a2", CallOutcome.ANSWERED, 200, wait_s=4, talk_s=120, agent="bob"),  # a repeat
+            ended("a3", CallOutcome.ANSWERED, 300, wait_s=4, talk_s=30, agent="alice"),
+            ended("m1", CallOutcome.ABANDONED, 300, wait_s=40),
+        ]
+    )
+
+    assert stats.agent_figures("bob", at(400)) == {
+        "agent_calls_answered": 2,
+        "agent_talk_s": 180.0,
+        "agent_aht_s": 90.0,
+    }
+    assert stats.agent_figures("carol", at(400))["agent_aht_s"] is None
+    assert stats.agent_figures("bob", at(24 * 3600))["agent_calls_answered"] == 0  # the next day
