@@ -305,18 +305,6 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         clock=clock,
     )
-        offers: AriCallbackOffers | None = None
-                ari_channels(client, dispatcher),
-
-        async def resync() -> None:
-            # A process taking the lease over first adopts the calls its predecessor queued (they
-            # keep their place and wait), so the resync does not re-queue them as new arrivals.
-            await queue.take_back()
-            await dispatcher.resync()
-            if offers is not None:
-                await offers.adopt(queue)  # restored callers are not queued again: no step starts them
-
-        link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
     services = Services(
         settings=settings,
         store=store,
@@ -412,21 +400,10 @@ def _ari_link(
     """The ARI link feeding our queue, under the lease, with callback offers and voicemail hooked in."""
     dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
     lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
-
-    async def resync() -> None:
-        # A process taking the lease over first adopts the calls its predecessor queued (they
-        # keep their place and wait), so the resync does not re-queue them as new arrivals.
-        await queue.take_back()
-        await dispatcher.resync()
-
-    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
-    flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
-    taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
-    queue.use_voicemail(taker)
+    offers: AriCallbackOffers | None = None
     if settings.callback.ivr_offers:
         offers = AriCallbackOffers(
-            client,
-            dispatcher,
+            ari_channels(client, dispatcher),
             queue,
             callbacks,
             store.queues,
@@ -434,6 +411,19 @@ def _ari_link(
         )
         queue.add_step_hook(offers.on_step)
         stack.push_async_callback(offers.close)
+
+    async def resync() -> None:
+        # A process taking the lease over first adopts the calls its predecessor queued (they
+        # keep their place and wait), so the resync does not re-queue them as new arrivals.
+        await queue.take_back()
+        await dispatcher.resync()
+        if offers is not None:
+            await offers.adopt(queue)  # restored callers are not queued again: no step starts them
+
+    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
+    taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
+    queue.use_voicemail(taker)
     return link, taker
 
 

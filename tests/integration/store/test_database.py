@@ -19,8 +19,7 @@ from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, EntryPoint
 from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store import sql_dispatch as _sql_dispatch  # noqa: F401  (its tables join Base.metadata)
-from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)
-from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)
+from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)  # noqa: F401  (its tables are part of the metadata)
 from callcenter.store.database import (
     check_connection,
     create_engine,
