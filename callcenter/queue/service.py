@@ -44,6 +44,7 @@ from callcenter.errors import (
     ChannelGoneError,
     ConflictError,
     NotFoundError,
+    StoreUnavailableError,
     ValidationError,
 )
 from callcenter.model.events import AgentQueuesChanged, AgentStateChanged, CallEnded, DomainEvent
@@ -272,7 +273,7 @@ class QueueService:
         refresh_s: float = 30.0,
         new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
         steps: StepStore | None = None,
-        max_batch: int = 500,
+        max_batch: int = 200,
     ) -> None:
         self._control = control
         self._calls = calls
@@ -1291,12 +1292,24 @@ class QueueService:
     async def _write_batch(self, store: StepStore, batch: list[_Write]) -> None:
         """Store the batch in one transaction, then publish its events in order with one round trip.
 
-        Should the transaction fail, nothing of it was stored: the steps are written one by one
-        instead, so a failure stays with the step it concerns (a record held for retry, its
-        ``CallEnded`` held with it) and the others go through.
+        Should the store refuse a row (a statement failed, so nothing was committed), the steps are
+        written one by one instead: the failure stays with the step it concerns and the others go
+        through. Should the store be unreachable or too slow, the commit may or may not have
+        happened, and timeline entries are not idempotent: the records and agent states are held and
+        retried by :meth:`tick` (idempotent), each ``CallEnded`` held with its record, and the
+        timeline entries are given up, as a one-by-one write would when the store is down.
         """
         try:
             missing = await store.save_steps([write.step() for write in batch])
+        except StoreUnavailableError as exc:
+            logger.error(
+                "queue: storing %d steps failed (%s): records and agent states retried by the ticker, "
+                "their timeline entries may be missing",
+                len(batch),
+                exc,
+            )
+            await self._hold_all(batch)
+            return
         except Exception as exc:
             logger.warning("queue: storing %d steps at once failed (%s); one by one instead", len(batch), exc)
             for write in batch:
@@ -1316,6 +1329,26 @@ class QueueService:
                 else:
                     self._unsaved_agents.pop(state.agent_id, None)
             publish += write.events
+        await self._publish_all(publish)
+
+    async def _hold_all(self, batch: list[_Write]) -> None:
+        """Keep a batch the store may not have taken for :meth:`_retry_unsaved`; publish what may go."""
+        publish: list[DomainEvent] = []
+        for write in batch:
+            events = list(write.events)
+            if write.record is not None:
+                unsaved = self._unsaved.get(write.record.id)
+                if unsaved is None:
+                    unsaved = self._unsaved[write.record.id] = _Unsaved(write.record)
+                else:
+                    unsaved.record = write.record
+                unsaved.held += [e for e in events if isinstance(e, CallEnded)]
+                events = [e for e in events if not isinstance(e, CallEnded)]
+            for state in write.states:
+                self._unsaved_agents[state.agent_id] = state
+            if write.close_missed is not None:
+                logger.warning("queue: missed calls of a caller not closed (the store did not answer)")
+            publish += events
         await self._publish_all(publish)
 
     async def _publish_all(self, events: list[DomainEvent]) -> None:
