@@ -99,6 +99,7 @@ from callcenter.queue.state import (
     QueueBoard,
     QueueView,
     Step,
+    WaitingKey,
 )
 
 logger = logging.getLogger(__name__)
@@ -907,32 +908,38 @@ class QueueService:
         """
         await self._expire_wrap_ups(self._clock.now())
         started: list[asyncio.Future[None]] = []
-        for _ in range(_MAX_OFFERS_PER_DISPATCH):
-            choice = self._next_offer(self._clock.now())
+        # Per queue, the place up to which every caller was found ringing or with no agent to
+        # offer: later offers of this round take agents, they free none, so the scan goes on from there.
+        resume: dict[str, WaitingKey] = {}
+        for offers in range(_MAX_OFFERS_PER_DISPATCH):
+            choice = self._next_offer(self._clock.now(), resume)
             if choice is None:
                 break
             call_id, agent_id = choice
             if await self._offer(call_id, agent_id, started) is _Offer.PBX_DOWN:
                 break
+            if offers % 50 == 49:
+                await asyncio.sleep(0)  # a long round lets the link (and the lease's renewal) run
         else:
             logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
         if started and self._current_lane() is None:
             await asyncio.wait(started)
 
-    def _next_offer(self, now: datetime) -> tuple[str, str] | None:
+    def _next_offer(self, now: datetime, resume: dict[str, WaitingKey]) -> tuple[str, str] | None:
+        """The oldest waiting caller, over every queue, with an agent to offer, and that agent."""
         best: tuple[datetime, str, str] | None = None
         for queue in self._queues:
             if self._board.pick_agent(queue) is None:
                 continue
-            for enqueued_at, call_id, ringing_agent in self._board.waiting_order(queue):
-                if ringing_agent is not None:
-                    continue
-                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
-                if agent is None:
-                    continue
-                if best is None or enqueued_at < best[0]:
-                    best = (enqueued_at, call_id, agent)
-                break
+            for place, ringing_agent in self._board.waiting_order(queue, after=resume.get(queue)):
+                enqueued_at, _, call_id = place
+                if ringing_agent is None:
+                    agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
+                    if agent is not None:
+                        if best is None or enqueued_at < best[0]:
+                            best = (enqueued_at, call_id, agent)
+                        break
+                resume[queue] = place
         return None if best is None else (best[1], best[2])
 
     async def _offer(self, call_id: str, agent_id: str, started: list[asyncio.Future[None]]) -> _Offer:
