@@ -310,10 +310,9 @@ class ChildSim:
             sys.executable,
             str(_SCRIPT),
             "--child",
-            "--user",
-            user,
-            "--password",
-            password,
+            # "=" form: a random password may start with "-", which argparse reads as an option.
+            f"--user={user}",
+            f"--password={password}",
             "--seed",
             str(seed),
             stdin=asyncio.subprocess.PIPE,

@@ -153,7 +153,10 @@ def _flag(value: bool) -> str:
 class AriClient:
     """The ARI REST calls we use, with basic auth on a shared :class:`aiohttp.ClientSession`.
 
-    :param timeout_s: the limit of each request, connection included.
+    :param timeout_s: the limit of each request once sent, connection included.
+    :param max_in_flight: requests sent at once; later ones wait their turn (their ``timeout_s``
+        starts when they are sent). A burst of calls then queues here instead of timing out
+        together, and Asterisk's HTTP server (``sessionlimit``, 100 by default) is not flooded.
 
     Channel methods raise :class:`ChannelGoneError` when the channel is gone; every method raises
     :class:`AsteriskUnavailableError` when ARI cannot be reached or answers 5xx, and
@@ -161,9 +164,15 @@ class AriClient:
     """
 
     def __init__(
-        self, session: aiohttp.ClientSession, settings: AriSettings, *, timeout_s: float = 5.0
+        self,
+        session: aiohttp.ClientSession,
+        settings: AriSettings,
+        *,
+        timeout_s: float = 5.0,
+        max_in_flight: int = 32,
     ) -> None:
         self._session = session
+        self._slots = asyncio.Semaphore(max(1, max_in_flight))
         self._base = ari_base_url(settings)
         self._headers = ari_auth_headers(settings)
         self._timeout_s = timeout_s
@@ -504,7 +513,7 @@ class AriClient:
     ) -> tuple[int, bytes]:
         url = self._base + path
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with self._slots, asyncio.timeout(self._timeout_s):
                 async with self._session.request(
                     method, url, params=params, json=json_body, headers=self._headers
                 ) as response:

@@ -44,6 +44,7 @@ from callcenter.errors import (
     ChannelGoneError,
     ConflictError,
     NotFoundError,
+    StoreUnavailableError,
     ValidationError,
 )
 from callcenter.model.events import AgentQueuesChanged, AgentStateChanged, CallEnded, DomainEvent
@@ -102,6 +103,7 @@ from callcenter.queue.state import (
     QueueBoard,
     QueueView,
     Step,
+    WaitingKey,
 )
 
 logger = logging.getLogger(__name__)
@@ -280,7 +282,7 @@ class QueueService:
         refresh_s: float = 30.0,
         new_leg_id: Callable[[], str] = lambda: f"agent-{uuid.uuid4().hex}",
         steps: StepStore | None = None,
-        max_batch: int = 500,
+        max_batch: int = 200,
     ) -> None:
         self._control = control
         self._calls = calls
@@ -938,32 +940,38 @@ class QueueService:
         """
         await self._expire_wrap_ups(self._clock.now())
         started: list[asyncio.Future[None]] = []
-        for _ in range(_MAX_OFFERS_PER_DISPATCH):
-            choice = self._next_offer(self._clock.now())
+        # Per queue, the place up to which every caller was found ringing or with no agent to
+        # offer: later offers of this round take agents, they free none, so the scan goes on from there.
+        resume: dict[str, WaitingKey] = {}
+        for offers in range(_MAX_OFFERS_PER_DISPATCH):
+            choice = self._next_offer(self._clock.now(), resume)
             if choice is None:
                 break
             call_id, agent_id = choice
             if await self._offer(call_id, agent_id, started) is _Offer.PBX_DOWN:
                 break
+            if offers % 50 == 49:
+                await asyncio.sleep(0)  # a long round lets the link (and the lease's renewal) run
         else:
             logger.warning("queue: dispatch stopped after %d offers", _MAX_OFFERS_PER_DISPATCH)
         if started and self._current_lane() is None:
             await asyncio.wait(started)
 
-    def _next_offer(self, now: datetime) -> tuple[str, str] | None:
+    def _next_offer(self, now: datetime, resume: dict[str, WaitingKey]) -> tuple[str, str] | None:
+        """The oldest waiting caller, over every queue, with an agent to offer, and that agent."""
         best: tuple[datetime, str, str] | None = None
         for queue in self._queues:
             if self._board.pick_agent(queue) is None:
                 continue
-            for enqueued_at, call_id, ringing_agent in self._board.waiting_order(queue):
-                if ringing_agent is not None:
-                    continue
-                agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
-                if agent is None:
-                    continue
-                if best is None or enqueued_at < best[0]:
-                    best = (enqueued_at, call_id, agent)
-                break
+            for place, ringing_agent in self._board.waiting_order(queue, after=resume.get(queue)):
+                enqueued_at, _, call_id = place
+                if ringing_agent is None:
+                    agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
+                    if agent is not None:
+                        if best is None or enqueued_at < best[0]:
+                            best = (enqueued_at, call_id, agent)
+                        break
+                resume[queue] = place
         return None if best is None else (best[1], best[2])
 
     async def _offer(self, call_id: str, agent_id: str, started: list[asyncio.Future[None]]) -> _Offer:
@@ -1323,12 +1331,24 @@ class QueueService:
     async def _write_batch(self, store: StepStore, batch: list[_Write]) -> None:
         """Store the batch in one transaction, then publish its events in order with one round trip.
 
-        Should the transaction fail, nothing of it was stored: the steps are written one by one
-        instead, so a failure stays with the step it concerns (a record held for retry, its
-        ``CallEnded`` held with it) and the others go through.
+        Should the store refuse a row (a statement failed, so nothing was committed), the steps are
+        written one by one instead: the failure stays with the step it concerns and the others go
+        through. Should the store be unreachable or too slow, the commit may or may not have
+        happened, and timeline entries are not idempotent: the records and agent states are held and
+        retried by :meth:`tick` (idempotent), each ``CallEnded`` held with its record, and the
+        timeline entries are given up, as a one-by-one write would when the store is down.
         """
         try:
             missing = await store.save_steps([write.step() for write in batch])
+        except StoreUnavailableError as exc:
+            logger.error(
+                "queue: storing %d steps failed (%s): records and agent states retried by the ticker, "
+                "their timeline entries may be missing",
+                len(batch),
+                exc,
+            )
+            await self._hold_all(batch)
+            return
         except Exception as exc:
             logger.warning("queue: storing %d steps at once failed (%s); one by one instead", len(batch), exc)
             for write in batch:
@@ -1348,6 +1368,26 @@ class QueueService:
                 else:
                     self._unsaved_agents.pop(state.agent_id, None)
             publish += write.events
+        await self._publish_all(publish)
+
+    async def _hold_all(self, batch: list[_Write]) -> None:
+        """Keep a batch the store may not have taken for :meth:`_retry_unsaved`; publish what may go."""
+        publish: list[DomainEvent] = []
+        for write in batch:
+            events = list(write.events)
+            if write.record is not None:
+                unsaved = self._unsaved.get(write.record.id)
+                if unsaved is None:
+                    unsaved = self._unsaved[write.record.id] = _Unsaved(write.record)
+                else:
+                    unsaved.record = write.record
+                unsaved.held += [e for e in events if isinstance(e, CallEnded)]
+                events = [e for e in events if not isinstance(e, CallEnded)]
+            for state in write.states:
+                self._unsaved_agents[state.agent_id] = state
+            if write.close_missed is not None:
+                logger.warning("queue: missed calls of a caller not closed (the store did not answer)")
+            publish += events
         await self._publish_all(publish)
 
     async def _publish_all(self, events: list[DomainEvent]) -> None:

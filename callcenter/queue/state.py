@@ -88,6 +88,9 @@ AnyAgentFact: TypeAlias = AgentLoggedIn | AgentLoggedOut | AgentPaused | AgentUn
 #: Everything :meth:`QueueBoard.apply` accepts.
 Fact: TypeAlias = AnyCallFact | AnyAgentFact
 
+#: A waiting call's place: enqueue time, arrival sequence (ties), call id.
+WaitingKey: TypeAlias = tuple[datetime, int, str]
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AgentPolicy:
@@ -203,7 +206,7 @@ class QueueBoard:
         self._logged_in: dict[str, set[str]] = {}
         self._in_state: dict[AgentState, set[str]] = {state: set() for state in AgentState}
         # Per queue: (enqueued_at, arrival sequence, call_id), kept sorted: FIFO by enqueue time.
-        self._waiting: dict[str, list[tuple[datetime, int, str]]] = {}
+        self._waiting: dict[str, list[WaitingKey]] = {}
         self._sequence = itertools.count()
 
     # -- configuration -------------------------------------------------------------------------
@@ -333,13 +336,19 @@ class QueueBoard:
             )
         return tuple(callers)
 
-    def waiting_order(self, queue: str) -> Iterator[tuple[datetime, str, str | None]]:
-        """The queue's waiting calls in FIFO order: enqueue time, call id and the agent ringing for it.
+    def waiting_order(
+        self, queue: str, *, after: WaitingKey | None = None
+    ) -> Iterator[tuple[WaitingKey, str | None]]:
+        """The queue's waiting calls in FIFO order, each as its place key and the agent ringing for it.
 
+        The key is ``(enqueued_at, arrival sequence, call_id)``; ``after`` starts past that place.
         Lazy, for the dispatcher: iterate without changing the board meanwhile.
         """
-        for enqueued_at, _, call_id in self._waiting.get(queue, ()):
-            yield enqueued_at, call_id, self._calls[call_id].ringing_agent
+        entries = self._waiting.get(queue, [])
+        start = 0 if after is None else bisect.bisect_right(entries, after)
+        for index in range(start, len(entries)):
+            entry = entries[index]
+            yield entry, self._calls[entry[2]].ringing_agent
 
     def view(self, queue: str, now: datetime) -> QueueView:
         """What ``GET /api/v1/queues/{queue}/live`` shows."""

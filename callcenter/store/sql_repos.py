@@ -602,6 +602,10 @@ class SqlStepStore(_SqlRepository):
     written with one multi-row statement (executemany) per stretch of the batch.
     """
 
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = OPERATION_TIMEOUT_S) -> None:
+        super().__init__(engine, timeout_s=timeout_s)
+        self._known_agents: set[str] = set()
+
     async def save_steps(self, steps: Sequence[StepWrite]) -> frozenset[str]:
         """Store ``steps`` in order, in one transaction; return the agent ids not in the store.
 
@@ -618,7 +622,9 @@ class SqlStepStore(_SqlRepository):
         agent_ids = {state.agent_id for step in steps for state in step.states}
 
         async def work(connection: AsyncConnection) -> frozenset[str]:
-            missing = await _missing_agents(connection, agent_ids)
+            # Only agents not seen stored before are looked up: one query less per batch. An agent
+            # deleted since is then updated in vain (no row), only its warning is lost.
+            missing = await _missing_agents(connection, agent_ids - self._known_agents)
             batch = _StepRows(connection, self._engine.dialect.name)
             for step in steps:
                 if step.record is not None:
@@ -637,26 +643,43 @@ class SqlStepStore(_SqlRepository):
             await batch.flush()
             return missing
 
-        return await self._write(f"saving {len(steps)} queue steps", work)
+        missing = await self._write(f"saving {len(steps)} queue steps", work)
+        self._known_agents |= agent_ids - missing
+        return missing
 
 
 class _StepRows:
-    """The rows of a stretch of steps not written yet, on the batch's connection."""
+    """The rows of a stretch of steps not written yet, on the batch's connection.
+
+    Closings of missed calls are deferred and read together, with one query, when the stretch is
+    written: what they read (a caller's decided missed calls not closed) is what the store held
+    at the last write, as long as no row waiting in the stretch is a missed call of that caller;
+    when one is, the stretch is written first.
+    """
 
     def __init__(self, connection: AsyncConnection, dialect: str) -> None:
         self._connection = connection
         self._upsert = _call_upsert(dialect)
         self._set_state = _set_agent_states(dialect)
         self.calls: list[dict[str, object]] = []
-        self.callers: set[str] = set()
+        self.missed_callers: set[str] = set()
+        self.closings: list[tuple[str, datetime]] = []
         self.entries: list[dict[str, object]] = []
         self.states: list[dict[str, object]] = []
 
     def add_call(self, record: CallRecord) -> None:
         self.calls.append(_call_values(record))
-        self.callers.add(record.caller)
+        if record.outcome is not None and record.outcome.is_missed:
+            self.missed_callers.add(record.caller)
+
+    async def close_missed(self, caller: str, reached_at: datetime) -> None:
+        """Close the caller's open missed calls, as the store holds them after every step before."""
+        if caller in self.missed_callers:
+            await self.flush()
+        self.closings.append((caller, reached_at))
 
     async def flush(self) -> None:
+        await self._close()
         if self.calls:
             await self._connection.execute(self._upsert, self.calls)
         if self.entries:
@@ -664,18 +687,29 @@ class _StepRows:
         if self.states:
             await self._connection.execute(self._set_state, self.states)
         self.calls, self.entries, self.states = [], [], []
-        self.callers.clear()
+        self.missed_callers.clear()
 
-    async def close_missed(self, caller: str, reached_at: datetime) -> None:
-        """Close the caller's open missed calls, as the store holds them after every step before."""
-        if caller in self.callers:
-            await self.flush()
-        query = select(*_CALLS_TABLE.c).where(*_open_missed(caller, reached_at))
+    async def _close(self) -> None:
+        closings, self.closings = self.closings, []
+        if not closings:
+            return
+        callers = {caller for caller, _ in closings}
+        latest = max(at for _, at in closings)
+        query = select(*_CALLS_TABLE.c).where(
+            CallRow.caller.in_(callers),
+            CallRow.outcome.is_not(None),
+            CallRow.outcome != CallOutcome.ANSWERED.value,
+            CallRow.closed_at.is_(None),
+            CallRow.arrived_at < latest,
+        )
         rows = (await self._connection.execute(query.order_by(CallRow.arrived_at, CallRow.id))).all()
         # A Core row has the ORM row's attribute names and types: what _call_record reads.
         missed = [_call_record(cast(CallRow, row)) for row in rows]
-        for record in close_missed_calls(missed, caller=caller, reached_at=reached_at):
-            self.add_call(record)
+        # In order: a call closed by an earlier closing keeps that time (the upsert keeps a filled
+        # closed_at), as if each closing had read the store after the one before.
+        for caller, reached_at in closings:
+            for record in close_missed_calls(missed, caller=caller, reached_at=reached_at):
+                self.calls.append(_call_values(record))
 
 
 async def _missing_agents(connection: AsyncConnection, agent_ids: set[str]) -> frozenset[str]:

@@ -356,6 +356,10 @@ class InMemoryStepStore:
     def fail_next(self, error: Exception) -> None:
         self._failures.append(error)
 
+    def recover(self) -> None:
+        """Forget the failures still queued: the store answers again."""
+        self._failures.clear()
+
     async def save_steps(self, steps: Sequence[StepWrite]) -> frozenset[str]:
         if self._failures:
             raise self._failures.pop(0)

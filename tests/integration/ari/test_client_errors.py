@@ -341,3 +341,36 @@ async def test_play_sends_one_comma_separated_media_list_under_our_playback_id(
     assert fake.seen[-1][2] == {"media": "sound:hello-world,digits:12,number:42"}
     with pytest.raises(ValueError, match="cannot contain ','"):
         await ari.play("c1", ["sound:a,b"])
+
+
+async def test_requests_beyond_the_in_flight_limit_wait_their_turn_instead_of_reaching_asterisk(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    in_flight, most, gate, two_in = 0, 0, asyncio.Event(), asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 2:
+            two_in.set()
+        await gate.wait()
+        in_flight -= 1
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/ari/channels/{id}/answer", answer)
+    server = await aiohttp_server(app)
+    settings = AriSettings(url=str(server.make_url("/")).rstrip("/"), username="lab", password="lab")
+    async with aiohttp.ClientSession() as session:
+        ari = AriClient(session, settings, timeout_s=5, max_in_flight=2)
+        calls = [asyncio.create_task(ari.answer(f"ch-{n}")) for n in range(6)]
+        await asyncio.wait_for(two_in.wait(), 5)
+        for _ in range(20):  # give the others every chance to go out too early
+            await asyncio.sleep(0)
+        assert in_flight == 2 and not any(call.done() for call in calls)
+
+        gate.set()
+        await asyncio.gather(*calls)
+
+    assert most == 2

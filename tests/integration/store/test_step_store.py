@@ -178,3 +178,24 @@ async def test_closing_missed_calls_sees_the_steps_before_it_in_the_batch_and_no
     assert (await calls.get("m1")).closed_at == reached
     live = await calls.get("live")
     assert (live.outcome, live.closed_at) == (CallOutcome.ABANDONED, None)
+
+
+async def test_two_closings_of_one_caller_in_a_batch_each_close_what_was_missed_before_them(
+    repos: Repos,
+) -> None:
+    steps, calls, _ = repos
+    await steps.save_steps([StepWrite(record=call("old", ended_at=T0, outcome=CallOutcome.ABANDONED))])
+    first, second = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    batch = [
+        StepWrite(close_missed=(CALLER, first)),
+        # Missed, decided after the first closing: only the second one closes it.
+        StepWrite(
+            record=call("m2", at=T0 + timedelta(minutes=1), ended_at=first, outcome=CallOutcome.ABANDONED)
+        ),
+        StepWrite(close_missed=(CALLER, second)),
+    ]
+
+    await steps.save_steps(batch)
+
+    assert (await calls.get("old")).closed_at == first
+    assert (await calls.get("m2")).closed_at == second

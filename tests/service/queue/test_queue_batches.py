@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from callcenter.errors import StoreUnavailableError
+from callcenter.errors import StoreUnavailableError, ValidationError
 from callcenter.model.events import AgentStateChanged, CallEnded, DomainEvent
 from callcenter.model.phone import parse_phone
 from callcenter.model.vocabulary import AgentState, CallOutcome
@@ -90,7 +90,7 @@ async def test_a_batch_the_store_refuses_is_stored_step_by_step_and_nothing_is_l
     store = InMemoryStore.create()
     steps = InMemoryStepStore(store.calls, store.agents)
     h = await make_harness(agents=[agent("alice")], logged_in=["alice"], store=store, steps=steps)
-    steps.fail_next(StoreUnavailableError("the batch's transaction failed"))
+    steps.fail_next(ValidationError("a row the store refused: nothing was committed"))
 
     await h.arrive()
     await h.caller_hangs_up()
@@ -133,3 +133,27 @@ async def test_a_call_waiting_on_asterisk_holds_up_no_other_call(make_harness: M
     await h.service.close(grace_s=1)
     assert h.outcome("c2") is not None
     assert [e.call_id for e in h.ended()] == ["c1", "c2"]
+
+
+async def test_while_the_store_does_not_answer_records_are_held_and_call_ended_waits_for_its_record(
+    make_harness: MakeHarness,
+) -> None:
+    store = InMemoryStore.create()
+    steps = InMemoryStepStore(store.calls, store.agents)
+    h = await make_harness(agents=[agent("alice")], logged_in=["alice"], store=store, steps=steps)
+    for _ in range(10):
+        steps.fail_next(StoreUnavailableError("no answer within 30 s (the commit may have happened)"))
+
+    await h.arrive()
+    await h.caller_hangs_up()
+    await h.service.flush()
+
+    assert "c1" not in store.calls.calls
+    assert h.ended() == []
+    steps.recover()
+
+    await h.later(1)  # the ticker retries what is held
+
+    assert h.outcome() is CallOutcome.SHORT_ABANDON
+    assert [e.call_id for e in h.ended()] == ["c1"]
+    assert h.state("alice") is A.AVAILABLE

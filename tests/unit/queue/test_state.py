@@ -574,3 +574,20 @@ def test_forgotten_calls_still_never_get_a_second_outcome() -> None:
 
     assert (late.ignored, late.events) == (IgnoreReason.UNKNOWN_CALL, ())
     assert (recent.ignored, recent.events) == (IgnoreReason.ALREADY_ENDED, ())
+
+
+def test_the_waiting_order_is_fifo_with_the_ringing_agent_and_resumes_past_a_place() -> None:
+    board = make_board(join_empty=True)
+    logged_in(board, "alice")
+    call_waiting(board, "c2", 2)
+    call_waiting(board, "c1", 1)
+    call_waiting(board, "c3", 2)  # same enqueue time as c2: arrival order breaks the tie
+    board.apply(AgentOffered(call_id="c1", agent_id="alice", at=at(3)))
+
+    order = list(board.waiting_order("sales"))
+
+    assert [(place[2], ringing) for place, ringing in order] == [("c1", "alice"), ("c2", None), ("c3", None)]
+    first = order[0][0]
+    assert [place[2] for place, _ in board.waiting_order("sales", after=first)] == ["c2", "c3"]
+    assert list(board.waiting_order("sales", after=order[-1][0])) == []
+    assert list(board.waiting_order("support")) == []
