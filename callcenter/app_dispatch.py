@@ -74,31 +74,37 @@ class DispatchRuntime:
     lease: RedisLease | None
     poll_s: float
 
-    @property
-    def leading(self) -> bool:
-        return self.link is not None and self.link.status is LinkStatus.UP and self.lease is not None
-
     async def run(self) -> None:
         """The link (lease and events) and the tick loop, until cancelled."""
-        if self.link is None:
-            return
-        link_task = asyncio.create_task(self.link.run(), name="dispatch-link")
-        was_leading = False
-        try:
-            while True:
-                leading = self.leading and self.lease is not None and self.lease.token is not None
-                if was_leading and not leading:
-                    logger.warning("callback dispatcher: lease lost; stopping the attempts of this process")
-                    await self.dispatcher.stop()
-                was_leading = leading
-                if leading:
-                    await self.dispatcher.tick()
-                await asyncio.sleep(self.poll_s)
-        finally:
-            link_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await link_task
-            await self.dispatcher.stop()
+        if self.link is not None and self.lease is not None:
+            await run_dispatch_loop(self.dispatcher, self.link, self.lease, poll_s=self.poll_s)
+
+
+async def run_dispatch_loop(
+    dispatcher: CallbackDispatcher, link: AriLink, lease: RedisLease, *, poll_s: float
+) -> None:
+    """Run the dispatcher's link (which holds the lease) and tick while it is up, until cancelled.
+
+    When the lease is lost the attempts this process runs are cancelled: the next holder's
+    reconcile ends them (their channels hung up) and dials again as new attempts.
+    """
+    link_task = asyncio.create_task(link.run(), name="dispatch-link")
+    was_leading = False
+    try:
+        while True:
+            leading = link.status is LinkStatus.UP and lease.token is not None
+            if was_leading and not leading:
+                logger.warning("callback dispatcher: lease lost; stopping the attempts of this process")
+                await dispatcher.stop()
+            was_leading = leading
+            if leading:
+                await dispatcher.tick()
+            await asyncio.sleep(poll_s)
+    finally:
+        link_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link_task
+        await dispatcher.stop()
 
 
 def build_dispatch(
