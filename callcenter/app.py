@@ -29,6 +29,7 @@ from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.dispatch import DISPATCH_STORE
 from callcenter.api.queues import QUEUE_SERVICE
+from callcenter.api.worklist import WORKLIST
 from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
@@ -286,6 +287,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[ESTIMATE_SERVICE] = estimates
     app[CALLBACK_SERVICE] = callbacks
     app[DISPATCH_STORE] = dispatch.store
+    app[WORKLIST] = dispatch.worklist
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )
@@ -322,7 +324,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
         if services.dispatch is not None:
-            tasks.append(asyncio.create_task(services.dispatch.run(), name="callback-dispatch"))
+            tasks.append(asyncio.create_task(services.dispatch.run(services.bus), name="callback-dispatch"))
         yield
         stop.set_result(None)
         for task in tasks:

@@ -145,6 +145,7 @@ class DispatchConfig:
     customer_ring_s: int = 30
     customer_first_queues: tuple[str, ...] = ()
     poll_s: float = 0.5
+    personal_s: float = 1800.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -245,6 +246,7 @@ class Settings:
                 customer_ring_s=_i(v("DISPATCH_CUSTOMER_RING_S")),
                 customer_first_queues=_regions(v("DISPATCH_CUSTOMER_FIRST_QUEUES")),
                 poll_s=_f(v("DISPATCH_POLL_S")),
+                personal_s=_f(v("DISPATCH_PERSONAL_S")),
             ),
         )
 
@@ -728,6 +730,12 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "0.5",
         _positive_float,
         "How often the dispatcher looks for due callbacks.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_PERSONAL_S",
+        "1800",
+        _seconds,
+        "An agent's follow-up waits for that agent this long after its time, then any agent may call.",
     ),
 )
 

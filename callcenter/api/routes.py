@@ -10,6 +10,7 @@ from typing import Final
 from callcenter.api import agents, agi_outcomes, calls, capacity, health, openapi, queues, tokens
 from callcenter.api import callbacks as callback_routes
 from callcenter.api import dispatch as dispatch_routes
+from callcenter.api import worklist as worklist_routes
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role
@@ -417,5 +418,36 @@ ROUTES: Final[tuple[Route, ...]] = (
         summary="A callback's attempts (result, cause, agent, times) and where its requests came from",
         tags=("callbacks",),
         response="CallbackAttempts",
+    ),
+    Route(
+        method="GET",
+        path="/worklist",
+        handler=worklist_routes.get_worklist,
+        role=Role.AGENT,
+        summary="An agent's callbacks: their queues' and their own follow-ups, overdue and due first",
+        description="An agent token sees its own agent's list; a supervisor names the agent with `agent`.",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors); an agent token's own by default"),),
+        response="WorkItem",
+        paginated=True,
+    ),
+    Route(
+        method="POST",
+        path="/callbacks/{callback_id}/claim",
+        handler=worklist_routes.claim,
+        role=Role.AGENT,
+        summary="Claim a waiting callback (a lock that expires): only you are connected to it",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
+        response="CallbackClaim",
+    ),
+    Route(
+        method="DELETE",
+        path="/callbacks/{callback_id}/claim",
+        handler=worklist_routes.release,
+        role=Role.AGENT,
+        summary="Give a claim back (404 when you hold none)",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
     ),
 )

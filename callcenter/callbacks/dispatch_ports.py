@@ -4,7 +4,8 @@
 
     ConflictError
     ├── StaleLeaderError    a dial recorded with a fencing token older than one already used
-    └── DoNotCallError      the number is on the do-not-call list (checked when the dial is recorded)
+    ├── DoNotCallError      the number is on the do-not-call list (checked when the dial is recorded)
+    └── ClaimedError        another agent holds an unexpired claim on the callback
 """
 
 from __future__ import annotations
@@ -27,6 +28,23 @@ class StaleLeaderError(ConflictError):
 
 class DoNotCallError(ConflictError):
     """The number must never be dialled."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Claim:
+    """An agent's claim on a callback: only they are connected to it until ``until``."""
+
+    callback_id: str
+    agent_id: str
+    until: datetime
+
+
+class ClaimedError(ConflictError):
+    """Another agent holds an unexpired claim on the callback (``claim``)."""
+
+    def __init__(self, message: str, claim: Claim) -> None:
+        super().__init__(message)
+        self.claim = claim
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,6 +107,21 @@ class DispatchStore(CallbackRepository, Protocol):
 
     async def unblock_number(self, number: str) -> bool:
         """Take a number off the list; ``False`` when it was not on it."""
+        ...
+
+    async def claim(self, callback_id: str, agent_id: str, *, until: datetime, now: datetime) -> Claim:
+        """Claim a callback for an agent until ``until`` (a repeat by the same agent extends it).
+
+        :raises ClaimedError: another agent's claim has not expired. :raises NotFoundError:
+        """
+        ...
+
+    async def release_claim(self, callback_id: str, agent_id: str) -> bool:
+        """Drop the agent's claim; ``False`` when they held none."""
+        ...
+
+    async def claim_of(self, callback_id: str, *, now: datetime) -> Claim | None:
+        """The unexpired claim on a callback, if any."""
         ...
 
     async def blocked(self, number: str) -> DoNotCallEntry | None: ...

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from callcenter.bus import EventBus
+from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.attempts import Attempt, end_attempt, retry_delay, start_attempt
 from callcenter.callbacks.dispatch import DispatchSettings, dial_order, is_expired, is_late, quiet_until
 from callcenter.callbacks.dispatch_ports import (
@@ -53,9 +53,9 @@ from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError
 from callcenter.model.callbacks import Actor, ActorKind, Callback
-from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, DomainEvent
+from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.vocabulary import AttemptResult, CallbackState, CallOutcome
 from callcenter.queue.hours import business_hours, is_open
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 DISPATCHER: Final = Actor(ActorKind.SYSTEM, "dispatcher")
 EXPIRY: Final = Actor(ActorKind.SYSTEM, "expiry")
 DO_NOT_CALL: Final = Actor(ActorKind.SYSTEM, "do-not-call")
+INBOUND: Final = Actor(ActorKind.SYSTEM, "inbound-call")
 S = CallbackState
 _WATCHED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
 
@@ -82,7 +83,10 @@ class CallerIds:
 class _HeldAgents:
     """The agent picker of one attempt: the agent held by the tick first, then other free ones."""
 
-    def __init__(self, desk: AgentDesk, queue: str, first: tuple[str, str], why: str) -> None:
+    def __init__(
+        self, desk: AgentDesk, queue: str, first: tuple[str, str], why: str, *, only: bool = False
+    ) -> None:
+        self._only = only  # a personal callback: its owner or nobody
         self._desk = desk
         self._queue = queue
         self._first: tuple[str, str] | None = first
@@ -93,6 +97,8 @@ class _HeldAgents:
         if self._first is not None and self._first[0] not in tried:
             first, self._first = self._first, None
             return first
+        if self._only:
+            return None
         for agent_id, endpoint in await self._desk.free_agents(self._queue):
             if agent_id in tried or agent_id in self.held:
                 continue
@@ -223,22 +229,44 @@ class CallbackDispatcher:
                 # Quiet hours are the customer's: this one waits, others of the queue may be dialled.
                 logger.debug("callback %s: quiet hours of %s until %s", callback.id, callback.number, allowed)
                 continue
-            agent = await self._hold_free_agent(callback)
+            owner = await self._owner(callback, now)
+            agent = await self._hold_free_agent(callback, only=owner)
             if agent is None:
-                closed.add(callback.queue)
-                continue
-            if await self._start(callback, record, agent, token, now):
+                if owner is None:
+                    closed.add(callback.queue)
+                continue  # a personal callback waits for its agent; the queue's others go on
+            if await self._start(callback, record, agent, token, now, personal=owner is not None):
                 started += 1
         return started
 
-    async def _hold_free_agent(self, callback: Callback) -> tuple[str, str] | None:
+    async def _owner(self, callback: Callback, now: datetime) -> str | None:
+        """The agent a callback waits for: the claiming agent, or a follow-up's own agent until its
+        deadline; ``None`` when any agent may take it."""
+        claim = await self._store.claim_of(callback.id, now=now)
+        if claim is not None:
+            return claim.agent_id
+        for note in await self._store.sources(callback.id):
+            if note.owner_agent is not None and (note.owner_until is None or now < note.owner_until):
+                return note.owner_agent
+        return None
+
+    async def _hold_free_agent(self, callback: Callback, *, only: str | None) -> tuple[str, str] | None:
         for agent_id, endpoint in await self._desk.free_agents(callback.queue):
+            if only is not None and agent_id != only:
+                continue
             if await self._desk.hold(agent_id, f"callback {callback.id}"):
                 return agent_id, endpoint
         return None
 
     async def _start(
-        self, callback: Callback, record: QueueRecord, agent: tuple[str, str], token: int, now: datetime
+        self,
+        callback: Callback,
+        record: QueueRecord,
+        agent: tuple[str, str],
+        token: int,
+        now: datetime,
+        *,
+        personal: bool = False,
     ) -> bool:
         moved, change, attempt = start_attempt(callback, at=now, fence=token, actor=DISPATCHER)
         attempt = dataclasses.replace(attempt, agent_id=agent[0])
@@ -264,7 +292,7 @@ class CallbackDispatcher:
             whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
             customer_first=callback.queue in self._customer_first,
         )
-        picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}")
+        picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{attempt.id}")
         logger.info("callback %s: attempt %s started (agent %s)", callback.id, attempt.id, agent[0])
         return True
@@ -355,6 +383,25 @@ class CallbackDispatcher:
     async def _watch(self, callback: Callback, attempt_id: str) -> None:
         length_s = await self._calls.conversation(attempt_id)
         await self._move(callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s")
+
+    # -- inbound calls close callbacks ---------------------------------------------------------------
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Bus handler: a caller answered inbound closes their waiting callbacks (``completed_inbound``).
+
+        Callbacks being dialled or connected are left to their attempt. Idempotent: a redelivered
+        event finds nothing left to close.
+        """
+        ended = delivery.event
+        if not isinstance(ended, CallEnded) or ended.outcome is not CallOutcome.ANSWERED:
+            return
+        if not ended.caller.startswith("+"):
+            return
+        for callback in await self._store.open_for_number(ended.caller):
+            if callback.state in (S.DIALING, S.CONNECTED) or callback.id in self._running:
+                continue
+            reason = f"the caller called in and was answered (call {ended.call_id})"
+            await self._move(callback, S.COMPLETED_INBOUND, INBOUND, reason)
 
     # -- after taking the lease ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from redis import asyncio as aioredis
 from callcenter.app_dispatch import DISPATCH_ROLE
 from callcenter.callbacks.attempts import leg_of
 from callcenter.callbacks.service import CallbackService
-from callcenter.callbacks.sources import CallbackSources
+from callcenter.callbacks.sources import CallbackSources, SourceSettings
 from callcenter.clock import SystemClock
 from callcenter.config import DatabaseSettings
 from callcenter.model.records import QueueRecord
@@ -153,7 +153,11 @@ async def test_leader_killed_ten_times_every_callback_ends_once_and_no_attempt_i
         clock = SystemClock()
         bus = InMemoryEventBus()
         sources = CallbackSources(
-            store, CallbackService(store, FlatDayPlanner(queues), queues, bus, clock), bus, clock
+            store,
+            CallbackService(store, FlatDayPlanner(queues), queues, bus, clock),
+            bus,
+            clock,
+            settings=SourceSettings(personal_s=0.0),  # the queue's callbacks: any agent may call
         )
         ids = []
         for i in range(CALLBACKS):

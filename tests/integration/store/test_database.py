@@ -52,6 +52,7 @@ TABLES = {
     "callback_sources",
     "dispatch_fences",
     "do_not_call",
+    "callback_claims",
     "alembic_version",
 }
 
