@@ -29,7 +29,7 @@ from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.dispatch import DISPATCH_STORE
 from callcenter.api.queues import QUEUE_SERVICE
-from callcenter.api.worklist import WORKLIST
+from callcenter.api.worklist import DISPATCHER, WORKLIST
 from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
@@ -288,6 +288,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[CALLBACK_SERVICE] = callbacks
     app[DISPATCH_STORE] = dispatch.store
     app[WORKLIST] = dispatch.worklist
+    app[DISPATCHER] = dispatch.dispatcher
     recorder = CallOutcomeRecorder(
         store.calls, bus, clock, queues=store.queues, default_region=settings.default_region
     )

@@ -65,6 +65,7 @@ def dispatch_settings(settings: Settings) -> DispatchSettings:
         agent_ring_s=config.agent_ring_s,
         customer_ring_s=config.customer_ring_s,
         poll_s=config.poll_s,
+        disposition_wait_s=config.disposition_wait_s,
     )
 
 
@@ -199,7 +200,7 @@ def build_dispatch(
             on_connected=dispatcher.reconcile,
             lease=lease,
         )
-    worklist = Worklist(store, _QueueAgents(queue), _QueueAgents(queue), clock)
+    worklist = Worklist(store, _QueueAgents(queue), _QueueAgents(queue), clock, sources=sources)
     return DispatchRuntime(
         dispatcher=dispatcher,
         store=store,

@@ -146,6 +146,7 @@ class DispatchConfig:
     customer_first_queues: tuple[str, ...] = ()
     poll_s: float = 0.5
     personal_s: float = 1800.0
+    disposition_wait_s: float = 120.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -247,6 +248,7 @@ class Settings:
                 customer_first_queues=_regions(v("DISPATCH_CUSTOMER_FIRST_QUEUES")),
                 poll_s=_f(v("DISPATCH_POLL_S")),
                 personal_s=_f(v("DISPATCH_PERSONAL_S")),
+                disposition_wait_s=_f(v("DISPATCH_DISPOSITION_WAIT_S")),
             ),
         )
 
@@ -736,6 +738,12 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "1800",
         _seconds,
         "An agent's follow-up waits for that agent this long after its time, then any agent may call.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_DISPOSITION_WAIT_S",
+        "120",
+        _positive_float,
+        "After a connected callback's call ends, the agent has this long to give a disposition.",
     ),
 )
 

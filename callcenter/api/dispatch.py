@@ -118,6 +118,25 @@ DISPATCH_COMPONENTS: Final[dict[str, JsonObject]] = {
     "CallbackAttempts": CALLBACK_ATTEMPTS,
     "CallbackClaim": CLAIM,
     "WorkItem": WORK_ITEM,
+    "CallbackDisposition": {
+        "type": "object",
+        "required": ["outcome"],
+        "properties": {
+            "outcome": {"type": "string", "enum": ["resolved", "wrong_number", "follow_up"]},
+            "notes": {"type": "string"},
+            "follow_up_at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+    },
+    "CallbackDisposed": {
+        "type": "object",
+        "required": ["callback", "follow_up"],
+        "properties": {
+            "callback": {"$ref": "#/components/schemas/Callback"},
+            "follow_up": {"oneOf": [{"$ref": "#/components/schemas/Callback"}, {"type": "null"}]},
+        },
+        "additionalProperties": False,
+    },
 }
 
 

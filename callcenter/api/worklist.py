@@ -14,16 +14,27 @@ from aiohttp import web
 from callcenter.api.auth import principal_of
 from callcenter.api.callbacks import callback_json
 from callcenter.api.dispatch import attempt_json, source_json
-from callcenter.api.jsonio import iso
+from callcenter.api.jsonio import (
+    iso,
+    optional_time_field,
+    read_json_object,
+    reject_unknown_fields,
+    text_field,
+)
 from callcenter.api.routing import JsonObject
 from callcenter.api.schemas import call_json
 from callcenter.callbacks.dispatch_ports import Claim
-from callcenter.callbacks.worklist import WorkItem, Worklist
+from callcenter.callbacks.dispatcher import CallbackDispatcher
+from callcenter.callbacks.worklist import Disposition, WorkItem, Worklist
 from callcenter.errors import DependencyError, PermissionDeniedError, ValidationError
 from callcenter.model.vocabulary import Role
 
 #: The worklist service of this process.
 WORKLIST: Final = web.AppKey("worklist", Worklist)
+#: The callback dispatcher of this process (``start`` needs the one holding the lease).
+DISPATCHER: Final = web.AppKey("callback_dispatcher", CallbackDispatcher)
+
+_DISPOSE_FIELDS: Final = frozenset({"outcome", "notes", "follow_up_at"})
 
 
 def _worklist(request: web.Request) -> Worklist:
@@ -73,6 +84,42 @@ async def get_worklist(request: web.Request) -> web.Response:
 async def claim(request: web.Request) -> web.Response:
     held = await _worklist(request).claim(request.match_info["callback_id"], _agent(request))
     return web.json_response(claim_json(held))
+
+
+async def start(request: web.Request) -> web.Response:
+    """Start a due callback now: the agent is rung, then the customer (agent-first)."""
+    dispatcher = request.app.get(DISPATCHER)
+    if dispatcher is None:
+        raise DependencyError("the callback dispatcher is not running in this process")
+    agent = _agent(request)
+    callback_id = request.match_info["callback_id"]
+    await _worklist(request).claim(callback_id, agent)  # it is ours while it is dialled
+    attempt = await dispatcher.start_now(callback_id, agent)
+    return web.json_response(attempt_json(attempt), status=202)
+
+
+async def dispose(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    reject_unknown_fields(body, _DISPOSE_FIELDS)
+    raw = text_field(body, "outcome")
+    try:
+        disposition = Disposition(raw)
+    except ValueError:
+        choices = ", ".join(d.value for d in Disposition if d is not Disposition.NO_ANSWER)
+        raise ValidationError(f"outcome must be one of {choices}, not {raw!r}") from None
+    done = await _worklist(request).dispose(
+        request.match_info["callback_id"],
+        _agent(request),
+        disposition,
+        notes=text_field(body, "notes", default=""),
+        follow_up_at=optional_time_field(body, "follow_up_at"),
+    )
+    return web.json_response(
+        {
+            "callback": callback_json(done.callback),
+            "follow_up": callback_json(done.follow_up) if done.follow_up is not None else None,
+        }
+    )
 
 
 async def release(request: web.Request) -> web.Response:

@@ -144,6 +144,10 @@ class AgentDesk(Protocol):
         """Give the agent back to the queue."""
         ...
 
+    async def endpoint_of(self, agent_id: str) -> str:
+        """The endpoint the agent is rung on. :raises NotFoundError:"""
+        ...
+
 
 class DialOutcome(StrEnum):
     """How one originate ended before a person took part."""

@@ -30,7 +30,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from callcenter.bus import Delivery, EventBus
@@ -51,7 +51,7 @@ from callcenter.callbacks.ports import StaleCallbackError
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
-from callcenter.errors import CallCenterError
+from callcenter.errors import CallCenterError, ConflictError, DependencyError
 from callcenter.model.callbacks import Actor, ActorKind, Callback
 from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
@@ -297,6 +297,31 @@ class CallbackDispatcher:
         logger.info("callback %s: attempt %s started (agent %s)", callback.id, attempt.id, agent[0])
         return True
 
+    async def start_now(self, callback_id: str, agent_id: str) -> Attempt:
+        """An agent starts a due callback now (from the worklist): ring them, then the customer.
+
+        :raises DependencyError: this process does not hold the dispatcher lease.
+        :raises ConflictError: the callback is not due, or already being dialled.
+        :raises NotFoundError: unknown callback or agent.
+        """
+        token = self._token()
+        if token is None:
+            raise DependencyError("the callback dispatcher runs in another process (or is not connected)")
+        callback = await self._store.get(callback_id)
+        now = self._clock.now()
+        if callback.id in self._running or callback.state not in (S.SCHEDULED, S.RETRY_WAIT):
+            raise ConflictError(f"callback {callback_id} is {callback.state.value}: it cannot be started")
+        if callback.due_at is None or callback.due_at > now:
+            due = callback.due_at.isoformat() if callback.due_at else "when its place reaches the head"
+            raise ConflictError(f"callback {callback_id} is not due yet (due {due})")
+        endpoint = await self._desk.endpoint_of(agent_id)
+        if not await self._desk.hold(agent_id, f"callback {callback.id}"):
+            raise ConflictError(f"agent {agent_id} is on another call")
+        record = await self._queues.get(callback.queue)
+        if not await self._start(callback, record, (agent_id, endpoint), token, now, personal=True):
+            raise ConflictError(f"callback {callback_id} was not started (changed meanwhile, or do not call)")
+        return (await self._store.attempts(callback.id))[-1]
+
     # -- one attempt --------------------------------------------------------------------------------
 
     async def _run_attempt(self, callback: Callback, job: CallJob, picker: _HeldAgents) -> None:
@@ -315,7 +340,7 @@ class CallbackDispatcher:
                     await self._desk.release(agent_id)
             stored = await self._finish(callback, attempt, end)
             if stored is not None and stored.state is S.CONNECTED:
-                await self._watch(stored, attempt.id)
+                await self._watch(stored, attempt.id, end.agent_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -380,9 +405,20 @@ class CallbackDispatcher:
         allowed = quiet_until(callback.number, at, s)
         return allowed or at
 
-    async def _watch(self, callback: Callback, attempt_id: str) -> None:
+    async def _watch(self, callback: Callback, attempt_id: str, agent_id: str | None = None) -> None:
+        """Until the call ends; then the agent is given back and has ``disposition_wait_s`` to give
+        a disposition before the callback is completed without one."""
         length_s = await self._calls.conversation(attempt_id)
-        await self._move(callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s")
+        if agent_id is not None:
+            await self._desk.release(agent_id)
+        deadline = self._clock.now() + timedelta(seconds=self._settings.disposition_wait_s)
+        while self._clock.now() < deadline:
+            if (await self._store.get(callback.id)).state is not S.CONNECTED:
+                return  # the agent gave a disposition
+            await asyncio.sleep(min(0.5, self._settings.disposition_wait_s))
+        await self._move(
+            callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s; no disposition given"
+        )
 
     # -- inbound calls close callbacks ---------------------------------------------------------------
 
@@ -435,7 +471,11 @@ class CallbackDispatcher:
             attempts = await self._store.attempts(callback.id)
             last = attempts[-1].id if attempts else ""
             if present.get(last):
-                self._track(callback.id, self._watch(callback, last), f"callback-watch-{callback.id}")
+                self._track(
+                    callback.id,
+                    self._watch(callback, last, attempts[-1].agent_id),
+                    f"callback-watch-{callback.id}",
+                )
             else:
                 await self._move(
                     callback, S.COMPLETED, DISPATCHER, "the call ended while no dispatcher watched it"

@@ -11,19 +11,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Final, Protocol
 
 from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.dispatch_ports import Claim, DispatchStore
+from callcenter.callbacks.lifecycle import move
+from callcenter.callbacks.sources import CallbackSources
 from callcenter.clock import Clock
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
-from callcenter.model.callbacks import Callback
+from callcenter.model.callbacks import Actor, ActorKind, Callback
 from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import CallbackState
 
 S = CallbackState
 _LISTED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
 _CLAIMABLE: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT})
+
+
+class Disposition(StrEnum):
+    """What the agent says of a connected callback."""
+
+    RESOLVED = "resolved"  # -> completed
+    WRONG_NUMBER = "wrong_number"  # -> failed, with that reason
+    FOLLOW_UP = "follow_up"  # -> completed, and a follow-up of the agent's at the time they chose
+    NO_ANSWER = "no_answer"  # recorded by the dispatcher from the call itself, never by hand
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Disposed:
+    callback: Callback
+    follow_up: Callback | None = None
 
 
 class AgentQueues(Protocol):
@@ -62,10 +80,12 @@ class Worklist:
         history: CallerHistory,
         clock: Clock,
         *,
+        sources: CallbackSources | None = None,
         claim_s: float = 300.0,
         history_limit: int = 5,
     ) -> None:
         self._store = store
+        self._sources = sources
         self._agents = agents
         self._history = history
         self._clock = clock
@@ -130,3 +150,56 @@ class Worklist:
         """Give a claim back. :raises NotFoundError: the agent holds no claim on it."""
         if not await self._store.release_claim(callback_id, agent_id):
             raise NotFoundError(f"agent {agent_id} holds no claim on callback {callback_id}")
+
+    async def dispose(
+        self,
+        callback_id: str,
+        agent_id: str,
+        disposition: Disposition,
+        *,
+        notes: str = "",
+        follow_up_at: datetime | None = None,
+    ) -> Disposed:
+        """The agent's disposition of a connected callback, with notes (kept as the change's reason).
+
+        :raises NotFoundError: :raises ConflictError: the callback is not connected (e.g. already
+            completed after ``disposition_wait_s``), or the agent was not on its call.
+        :raises ValidationError: ``no_answer`` (the dispatcher records it), or a follow-up without a time.
+        """
+        if disposition is Disposition.NO_ANSWER:
+            raise ValidationError(
+                "no_answer is recorded by the dispatcher from the call; it cannot be set by hand"
+            )
+        if disposition is Disposition.FOLLOW_UP and follow_up_at is None:
+            raise ValidationError("a follow-up needs follow_up_at (ISO 8601 with an offset)")
+        callback = await self._store.get(callback_id)
+        if callback.state is not S.CONNECTED:
+            raise ConflictError(
+                f"callback {callback_id} is {callback.state.value}: only a connected call takes a disposition"
+            )
+        attempts = await self._store.attempts(callback_id)
+        if not attempts or attempts[-1].agent_id != agent_id:
+            raise ConflictError(f"agent {agent_id} was not on the call of callback {callback_id}")
+        now = self._clock.now()
+        actor = Actor(ActorKind.AGENT, agent_id)
+        notes = notes.strip()[:500]
+        reason = {
+            Disposition.RESOLVED: "resolved",
+            Disposition.WRONG_NUMBER: "wrong number",
+            Disposition.FOLLOW_UP: f"follow up at {follow_up_at.isoformat() if follow_up_at else ''}",
+        }[disposition]
+        state = S.FAILED if disposition is Disposition.WRONG_NUMBER else S.COMPLETED
+        moved, change = move(
+            callback, state, at=now, actor=actor, reason=f"{reason}: {notes}" if notes else reason
+        )
+        stored = await self._store.move(moved, change)
+        follow_up = None
+        if disposition is Disposition.FOLLOW_UP and follow_up_at is not None:
+            if self._sources is None:
+                raise ValidationError("follow-ups are not available in this process")
+            follow_up = (
+                await self._sources.follow_up(
+                    agent_id, callback.queue, callback.number, at=follow_up_at, note=notes
+                )
+            ).callback
+        return Disposed(callback=stored, follow_up=follow_up)

@@ -50,6 +50,9 @@ class PoolDesk:
     async def release(self, agent_id: str) -> None:
         self._held.discard(agent_id)
 
+    async def endpoint_of(self, agent_id: str) -> str:
+        return self._free[agent_id]
+
 
 class OneQueue:
     async def get(self, name: str) -> QueueRecord:

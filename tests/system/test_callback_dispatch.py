@@ -44,6 +44,7 @@ FAST: Final = {
     "dispatch_whisper": "false",
     "dispatch_customer_endpoint": "PJSIP/{number}@trunk",
     "dispatch_personal_s": "0",  # follow-ups are the queue's at once (any agent may call)
+    "dispatch_disposition_wait_s": "0.3",
 }
 
 
@@ -456,3 +457,84 @@ async def test_worklist_claim_and_release_by_agent_token(apps: Apps, sim: Simula
     )
     assert (await call("DELETE", f"/callbacks/{callback.id}/claim", "alice"))[0] == 204
     assert (await call("DELETE", f"/callbacks/{callback.id}/claim", "alice"))[0] == 404
+
+
+async def test_agent_starts_a_due_callback_and_gives_dispositions(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_disposition_wait_s="30")
+    _auto_confirm(sim, talk_s=0.5)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    sim.set_endpoint("PJSIP/+14152000009@trunk", answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await running.services.queue.pause("alice", actor="test", reason="working the list")
+    _, token = await running.services.auth.create_token(
+        role=Role.AGENT, agent_id="alice", label="alice", expires_at=None, actor="test"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    sources = _dispatch(running).sources
+    now = running.services.clock.now()
+    due = (await sources.follow_up("alice", QUEUE, CUSTOMER, at=now)).callback
+    not_due = (await sources.follow_up("alice", QUEUE, "+14152000009", at=now + timedelta(hours=2))).callback
+
+    early = await running.http.post(f"/api/v1/callbacks/{not_due.id}/start", headers=auth)
+    assert early.status == 409 and "not due" in (await early.json())["message"]
+
+    started = await running.http.post(f"/api/v1/callbacks/{due.id}/start", headers=auth)
+    assert started.status == 202, await started.text()
+    assert (await started.json())["agent_id"] == "alice"
+    await _state(running, due.id, S.CONNECTED)
+    too_soon = await running.http.post(
+        f"/api/v1/callbacks/{not_due.id}/disposition", json={"outcome": "resolved"}, headers=auth
+    )
+    assert too_soon.status == 409, "only a connected callback takes a disposition"
+    bad = await running.http.post(
+        f"/api/v1/callbacks/{due.id}/disposition", json={"outcome": "no_answer"}, headers=auth
+    )
+    assert bad.status == 400
+    later = now + timedelta(days=1)
+    done = await running.http.post(
+        f"/api/v1/callbacks/{due.id}/disposition",
+        json={
+            "outcome": "follow_up",
+            "notes": "send the quote, call back",
+            "follow_up_at": later.isoformat(),
+        },
+        headers=auth,
+    )
+    assert done.status == 200, await done.text()
+    body = await done.json()
+    assert body["callback"]["state"] == "completed"
+    assert body["follow_up"]["state"] == "scheduled" and body["follow_up"]["due_at"] == later.isoformat()
+    last = (await _dispatch(running).store.changes(due.id))[-1]
+    assert (last.actor.name, last.reason) == (
+        "alice",
+        f"follow up at {later.isoformat()}: send the quote, call back",
+    )
+    await running.wait_agent("alice", AgentState.AVAILABLE)
+
+
+async def test_wrong_number_fails_the_callback_and_only_the_agent_on_the_call_may_say_so(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim, dispatch_disposition_wait_s="30")
+    _auto_confirm(sim, talk_s=0.5)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await running.add_agent("bob", login=False)
+    tokens = {}
+    for agent in ("alice", "bob"):
+        _, tokens[agent] = await running.services.auth.create_token(
+            role=Role.AGENT, agent_id=agent, label=agent, expires_at=None, actor="test"
+        )
+    callback = (await _follow_up(running)).callback
+    await _state(running, callback.id, S.CONNECTED)
+    body = {"outcome": "wrong_number", "notes": "a pizzeria"}
+    path = f"/api/v1/callbacks/{callback.id}/disposition"
+    not_on_call = await running.http.post(
+        path, json=body, headers={"Authorization": f"Bearer {tokens['bob']}"}
+    )
+    assert not_on_call.status == 409
+    said = await running.http.post(path, json=body, headers={"Authorization": f"Bearer {tokens['alice']}"})
+    assert said.status == 200, await said.text()
+    failed = await _dispatch(running).store.get(callback.id)
+    assert failed.state is S.FAILED
+    assert (await _dispatch(running).store.changes(callback.id))[-1].reason == "wrong number: a pizzeria"
