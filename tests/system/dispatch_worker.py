@@ -105,6 +105,7 @@ async def main(args: argparse.Namespace) -> None:
                 agent_ring_s=3,
                 customer_ring_s=3,
                 poll_s=0.05,
+                disposition_wait_s=0.2,
                 dial_from=time(0, 0),
                 dial_until=time(23, 59),
             ),
