@@ -69,6 +69,10 @@ class DispatchStore(CallbackRepository, Protocol):
         it was created."""
         ...
 
+    async def due(self, now: datetime) -> tuple[Callback, ...]:
+        """``scheduled`` and ``retry_wait`` callbacks due by ``now``, by due time then place in line."""
+        ...
+
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
         """Where the callback's requests came from, oldest first."""
         ...

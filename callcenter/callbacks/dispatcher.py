@@ -66,6 +66,7 @@ DO_NOT_CALL: Final = Actor(ActorKind.SYSTEM, "do-not-call")
 INBOUND: Final = Actor(ActorKind.SYSTEM, "inbound-call")
 S = CallbackState
 _WATCHED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
+_SWEEP_S: Final = 1.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -143,6 +144,7 @@ class CallbackDispatcher:
         self._customer_first = customer_first
         self._running: dict[str, asyncio.Task[None]] = {}  # callback id -> its attempt or watch
         self._alerted: set[str] = set()
+        self._next_sweep: datetime | None = None
 
     @property
     def settings(self) -> DispatchSettings:
@@ -161,10 +163,13 @@ class CallbackDispatcher:
         if token is None:
             return 0
         try:
-            stored = await self._store.in_state(None, _WATCHED)
             now = self._clock.now()
-            alive = await self._expire_and_alert(stored, now)
-            return await self._start_due(alive, now, token)
+            if self._next_sweep is None or now >= self._next_sweep:
+                # The full sweep (expiry, late promises) reads every open callback: once a second.
+                self._next_sweep = now + timedelta(seconds=_SWEEP_S)
+                await self._expire_and_alert(await self._store.in_state(None, _WATCHED), now)
+            due = [c for c in await self._store.due(now) if not is_expired(c, now, self._settings)]
+            return await self._start_due(due, now, token)
         except StaleLeaderError as exc:
             logger.warning("callback dispatcher: %s; not dialling", exc)
         except Exception:
@@ -214,8 +219,14 @@ class CallbackDispatcher:
         started = 0
         closed: set[str] = set()  # queues with no free agent (or closed): later ones wait their turn
         records: dict[str, QueueRecord] = {}
+        free: dict[str, bool] = {}  # queues with an agent free, read once a tick
         for callback in dial_order(callbacks, now):
             if callback.id in self._running or callback.queue in closed:
+                continue
+            if callback.queue not in free:
+                free[callback.queue] = bool(await self._desk.free_agents(callback.queue))
+            if not free[callback.queue]:
+                closed.add(callback.queue)  # nobody free: later callbacks of the queue wait too
                 continue
             record = records.get(callback.queue)
             if record is None:
@@ -237,6 +248,7 @@ class CallbackDispatcher:
                 continue  # a personal callback waits for its agent; the queue's others go on
             if await self._start(callback, record, agent, token, now, personal=owner is not None):
                 started += 1
+            free.pop(callback.queue, None)
         return started
 
     async def _owner(self, callback: Callback, now: datetime) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -45,7 +46,7 @@ from callcenter.callbacks.dispatch_ports import (
 )
 from callcenter.callbacks.ports import CallbackExistsError, StaleCallbackError
 from callcenter.model.callbacks import Callback, CallbackChange
-from callcenter.model.vocabulary import AttemptResult
+from callcenter.model.vocabulary import AttemptResult, CallbackState
 from callcenter.store.sql_callbacks import CallbackRow, SqlCallbackRepository, _callback_values
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
 from callcenter.store.sql_repos import _at, _upsert
@@ -208,6 +209,21 @@ class SqlDispatchStore(SqlCallbackRepository):
             await self._write("merging a callback request", attach)
             return await self.get(exc.existing_id), False
         return stored, stored.id == callback.id
+
+    async def due(self, now: datetime) -> tuple[Callback, ...]:
+        query = (
+            select(CallbackRow)
+            .where(
+                CallbackRow.state.in_((CallbackState.SCHEDULED.value, CallbackState.RETRY_WAIT.value)),
+                CallbackRow.due_at <= _at(now),
+            )
+            .order_by(
+                CallbackRow.due_at,
+                func.coalesce(CallbackRow.enqueued_at, CallbackRow.requested_at),
+                CallbackRow.id,
+            )
+        )
+        return await self._all(query, "reading due callbacks")
 
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
         query = (
