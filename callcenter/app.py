@@ -37,6 +37,7 @@ from callcenter.api.stats import STATS_SERVICE, render_wallboard
 from callcenter.api.stats_metrics import StatsCollector
 from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.api.wallboard import install_wallboard_routes
+from callcenter.api.worklist import DISPATCHER, WORKLIST
 from callcenter.app_dispatch import DispatchRuntime, build_dispatch
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
@@ -359,6 +360,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     app[CALLBACK_SERVICE] = callbacks
     app[VOICEMAIL_SERVICE] = voicemails
     app[DISPATCH_STORE] = dispatch.store
+    app[WORKLIST] = dispatch.worklist
+    app[DISPATCHER] = dispatch.dispatcher
     recorder = CallOutcomeRecorder(
         store.calls,
         bus,
@@ -472,7 +475,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                     )
                 )
         if services.dispatch is not None:
-            tasks.append(asyncio.create_task(services.dispatch.run(), name="callback-dispatch"))
+            tasks.append(asyncio.create_task(services.dispatch.run(services.bus), name="callback-dispatch"))
         yield
         stop.set_result(None)
         for task in tasks:

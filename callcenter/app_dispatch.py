@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
 from typing import Final
@@ -28,11 +29,13 @@ from callcenter.callbacks.dispatch import DispatchSettings
 from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, Progress
 from callcenter.callbacks.dispatcher import CallbackDispatcher, CallerIds
 from callcenter.callbacks.service import CallbackService
-from callcenter.callbacks.sources import CallbackSources
+from callcenter.callbacks.sources import CallbackSources, SourceSettings
+from callcenter.callbacks.worklist import Worklist
 from callcenter.clock import Clock
 from callcenter.config import Settings
-from callcenter.model.records import QueueRecord
+from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AttemptResult
+from callcenter.queue.ports import CallFilter
 from callcenter.queue.service import QueueService
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 DISPATCH_ROLE: Final = "callback-dispatcher"
 DISPATCH_LEASE_TTL_MS: Final = 10_000
+#: The bus consumer group that closes callbacks of callers answered inbound.
+CONSUMER_GROUP: Final = "callback-dispatch"
 
 
 def dispatch_settings(settings: Settings) -> DispatchSettings:
@@ -60,6 +65,7 @@ def dispatch_settings(settings: Settings) -> DispatchSettings:
         agent_ring_s=config.agent_ring_s,
         customer_ring_s=config.customer_ring_s,
         poll_s=config.poll_s,
+        disposition_wait_s=config.disposition_wait_s,
     )
 
 
@@ -70,35 +76,54 @@ class DispatchRuntime:
     dispatcher: CallbackDispatcher
     store: SqlDispatchStore
     sources: CallbackSources
+    worklist: Worklist
     link: AriLink | None
     lease: RedisLease | None
     poll_s: float
 
-    @property
-    def leading(self) -> bool:
-        return self.link is not None and self.link.status is LinkStatus.UP and self.lease is not None
-
-    async def run(self) -> None:
-        """The link (lease and events) and the tick loop, until cancelled."""
-        if self.link is None:
-            return
-        link_task = asyncio.create_task(self.link.run(), name="dispatch-link")
-        was_leading = False
+    async def run(self, bus: EventBus) -> None:
+        """The link (lease and events), the tick loop and the inbound-call consumer, until cancelled."""
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        consumer = asyncio.create_task(
+            bus.consume(CONSUMER_GROUP, default_owner_id(), self.dispatcher.handle, stop=never),
+            name="callback-inbound-consumer",
+        )
         try:
-            while True:
-                leading = self.leading and self.lease is not None and self.lease.token is not None
-                if was_leading and not leading:
-                    logger.warning("callback dispatcher: lease lost; stopping the attempts of this process")
-                    await self.dispatcher.stop()
-                was_leading = leading
-                if leading:
-                    await self.dispatcher.tick()
-                await asyncio.sleep(self.poll_s)
+            if self.link is not None and self.lease is not None:
+                await run_dispatch_loop(self.dispatcher, self.link, self.lease, poll_s=self.poll_s)
+            else:
+                await never
         finally:
-            link_task.cancel()
+            consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await link_task
-            await self.dispatcher.stop()
+                await consumer
+
+
+async def run_dispatch_loop(
+    dispatcher: CallbackDispatcher, link: AriLink, lease: RedisLease, *, poll_s: float
+) -> None:
+    """Run the dispatcher's link (which holds the lease) and tick while it is up, until cancelled.
+
+    When the lease is lost the attempts this process runs are cancelled: the next holder's
+    reconcile ends them (their channels hung up) and dials again as new attempts.
+    """
+    link_task = asyncio.create_task(link.run(), name="dispatch-link")
+    was_leading = False
+    try:
+        while True:
+            leading = link.status is LinkStatus.UP and lease.token is not None
+            if was_leading and not leading:
+                logger.warning("callback dispatcher: lease lost; stopping the attempts of this process")
+                await dispatcher.stop()
+            was_leading = leading
+            if leading:
+                await dispatcher.tick()
+            await asyncio.sleep(poll_s)
+    finally:
+        link_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link_task
+        await dispatcher.stop()
 
 
 def build_dispatch(
@@ -117,7 +142,9 @@ def build_dispatch(
     dials, but its store and the callback sources still serve the API."""
     config = settings.dispatch
     dispatch = dispatch_settings(settings)
-    sources = CallbackSources(store, callbacks, bus, clock)
+    sources = CallbackSources(
+        store, callbacks, bus, clock, settings=SourceSettings(personal_s=config.personal_s)
+    )
     app = f"{settings.ari.app}-callbacks"
     calls: AriCallbackCalls | NoPbxCalls = NoPbxCalls()
     ari_calls: AriCallbackCalls | None = None
@@ -173,8 +200,15 @@ def build_dispatch(
             on_connected=dispatcher.reconcile,
             lease=lease,
         )
+    worklist = Worklist(store, _QueueAgents(queue), _QueueAgents(queue), clock, sources=sources)
     return DispatchRuntime(
-        dispatcher=dispatcher, store=store, sources=sources, link=link, lease=lease, poll_s=dispatch.poll_s
+        dispatcher=dispatcher,
+        store=store,
+        sources=sources,
+        worklist=worklist,
+        link=link,
+        lease=lease,
+        poll_s=dispatch.poll_s,
     )
 
 
@@ -189,6 +223,19 @@ class _QueueSettings:
 
     async def list(self) -> tuple[QueueRecord, ...]:
         return await self._queue.list_queues()
+
+
+class _QueueAgents:
+    """Agents' queues and callers' recent calls, read through the queue service."""
+
+    def __init__(self, queue: QueueService) -> None:
+        self._queue = queue
+
+    async def queues_of(self, agent_id: str) -> tuple[str, ...]:
+        return (await self._queue.get_agent(agent_id)).record.queues
+
+    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
+        return (await self._queue.list_calls(CallFilter(caller=number), cursor=None, limit=limit)).items
 
 
 class NoPbxCalls:

@@ -227,6 +227,8 @@ class DispatchConfig:
     customer_ring_s: int = 30
     customer_first_queues: tuple[str, ...] = ()
     poll_s: float = 0.5
+    personal_s: float = 1800.0
+    disposition_wait_s: float = 120.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -395,6 +397,8 @@ class Settings:
                 customer_ring_s=_i(v("DISPATCH_CUSTOMER_RING_S")),
                 customer_first_queues=_regions(v("DISPATCH_CUSTOMER_FIRST_QUEUES")),
                 poll_s=_f(v("DISPATCH_POLL_S")),
+                personal_s=_f(v("DISPATCH_PERSONAL_S")),
+                disposition_wait_s=_f(v("DISPATCH_DISPOSITION_WAIT_S")),
             ),
         )
 
@@ -1167,6 +1171,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         _text,
         "Folder Asterisk's AGI `RECORD FILE` writes messages to, the same path on both sides (a shared "
         "volume); set, the FastAGI server offers the `voicemail` script.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_PERSONAL_S",
+        "1800",
+        _seconds,
+        "An agent's follow-up waits for that agent this long after its time, then any agent may call.",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_DISPOSITION_WAIT_S",
+        "120",
+        _positive_float,
+        "After a connected callback's call ends, the agent has this long to give a disposition.",
     ),
 )
 

@@ -82,13 +82,61 @@ CALLBACK_ATTEMPTS: Final = _object(
     }
 )
 
-#: The named schemas of these routes (``schemas.COMPONENTS`` includes them).
+CLAIM: Final = {
+    "type": "object",
+    "required": ["callback_id", "agent_id", "until"],
+    "properties": {
+        "callback_id": {"type": "string"},
+        "agent_id": {"type": "string"},
+        "until": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+WORK_ITEM: Final = {
+    "type": "object",
+    "required": ["callback", "due", "overdue", "reason", "sources", "attempts", "claim", "history"],
+    "properties": {
+        "callback": {"$ref": "#/components/schemas/Callback"},
+        "due": {"type": "boolean"},
+        "overdue": {"type": "boolean", "description": "its promised window has passed"},
+        "reason": {"type": "string"},
+        "sources": {"type": "array", "items": {"$ref": "#/components/schemas/CallbackSource"}},
+        "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/CallbackAttempt"}},
+        "claim": {"oneOf": [{"$ref": "#/components/schemas/CallbackClaim"}, {"type": "null"}]},
+        "history": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}},
+    },
+    "additionalProperties": False,
+}
+
+
+#: The named schemas of these routes and the worklist's (``schemas.COMPONENTS`` includes them).
 DISPATCH_COMPONENTS: Final[dict[str, JsonObject]] = {
     "DoNotCall": DO_NOT_CALL,
     "DoNotCallPut": DO_NOT_CALL_PUT,
     "CallbackAttempt": CALLBACK_ATTEMPT,
     "CallbackSource": CALLBACK_SOURCE,
     "CallbackAttempts": CALLBACK_ATTEMPTS,
+    "CallbackClaim": CLAIM,
+    "WorkItem": WORK_ITEM,
+    "CallbackDisposition": {
+        "type": "object",
+        "required": ["outcome"],
+        "properties": {
+            "outcome": {"type": "string", "enum": ["resolved", "wrong_number", "follow_up"]},
+            "notes": {"type": "string"},
+            "follow_up_at": {"type": "string", "format": "date-time"},
+        },
+        "additionalProperties": False,
+    },
+    "CallbackDisposed": {
+        "type": "object",
+        "required": ["callback", "follow_up"],
+        "properties": {
+            "callback": {"$ref": "#/components/schemas/Callback"},
+            "follow_up": {"oneOf": [{"$ref": "#/components/schemas/Callback"}, {"type": "null"}]},
+        },
+        "additionalProperties": False,
+    },
 }
 
 

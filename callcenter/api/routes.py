@@ -22,6 +22,7 @@ from callcenter.api import (
 )
 from callcenter.api import callbacks as callback_routes
 from callcenter.api import dispatch as dispatch_routes
+from callcenter.api import worklist as worklist_routes
 from callcenter.api.routing import JsonObject, Param, Route
 from callcenter.capacity.estimate import MAX_POSITION
 from callcenter.model.vocabulary import CallbackState, CallOutcome, Role, VoicemailStatus
@@ -785,5 +786,58 @@ ROUTES: Final[tuple[Route, ...]] = (
         "token: its own agent only)",
         tags=("agents", "stats"),
         response="AgentStats",
+    ),
+    Route(
+        method="GET",
+        path="/worklist",
+        handler=worklist_routes.get_worklist,
+        role=Role.AGENT,
+        summary="An agent's callbacks: their queues' and their own follow-ups, overdue and due first",
+        description="An agent token sees its own agent's list; a supervisor names the agent with `agent`.",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors); an agent token's own by default"),),
+        response="WorkItem",
+        paginated=True,
+    ),
+    Route(
+        method="POST",
+        path="/callbacks/{callback_id}/claim",
+        handler=worklist_routes.claim,
+        role=Role.AGENT,
+        summary="Claim a waiting callback (a lock that expires): only you are connected to it",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
+        response="CallbackClaim",
+    ),
+    Route(
+        method="DELETE",
+        path="/callbacks/{callback_id}/claim",
+        handler=worklist_routes.release,
+        role=Role.AGENT,
+        summary="Give a claim back (404 when you hold none)",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
+    ),
+    Route(
+        method="POST",
+        path="/callbacks/{callback_id}/start",
+        handler=worklist_routes.start,
+        role=Role.AGENT,
+        summary="Start a due callback now: claims it, rings you, then the customer (202 with the attempt)",
+        description="409 when it is not due or being dialled; 503 when the dispatcher runs in another process.",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
+        response="CallbackAttempt",
+    ),
+    Route(
+        method="POST",
+        path="/callbacks/{callback_id}/disposition",
+        handler=worklist_routes.dispose,
+        role=Role.AGENT,
+        summary="Disposition of a connected callback with notes: resolved, wrong_number or follow_up",
+        tags=("callbacks",),
+        query=(Param(name="agent", description="the agent (supervisors)"),),
+        body="CallbackDisposition",
+        response="CallbackDisposed",
     ),
 )

@@ -123,10 +123,19 @@ class AriCallbackCalls:
     # -- one attempt ----------------------------------------------------------------------------------
 
     async def run(self, job: CallJob, agents: AgentPicker, progress: Progress) -> CallEnd:
-        async with self._routed(job.attempt.id) as running:
+        attempt_id = job.attempt.id
+        running = self._attempts.setdefault(attempt_id, _Attempt(asyncio.Queue(), set()))
+        end: CallEnd | None = None
+        try:
             if job.customer_first:
-                return await self._customer_first(job, agents, progress, running)
-            return await self._agent_first(job, agents, progress, running)
+                end = await self._customer_first(job, agents, progress, running)
+            else:
+                end = await self._agent_first(job, agents, progress, running)
+            return end
+        finally:
+            # A connected call keeps its routing: a hang-up before conversation() starts is not lost.
+            if end is None or end.result is not AttemptResult.CONNECTED:
+                self._attempts.pop(attempt_id, None)
 
     async def _agent_first(
         self, job: CallJob, agents: AgentPicker, progress: Progress, running: _Attempt

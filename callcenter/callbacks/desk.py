@@ -57,6 +57,9 @@ class QueueAgentDesk:
         self._held.discard(agent_id)
         await self._unpause(agent_id)
 
+    async def endpoint_of(self, agent_id: str) -> str:
+        return (await self._queue.get_agent(agent_id)).record.endpoint
+
     async def _unpause(self, agent_id: str) -> None:
         try:
             status = await self._queue.get_agent(agent_id)

@@ -45,6 +45,8 @@ class DispatchSettings:
     :param agent_ring_s: how long an agent's phone rings before the next agent is tried.
     :param customer_ring_s: how long the customer's phone rings (``no_answer`` after).
     :param max_agent_tries: agents tried for one attempt before it ends as ``error``.
+    :param disposition_wait_s: after a connected call ends, how long the agent has to give its
+        disposition before the callback is ``completed`` without one.
     """
 
     dial_from: time = time(8, 0)
@@ -60,6 +62,7 @@ class DispatchSettings:
     customer_ring_s: int = 30
     max_agent_tries: int = 3
     poll_s: float = 0.5
+    disposition_wait_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.dial_until <= self.dial_from:
@@ -68,7 +71,15 @@ class DispatchSettings:
             raise ValidationError("max_attempts and max_agent_tries must be at least 1")
         if self.agent_ring_s < 1 or self.customer_ring_s < 1:
             raise ValidationError("ring times must be at least 1 s")
-        for name in ("retry_s", "retry_max_s", "expire_after_s", "late_alert_s", "confirm_s", "poll_s"):
+        for name in (
+            "retry_s",
+            "retry_max_s",
+            "expire_after_s",
+            "late_alert_s",
+            "confirm_s",
+            "poll_s",
+            "disposition_wait_s",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0.0:
                 raise ValidationError(f"{name} must be above 0, not {value!r}")

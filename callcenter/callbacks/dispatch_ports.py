@@ -4,7 +4,8 @@
 
     ConflictError
     ├── StaleLeaderError    a dial recorded with a fencing token older than one already used
-    └── DoNotCallError      the number is on the do-not-call list (checked when the dial is recorded)
+    ├── DoNotCallError      the number is on the do-not-call list (checked when the dial is recorded)
+    └── ClaimedError        another agent holds an unexpired claim on the callback
 """
 
 from __future__ import annotations
@@ -30,6 +31,23 @@ class DoNotCallError(ConflictError):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Claim:
+    """An agent's claim on a callback: only they are connected to it until ``until``."""
+
+    callback_id: str
+    agent_id: str
+    until: datetime
+
+
+class ClaimedError(ConflictError):
+    """Another agent holds an unexpired claim on the callback (``claim``)."""
+
+    def __init__(self, message: str, claim: Claim) -> None:
+        super().__init__(message)
+        self.claim = claim
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DoNotCallEntry:
     number: str
     added_at: datetime
@@ -49,6 +67,10 @@ class DispatchStore(CallbackRepository, Protocol):
         """Store a new callback and its source note, or, when the number already has an open
         callback in that queue, attach the note to it (``merged``). The stored callback, and whether
         it was created."""
+        ...
+
+    async def due(self, now: datetime) -> tuple[Callback, ...]:
+        """``scheduled`` and ``retry_wait`` callbacks due by ``now``, by due time then place in line."""
         ...
 
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
@@ -91,6 +113,21 @@ class DispatchStore(CallbackRepository, Protocol):
         """Take a number off the list; ``False`` when it was not on it."""
         ...
 
+    async def claim(self, callback_id: str, agent_id: str, *, until: datetime, now: datetime) -> Claim:
+        """Claim a callback for an agent until ``until`` (a repeat by the same agent extends it).
+
+        :raises ClaimedError: another agent's claim has not expired. :raises NotFoundError:
+        """
+        ...
+
+    async def release_claim(self, callback_id: str, agent_id: str) -> bool:
+        """Drop the agent's claim; ``False`` when they held none."""
+        ...
+
+    async def claim_of(self, callback_id: str, *, now: datetime) -> Claim | None:
+        """The unexpired claim on a callback, if any."""
+        ...
+
     async def blocked(self, number: str) -> DoNotCallEntry | None: ...
 
     async def blocked_numbers(self) -> tuple[DoNotCallEntry, ...]: ...
@@ -109,6 +146,10 @@ class AgentDesk(Protocol):
 
     async def release(self, agent_id: str) -> None:
         """Give the agent back to the queue."""
+        ...
+
+    async def endpoint_of(self, agent_id: str) -> str:
+        """The endpoint the agent is rung on. :raises NotFoundError:"""
         ...
 
 

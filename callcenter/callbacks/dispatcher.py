@@ -30,10 +30,10 @@ import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from callcenter.bus import EventBus
+from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.attempts import Attempt, end_attempt, retry_delay, start_attempt
 from callcenter.callbacks.dispatch import DispatchSettings, dial_order, is_expired, is_late, quiet_until
 from callcenter.callbacks.dispatch_ports import (
@@ -51,11 +51,11 @@ from callcenter.callbacks.ports import StaleCallbackError
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
-from callcenter.errors import CallCenterError
+from callcenter.errors import CallCenterError, ConflictError, DependencyError
 from callcenter.model.callbacks import Actor, ActorKind, Callback
-from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, DomainEvent
+from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.vocabulary import AttemptResult, CallbackState, CallOutcome
 from callcenter.queue.hours import business_hours, is_open
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ logger = logging.getLogger(__name__)
 DISPATCHER: Final = Actor(ActorKind.SYSTEM, "dispatcher")
 EXPIRY: Final = Actor(ActorKind.SYSTEM, "expiry")
 DO_NOT_CALL: Final = Actor(ActorKind.SYSTEM, "do-not-call")
+INBOUND: Final = Actor(ActorKind.SYSTEM, "inbound-call")
 S = CallbackState
 _WATCHED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
+_SWEEP_S: Final = 1.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,7 +84,10 @@ class CallerIds:
 class _HeldAgents:
     """The agent picker of one attempt: the agent held by the tick first, then other free ones."""
 
-    def __init__(self, desk: AgentDesk, queue: str, first: tuple[str, str], why: str) -> None:
+    def __init__(
+        self, desk: AgentDesk, queue: str, first: tuple[str, str], why: str, *, only: bool = False
+    ) -> None:
+        self._only = only  # a personal callback: its owner or nobody
         self._desk = desk
         self._queue = queue
         self._first: tuple[str, str] | None = first
@@ -93,6 +98,8 @@ class _HeldAgents:
         if self._first is not None and self._first[0] not in tried:
             first, self._first = self._first, None
             return first
+        if self._only:
+            return None
         for agent_id, endpoint in await self._desk.free_agents(self._queue):
             if agent_id in tried or agent_id in self.held:
                 continue
@@ -137,6 +144,7 @@ class CallbackDispatcher:
         self._customer_first = customer_first
         self._running: dict[str, asyncio.Task[None]] = {}  # callback id -> its attempt or watch
         self._alerted: set[str] = set()
+        self._next_sweep: datetime | None = None
 
     @property
     def settings(self) -> DispatchSettings:
@@ -155,10 +163,13 @@ class CallbackDispatcher:
         if token is None:
             return 0
         try:
-            stored = await self._store.in_state(None, _WATCHED)
             now = self._clock.now()
-            alive = await self._expire_and_alert(stored, now)
-            return await self._start_due(alive, now, token)
+            if self._next_sweep is None or now >= self._next_sweep:
+                # The full sweep (expiry, late promises) reads every open callback: once a second.
+                self._next_sweep = now + timedelta(seconds=_SWEEP_S)
+                await self._expire_and_alert(await self._store.in_state(None, _WATCHED), now)
+            due = [c for c in await self._store.due(now) if not is_expired(c, now, self._settings)]
+            return await self._start_due(due, now, token)
         except StaleLeaderError as exc:
             logger.warning("callback dispatcher: %s; not dialling", exc)
         except Exception:
@@ -208,8 +219,14 @@ class CallbackDispatcher:
         started = 0
         closed: set[str] = set()  # queues with no free agent (or closed): later ones wait their turn
         records: dict[str, QueueRecord] = {}
+        free: dict[str, bool] = {}  # queues with an agent free, read once a tick
         for callback in dial_order(callbacks, now):
             if callback.id in self._running or callback.queue in closed:
+                continue
+            if callback.queue not in free:
+                free[callback.queue] = bool(await self._desk.free_agents(callback.queue))
+            if not free[callback.queue]:
+                closed.add(callback.queue)  # nobody free: later callbacks of the queue wait too
                 continue
             record = records.get(callback.queue)
             if record is None:
@@ -223,22 +240,45 @@ class CallbackDispatcher:
                 # Quiet hours are the customer's: this one waits, others of the queue may be dialled.
                 logger.debug("callback %s: quiet hours of %s until %s", callback.id, callback.number, allowed)
                 continue
-            agent = await self._hold_free_agent(callback)
+            owner = await self._owner(callback, now)
+            agent = await self._hold_free_agent(callback, only=owner)
             if agent is None:
-                closed.add(callback.queue)
-                continue
-            if await self._start(callback, record, agent, token, now):
+                if owner is None:
+                    closed.add(callback.queue)
+                continue  # a personal callback waits for its agent; the queue's others go on
+            if await self._start(callback, record, agent, token, now, personal=owner is not None):
                 started += 1
+            free.pop(callback.queue, None)
         return started
 
-    async def _hold_free_agent(self, callback: Callback) -> tuple[str, str] | None:
+    async def _owner(self, callback: Callback, now: datetime) -> str | None:
+        """The agent a callback waits for: the claiming agent, or a follow-up's own agent until its
+        deadline; ``None`` when any agent may take it."""
+        claim = await self._store.claim_of(callback.id, now=now)
+        if claim is not None:
+            return claim.agent_id
+        for note in await self._store.sources(callback.id):
+            if note.owner_agent is not None and (note.owner_until is None or now < note.owner_until):
+                return note.owner_agent
+        return None
+
+    async def _hold_free_agent(self, callback: Callback, *, only: str | None) -> tuple[str, str] | None:
         for agent_id, endpoint in await self._desk.free_agents(callback.queue):
+            if only is not None and agent_id != only:
+                continue
             if await self._desk.hold(agent_id, f"callback {callback.id}"):
                 return agent_id, endpoint
         return None
 
     async def _start(
-        self, callback: Callback, record: QueueRecord, agent: tuple[str, str], token: int, now: datetime
+        self,
+        callback: Callback,
+        record: QueueRecord,
+        agent: tuple[str, str],
+        token: int,
+        now: datetime,
+        *,
+        personal: bool = False,
     ) -> bool:
         moved, change, attempt = start_attempt(callback, at=now, fence=token, actor=DISPATCHER)
         attempt = dataclasses.replace(attempt, agent_id=agent[0])
@@ -264,10 +304,35 @@ class CallbackDispatcher:
             whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
             customer_first=callback.queue in self._customer_first,
         )
-        picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}")
+        picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{attempt.id}")
         logger.info("callback %s: attempt %s started (agent %s)", callback.id, attempt.id, agent[0])
         return True
+
+    async def start_now(self, callback_id: str, agent_id: str) -> Attempt:
+        """An agent starts a due callback now (from the worklist): ring them, then the customer.
+
+        :raises DependencyError: this process does not hold the dispatcher lease.
+        :raises ConflictError: the callback is not due, or already being dialled.
+        :raises NotFoundError: unknown callback or agent.
+        """
+        token = self._token()
+        if token is None:
+            raise DependencyError("the callback dispatcher runs in another process (or is not connected)")
+        callback = await self._store.get(callback_id)
+        now = self._clock.now()
+        if callback.id in self._running or callback.state not in (S.SCHEDULED, S.RETRY_WAIT):
+            raise ConflictError(f"callback {callback_id} is {callback.state.value}: it cannot be started")
+        if callback.due_at is None or callback.due_at > now:
+            due = callback.due_at.isoformat() if callback.due_at else "when its place reaches the head"
+            raise ConflictError(f"callback {callback_id} is not due yet (due {due})")
+        endpoint = await self._desk.endpoint_of(agent_id)
+        if not await self._desk.hold(agent_id, f"callback {callback.id}"):
+            raise ConflictError(f"agent {agent_id} is on another call")
+        record = await self._queues.get(callback.queue)
+        if not await self._start(callback, record, (agent_id, endpoint), token, now, personal=True):
+            raise ConflictError(f"callback {callback_id} was not started (changed meanwhile, or do not call)")
+        return (await self._store.attempts(callback.id))[-1]
 
     # -- one attempt --------------------------------------------------------------------------------
 
@@ -287,7 +352,7 @@ class CallbackDispatcher:
                     await self._desk.release(agent_id)
             stored = await self._finish(callback, attempt, end)
             if stored is not None and stored.state is S.CONNECTED:
-                await self._watch(stored, attempt.id)
+                await self._watch(stored, attempt.id, end.agent_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -352,9 +417,39 @@ class CallbackDispatcher:
         allowed = quiet_until(callback.number, at, s)
         return allowed or at
 
-    async def _watch(self, callback: Callback, attempt_id: str) -> None:
+    async def _watch(self, callback: Callback, attempt_id: str, agent_id: str | None = None) -> None:
+        """Until the call ends; then the agent is given back and has ``disposition_wait_s`` to give
+        a disposition before the callback is completed without one."""
         length_s = await self._calls.conversation(attempt_id)
-        await self._move(callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s")
+        if agent_id is not None:
+            await self._desk.release(agent_id)
+        deadline = self._clock.now() + timedelta(seconds=self._settings.disposition_wait_s)
+        while self._clock.now() < deadline:
+            if (await self._store.get(callback.id)).state is not S.CONNECTED:
+                return  # the agent gave a disposition
+            await asyncio.sleep(min(0.5, self._settings.disposition_wait_s))
+        await self._move(
+            callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s; no disposition given"
+        )
+
+    # -- inbound calls close callbacks ---------------------------------------------------------------
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Bus handler: a caller answered inbound closes their waiting callbacks (``completed_inbound``).
+
+        Callbacks being dialled or connected are left to their attempt. Idempotent: a redelivered
+        event finds nothing left to close.
+        """
+        ended = delivery.event
+        if not isinstance(ended, CallEnded) or ended.outcome is not CallOutcome.ANSWERED:
+            return
+        if not ended.caller.startswith("+"):
+            return
+        for callback in await self._store.open_for_number(ended.caller):
+            if callback.state in (S.DIALING, S.CONNECTED) or callback.id in self._running:
+                continue
+            reason = f"the caller called in and was answered (call {ended.call_id})"
+            await self._move(callback, S.COMPLETED_INBOUND, INBOUND, reason)
 
     # -- after taking the lease ---------------------------------------------------------------------
 
@@ -388,7 +483,11 @@ class CallbackDispatcher:
             attempts = await self._store.attempts(callback.id)
             last = attempts[-1].id if attempts else ""
             if present.get(last):
-                self._track(callback.id, self._watch(callback, last), f"callback-watch-{callback.id}")
+                self._track(
+                    callback.id,
+                    self._watch(callback, last, attempts[-1].agent_id),
+                    f"callback-watch-{callback.id}",
+                )
             else:
                 await self._move(
                     callback, S.COMPLETED, DISPATCHER, "the call ended while no dispatcher watched it"

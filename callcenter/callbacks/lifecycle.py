@@ -2,7 +2,7 @@
 
 ::
 
-    requested ──► scheduled ──► dialing ──► connected ──► completed
+    requested ──► scheduled ──► dialing ──► connected ──► completed | failed (wrong number)
         │             │            │
         │             │            ├──► retry_wait ──► dialing   (attempt ended: no_answer, busy,
         │             │            │         │                    machine or error)
@@ -35,7 +35,7 @@ TRANSITIONS: Final[Mapping[CallbackState, frozenset[CallbackState]]] = {
     S.REQUESTED: frozenset({S.SCHEDULED}) | _CLOSING,
     S.SCHEDULED: frozenset({S.DIALING}) | _CLOSING,
     S.DIALING: frozenset({S.CONNECTED, S.RETRY_WAIT, S.FAILED}) | _CLOSING,
-    S.CONNECTED: frozenset({S.COMPLETED}),
+    S.CONNECTED: frozenset({S.COMPLETED, S.FAILED}),  # failed: the agent found a wrong number
     S.RETRY_WAIT: frozenset({S.DIALING, S.FAILED}) | _CLOSING,
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset(),

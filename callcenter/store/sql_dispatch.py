@@ -27,7 +27,9 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     delete,
+    func,
     insert,
+    or_,
     select,
     update,
 )
@@ -35,13 +37,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote
-from callcenter.callbacks.dispatch_ports import DoNotCallEntry, DoNotCallError, StaleLeaderError
+from callcenter.callbacks.dispatch_ports import (
+    Claim,
+    ClaimedError,
+    DoNotCallEntry,
+    DoNotCallError,
+    StaleLeaderError,
+)
 from callcenter.callbacks.ports import CallbackExistsError, StaleCallbackError
 from callcenter.model.callbacks import Callback, CallbackChange
-from callcenter.model.vocabulary import AttemptResult
+from callcenter.model.vocabulary import AttemptResult, CallbackState
 from callcenter.store.sql_callbacks import CallbackRow, SqlCallbackRepository, _callback_values
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
-from callcenter.store.sql_repos import _upsert
+from callcenter.store.sql_repos import _at, _upsert
 
 # Columns a move may change (the rest are fixed at creation).
 _FIXED: Final = ("id", "queue", "number", "kind", "requested_at", "slot_start", "client_key", "call_id")
@@ -100,6 +108,17 @@ class DoNotCallRow(Base):
     reason: Mapped[str] = mapped_column(String)
 
 
+class CallbackClaimRow(Base):
+    """An agent's claim on a callback, until it expires."""
+
+    __tablename__ = "callback_claims"
+
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String)
+    until: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+_CLAIMS: Final = cast(Table, CallbackClaimRow.__table__)
 _ATTEMPTS: Final = cast(Table, CallbackAttemptRow.__table__)
 _FENCES: Final = cast(Table, DispatchFenceRow.__table__)
 _CALLBACKS: Final = cast(Table, CallbackRow.__table__)
@@ -190,6 +209,21 @@ class SqlDispatchStore(SqlCallbackRepository):
             await self._write("merging a callback request", attach)
             return await self.get(exc.existing_id), False
         return stored, stored.id == callback.id
+
+    async def due(self, now: datetime) -> tuple[Callback, ...]:
+        query = (
+            select(CallbackRow)
+            .where(
+                CallbackRow.state.in_((CallbackState.SCHEDULED.value, CallbackState.RETRY_WAIT.value)),
+                CallbackRow.due_at <= _at(now),
+            )
+            .order_by(
+                CallbackRow.due_at,
+                func.coalesce(CallbackRow.enqueued_at, CallbackRow.requested_at),
+                CallbackRow.id,
+            )
+        )
+        return await self._all(query, "reading due callbacks")
 
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
         query = (
@@ -328,6 +362,51 @@ class SqlDispatchStore(SqlCallbackRepository):
 
         return await self._write("removing from the do-not-call list", work)
 
+    async def claim(self, callback_id: str, agent_id: str, *, until: datetime, now: datetime) -> Claim:
+        """Take (or extend) the claim unless another agent holds one that has not expired."""
+
+        async def work(connection: AsyncConnection) -> Claim:
+            row = (
+                await connection.execute(select(_CLAIMS).where(_CLAIMS.c.callback_id == callback_id))
+            ).first()
+            if row is None:
+                await connection.execute(
+                    insert(_CLAIMS).values(callback_id=callback_id, agent_id=agent_id, until=until)
+                )
+            else:
+                taken = await connection.execute(
+                    update(_CLAIMS)
+                    .where(
+                        _CLAIMS.c.callback_id == callback_id,
+                        or_(_CLAIMS.c.agent_id == agent_id, _CLAIMS.c.until <= _at(now)),
+                    )
+                    .values(agent_id=agent_id, until=until)
+                )
+                if taken.rowcount != 1:
+                    held = _claim(row)
+                    raise ClaimedError(
+                        f"callback {callback_id} is claimed by agent {held.agent_id} until {held.until.isoformat()}",
+                        held,
+                    )
+            return Claim(callback_id=callback_id, agent_id=agent_id, until=until)
+
+        await self.get(callback_id)
+        return await self._write("claiming a callback", work)
+
+    async def release_claim(self, callback_id: str, agent_id: str) -> bool:
+        async def work(connection: AsyncConnection) -> bool:
+            gone = await connection.execute(
+                delete(_CLAIMS).where(_CLAIMS.c.callback_id == callback_id, _CLAIMS.c.agent_id == agent_id)
+            )
+            return bool(gone.rowcount)
+
+        return await self._write("releasing a callback claim", work)
+
+    async def claim_of(self, callback_id: str, *, now: datetime) -> Claim | None:
+        async with self._session("reading a callback claim") as session:
+            row = await session.get(CallbackClaimRow, callback_id)
+            return _claim(row) if row is not None and row.until > now else None
+
     async def blocked(self, number: str) -> DoNotCallEntry | None:
         async with self._session("reading the do-not-call list") as session:
             row = await session.get(DoNotCallRow, number)
@@ -337,6 +416,10 @@ class SqlDispatchStore(SqlCallbackRepository):
         async with self._session("reading the do-not-call list") as session:
             rows = (await session.scalars(select(DoNotCallRow).order_by(DoNotCallRow.number))).all()
             return tuple(_entry(r) for r in rows)
+
+
+def _claim(row: CallbackClaimRow | Any) -> Claim:
+    return Claim(callback_id=row.callback_id, agent_id=row.agent_id, until=row.until)
 
 
 def _moved_values(callback: Callback) -> dict[str, object]:

@@ -4,6 +4,9 @@ the next agent, do-not-call, quiet hours, expiry, late-promise alerts and cancel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -13,11 +16,12 @@ import pytest
 from callcenter.app_dispatch import DispatchRuntime
 from callcenter.callbacks.attempts import customer_channel_id
 from callcenter.callbacks.sources import SourcedRequest
+from callcenter.model.callbacks import Actor, ActorKind
 from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, DomainEvent, decode_event
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState
+from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState, Role
 from callcenter.simulator import SimulatedAsterisk
-from callcenter.simulator.pbx import ChannelState, EndpointBehaviour
+from callcenter.simulator.pbx import ChannelState, EndpointBehaviour, EndpointConfig, PbxChange
 from tests.system.conftest import QUEUE, Apps, RunningApp, eventually
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
@@ -39,6 +43,8 @@ FAST: Final = {
     "dispatch_dial_until": "23:59",
     "dispatch_whisper": "false",
     "dispatch_customer_endpoint": "PJSIP/{number}@trunk",
+    "dispatch_personal_s": "0",  # follow-ups are the queue's at once (any agent may call)
+    "dispatch_disposition_wait_s": "0.3",
 }
 
 
@@ -280,3 +286,255 @@ async def test_do_not_call_list_and_attempts_by_api(apps: Apps, sim: SimulatedAs
     assert (attempt["result"], attempt["agent_id"]) == ("busy", "alice")
     assert "cause 17" in attempt["cause"]
     assert [s["source"] for s in body["sources"]] == ["agent_follow_up"]
+
+
+def _auto_confirm(sim: SimulatedAsterisk, *, talk_s: float = 0.5) -> None:
+    """Every customer who answers presses 1, talks ``talk_s`` and hangs up."""
+    loop = asyncio.get_running_loop()
+
+    def safely(action: Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(Exception):  # the channel may be gone already
+            action(*args)
+
+    def on_change(change: PbxChange) -> None:
+        if change.kind == "answered" and change.channel_id.startswith("cbcu-"):
+            loop.call_later(0.2, safely, sim.press, change.channel_id, "1")
+            loop.call_later(0.2 + talk_s, safely, sim.hangup, change.channel_id)
+
+    sim.observe(on_change)
+
+
+async def test_kept_places_are_dialled_in_line_order_not_request_order(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim)
+    sim.set_dial_policy(lambda e: EndpointConfig(answer_after_s=0.2) if e.endswith("@trunk") else None)
+    _auto_confirm(sim)
+    await _agent(running, sim, "alice")
+    await running.services.queue.pause("alice", actor="test", reason="not yet")
+    callbacks = running.services.callbacks
+    assert callbacks is not None
+    now = running.services.clock.now()
+    ivr = Actor(ActorKind.CUSTOMER, "ivr")
+    later = await callbacks.keep_place(
+        QUEUE,
+        "+14152000002",
+        enqueued_at=now - timedelta(minutes=2),
+        by=now + timedelta(minutes=30),
+        actor=ivr,
+    )
+    earlier = await callbacks.keep_place(
+        QUEUE,
+        "+14152000001",
+        enqueued_at=now - timedelta(minutes=5),
+        by=now + timedelta(minutes=30),
+        actor=ivr,
+    )
+    await running.services.queue.unpause("alice", actor="test")
+    await _state(running, later.callback.id, S.COMPLETED, timeout_s=30.0)
+    first = await _dispatch(running).store.get(earlier.callback.id)
+    second = await _dispatch(running).store.get(later.callback.id)
+    assert first.state is S.COMPLETED
+    assert first.first_dial_at is not None and second.first_dial_at is not None
+    assert first.first_dial_at < second.first_dial_at, "the earlier place is called first"
+    customers = [q["endpoint"] for q in _originates(sim) if q["endpoint"].endswith("@trunk")]
+    assert customers == ["PJSIP/+14152000001@trunk", "PJSIP/+14152000002@trunk"]
+
+
+async def test_duplicate_requests_merge_into_one_callback_dialled_once(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim)
+    _auto_confirm(sim)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    sources = _dispatch(running).sources
+    now = running.services.clock.now()
+    first = await sources.follow_up("boss", QUEUE, CUSTOMER, at=now)
+    again = await sources.from_sms_reply(
+        QUEUE, "(415) 555-0100", message_id="sms-1", received_at=now, text="call me"
+    )
+    assert again.callback.id == first.callback.id and not again.created
+    await _agent(running, sim, "alice")
+    await _state(running, first.callback.id, S.COMPLETED)
+    assert len(_originates(sim, CUSTOMER_ENDPOINT)) == 1
+    notes = await _dispatch(running).store.sources(first.callback.id)
+    assert [(n.source.value, n.merged) for n in notes] == [("agent_follow_up", False), ("sms_reply", True)]
+
+
+async def test_customer_first_dials_the_customer_then_the_agent(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_customer_first_queues=QUEUE)
+    _auto_confirm(sim, talk_s=1.5)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    alice = await _agent(running, sim, "alice")
+    callback = (await _follow_up(running)).callback
+    await _state(running, callback.id, S.COMPLETED)
+    assert [q["endpoint"] for q in _originates(sim)] == [CUSTOMER_ENDPOINT, alice]
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert (attempt.result, attempt.agent_id) == (AttemptResult.CONNECTED, "alice")
+
+
+async def test_an_inbound_call_answered_closes_the_open_callback(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    sources = _dispatch(running).sources
+    later = running.services.clock.now() + timedelta(hours=1)
+    callback = (await sources.follow_up("boss", QUEUE, CUSTOMER, at=later)).callback  # not due yet
+    await _agent(running, sim, "alice")
+    caller = sim.incoming_call(CUSTOMER, app_args=[QUEUE])
+
+    async def bridged() -> bool:
+        return any(caller in b.channels and b.bridge_type == "mixing" for b in sim.bridges.values())
+
+    await eventually(bridged, timeout_s=10.0, what="the inbound call answered")
+    sim.hangup(caller)
+    closed = await _state(running, callback.id, S.COMPLETED_INBOUND)
+    assert closed.attempts == 0
+    change = (await _dispatch(running).store.changes(callback.id))[-1]
+    assert change.actor.name == "inbound-call" and "answered" in change.reason
+    assert _originates(sim, CUSTOMER_ENDPOINT) == []
+
+
+async def test_a_follow_up_waits_for_its_agent_until_the_deadline(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_personal_s="3")
+    _auto_confirm(sim)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await running.add_agent("bob", login=False)  # the owner is not there
+    callback = (
+        await _dispatch(running).sources.follow_up("bob", QUEUE, CUSTOMER, at=running.services.clock.now())
+    ).callback
+    assert await _dispatch(running).dispatcher.tick() == 0, (
+        "alice does not take bob's follow-up before the deadline"
+    )
+    done = await _state(running, callback.id, S.COMPLETED)
+    assert done.first_dial_at is not None and done.first_dial_at >= callback.window.start + timedelta(
+        seconds=3
+    )
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert attempt.agent_id == "alice"
+
+
+async def test_worklist_claim_and_release_by_agent_token(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim)
+    _auto_confirm(sim)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await _agent(running, sim, "bob")
+    for agent in ("alice", "bob"):
+        await running.services.queue.pause(agent, actor="test", reason="reading the worklist")
+    tokens = {}
+    for agent in ("alice", "bob"):
+        _, tokens[agent] = await running.services.auth.create_token(
+            role=Role.AGENT, agent_id=agent, label=agent, expires_at=None, actor="test"
+        )
+    callback = (await _follow_up(running)).callback
+
+    async def call(method: str, path: str, agent: str) -> tuple[int, Any]:
+        response = await running.http.request(
+            method, f"/api/v1{path}", headers={"Authorization": f"Bearer {tokens[agent]}"}
+        )
+        return response.status, (await response.json() if response.status != 204 else None)
+
+    status, body = await call("GET", "/worklist", "alice")
+    assert status == 200, body
+    [item] = body["items"]
+    assert (item["callback"]["id"], item["due"], item["claim"]) == (callback.id, True, None)
+    assert item["reason"].startswith("agent follow-up") and item["sources"][0]["source"] == "agent_follow_up"
+    assert (await call("GET", "/worklist?agent=bob", "alice"))[0] == 403
+
+    status, claim = await call("POST", f"/callbacks/{callback.id}/claim", "alice")
+    assert (status, claim["agent_id"]) == (200, "alice")
+    status, body = await call("POST", f"/callbacks/{callback.id}/claim", "bob")
+    assert (status, body["error"]) == (409, "conflict"), body
+    # Bob is free, but the callback is alice's while her claim holds.
+    await running.services.queue.unpause("bob", actor="test")
+    assert await _dispatch(running).dispatcher.tick() == 0
+    await running.services.queue.unpause("alice", actor="test")
+    await _state(running, callback.id, S.COMPLETED)
+    [attempt] = await _dispatch(running).store.attempts(callback.id)
+    assert attempt.agent_id == "alice"
+    assert (await call("POST", f"/callbacks/{callback.id}/claim", "alice"))[0] == 409, (
+        "closed: nothing to claim"
+    )
+    assert (await call("DELETE", f"/callbacks/{callback.id}/claim", "alice"))[0] == 204
+    assert (await call("DELETE", f"/callbacks/{callback.id}/claim", "alice"))[0] == 404
+
+
+async def test_agent_starts_a_due_callback_and_gives_dispositions(apps: Apps, sim: SimulatedAsterisk) -> None:
+    running = await _start(apps, sim, dispatch_disposition_wait_s="30")
+    _auto_confirm(sim, talk_s=0.5)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    sim.set_endpoint("PJSIP/+14152000009@trunk", answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await running.services.queue.pause("alice", actor="test", reason="working the list")
+    _, token = await running.services.auth.create_token(
+        role=Role.AGENT, agent_id="alice", label="alice", expires_at=None, actor="test"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    sources = _dispatch(running).sources
+    now = running.services.clock.now()
+    due = (await sources.follow_up("alice", QUEUE, CUSTOMER, at=now)).callback
+    not_due = (await sources.follow_up("alice", QUEUE, "+14152000009", at=now + timedelta(hours=2))).callback
+
+    early = await running.http.post(f"/api/v1/callbacks/{not_due.id}/start", headers=auth)
+    assert early.status == 409 and "not due" in (await early.json())["message"]
+
+    started = await running.http.post(f"/api/v1/callbacks/{due.id}/start", headers=auth)
+    assert started.status == 202, await started.text()
+    assert (await started.json())["agent_id"] == "alice"
+    await _state(running, due.id, S.CONNECTED)
+    too_soon = await running.http.post(
+        f"/api/v1/callbacks/{not_due.id}/disposition", json={"outcome": "resolved"}, headers=auth
+    )
+    assert too_soon.status == 409, "only a connected callback takes a disposition"
+    bad = await running.http.post(
+        f"/api/v1/callbacks/{due.id}/disposition", json={"outcome": "no_answer"}, headers=auth
+    )
+    assert bad.status == 400
+    later = now + timedelta(days=1)
+    done = await running.http.post(
+        f"/api/v1/callbacks/{due.id}/disposition",
+        json={
+            "outcome": "follow_up",
+            "notes": "send the quote, call back",
+            "follow_up_at": later.isoformat(),
+        },
+        headers=auth,
+    )
+    assert done.status == 200, await done.text()
+    body = await done.json()
+    assert body["callback"]["state"] == "completed"
+    assert body["follow_up"]["state"] == "scheduled" and body["follow_up"]["due_at"] == later.isoformat()
+    last = (await _dispatch(running).store.changes(due.id))[-1]
+    assert (last.actor.name, last.reason) == (
+        "alice",
+        f"follow up at {later.isoformat()}: send the quote, call back",
+    )
+    await running.wait_agent("alice", AgentState.AVAILABLE)
+
+
+async def test_wrong_number_fails_the_callback_and_only_the_agent_on_the_call_may_say_so(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim, dispatch_disposition_wait_s="30")
+    _auto_confirm(sim, talk_s=0.5)
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    await _agent(running, sim, "alice")
+    await running.add_agent("bob", login=False)
+    tokens = {}
+    for agent in ("alice", "bob"):
+        _, tokens[agent] = await running.services.auth.create_token(
+            role=Role.AGENT, agent_id=agent, label=agent, expires_at=None, actor="test"
+        )
+    callback = (await _follow_up(running)).callback
+    await _state(running, callback.id, S.CONNECTED)
+    body = {"outcome": "wrong_number", "notes": "a pizzeria"}
+    path = f"/api/v1/callbacks/{callback.id}/disposition"
+    not_on_call = await running.http.post(
+        path, json=body, headers={"Authorization": f"Bearer {tokens['bob']}"}
+    )
+    assert not_on_call.status == 409
+    said = await running.http.post(path, json=body, headers={"Authorization": f"Bearer {tokens['alice']}"})
+    assert said.status == 200, await said.text()
+    failed = await _dispatch(running).store.get(callback.id)
+    assert failed.state is S.FAILED
+    assert (await _dispatch(running).store.changes(callback.id))[-1].reason == "wrong number: a pizzeria"

@@ -61,6 +61,7 @@ TABLES = {
     "stats_missed",
     "stats_applied",
     "wallboard_settings",
+    "callback_claims",
     "alembic_version",
     "voicemails",
     "voicemail_transcripts",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.callbacks.attempts import CallbackSource, end_attempt, start_attempt
-from callcenter.callbacks.dispatch_ports import DoNotCallError, StaleLeaderError
+from callcenter.callbacks.dispatch_ports import ClaimedError, DoNotCallError, StaleLeaderError
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.ports import StaleCallbackError
 from callcenter.callbacks.service import CallbackService
@@ -184,3 +184,23 @@ async def test_bad_requests_are_refused_and_store_nothing(env: Env) -> None:
     with pytest.raises(ValidationError):
         await env.sources.follow_up("a1", "sales", NUMBER, at=T0 - timedelta(hours=1))
     assert (await env.store.list(queue=None, state=None, cursor=None, limit=10)).items == ()
+
+
+async def test_a_claim_is_a_lock_that_expires(env: Env) -> None:
+    callback = await _due(env)
+    held = await env.store.claim(callback.id, "alice", until=T0 + timedelta(minutes=5), now=T0)
+    assert (held.agent_id, await env.store.claim_of(callback.id, now=T0)) == ("alice", held)
+    with pytest.raises(ClaimedError) as refused:
+        await env.store.claim(
+            callback.id, "bob", until=T0 + timedelta(minutes=5), now=T0 + timedelta(minutes=1)
+        )
+    assert refused.value.claim.agent_id == "alice"
+    renewed = await env.store.claim(callback.id, "alice", until=T0 + timedelta(minutes=9), now=T0)
+    assert renewed.until == T0 + timedelta(minutes=9)
+    later = T0 + timedelta(minutes=10)
+    assert await env.store.claim_of(callback.id, now=later) is None, "an expired claim holds nothing"
+    taken = await env.store.claim(callback.id, "bob", until=later + timedelta(minutes=5), now=later)
+    assert taken.agent_id == "bob"
+    assert await env.store.release_claim(callback.id, "alice") is False
+    assert await env.store.release_claim(callback.id, "bob") is True
+    assert await env.store.claim_of(callback.id, now=later) is None

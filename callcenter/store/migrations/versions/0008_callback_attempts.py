@@ -1,4 +1,4 @@
-"""Callback attempts, sources, the dispatcher's fencing tokens and the do-not-call list (migration).
+"""Callback attempts, sources, claims, the dispatcher's fencing tokens and the do-not-call list (migration).
 
 New tables only.
 
@@ -84,7 +84,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("number", name=op.f("pk_do_not_call")),
     )
 
+    op.create_table(
+        "callback_claims",
+        sa.Column("callback_id", sa.String(), nullable=False),
+        sa.Column("agent_id", sa.String(), nullable=False),
+        sa.Column("until", _TIME, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["callback_id"],
+            ["callbacks.id"],
+            name=op.f("fk_callback_claims_callback_id_callbacks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("callback_id", name=op.f("pk_callback_claims")),
+    )
+
 
 def downgrade() -> None:
-    for table in ("do_not_call", "dispatch_fences", "callback_sources", "callback_attempts"):
+    for table in (
+        "callback_claims",
+        "do_not_call",
+        "dispatch_fences",
+        "callback_sources",
+        "callback_attempts",
+    ):
         op.drop_table(table)
