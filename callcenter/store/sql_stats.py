@@ -30,7 +30,9 @@ from callcenter.stats.definitions import (
 from callcenter.stats.intervals import (
     IntervalKey,
     MissedCall,
+    Reached,
     close_missed,
+    close_reached,
     closure_key,
     interval_start,
     missed_of,
@@ -173,6 +175,36 @@ class SqlStatsRepository(_SqlRepository):
             return True
 
         return await self._write("folding a call into the statistics", work)
+
+    async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
+        """Close the open missed calls of the number a callback reached, with their intervals'
+        ``missed_closed``; a row closed meanwhile (by a call or a repeat) is not counted twice."""
+
+        async def work(connection: AsyncConnection) -> int:
+            rows = await connection.execute(
+                select(StatsMissedRow).where(
+                    StatsMissedRow.caller == reached.number, StatsMissedRow.closed_at.is_(None)
+                )
+            )
+            candidates = [_missed(StatsMissedRow(**r._mapping)) for r in rows.all()]
+            closed = 0
+            for item in close_reached(candidates, reached):
+                result = await connection.execute(
+                    update(StatsMissedRow)
+                    .where(StatsMissedRow.call_id == item.call_id, StatsMissedRow.closed_at.is_(None))
+                    .values(
+                        closed_at=item.closed_at,
+                        closed_by_agent=item.closed_by_agent,
+                        closed_by_call=item.closed_by_call,
+                    )
+                )
+                if result.rowcount:
+                    closed += 1
+                    delta = closure_contribution(item.ended_at, reached.at, config)
+                    await self._add(connection, closure_key(item), delta)
+            return closed
+
+        return await self._write("closing missed calls by a callback", work)
 
     async def _add(self, connection: AsyncConnection, key: IntervalKey, delta: Counts) -> None:
         if delta.is_empty:
