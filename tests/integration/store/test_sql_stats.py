@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.errors import ValidationError
-from callcenter.model.events import CallEnded
+from callcenter.model.callbacks import ActorKind, CallbackKind
+from callcenter.model.events import CallbackStateChanged, CallEnded
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallOutcome, EntryPoint
+from callcenter.model.vocabulary import CallbackState, CallOutcome, EntryPoint
 from callcenter.stats.definitions import StatsConfig
-from callcenter.stats.intervals import ended_from_event
+from callcenter.stats.intervals import ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats
 from callcenter.store.sql_repos import SqlCallRepository
 from callcenter.store.sql_stats import SqlStatsRepository
@@ -151,3 +152,54 @@ async def test_intervals_filter_by_queue_and_range(engine: AsyncEngine) -> None:
     assert rows
     assert all(k.queue == "support" for k, _ in rows)
     assert all(T0 + timedelta(hours=1) <= k.start < T0 + timedelta(hours=2) for k, _ in rows)
+
+
+async def test_a_connected_callback_closes_the_same_missed_calls_stored_and_live(engine: AsyncEngine) -> None:
+    stats = SqlStatsRepository(engine)
+    live = LiveStats(config=CONFIG)
+    number = "+14155550177"
+    missed = [
+        CallEnded(
+            event_id=f"m{i}",
+            occurred_at=T0 + timedelta(minutes=i),
+            call_id=f"m{i}",
+            outcome=CallOutcome.ABANDONED,
+            entry_point=EntryPoint.ARI,
+            queue="sales",
+            caller=number,
+            wait_s=40.0,
+        )
+        for i in range(2)
+    ]
+    connected = CallbackStateChanged(
+        event_id="callback:cb1:connected:1",
+        occurred_at=T0 + timedelta(minutes=30),
+        callback_id="cb1",
+        queue="sales",
+        number=number,
+        kind=CallbackKind.KEEP_PLACE,
+        state=CallbackState.CONNECTED,
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=40),
+        attempts=1,
+        actor_kind=ActorKind.AGENT,
+        actor="a7",
+    )
+    for event in missed:
+        await stats.materialise(ended_from_event(event), CONFIG)
+        live.apply(event)
+    reached = reached_from_event(connected)
+    assert reached is not None
+
+    assert await stats.materialise_reach(reached, CONFIG) == 2
+    assert await stats.materialise_reach(reached, CONFIG) == 0  # a redelivery closes nothing more
+    live.apply(connected)
+
+    stored = dict(await stats.intervals(T0, T0 + timedelta(hours=1)))
+    assert stored == live.book.counts
+    assert sum(c.missed_closed for c in stored.values()) == 2
+    rows = await stats.missed_since(T0)
+    assert {(m.call_id, m.closed_by_agent, m.closed_by_call) for m in rows} == {
+        ("m0", "a7", "callback:cb1"),
+        ("m1", "a7", "callback:cb1"),
+    }
