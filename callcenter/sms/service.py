@@ -339,7 +339,9 @@ class SmsEngine:
                 evidence_text=message.text,
             ),
         )
-        await self._announce_consent(self._key(number), ALL_PROGRAMS, action, message.id, now)
+        await self._announce_consent(
+            self._key(number), ALL_PROGRAMS, action, ConsentSource.SMS_KEYWORD, message.id, now
+        )
 
     async def _reply(
         self, number: str, message: SmsMessage, kind: Reply, message_kind: MessageKind, now: datetime
@@ -424,7 +426,7 @@ class SmsEngine:
                 evidence_text=evidence,
             ),
         )
-        await self._announce_consent(self._key(number), program, action, ref, now)
+        await self._announce_consent(self._key(number), program, action, source, ref, now)
         if action is ConsentAction.OPT_OUT and program == ALL_PROGRAMS:
             await self._store.cancel_pending(number, "opted_out", now)
         return await self.consent(number)
@@ -682,7 +684,13 @@ class SmsEngine:
             )
 
     async def _announce_consent(
-        self, key: str, program: str, action: ConsentAction, evidence: str, now: datetime
+        self,
+        key: str,
+        program: str,
+        action: ConsentAction,
+        source: ConsentSource,
+        evidence: str,
+        now: datetime,
     ) -> None:
         """Publish a consent-ledger entry (the number by its keyed hash only)."""
         await self._announce(
@@ -692,6 +700,7 @@ class SmsEngine:
                 key=key,
                 program=program,
                 action=action.value,
+                source=source.value,
             )
         )
 
