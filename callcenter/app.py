@@ -267,6 +267,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             clock,
             live=queue,
         )
+        estimates.publish = bus.publish  # announced waits, for the live accuracy figures
         callbacks = CallbackService(
             SqlCallbackRepository(store.engine),
             estimates,

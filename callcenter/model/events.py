@@ -261,7 +261,7 @@ class CallbackPromiseAtRisk(DomainEvent):
 EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackAttemptEnded, CallbackPromiseAtRisk)})
 
 
-# -- SMS (statistics) -------------------------------------------------------------------------------
+# -- SMS and announced waits (statistics) -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -293,7 +293,21 @@ class SmsConsentChanged(DomainEvent):
     source: str = ""
 
 
-EVENT_TYPES.update({cls.event_type: cls for cls in (SmsStatusChanged, SmsConsentChanged)})
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WaitAnnounced(DomainEvent):
+    """A waiting caller was told a predicted wait (the estimate logged as announced), made at
+    ``occurred_at``. ``event_id`` is ``wait-announced:<call id>:<time>``."""
+
+    event_type: ClassVar[str] = "wait_announced"
+
+    call_id: str
+    queue: str
+    predictor: str
+    mean_s: float
+    p80_s: float
+
+
+EVENT_TYPES.update({cls.event_type: cls for cls in (SmsStatusChanged, SmsConsentChanged, WaitAnnounced)})
 
 
 #: Each event class's resolved field types, once: resolving the string annotations compiles them,

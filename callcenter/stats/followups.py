@@ -10,6 +10,7 @@ handed to :func:`~callcenter.callbacks.promise.promise_outcome`, the callbacks' 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -19,12 +20,15 @@ from callcenter.callbacks.promise import kept_rate, promise_outcome
 from callcenter.model.callbacks import ActorKind, Callback, CallbackKind, PromiseWindow
 from callcenter.model.events import (
     CallbackStateChanged,
+    CallEnded,
+    CallLeftQueue,
     DomainEvent,
     SmsConsentChanged,
     SmsStatusChanged,
     VoicemailRecorded,
     VoicemailSilent,
     VoicemailTranscribed,
+    WaitAnnounced,
 )
 from callcenter.model.vocabulary import CallbackState, VoicemailStatus
 from callcenter.voicemail.records import Voicemail
@@ -50,7 +54,42 @@ FOLLOW_UP_NAMES: Final = (
     "sms_sent",
     "sms_delivered",
     "sms_opted_out",
+    "wait_estimates_scored",
+    "wait_estimate_rmse_s",
+    "wait_estimate_bias_s",
+    "wait_estimate_p80_coverage",
 )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Announced:
+    """A wait told to a waiting caller at ``at``: the mean and the 80th percentile."""
+
+    queue: str
+    at: datetime
+    mean_s: float
+    p80_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scored:
+    """An announced wait scored when its caller was answered: error = announced mean - actual remaining."""
+
+    queue: str
+    answered_at: datetime
+    error_s: float
+    within_p80: bool
+
+
+def score(announced: Announced, answered_at: datetime) -> Scored:
+    """The same scoring as ``capacity.accuracy``: actual = answer - prediction time, never below 0."""
+    actual = max(0.0, (answered_at - announced.at).total_seconds())
+    return Scored(
+        queue=announced.queue,
+        answered_at=answered_at,
+        error_s=announced.mean_s - actual,
+        within_p80=actual <= announced.p80_s,
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -118,38 +157,19 @@ class FollowUps:
     #: SMS events of the day: (message id, status) -> (queue, at); opt-outs: event id -> at.
     sms: dict[tuple[str, str], datetime] = field(default_factory=dict)
     opt_outs: dict[str, datetime] = field(default_factory=dict)
+    #: Announced waits of callers still waiting, by call; scored ones of today.
+    announced: dict[str, dict[datetime, Announced]] = field(default_factory=dict)
+    scored: list[Scored] = field(default_factory=list)
 
     def apply(self, event: DomainEvent) -> bool:
         """Fold one event; ``True`` when it changed a figure's inputs. Repeats and stale events change nothing."""
         match event:
             case CallbackStateChanged():
                 return self._callback(event)
-            case VoicemailRecorded():
-                known = self.voicemails.get(event.voicemail_id)
-                if known is not None and known.revision >= event.revision:
-                    return False
-                self.voicemails[event.voicemail_id] = TrackedVoicemail(
-                    queue=event.queue or "",
-                    caller=event.caller,
-                    recorded_at=known.recorded_at if known is not None else event.occurred_at,
-                    revision=event.revision,
-                )
-                return True
-            case VoicemailTranscribed() | VoicemailSilent():
-                known = self.voicemails.get(event.voicemail_id)
-                if known is None:
-                    known = TrackedVoicemail(
-                        queue=event.queue or "",
-                        caller=event.caller,
-                        recorded_at=event.occurred_at,
-                        revision=event.revision,
-                    )
-                elif known.revision > event.revision or known.transcribed:
-                    return False
-                self.voicemails[event.voicemail_id] = replace(
-                    known, revision=event.revision, transcribed=True
-                )
-                return True
+            case VoicemailRecorded() | VoicemailTranscribed() | VoicemailSilent():
+                return self._voicemail(event)
+            case WaitAnnounced() | CallLeftQueue() | CallEnded():
+                return self._wait(event)
             case SmsStatusChanged():
                 key = (event.message_id, event.status)
                 if key in self.sms:
@@ -162,6 +182,45 @@ class FollowUps:
                 self.opt_outs[event.event_id] = event.occurred_at
                 return True
         return False
+
+    def _voicemail(self, event: VoicemailRecorded | VoicemailTranscribed | VoicemailSilent) -> bool:
+        known = self.voicemails.get(event.voicemail_id)
+        if isinstance(event, VoicemailRecorded):
+            if known is not None and known.revision >= event.revision:
+                return False
+            self.voicemails[event.voicemail_id] = TrackedVoicemail(
+                queue=event.queue or "",
+                caller=event.caller,
+                recorded_at=known.recorded_at if known is not None else event.occurred_at,
+                revision=event.revision,
+            )
+            return True
+        if known is None:
+            known = TrackedVoicemail(
+                queue=event.queue or "",
+                caller=event.caller,
+                recorded_at=event.occurred_at,
+                revision=event.revision,
+            )
+        elif known.revision > event.revision or known.transcribed:
+            return False
+        self.voicemails[event.voicemail_id] = replace(known, revision=event.revision, transcribed=True)
+        return True
+
+    def _wait(self, event: WaitAnnounced | CallLeftQueue | CallEnded) -> bool:
+        """Announced waits kept per waiting caller, scored when an agent takes the call (the answer)."""
+        if isinstance(event, WaitAnnounced):
+            told = self.announced.setdefault(event.call_id, {})
+            if event.occurred_at not in told:
+                told[event.occurred_at] = Announced(
+                    queue=event.queue, at=event.occurred_at, mean_s=event.mean_s, p80_s=event.p80_s
+                )
+            return False  # nothing shown changes until the caller is answered
+        told_waits = self.announced.pop(event.call_id, {})
+        if not isinstance(event, CallLeftQueue) or event.agent_id is None or not told_waits:
+            return False  # left unanswered, or ended without an answer from the queue: unscored
+        self.scored.extend(score(a, event.occurred_at) for a in told_waits.values())
+        return True
 
     def seed(self, callback: Callback, *, by_customer: bool = False) -> None:
         """Know a stored callback (start-up); later events about it update it as usual."""
@@ -205,6 +264,10 @@ class FollowUps:
         }
         self.sms = {k: at for k, at in self.sms.items() if at >= start}
         self.opt_outs = {k: at for k, at in self.opt_outs.items() if at >= start}
+        self.scored = [s for s in self.scored if s.answered_at >= start]
+        self.announced = {
+            c: told for c, told in self.announced.items() if max(told) >= start - timedelta(days=1)
+        }
 
     def _open_callback(self, queue: str, number: str) -> bool:
         return any(
@@ -238,7 +301,9 @@ class FollowUps:
                 ),
                 "sms_opted_out": sum(1 for at in self.opt_outs.values() if at >= since),
             }
+        scored = [s for s in self.scored if s.answered_at >= since and (queue is None or s.queue == queue)]
         return {
+            **_accuracy(scored),
             "callbacks_pending": len(open_),
             "callbacks_due_15m": sum(1 for c in waiting if due_at(c) <= now + timedelta(minutes=15)),
             "callbacks_due_60m": sum(1 for c in waiting if due_at(c) <= now + timedelta(minutes=60)),
@@ -250,3 +315,20 @@ class FollowUps:
             "voicemails_awaiting_callback": awaiting,
             **sms,
         }
+
+
+def _accuracy(scored: list[Scored]) -> Figures:
+    n = len(scored)
+    if n == 0:
+        return {
+            "wait_estimates_scored": 0,
+            "wait_estimate_rmse_s": None,
+            "wait_estimate_bias_s": None,
+            "wait_estimate_p80_coverage": None,
+        }
+    return {
+        "wait_estimates_scored": n,
+        "wait_estimate_rmse_s": round(math.sqrt(sum(s.error_s**2 for s in scored) / n), 1),
+        "wait_estimate_bias_s": round(sum(s.error_s for s in scored) / n, 1),
+        "wait_estimate_p80_coverage": round(sum(1 for s in scored if s.within_p80) / n, 4),
+    }

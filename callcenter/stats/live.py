@@ -144,8 +144,10 @@ class LiveStats:
                 self._note_peak(event.occurred_at)
                 return True
             case CallLeftQueue():
-                return self._waiting.pop(event.call_id, None) is not None
+                scored = self.followups.apply(event)
+                return self._waiting.pop(event.call_id, None) is not None or scored
             case CallEnded():
+                self.followups.apply(event)
                 self._waiting.pop(event.call_id, None)
                 if event.queue:
                     self.queues.add(event.queue)

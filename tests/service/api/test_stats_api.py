@@ -127,7 +127,7 @@ async def test_live_figures_by_the_dictionary_names(api: StatsApi) -> None:
     assert (sales["calls_offered"], sales["calls_answered"], sales["calls_abandoned"]) == (2, 1, 1)
     assert sales["service_level"] == 0.5 and sales["revenue_at_risk"] == 10.0
     assert body["queues"]["support"]["service_level"] is None
-    assert "wait_estimate_rmse_s" not in body["overall"]  # pending: no announced-prediction event
+    assert body["overall"]["wait_estimate_rmse_s"] is None  # no announced wait scored: no figure
 
 
 async def test_unknown_queue_answers_404(api: StatsApi) -> None:
@@ -350,4 +350,4 @@ async def test_follow_up_figures_in_the_live_json_the_missed_list_and_metrics(ap
     assert 'callcenter_stats_callbacks_pending{queue="sales"} 1.0' in text
     assert 'callcenter_stats_sms_delivered{queue=""} 1.0' in text
     assert 'callcenter_stats_promise_kept_rate{queue="sales"} 0.0' in text
-    assert "callcenter_stats_wait_estimate" not in text
+    assert "callcenter_stats_wait_estimate_rmse_s{" not in text  # nothing scored: left out, not 0

@@ -6,24 +6,30 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import cancelled_by_customer, keep_place_window, slot_window
 from callcenter.callbacks.service import state_event
+from callcenter.capacity.accuracy import PredictionRecord, accuracy
+from callcenter.capacity.predictors import PredictorName
 from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
 from callcenter.model.events import (
     CallEnded,
+    CallLeftQueue,
     DomainEvent,
     SmsConsentChanged,
     SmsStatusChanged,
     VoicemailRecorded,
     VoicemailSilent,
     VoicemailTranscribed,
+    WaitAnnounced,
     decode_event,
     encode_event,
 )
+from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import AttemptResult, CallbackState, CallOutcome, EntryPoint
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.followups import TrackedCallback, promise_counts
@@ -213,7 +219,8 @@ def test_no_promise_due_yet_is_no_rate_not_zero() -> None:
     assert figures["promise_kept_rate"] is None
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.timeout(60)
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -416,3 +423,118 @@ def test_sms_events_survive_the_wire() -> None:
     events = [sms("m1", "delivered", 1), consent("k", "opt_out", 2)]
 
     assert [decode_event(encode_event(e)) for e in events] == events
+
+
+# -- wait-estimate accuracy ---------------------------------------------------------------------------
+
+
+def told(call_id: str, minutes: float, mean_s: float, p80_s: float) -> WaitAnnounced:
+    return WaitAnnounced(
+        event_id=f"wait-announced:{call_id}:{minutes}",
+        occurred_at=at(minutes),
+        call_id=call_id,
+        queue="sales",
+        predictor=PredictorName.QLA.value,
+        mean_s=mean_s,
+        p80_s=p80_s,
+    )
+
+
+def taken(call_id: str, minutes: float, agent: str | None = "a1") -> CallLeftQueue:
+    return CallLeftQueue(
+        event_id=f"left:{call_id}", occurred_at=at(minutes), call_id=call_id, queue="sales", agent_id=agent
+    )
+
+
+def test_announced_waits_are_scored_when_the_caller_is_answered() -> None:
+    live = board(
+        told("c1", 0, mean_s=120, p80_s=180),  # answered after 60 s: error +60, within p80
+        told("c2", 0, mean_s=60, p80_s=90),  # answered after 180 s: error -120, beyond p80
+        told("c2", 2, mean_s=30, p80_s=60),  # told again at 2: answered 60 s later: error -30, within
+        told("c3", 0, mean_s=60, p80_s=90),  # hung up: unscored
+        taken("c1", 1),
+        taken("c2", 3),
+        taken("c3", 1, agent=None),
+    )
+
+    live.queues.add("sales")
+    figures = overall(live, 10)
+
+    assert figures["wait_estimates_scored"] == 3
+    assert figures["wait_estimate_bias_s"] == round((60 - 120 - 30) / 3, 1)
+    assert figures["wait_estimate_rmse_s"] == round(((60**2 + 120**2 + 30**2) / 3) ** 0.5, 1)
+    assert figures["wait_estimate_p80_coverage"] == round(2 / 3, 4)
+    assert live.snapshot(at(10)).queues["sales"]["wait_estimates_scored"] == 3
+
+
+def test_no_announced_wait_scored_is_no_figure() -> None:
+    figures = overall(board(told("c1", 0, mean_s=60, p80_s=90)), 5)
+
+    assert figures["wait_estimates_scored"] == 0
+    assert figures["wait_estimate_rmse_s"] is None and figures["wait_estimate_p80_coverage"] is None
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=60),  # told at (minutes)
+            st.floats(min_value=0, max_value=900),  # mean
+            st.floats(min_value=0, max_value=900),  # extra for the p80
+            st.one_of(st.none(), st.floats(min_value=0, max_value=30)),  # answered after (min); None: hung up
+        ),
+        max_size=15,
+    )
+)
+def test_live_accuracy_equals_the_prediction_log_report(
+    plans: list[tuple[float, float, float, float | None]],
+) -> None:
+    events: list[DomainEvent] = []
+    records, calls = [], {}
+    for index, (told_at, mean_s, extra_s, after_min) in enumerate(plans):
+        call_id = f"c{index}"
+        events.append(told(call_id, told_at, mean_s, mean_s + extra_s))
+        records.append(
+            PredictionRecord(
+                call_id=call_id,
+                queue="sales",
+                at=at(told_at),
+                predictor=PredictorName.QLA,
+                mean_s=mean_s,
+                p80_s=mean_s + extra_s,
+                p90_s=mean_s + extra_s,
+                announced=True,
+            )
+        )
+        answered = at(told_at + after_min) if after_min is not None else None
+        events.append(
+            taken(
+                call_id,
+                told_at + (after_min if after_min is not None else 0.5),
+                agent="a1" if answered else None,
+            )
+        )
+        calls[call_id] = CallRecord(
+            id=call_id,
+            channel_id=call_id,
+            linkedid=call_id,
+            entry_point=EntryPoint.ARI,
+            caller=NUMBER,
+            queue="sales",
+            arrived_at=at(told_at),
+            answered_at=answered,
+        )
+    live = board(*sorted(events, key=lambda e: e.occurred_at))
+
+    figures = overall(live, 120)
+    report = accuracy(records, calls, announced_only=True)
+
+    if not report or report[0].scored == 0:
+        assert figures["wait_estimates_scored"] == 0
+        return
+    [mine] = report
+    assert figures["wait_estimates_scored"] == mine.scored
+    assert figures["wait_estimate_rmse_s"] == round(mine.rmse_s or 0.0, 1)
+    assert figures["wait_estimate_bias_s"] == round(mine.bias_s or 0.0, 1)
+    assert figures["wait_estimate_p80_coverage"] == round(mine.p80_coverage or 0.0, 4)
