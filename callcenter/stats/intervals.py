@@ -252,12 +252,20 @@ def closure_key(missed: MissedCall) -> IntervalKey:
     return IntervalKey(queue=missed.queue, start=interval_start(missed.ended_at))
 
 
-def rebuild(records: Iterable[CallRecord], config: StatsConfig) -> IntervalBook:
-    """Fold stored calls in the order they ended: the interval rows they make, and the missed-call list."""
+def rebuild(
+    records: Iterable[CallRecord], config: StatsConfig, reaches: Iterable[Reached] = ()
+) -> IntervalBook:
+    """Fold stored calls in the order they ended, and the callbacks that connected in the order they
+    did (``reaches``): the interval rows they make, and the missed-call list."""
     book = IntervalBook(config=config)
     calls = [c for c in (ended_from_record(r) for r in records) if c is not None]
-    for call in sorted(calls, key=lambda c: (c.ended_at, c.call_id)):
-        book.apply(call)
+    steps: list[tuple[datetime, str, EndedCall | Reached]] = [(c.ended_at, c.call_id, c) for c in calls]
+    steps += [(r.at, r.by, r) for r in reaches]
+    for _, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
+        if isinstance(step, Reached):
+            book.reach(step)
+        else:
+            book.apply(step)
     return book
 
 
