@@ -24,6 +24,7 @@
     calls_waiting: num, longest_wait_s: secs, service_level: pct, abandon_rate: pct,
     missed_closure_rate: pct, agents_available: num, asa_s: secs, calls_offered: num, revenue_at_risk: money,
     callbacks_pending: num, callbacks_overdue: num, promise_kept_rate: pct, voicemails_untranscribed: num, sms_sent: num,
+    wait_estimate_p80_coverage: pct,
   };
   const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
@@ -66,6 +67,8 @@
     $("voicemails-callback").textContent = `${num(figures.voicemails_awaiting_callback)} awaiting a callback`;
     $("sms-detail").textContent = `delivered ${num(latest.overall.sms_delivered)} · opted out ${num(latest.overall.sms_opted_out)}`;
     $("tile-sms_sent").querySelector("output").textContent = num(latest.overall.sms_sent);
+    $("wait-accuracy").textContent =
+      `${num(figures.wait_estimates_scored)} scored · RMSE ${secs(figures.wait_estimate_rmse_s)} · bias ${figures.wait_estimate_bias_s === null || figures.wait_estimate_bias_s === undefined ? "–" : `${Math.round(figures.wait_estimate_bias_s)}s`}`;
   }
 
   function renderLists(snap) {
