@@ -135,6 +135,11 @@ class StatsService:
                 for voicemail in page.items:
                     if status is None and voicemail.recorded_at < since:
                         return seen
+                    if status is None and voicemail.status in (
+                        VoicemailStatus.RECORDED,
+                        VoicemailStatus.FAILED,
+                    ):
+                        continue  # loaded by its status already
                     self.live.followups.seed_voicemail(voicemail)
                     seen += 1
                 cursor = page.next
