@@ -268,6 +268,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             clock,
             live=queue,
         )
+        estimates.publish = bus.publish  # announced waits, for the live accuracy figures
         callbacks = CallbackService(
             SqlCallbackRepository(store.engine),
             estimates,
@@ -278,7 +279,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             estimates=estimates,
             settings=callback_settings(settings),
         )
-        sms = build_sms_engine(settings, store, session, clock) if settings.sms.enabled else None
+        sms = build_sms_engine(settings, store, session, clock, bus=bus) if settings.sms.enabled else None
         speech: ProcessPoolAnalyser | None = None
         if settings.voicemail.transcribe_processes > 0:
             speech = ProcessPoolAnalyser(settings.transcription, settings.voicemail.transcribe_processes)
@@ -523,6 +524,10 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
         stats.know_queues(q.name for q in queues)
         position = await tail.position()
         await stats.load_today()
+        if services.callbacks is not None:
+            await stats.load_callbacks(services.callbacks)
+        if services.voicemails is not None:
+            await stats.load_voicemails(services.voicemails)
         cursor: str | None = None
         while True:
             page = await queue.list_agents(cursor=cursor, limit=500)
@@ -958,10 +963,16 @@ def sms_webhook_settings(settings: Settings) -> WebhookSettings:
 
 
 def build_sms_engine(
-    settings: Settings, store: Store, session: aiohttp.ClientSession, clock: Clock
+    settings: Settings,
+    store: Store,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    *,
+    bus: RedisEventBus | None = None,
 ) -> SmsEngine:
-    """The SMS engine over the store and the configured provider."""
-    return SmsEngine(
+    """The SMS engine over the store and the configured provider; with ``bus``, it publishes the
+    statistics' SMS events (sent, delivered, consent changed)."""
+    engine = SmsEngine(
         SqlSmsStore(store.engine),
         sms_provider(settings, session),
         store.calls,
@@ -969,3 +980,6 @@ def build_sms_engine(
         clock,
         sms_engine_settings(settings),
     )
+    if bus is not None:
+        engine.publish = bus.publish
+    return engine

@@ -653,6 +653,7 @@ def state_event(callback: Callback, change: CallbackChange) -> CallbackStateChan
         actor=change.actor.name,
         reason=change.reason,
         result=change.result,
+        early_ok=callback.window.early_ok,
     )
 
 

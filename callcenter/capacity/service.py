@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
@@ -59,7 +59,7 @@ from callcenter.capacity.ports import (
 from callcenter.capacity.schedules import Schedule, Shift, make_schedule
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, DependencyError, NotFoundError, ValidationError
-from callcenter.model.events import CallEnded
+from callcenter.model.events import CallEnded, DomainEvent, WaitAnnounced
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState
 from callcenter.queue.hours import zone_of
@@ -176,6 +176,8 @@ class EstimateService:
         self._online: dict[str, OnlineInputs] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._forecasts: dict[str, _Cached] = {}
+        #: Publishes ``WaitAnnounced`` for the statistics' live accuracy figures; ``None``: none.
+        self.publish: Callable[[DomainEvent], Awaitable[object]] | None = None
         self._captured: set[str] = set()
         self._queue_list: tuple[QueueRecord, ...] = ()
         self._queue_list_at: datetime | None = None
@@ -374,7 +376,23 @@ class EstimateService:
         return cached.forecast.at(now, zone_of(queue.time_zone))
 
     async def _log(self, estimate: Estimate, call_id: str, *, announced: bool) -> None:
-        await self._predictions.add(_records(estimate, call_id, announced=announced))
+        records = _records(estimate, call_id, announced=announced)
+        await self._predictions.add(records)
+        told = next((r for r in records if r.announced), None)
+        if told is not None and self.publish is not None:
+            event = WaitAnnounced(
+                event_id=f"wait-announced:{call_id}:{told.at.isoformat()}",
+                occurred_at=told.at,
+                call_id=call_id,
+                queue=told.queue,
+                predictor=told.predictor.value,
+                mean_s=told.mean_s,
+                p80_s=told.p80_s,
+            )
+            try:
+                await self.publish(event)
+            except Exception:  # the log holds the truth; only the live board misses it
+                logger.exception("publishing the announced wait of %s failed", call_id)
 
     # -- accuracy -----------------------------------------------------------------------------------
 

@@ -200,6 +200,8 @@ class CallbackStateChanged(DomainEvent):
     actor: str = ""
     reason: str = ""
     result: AttemptResult | None = None
+    #: Whether a first dial before ``window_start`` keeps the promise (``None``: from ``kind``).
+    early_ok: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -257,6 +259,55 @@ class CallbackPromiseAtRisk(DomainEvent):
 
 
 EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackAttemptEnded, CallbackPromiseAtRisk)})
+
+
+# -- SMS and announced waits (statistics) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmsStatusChanged(DomainEvent):
+    """An outbound SMS was handed to the provider (``sent``) or reported ``delivered`` or ``failed``.
+
+    ``status`` is the SMS engine's message status; ``event_id`` is ``sms:<message id>:<status>``.
+    """
+
+    event_type: ClassVar[str] = "sms_status_changed"
+
+    message_id: str
+    status: str
+    kind: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmsConsentChanged(DomainEvent):
+    """The consent ledger got an entry: ``action`` ``opt_in`` or ``opt_out`` for ``program``.
+
+    The number is named by its keyed hash only. ``event_id`` is ``consent:<key>:<evidence>``.
+    """
+
+    event_type: ClassVar[str] = "sms_consent_changed"
+
+    key: str
+    program: str
+    action: str
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WaitAnnounced(DomainEvent):
+    """A waiting caller was told a predicted wait (the estimate logged as announced), made at
+    ``occurred_at``. ``event_id`` is ``wait-announced:<call id>:<time>``."""
+
+    event_type: ClassVar[str] = "wait_announced"
+
+    call_id: str
+    queue: str
+    predictor: str
+    mean_s: float
+    p80_s: float
+
+
+EVENT_TYPES.update({cls.event_type: cls for cls in (SmsStatusChanged, SmsConsentChanged, WaitAnnounced)})
 
 
 #: Each event class's resolved field types, once: resolving the string annotations compiles them,

@@ -21,7 +21,7 @@ import io
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from callcenter.bus import Delivery
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, ConflictError, NotFoundError, ValidationError
-from callcenter.model.events import CallEnded
+from callcenter.model.events import CallEnded, DomainEvent, SmsConsentChanged, SmsStatusChanged
 from callcenter.model.paging import Page
 from callcenter.model.phone import mask_number, parse_phone
 from callcenter.model.vocabulary import CallOutcome
@@ -159,6 +159,8 @@ class SmsEngine:
         self._clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
+        #: Publishes the statistics' SMS events (sent, delivered, consent changed); ``None``: none.
+        self.publish: Callable[[DomainEvent], Awaitable[object]] | None = None
 
     @property
     def provider_name(self) -> str:
@@ -340,6 +342,9 @@ class SmsEngine:
                 evidence_text=message.text,
             ),
         )
+        await self._announce_consent(
+            self._key(number), ALL_PROGRAMS, action, ConsentSource.SMS_KEYWORD, message.id, now
+        )
 
     async def _reply(
         self, number: str, message: SmsMessage, kind: Reply, message_kind: MessageKind, now: datetime
@@ -410,6 +415,7 @@ class SmsEngine:
         if len(evidence) > MAX_INBOUND_CHARS:
             raise ValidationError("evidence too long")
         now = self._clock.now()
+        ref = f"{source.value}:{uuid.uuid4().hex}"
         await self._store.append_consent(
             number,
             self._key(number),
@@ -419,10 +425,11 @@ class SmsEngine:
                 source=source,
                 actor=actor,
                 at=now,
-                evidence_ref=f"{source.value}:{uuid.uuid4().hex}",
+                evidence_ref=ref,
                 evidence_text=evidence,
             ),
         )
+        await self._announce_consent(self._key(number), program, action, source, ref, now)
         if action is ConsentAction.OPT_OUT and program == ALL_PROGRAMS:
             await self._store.cancel_pending(number, "opted_out", now)
         return await self.consent(number)
@@ -526,7 +533,10 @@ class SmsEngine:
         self, provider: str, provider_id: str, status: MessageStatus, error: str = ""
     ) -> bool:
         """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message."""
-        return await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
+        message = await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
+        if message is not None:
+            await self._announce_status(message.id, message.status, message.kind)
+        return message
 
     # -- the outbox sender ------------------------------------------------------------------------
 
@@ -564,6 +574,7 @@ class SmsEngine:
             earlier = await self._provider.sent_before(message.id)
             if earlier is not None:
                 await self._store.mark_sent(message.id, self._provider.name, earlier, now)
+                await self._announce_status(message.id, MessageStatus.SENT, message.kind)
                 return
         verdict = await self._verdict(message, now)
         if isinstance(verdict, Cancel):
@@ -586,6 +597,7 @@ class SmsEngine:
             )
             return
         await self._store.mark_sent(message.id, self._provider.name, provider_id, self._clock.now())
+        await self._announce_status(message.id, MessageStatus.SENT, message.kind)
 
     async def _verdict(self, message: SmsMessage, now: datetime) -> Cancel | Defer | None:
         kind = message.kind or MessageKind.REPLY
@@ -652,6 +664,53 @@ class SmsEngine:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    # -- the statistics' SMS events (issue 10) ------------------------------------------------------
+
+    async def _announce_status(
+        self, message_id: str, status: MessageStatus, kind: MessageKind | None
+    ) -> None:
+        """Publish a ``sent``, ``delivered`` or ``failed`` after the store recorded it."""
+        if status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.FAILED):
+            await self._announce(
+                SmsStatusChanged(
+                    event_id=f"sms:{message_id}:{status.value}",
+                    occurred_at=self._clock.now(),
+                    message_id=message_id,
+                    status=status.value,
+                    kind=kind.value if kind is not None else "",
+                )
+            )
+
+    async def _announce_consent(
+        self,
+        key: str,
+        program: str,
+        action: ConsentAction,
+        source: ConsentSource,
+        evidence: str,
+        now: datetime,
+    ) -> None:
+        """Publish a consent-ledger entry (the number by its keyed hash only)."""
+        await self._announce(
+            SmsConsentChanged(
+                event_id=f"consent:{key}:{evidence}",
+                occurred_at=now,
+                key=key,
+                program=program,
+                action=action.value,
+                source=source.value,
+            )
+        )
+
+    async def _announce(self, event: DomainEvent) -> None:
+        """A failed publish is logged and lost for the live board only: the store holds the truth."""
+        if self.publish is None:
+            return
+        try:
+            await self.publish(event)
+        except Exception:
+            logger.exception("publishing %s failed; the live board misses it", event.event_type)
 
 
 def _csv_line(values: tuple[str, ...]) -> str:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from callcenter.model.events import CallEnded
+from callcenter.model.callbacks import ActorKind
+from callcenter.model.events import CallbackStateChanged, CallEnded
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallOutcome
+from callcenter.model.vocabulary import CallbackState, CallOutcome
 from callcenter.stats.definitions import (
     INTERVAL_S,
     Counts,
@@ -152,6 +153,22 @@ class IntervalBook:
             self.counts[delta_key] = self.counts.get(delta_key, Counts()) + delta
         return BookChange(deltas=tuple(deltas), missed=new_missed, closed=tuple(closed))
 
+    def reach(self, reached: Reached) -> BookChange:
+        """Close the open missed calls of ``reached.number`` that ended before it was reached (a
+        callback connected); a repeat closes nothing more."""
+        open_ids = self._open_by_caller.pop(reached.number, [])
+        closed = list(close_reached((self.missed[i] for i in open_ids), reached))
+        deltas = []
+        for item in closed:
+            self.missed[item.call_id] = item
+            deltas.append((closure_key(item), closure_contribution(item.ended_at, reached.at, self.config)))
+        still_open = [i for i in open_ids if self.missed[i].is_open]
+        if still_open:
+            self._open_by_caller[reached.number] = still_open
+        for delta_key, delta in deltas:
+            self.counts[delta_key] = self.counts.get(delta_key, Counts()) + delta
+        return BookChange(deltas=tuple(deltas), closed=tuple(closed))
+
     def add_missed(self, missed: MissedCall) -> None:
         """Know a missed call (folded here, or loaded from the store at start-up)."""
         self.missed[missed.call_id] = missed
@@ -198,17 +215,57 @@ def close_missed(candidates: Iterable[MissedCall], call: EndedCall) -> Iterator[
             )
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reached:
+    """A caller reached by a callback: its attempt reached ``connected`` at ``at``.
+
+    ``by`` names what closed the missed calls in the list (``callback:<id>``).
+    """
+
+    number: str
+    at: datetime
+    by: str
+    agent_id: str | None = None
+
+
+def reached_from_event(event: CallbackStateChanged) -> Reached | None:
+    """The reaching a callback event tells of: a move to ``connected``, else ``None``."""
+    if event.state is not CallbackState.CONNECTED or not event.number:
+        return None
+    agent = event.actor if event.actor_kind is ActorKind.AGENT and event.actor else None
+    return Reached(
+        number=event.number, at=event.occurred_at, by=f"callback:{event.callback_id}", agent_id=agent
+    )
+
+
+def close_reached(candidates: Iterable[MissedCall], reached: Reached) -> Iterator[MissedCall]:
+    """The open missed calls a connected callback closes, closed: same number, ended before it connected."""
+    for missed in candidates:
+        if missed.is_open and missed.caller == reached.number and missed.ended_at < reached.at:
+            yield dataclasses.replace(
+                missed, closed_at=reached.at, closed_by_agent=reached.agent_id, closed_by_call=reached.by
+            )
+
+
 def closure_key(missed: MissedCall) -> IntervalKey:
     """The interval a closure counts in: the one the missed call ended in."""
     return IntervalKey(queue=missed.queue, start=interval_start(missed.ended_at))
 
 
-def rebuild(records: Iterable[CallRecord], config: StatsConfig) -> IntervalBook:
-    """Fold stored calls in the order they ended: the interval rows they make, and the missed-call list."""
+def rebuild(
+    records: Iterable[CallRecord], config: StatsConfig, reaches: Iterable[Reached] = ()
+) -> IntervalBook:
+    """Fold stored calls in the order they ended, and the callbacks that connected in the order they
+    did (``reaches``): the interval rows they make, and the missed-call list."""
     book = IntervalBook(config=config)
     calls = [c for c in (ended_from_record(r) for r in records) if c is not None]
-    for call in sorted(calls, key=lambda c: (c.ended_at, c.call_id)):
-        book.apply(call)
+    steps: list[tuple[datetime, str, EndedCall | Reached]] = [(c.ended_at, c.call_id, c) for c in calls]
+    steps += [(r.at, r.by, r) for r in reaches]
+    for _, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
+        if isinstance(step, Reached):
+            book.reach(step)
+        else:
+            book.apply(step)
     return book
 
 

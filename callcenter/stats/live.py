@@ -15,13 +15,16 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from callcenter.model.events import (
     AgentQueuesChanged,
     AgentStateChanged,
+    CallbackStateChanged,
     CallEnded,
     CallLeftQueue,
     CallQueued,
     DomainEvent,
+    VoicemailRecorded,
 )
 from callcenter.model.vocabulary import AgentState, CallOutcome
 from callcenter.stats.definitions import Counts, StatsConfig, figures, total
+from callcenter.stats.followups import FollowUps
 from callcenter.stats.intervals import (
     NO_QUEUE,
     IntervalBook,
@@ -30,6 +33,7 @@ from callcenter.stats.intervals import (
     day_start,
     ended_from_event,
     interval_start,
+    reached_from_event,
 )
 
 Figures = dict[str, float | int | None]
@@ -104,6 +108,7 @@ class LiveStats:
     _peaks: dict[datetime, int] = field(default_factory=dict)
     # Per agent, today: (calls answered, talk seconds), from the CallEnded events folded here.
     _answered_by: dict[str, tuple[int, float]] = field(default_factory=dict)
+    followups: FollowUps = field(default_factory=FollowUps)
 
     def __post_init__(self) -> None:
         self.book = IntervalBook(config=self.config)
@@ -145,8 +150,10 @@ class LiveStats:
                 self._note_peak(event.occurred_at)
                 return True
             case CallLeftQueue():
-                return self._waiting.pop(event.call_id, None) is not None
+                scored = self.followups.apply(event)
+                return self._waiting.pop(event.call_id, None) is not None or scored
             case CallEnded():
+                self.followups.apply(event)
                 self._waiting.pop(event.call_id, None)
                 if event.queue:
                     self.queues.add(event.queue)
@@ -170,7 +177,14 @@ class LiveStats:
                 self._agents[event.agent_id] = AgentSeen(state=state, since=since, queues=event.queues)
                 self.queues.update(event.queues)
                 return True
-        return False
+            case CallbackStateChanged():
+                self.queues.add(event.queue)
+                reached = reached_from_event(event)
+                closed = reached is not None and bool(self.book.reach(reached).closed)
+                return self.followups.apply(event) or closed
+            case VoicemailRecorded() if event.queue:
+                self.queues.add(event.queue)
+        return self.followups.apply(event)
 
     def _note_answer(self, event: CallEnded) -> None:
         if self._day is not None and event.occurred_at < self._day:
@@ -206,6 +220,7 @@ class LiveStats:
                 self._answered_by = {}  # a new day (the first roll keeps what was loaded)
             self._day = start
             self.book.forget_before(start)
+            self.followups.forget_before(start)
             self._peaks = {k: v for k, v in self._peaks.items() if k >= start}
         return start
 
@@ -214,8 +229,10 @@ class LiveStats:
         until = since + timedelta(days=2)
         rows = list(self.book.window(since, until))
         names = sorted(self.queues | {k.queue for k, _ in rows if k.queue != NO_QUEUE})
-        queues = {name: self._figures(name, [v for k, v in rows if k.queue == name], now) for name in names}
-        overall = self._figures(None, [v for _, v in rows], now)
+        queues = {
+            name: self._figures(name, [v for k, v in rows if k.queue == name], now, since) for name in names
+        }
+        overall = self._figures(None, [v for _, v in rows], now, since)
         waiting = tuple(sorted(self._waiting.values(), key=lambda w: (w.since, w.call_id)))
         open_missed = tuple(
             sorted(
@@ -233,7 +250,7 @@ class LiveStats:
             day=self._day_points(rows),
         )
 
-    def _figures(self, queue: str | None, counts: list[Counts], now: datetime) -> Figures:
+    def _figures(self, queue: str | None, counts: list[Counts], now: datetime, since: datetime) -> Figures:
         waiting = [w for w in self._waiting.values() if queue is None or w.queue == queue]
         agents = [a for a in self._agents.values() if queue is None or queue in a.queues]
         live: Figures = {
@@ -243,7 +260,7 @@ class LiveStats:
         }
         for state, name in _AGENT_FIGURES.items():
             live[name] = sum(1 for a in agents if a.state is state)
-        return {**live, **figures(total(counts), self.config)}
+        return {**live, **self.followups.figures(queue, now, since), **figures(total(counts), self.config)}
 
     def _day_points(self, rows: list[tuple[IntervalKey, Counts]]) -> tuple[IntervalPoint, ...]:
         by_start: dict[datetime, Counts] = {}

@@ -7,10 +7,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from callcenter.callbacks.service import CallbackDetail
+from callcenter.model.callbacks import Callback
 from callcenter.model.events import DomainEvent
 from callcenter.model.paging import Page
+from callcenter.model.vocabulary import CallbackState
 from callcenter.stats.definitions import Counts, EndedCall, StatsConfig
-from callcenter.stats.intervals import IntervalKey, MissedCall
+from callcenter.stats.intervals import IntervalKey, MissedCall, Reached
+from callcenter.voicemail.ports import VoicemailFilter
+from callcenter.voicemail.records import Voicemail
 
 
 class StatsRepository(Protocol):
@@ -18,6 +23,10 @@ class StatsRepository(Protocol):
 
     async def materialise(self, call: EndedCall, config: StatsConfig) -> bool:
         """Fold one ended call once (idempotent); ``False`` when it was folded before."""
+        ...
+
+    async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
+        """Close the open missed calls a connected callback reached (idempotent); return how many."""
         ...
 
     async def rebuild(self, config: StatsConfig) -> int:
@@ -67,6 +76,28 @@ class StatsRepository(Protocol):
 
 #: Called with each event of the live tail; never raises into the tail.
 EventSink = Callable[[DomainEvent], Awaitable[None]]
+
+
+class CallbackReader(Protocol):
+    """The stored callbacks the live board starts from (``CallbackService``)."""
+
+    async def list_callbacks(
+        self, *, queue: str | None, state: CallbackState | None, cursor: str | None, limit: int
+    ) -> Page[Callback]:
+        """Callbacks newest request first."""
+        ...
+
+    async def get(self, callback_id: str) -> CallbackDetail:
+        """One callback with its stored changes."""
+        ...
+
+
+class VoicemailReader(Protocol):
+    """The stored voicemails the live board starts from (``VoicemailService``)."""
+
+    async def list(self, flt: VoicemailFilter, *, cursor: str | None, limit: int) -> Page[Voicemail]:
+        """Voicemails newest first."""
+        ...
 
 
 class EventTail(Protocol):

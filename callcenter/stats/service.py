@@ -5,7 +5,8 @@ Two event paths, both from the bus:
 - every process **tails** the stream (:meth:`StatsService.observe`) to keep its live board, starting
   from the stored rows of today and the stream position read just before loading them;
 - one consumer group (:data:`CONSUMER_GROUP`) **materialises** ``CallEnded`` into the interval rows
-  and the missed-call list (:meth:`StatsService.handle`), once per call whatever the deliveries.
+  and the missed-call list (:meth:`StatsService.handle`), once per call whatever the deliveries, and
+  closes missed calls whose caller a callback reached (``CallbackStateChanged`` to ``connected``).
 """
 
 from __future__ import annotations
@@ -17,24 +18,29 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
 
 from callcenter.bus import Delivery
+from callcenter.callbacks.promise import cancelled_by_customer
 from callcenter.clock import Clock
 from callcenter.errors import NotFoundError
-from callcenter.model.events import CallEnded, DomainEvent
+from callcenter.model.events import CallbackStateChanged, CallEnded, DomainEvent
 from callcenter.model.paging import Page, check_limit
-from callcenter.model.vocabulary import AgentState
+from callcenter.model.vocabulary import AgentState, CallbackState, VoicemailStatus
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.feed import SnapshotFeed
 from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
-from callcenter.stats.intervals import MissedCall, ended_from_event
+from callcenter.stats.intervals import MissedCall, ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats, Snapshot
-from callcenter.stats.ports import StatsRepository
+from callcenter.stats.ports import CallbackReader, StatsRepository, VoicemailReader
 from callcenter.stats.report import DailyReport, daily_report, day_bounds
 from callcenter.stats.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
+from callcenter.voicemail.ports import VoicemailFilter
 
 logger = logging.getLogger(__name__)
 
 CONSUMER_GROUP: Final = "stats"
 THRESHOLDS: Final = "thresholds"
+#: How far back closed callbacks are loaded at start-up (a promise made then may end today).
+CALLBACK_HORIZON: Final = timedelta(days=14)
+OPEN_STATES: Final = frozenset(s for s in CallbackState if s.is_open)
 
 
 class StatsService:
@@ -93,6 +99,55 @@ class StatsService:
         self.config = dataclasses.replace(self.config, thresholds=dict(thresholds))
         self.live.config = self.live.book.config = self.config
 
+    async def load_callbacks(self, reader: CallbackReader) -> int:
+        """Start the follow-up figures from the stored callbacks: every open one, and the closed ones
+        requested in the last :data:`CALLBACK_HORIZON` (their promise may count today). Returns how many."""
+        since = self.live.roll(self._clock.now())
+        seen = 0
+        for state in (*sorted(OPEN_STATES), None):
+            cursor: str | None = None
+            while True:
+                page = await reader.list_callbacks(queue=None, state=state, cursor=cursor, limit=500)
+                for callback in page.items:
+                    if state is None and callback.requested_at < since - CALLBACK_HORIZON:
+                        return seen
+                    if state is None and callback.is_open:
+                        continue  # loaded by its state already
+                    by_customer = False
+                    if callback.state is CallbackState.CANCELLED:
+                        by_customer = cancelled_by_customer((await reader.get(callback.id)).changes)
+                    self.live.followups.seed(callback, by_customer=by_customer)
+                    self.live.queues.add(callback.queue)
+                    seen += 1
+                cursor = page.next
+                if cursor is None:
+                    break
+        return seen
+
+    async def load_voicemails(self, reader: VoicemailReader) -> int:
+        """Start the voicemail figures from the stored voicemails: every one still without a transcript
+        (waiting, or failed for good), and those recorded today. Returns how many."""
+        since = self.live.roll(self._clock.now())
+        seen = 0
+        for status in (VoicemailStatus.RECORDED, VoicemailStatus.FAILED, None):
+            cursor: str | None = None
+            while True:
+                page = await reader.list(VoicemailFilter(status=status), cursor=cursor, limit=500)
+                for voicemail in page.items:
+                    if status is None and voicemail.recorded_at < since:
+                        return seen
+                    if status is None and voicemail.status in (
+                        VoicemailStatus.RECORDED,
+                        VoicemailStatus.FAILED,
+                    ):
+                        continue  # loaded by its status already
+                    self.live.followups.seed_voicemail(voicemail)
+                    seen += 1
+                cursor = page.next
+                if cursor is None:
+                    break
+        return seen
+
     def know_queues(self, names: Iterable[str]) -> None:
         self.live.queues.update(names)
 
@@ -118,6 +173,10 @@ class StatsService:
         event = delivery.event
         if isinstance(event, CallEnded):
             await self._repo.materialise(ended_from_event(event), self.config)
+        elif isinstance(event, CallbackStateChanged):
+            reached = reached_from_event(event)
+            if reached is not None:
+                await self._repo.materialise_reach(reached, self.config)
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ LOWER_IS_WORSE: Final[dict[str, bool]] = {
     "service_level_answered": True,
     "missed_closure_rate": True,
     "agents_available": True,
+    "promise_kept_rate": True,
+    "callbacks_overdue": False,
+    "voicemails_untranscribed": False,
 }
 
 DEFAULT_THRESHOLDS: Final[dict[str, dict[str, float]]] = {

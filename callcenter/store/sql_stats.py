@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.errors import ValidationError
+from callcenter.model.callbacks import ActorKind
 from callcenter.model.paging import Page, decode_cursor
-from callcenter.model.vocabulary import CallOutcome
+from callcenter.model.vocabulary import CallbackState, CallOutcome
 from callcenter.stats.definitions import (
     COUNT_FIELDS,
     Counts,
@@ -30,12 +31,15 @@ from callcenter.stats.definitions import (
 from callcenter.stats.intervals import (
     IntervalKey,
     MissedCall,
+    Reached,
     close_missed,
+    close_reached,
     closure_key,
     interval_start,
     missed_of,
     rebuild,
 )
+from callcenter.store.sql_callbacks import CallbackChangeRow, CallbackRow
 from callcenter.store.sql_models import Base, CallRow
 from callcenter.store.sql_repos import _call_record, _page, _SqlRepository, _upsert
 
@@ -174,6 +178,36 @@ class SqlStatsRepository(_SqlRepository):
 
         return await self._write("folding a call into the statistics", work)
 
+    async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
+        """Close the open missed calls of the number a callback reached, with their intervals'
+        ``missed_closed``; a row closed meanwhile (by a call or a repeat) is not counted twice."""
+
+        async def work(connection: AsyncConnection) -> int:
+            rows = await connection.execute(
+                select(StatsMissedRow).where(
+                    StatsMissedRow.caller == reached.number, StatsMissedRow.closed_at.is_(None)
+                )
+            )
+            candidates = [_missed(StatsMissedRow(**r._mapping)) for r in rows.all()]
+            closed = 0
+            for item in close_reached(candidates, reached):
+                result = await connection.execute(
+                    update(StatsMissedRow)
+                    .where(StatsMissedRow.call_id == item.call_id, StatsMissedRow.closed_at.is_(None))
+                    .values(
+                        closed_at=item.closed_at,
+                        closed_by_agent=item.closed_by_agent,
+                        closed_by_call=item.closed_by_call,
+                    )
+                )
+                if result.rowcount:
+                    closed += 1
+                    delta = closure_contribution(item.ended_at, reached.at, config)
+                    await self._add(connection, closure_key(item), delta)
+            return closed
+
+        return await self._write("closing missed calls by a callback", work)
+
     async def _add(self, connection: AsyncConnection, key: IntervalKey, delta: Counts) -> None:
         if delta.is_empty:
             return
@@ -188,11 +222,27 @@ class SqlStatsRepository(_SqlRepository):
         )
 
     async def rebuild(self, config: StatsConfig) -> int:
-        """Replace every row by the fold of the stored calls in the order they ended; returns the calls folded."""
+        """Replace every row by the fold of the stored calls in the order they ended, with the missed
+        calls closed by callbacks that connected; returns the calls folded."""
         async with self._session("reading the stored calls") as session:
             rows = (await session.scalars(select(CallRow).where(CallRow.outcome.is_not(None)))).all()
             records = [_call_record(r) for r in rows]
-        book = rebuild(records, config)
+            connected = await session.execute(
+                select(CallbackRow.id, CallbackRow.number, CallbackChangeRow.at, CallbackChangeRow.actor_kind)
+                .add_columns(CallbackChangeRow.actor_name)
+                .join(CallbackChangeRow, CallbackChangeRow.callback_id == CallbackRow.id)
+                .where(CallbackChangeRow.state == CallbackState.CONNECTED.value)
+            )
+            reaches = [
+                Reached(
+                    number=number,
+                    at=at,
+                    by=f"callback:{callback_id}",
+                    agent_id=name if kind == ActorKind.AGENT.value and name else None,
+                )
+                for callback_id, number, at, kind, name in connected.all()
+            ]
+        book = rebuild(records, config, reaches)
         folded = [r for r in records if r.ended_at is not None]
 
         async def work(connection: AsyncConnection) -> int:

@@ -11,12 +11,16 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
+from callcenter.model.callbacks import ActorKind, CallbackKind
+from callcenter.model.events import CallbackStateChanged, VoicemailRecorded
 from callcenter.model.records import QueueRecord
+from callcenter.model.vocabulary import CallbackState
 from callcenter.simulator import SimulatedAsterisk
 from tests.system.conftest import QUEUE, RunningApp
 
@@ -106,3 +110,31 @@ async def test_the_wallboard_in_chromium_follows_a_call_arriving_and_answered(
     await shown(browser, "calls_offered", "1")
     await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard.png"))
     assert (ARTIFACTS / "wallboard.png").stat().st_size > 10_000
+
+    # Follow-ups published on the bus as the callback and voicemail services publish them.
+    now = datetime.now(UTC)
+    await shown(browser, "callbacks_pending", "0")
+    await system.services.bus.publish(
+        CallbackStateChanged(
+            event_id="callback:cb-browser:requested:0",
+            occurred_at=now,
+            callback_id="cb-browser",
+            queue=QUEUE,
+            number="+14155550143",
+            kind=CallbackKind.KEEP_PLACE,
+            state=CallbackState.REQUESTED,
+            window_start=now,
+            window_end=now + timedelta(minutes=10),
+            actor_kind=ActorKind.CUSTOMER,
+        )
+    )
+    await system.services.bus.publish(
+        VoicemailRecorded(
+            event_id="voicemail:vm-browser:1", occurred_at=now, voicemail_id="vm-browser", queue=QUEUE
+        )
+    )
+    await shown(browser, "callbacks_pending", "1")
+    await shown(browser, "voicemails_untranscribed", "1")
+    due = await in_thread(lambda: browser.find_element(By.ID, "callbacks-due").text)
+    assert due.startswith("due 15 min 1 · 60 min 1")
+    await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard-followups.png"))

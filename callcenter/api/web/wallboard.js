@@ -5,6 +5,7 @@
   const LOWER_IS_WORSE = {
     service_level: true, service_level_answered: true, missed_closure_rate: true, agents_available: true,
     calls_waiting: false, longest_wait_s: false, abandon_rate: false, missed_rate: false, asa_s: false,
+    promise_kept_rate: true, callbacks_overdue: false, voicemails_untranscribed: false,
   };
   const $ = (id) => document.getElementById(id);
   let latest = null;
@@ -22,6 +23,8 @@
   const FORMAT = {
     calls_waiting: num, longest_wait_s: secs, service_level: pct, abandon_rate: pct,
     missed_closure_rate: pct, agents_available: num, asa_s: secs, calls_offered: num, revenue_at_risk: money,
+    callbacks_pending: num, callbacks_overdue: num, promise_kept_rate: pct, voicemails_untranscribed: num, sms_sent: num,
+    wait_estimate_p80_coverage: pct,
   };
   const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
@@ -58,6 +61,14 @@
       `ringing ${figures.agents_ringing} · busy ${figures.agents_busy} · wrap-up ${figures.agents_wrap_up} · paused ${figures.agents_paused}`;
     $("aht").textContent = `handle time ${secs(figures.aht_s)}`;
     $("answered").textContent = `${num(figures.calls_answered)} answered · ${num(figures.calls_missed)} missed`;
+    $("callbacks-due").textContent =
+      `due 15 min ${num(figures.callbacks_due_15m)} · 60 min ${num(figures.callbacks_due_60m)} · agents free ${num(figures.agents_available)}`;
+    $("promises").textContent = `${num(figures.promises_kept)} of ${num(figures.promises_counted)} kept`;
+    $("voicemails-callback").textContent = `${num(figures.voicemails_awaiting_callback)} awaiting a callback`;
+    $("sms-detail").textContent = `delivered ${num(latest.overall.sms_delivered)} · opted out ${num(latest.overall.sms_opted_out)}`;
+    $("tile-sms_sent").querySelector("output").textContent = num(latest.overall.sms_sent);
+    $("wait-accuracy").textContent =
+      `${num(figures.wait_estimates_scored)} scored · RMSE ${secs(figures.wait_estimate_rmse_s)} · bias ${figures.wait_estimate_bias_s === null || figures.wait_estimate_bias_s === undefined ? "–" : `${Math.round(figures.wait_estimate_bias_s)}s`}`;
   }
 
   function renderLists(snap) {

@@ -3,19 +3,25 @@ board's, on SQLite and PostgreSQL (integration)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcenter.callbacks.lifecycle import move, new_callback
+from callcenter.callbacks.promise import keep_place_window
+from callcenter.callbacks.service import state_event
 from callcenter.errors import ValidationError
-from callcenter.model.events import CallEnded
+from callcenter.model.callbacks import Actor, ActorKind, CallbackKind
+from callcenter.model.events import CallbackStateChanged, CallEnded
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallOutcome, EntryPoint
+from callcenter.model.vocabulary import CallbackState, CallOutcome, EntryPoint
 from callcenter.stats.definitions import StatsConfig
-from callcenter.stats.intervals import ended_from_event
+from callcenter.stats.intervals import ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats
+from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_repos import SqlCallRepository
 from callcenter.store.sql_stats import SqlStatsRepository
 
@@ -170,3 +176,126 @@ async def test_agents_answered_calls_are_read_back_for_the_live_board(engine: As
     assert by_agent.keys() == expected.keys()
     for agent, (n, talk) in expected.items():
         assert by_agent[agent][0] == n and abs(by_agent[agent][1] - talk) < 1e-6
+
+
+async def test_a_connected_callback_closes_the_same_missed_calls_stored_and_live(engine: AsyncEngine) -> None:
+    stats = SqlStatsRepository(engine)
+    live = LiveStats(config=CONFIG)
+    number = "+14155550177"
+    missed = [
+        CallEnded(
+            event_id=f"m{i}",
+            occurred_at=T0 + timedelta(minutes=i),
+            call_id=f"m{i}",
+            outcome=CallOutcome.ABANDONED,
+            entry_point=EntryPoint.ARI,
+            queue="sales",
+            caller=number,
+            wait_s=40.0,
+        )
+        for i in range(2)
+    ]
+    connected = CallbackStateChanged(
+        event_id="callback:cb1:connected:1",
+        occurred_at=T0 + timedelta(minutes=30),
+        callback_id="cb1",
+        queue="sales",
+        number=number,
+        kind=CallbackKind.KEEP_PLACE,
+        state=CallbackState.CONNECTED,
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=40),
+        attempts=1,
+        actor_kind=ActorKind.AGENT,
+        actor="a7",
+    )
+    for event in missed:
+        await stats.materialise(ended_from_event(event), CONFIG)
+        live.apply(event)
+    reached = reached_from_event(connected)
+    assert reached is not None
+
+    assert await stats.materialise_reach(reached, CONFIG) == 2
+    assert await stats.materialise_reach(reached, CONFIG) == 0  # a redelivery closes nothing more
+    live.apply(connected)
+
+    stored = dict(await stats.intervals(T0, T0 + timedelta(hours=1)))
+    assert stored == live.book.counts
+    assert sum(c.missed_closed for c in stored.values()) == 2
+    rows = await stats.missed_since(T0)
+    assert {(m.call_id, m.closed_by_agent, m.closed_by_call) for m in rows} == {
+        ("m0", "a7", "callback:cb1"),
+        ("m1", "a7", "callback:cb1"),
+    }
+
+
+async def test_a_rebuild_keeps_the_closures_by_connected_callbacks(engine: AsyncEngine) -> None:
+    records = calls(60, seed=11)
+    lonely = ("+14155550188", "+14155550189")  # callers only a callback reaches
+    records += [
+        dataclasses.replace(
+            records[0],
+            id=f"lonely-{i}",
+            channel_id=f"lonely-{i}",
+            linkedid=f"lonely-{i}",
+            caller=number,
+            queue="sales",
+            outcome=CallOutcome.ABANDONED,
+            arrived_at=T0 + timedelta(minutes=10 + i),
+            queued_at=T0 + timedelta(minutes=10 + i),
+            answered_at=None,
+            ended_at=T0 + timedelta(minutes=11 + i),
+            wait_s=60.0,
+            talk_s=None,
+            agent_id=None,
+        )
+        for i, number in enumerate(lonely)
+    ]
+    store = SqlCallRepository(engine)
+    for record in records:
+        await store.upsert(record)
+    callbacks = SqlCallbackRepository(engine)
+    stats = SqlStatsRepository(engine)
+    live = LiveStats(config=CONFIG)
+    customer, agent = Actor(ActorKind.CUSTOMER, "ivr"), Actor(ActorKind.AGENT, "a9")
+    events: list[CallEnded | CallbackStateChanged] = [
+        call_ended(r) for r in sorted(records, key=lambda r: (r.ended_at or T0, r.id))
+    ]
+    for index, (number, connect_h) in enumerate(zip(lonely, (0.5, 4.5), strict=True)):
+        connect = T0 + timedelta(hours=connect_h)
+        callback, change = new_callback(
+            callback_id=f"cb{index}",
+            queue="sales",
+            number=number,
+            kind=CallbackKind.KEEP_PLACE,
+            window=keep_place_window(connect - timedelta(minutes=20), connect + timedelta(minutes=10)),
+            at=connect - timedelta(minutes=20),
+            actor=customer,
+            enqueued_at=connect - timedelta(minutes=21),
+        )
+        await callbacks.add(callback, (change,))
+        events.append(state_event(callback, change))
+        for state, minutes in (
+            (CallbackState.SCHEDULED, -2.0),
+            (CallbackState.DIALING, -1.0),
+            (CallbackState.CONNECTED, 0.0),
+        ):
+            callback, change = move(callback, state, at=connect + timedelta(minutes=minutes), actor=agent)
+            await callbacks.move(callback, change)
+            events.append(state_event(callback, change))
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        if isinstance(event, CallEnded):
+            await stats.materialise(ended_from_event(event), CONFIG)
+        elif (reached := reached_from_event(event)) is not None:
+            await stats.materialise_reach(reached, CONFIG)
+        live.apply(event)
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    materialised = dict(await stats.intervals(*window))
+    by_callback = [m for m in live.book.missed.values() if (m.closed_by_call or "").startswith("callback:")]
+
+    assert materialised == live.book.counts
+    assert by_callback, "the seed leaves missed calls for the callbacks to close"
+    assert await stats.rebuild(CONFIG) == len(records)
+    assert dict(await stats.intervals(*window)) == materialised
+    rebuilt = await stats.missed_calls(*window, limit=500)
+    assert {m.call_id: m for m in rebuilt.items} == live.book.missed

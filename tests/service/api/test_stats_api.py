@@ -22,8 +22,17 @@ from callcenter.api.stats_metrics import StatsCollector
 from callcenter.auth.service import AuthService
 from callcenter.bus import Delivery
 from callcenter.config import DatabaseSettings, HttpSettings
-from callcenter.model.events import CallEnded, CallQueued, DomainEvent
-from callcenter.model.vocabulary import CallOutcome, EntryPoint, Role
+from callcenter.model.callbacks import ActorKind, CallbackKind
+from callcenter.model.events import (
+    CallbackStateChanged,
+    CallEnded,
+    CallQueued,
+    DomainEvent,
+    SmsConsentChanged,
+    SmsStatusChanged,
+    VoicemailRecorded,
+)
+from callcenter.model.vocabulary import CallbackState, CallOutcome, EntryPoint, Role
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.service import StatsService
 from callcenter.store.database import create_engine, migrate
@@ -118,7 +127,7 @@ async def test_live_figures_by_the_dictionary_names(api: StatsApi) -> None:
     assert (sales["calls_offered"], sales["calls_answered"], sales["calls_abandoned"]) == (2, 1, 1)
     assert sales["service_level"] == 0.5 and sales["revenue_at_risk"] == 10.0
     assert body["queues"]["support"]["service_level"] is None
-    assert "callbacks_pending" not in body["overall"]
+    assert body["overall"]["wait_estimate_rmse_s"] is None  # no announced wait scored: no figure
 
 
 async def test_unknown_queue_answers_404(api: StatsApi) -> None:
@@ -283,3 +292,81 @@ async def test_an_agent_sees_their_own_figures_and_no_one_elses(api: StatsApi) -
     assert (own["agent_calls_answered"], own["agent_talk_s"], own["agent_aht_s"]) == (2, 120.0, 60.0)
     assert other == 403
     assert supervisor == 200 and bob["agent_calls_answered"] == 0 and bob["agent_aht_s"] is None
+
+
+def callback(state: CallbackState, at: datetime, attempts: int = 0, **kw: Any) -> CallbackStateChanged:
+    return CallbackStateChanged(
+        event_id=f"callback:cb1:{state.value}:{attempts}",
+        occurred_at=at,
+        callback_id="cb1",
+        queue="sales",
+        number="+14155550100",
+        kind=CallbackKind.KEEP_PLACE,
+        state=state,
+        window_start=T0 - timedelta(hours=2),
+        window_end=T0 - timedelta(hours=1),
+        attempts=attempts,
+        actor_kind=kw.pop("actor_kind", ActorKind.SYSTEM),
+        actor=kw.pop("actor", "dispatcher"),
+        **kw,
+    )
+
+
+async def test_follow_up_figures_in_the_live_json_the_missed_list_and_metrics(api: StatsApi) -> None:
+    await api.event(
+        ended("m1", CallOutcome.ABANDONED, T0 - timedelta(hours=3), wait_s=40, caller="+14155550100")
+    )
+    await api.event(callback(CallbackState.REQUESTED, T0 - timedelta(hours=2)))
+    await api.event(
+        VoicemailRecorded(
+            event_id="voicemail:v1:1",
+            occurred_at=T0 - timedelta(minutes=90),
+            voicemail_id="v1",
+            queue="sales",
+            caller="+14155550100",
+        )
+    )
+    status, before = await api.get("/stats/live")
+    await api.event(callback(CallbackState.SCHEDULED, T0 - timedelta(minutes=50)))
+    await api.event(callback(CallbackState.DIALING, T0 - timedelta(minutes=45), attempts=1))
+    await api.event(
+        callback(
+            CallbackState.CONNECTED,
+            T0 - timedelta(minutes=44),
+            attempts=1,
+            actor_kind=ActorKind.AGENT,
+            actor="bob",
+        )
+    )
+    for event in (
+        SmsStatusChanged(event_id="sms:s1:sent", occurred_at=T0, message_id="s1", status="sent"),
+        SmsStatusChanged(event_id="sms:s1:delivered", occurred_at=T0, message_id="s1", status="delivered"),
+        SmsConsentChanged(event_id="consent:k:1", occurred_at=T0, key="k", program="all", action="opt_out"),
+    ):
+        await api.event(event)
+
+    _, after = await api.get("/stats/live")
+    _, missed = await api.get("/stats/missed")
+    text = await (await api.client.get("/metrics")).text()
+
+    assert status == 200
+    assert_schema("StatsLive", after)
+    sales = before["queues"]["sales"]
+    assert (sales["callbacks_pending"], sales["callbacks_due_15m"], sales["callbacks_overdue"]) == (1, 1, 1)
+    assert (sales["voicemails_untranscribed"], sales["voicemails_awaiting_callback"]) == (1, 1)
+    assert sales["promise_kept_rate"] == 0.0  # its window ended an hour ago, not dialled yet
+    sales = after["queues"]["sales"]
+    assert (sales["callbacks_pending"], sales["callbacks_overdue"], sales["missed_closed"]) == (1, 0, 1)
+    assert sales["promise_kept_rate"] == 0.0  # dialled after the window: still broken
+    assert (after["overall"]["sms_sent"], after["overall"]["sms_delivered"]) == (1, 1)
+    assert after["overall"]["sms_opted_out"] == 1 and sales["sms_sent"] is None
+    [item] = missed["items"]
+    assert (item["status"], item["closed_by_agent"], item["closed_by_call"]) == (
+        "closed",
+        "bob",
+        "callback:cb1",
+    )
+    assert 'callcenter_stats_callbacks_pending{queue="sales"} 1.0' in text
+    assert 'callcenter_stats_sms_delivered{queue=""} 1.0' in text
+    assert 'callcenter_stats_promise_kept_rate{queue="sales"} 0.0' in text
+    assert "callcenter_stats_wait_estimate_rmse_s{" not in text  # nothing scored: left out, not 0

@@ -1,5 +1,6 @@
-"""The live figures (folded from the queue core's events) equal the historical ones (rebuilt from the
-records the same core stores), whatever the calls (property test)."""
+"""The live figures (folded from the queue core's events and callbacks that connect) equal the
+historical ones (rebuilt from the records the same core stores and the stored callback changes),
+whatever the calls (property test)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from callcenter.model.callbacks import ActorKind, CallbackKind
+from callcenter.model.events import CallbackStateChanged
 from callcenter.model.phone import parse_phone
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
-from callcenter.model.vocabulary import AgentState
+from callcenter.model.vocabulary import AgentState, CallbackState
 from callcenter.queue.detection import (
     AgentHungUp,
     AgentOffered,
@@ -25,7 +28,7 @@ from callcenter.queue.detection import (
 )
 from callcenter.queue.state import AgentLoggedIn, AgentPolicy, Fact, QueueBoard
 from callcenter.stats.definitions import COUNTED_NAMES, StatsConfig, figures, total
-from callcenter.stats.intervals import NO_QUEUE, rebuild
+from callcenter.stats.intervals import NO_QUEUE, reached_from_event, rebuild
 from callcenter.stats.live import LiveStats
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -78,9 +81,36 @@ def facts_of(index: int, plan: tuple[Any, ...]) -> list[tuple[datetime, Fact]]:
     return out
 
 
+callbacks_connected = st.tuples(
+    st.floats(min_value=0, max_value=5 * 3600),  # when the callback connected
+    st.sampled_from(CALLERS),
+)
+
+
+def connected(index: int, at_s: float, caller: str) -> CallbackStateChanged:
+    """A callback reaching ``connected``, as the callbacks service publishes it."""
+    at = T0 + timedelta(seconds=at_s)
+    return CallbackStateChanged(
+        event_id=f"callback:cb{index}:connected:1",
+        occurred_at=at,
+        callback_id=f"cb{index}",
+        queue="sales",
+        number=parse_phone(caller).display,
+        kind=CallbackKind.KEEP_PLACE,
+        state=CallbackState.CONNECTED,
+        window_start=at - timedelta(minutes=10),
+        window_end=at + timedelta(minutes=10),
+        attempts=1,
+        actor_kind=ActorKind.AGENT,
+        actor="carol",
+    )
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(call_plans, max_size=40))
-def test_live_and_rebuilt_history_agree(plans: list[tuple[Any, ...]]) -> None:
+@given(st.lists(call_plans, max_size=40), st.lists(callbacks_connected, max_size=6))
+def test_live_and_rebuilt_history_agree(
+    plans: list[tuple[Any, ...]], callbacks: list[tuple[float, str]]
+) -> None:
     # Many agents, so concurrent answers never find the chosen agent busy.
     board = QueueBoard(
         queues=[QueueRecord(name="sales"), QueueRecord(name="support", short_abandon_s=8)],
@@ -96,8 +126,14 @@ def test_live_and_rebuilt_history_agree(plans: list[tuple[Any, ...]]) -> None:
     )
     stats = LiveStats(config=CONFIG)
     records: dict[str, CallRecord] = {}
-    for _, fact in timeline:
-        step = board.apply(fact)
+    reaches = [connected(i, at_s, caller) for i, (at_s, caller) in enumerate(callbacks)]
+    steps: list[tuple[datetime, Fact | CallbackStateChanged]] = [*timeline]
+    steps += [(event.occurred_at, event) for event in reaches]
+    for _, item in sorted(steps, key=lambda x: x[0]):
+        if isinstance(item, CallbackStateChanged):
+            stats.apply(item)
+            continue
+        step = board.apply(item)
         for event in step.events:
             stats.apply(event)
         if step.record is not None:
@@ -105,7 +141,8 @@ def test_live_and_rebuilt_history_agree(plans: list[tuple[Any, ...]]) -> None:
     now = T0 + timedelta(hours=6)
 
     snap = stats.snapshot(now)
-    book = rebuild(records.values(), CONFIG)
+    stored_reaches = [r for r in (reached_from_event(e) for e in reaches) if r is not None]
+    book = rebuild(records.values(), CONFIG, stored_reaches)
 
     def historical(queue: str | None) -> dict[str, object]:
         rows = [v for k, v in book.counts.items() if queue is None or k.queue == queue]
@@ -120,7 +157,7 @@ def test_live_and_rebuilt_history_agree(plans: list[tuple[Any, ...]]) -> None:
     assert snap.overall["calls_waiting"] == sum(
         1 for r in records.values() if r.outcome is None and r.queued_at
     )
-    assert {c: (m.closed_at, m.closed_by_agent) for c, m in book.missed.items()} == {
-        c: (m.closed_at, m.closed_by_agent) for c, m in stats.book.missed.items()
+    assert {c: (m.closed_at, m.closed_by_agent, m.closed_by_call) for c, m in book.missed.items()} == {
+        c: (m.closed_at, m.closed_by_agent, m.closed_by_call) for c, m in stats.book.missed.items()
     }
     assert all(a.state is not AgentState.LOGGED_OUT for a in board.agents())
