@@ -34,6 +34,15 @@ class SendFacts:
     follow_up_sends: tuple[datetime, ...]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReportApplied:
+    """What a delivery report did: ``known`` when it names a message we sent; ``moved`` names the
+    message (id, kind) when the report changed its status (a repeated or stale report moves nothing)."""
+
+    known: bool
+    moved: tuple[str, MessageKind | None] | None = None
+
+
 class SmsStore(Protocol):
     """Contacts, the consent ledger, the outbox, the threads and callback requests.
 
@@ -92,8 +101,8 @@ class SmsStore(Protocol):
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
-    ) -> bool:
-        """Apply a provider's delivery report (one statement); ``False`` for a message it never sent.
+    ) -> ReportApplied:
+        """Apply a provider's delivery report (one statement); not ``known`` for a message it never sent.
 
         ``provider_id`` may also be our own message id, for providers that carry it (Kannel).
         """

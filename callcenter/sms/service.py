@@ -533,10 +533,11 @@ class SmsEngine:
         self, provider: str, provider_id: str, status: MessageStatus, error: str = ""
     ) -> bool:
         """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message."""
-        message = await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
-        if message is not None:
-            await self._announce_status(message.id, message.status, message.kind)
-        return message
+        applied = await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
+        if applied.moved is not None:
+            message_id, kind = applied.moved
+            await self._announce_status(message_id, status, kind)
+        return applied.known
 
     # -- the outbox sender ------------------------------------------------------------------------
 

@@ -259,8 +259,10 @@ def rebuild(
     did (``reaches``): the interval rows they make, and the missed-call list."""
     book = IntervalBook(config=config)
     calls = [c for c in (ended_from_record(r) for r in records) if c is not None]
-    steps: list[tuple[datetime, str, EndedCall | Reached]] = [(c.ended_at, c.call_id, c) for c in calls]
-    steps += [(r.at, r.by, r) for r in reaches]
+    # At equal times calls come before reachings, and each keeps its given order (a stable sort), as
+    # the live board saw them: sorting ties by id would reorder "c10" before "c8".
+    steps: list[tuple[datetime, int, EndedCall | Reached]] = [(c.ended_at, 0, c) for c in calls]
+    steps += [(r.at, 1, r) for r in reaches]
     for _, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
         if isinstance(step, Reached):
             book.reach(step)

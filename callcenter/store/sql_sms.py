@@ -34,7 +34,7 @@ from callcenter.errors import ConflictError, NotFoundError
 from callcenter.model.paging import Page, check_limit
 from callcenter.sms.consent import ConsentAction, ConsentEntry, ConsentRecord, ConsentSource, chain
 from callcenter.sms.encoding import segment_info
-from callcenter.sms.ports import SendFacts
+from callcenter.sms.ports import ReportApplied, SendFacts
 from callcenter.sms.records import (
     CallbackRequest,
     CallbackRequestState,
@@ -409,7 +409,7 @@ class SqlSmsStore(_SqlRepository):
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
-    ) -> bool:
+    ) -> ReportApplied:
         # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
         # after its sender died: the report then names our id and the row is still "sending".
         named = and_(
@@ -437,14 +437,18 @@ class SqlSmsStore(_SqlRepository):
                 ),
                 sent_at=func.coalesce(SmsMessageRow.sent_at, at),
             )
-            .returning(SmsMessageRow.id)
+            .returning(SmsMessageRow.id, SmsMessageRow.kind)
         )
 
-        async def work(connection: AsyncConnection) -> bool:
-            if (await connection.execute(report)).first() is not None:
-                return True
+        async def work(connection: AsyncConnection) -> ReportApplied:
+            moved = (await connection.execute(report)).first()
+            if moved is not None:
+                return ReportApplied(
+                    known=True, moved=(moved.id, MessageKind(moved.kind) if moved.kind else None)
+                )
             # Nothing changed: a report we already have (fine) or a message we never sent.
-            return (await connection.execute(select(SmsMessageRow.id).where(named))).first() is not None
+            known = (await connection.execute(select(SmsMessageRow.id).where(named))).first() is not None
+            return ReportApplied(known=known)
 
         return await self._write("applying a delivery report", work)
 

@@ -156,12 +156,12 @@ async def test_sent_failed_and_delivery_reports(engine: AsyncEngine) -> None:
     (b2,) = await store.claim_due(T0 + timedelta(seconds=30), lease_s=60, limit=10)
     await store.mark_failed(b2.id, "HTTP 400 bad number", T0, retry_at=None)
     assert (await store.get_message(b.id)).status is MessageStatus.FAILED
-    assert await store.delivery_report("kannel", "p-1", MessageStatus.DELIVERED, "", T0)
+    assert (await store.delivery_report("kannel", "p-1", MessageStatus.DELIVERED, "", T0)).known
     assert (await store.get_message(a.id)).status is MessageStatus.DELIVERED
     # A late "sent" report does not move it back; an unknown id is reported as such.
-    assert await store.delivery_report("kannel", "p-1", MessageStatus.SENT, "", T0)
+    assert (await store.delivery_report("kannel", "p-1", MessageStatus.SENT, "", T0)).known
     assert (await store.get_message(a.id)).status is MessageStatus.DELIVERED
-    assert not await store.delivery_report("kannel", "nope", MessageStatus.DELIVERED, "", T0)
+    assert not (await store.delivery_report("kannel", "nope", MessageStatus.DELIVERED, "", T0)).known
     assert await store.sent_times(NUMBER, T0 - timedelta(days=1)) == (T0,)
 
 
@@ -275,7 +275,7 @@ async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(en
     store = SqlSmsStore(engine)
     await store.enqueue(draft("k"))
     (claimed,) = await store.claim_due(T0, lease_s=60, limit=10)
-    assert await store.delivery_report("kannel", claimed.id, MessageStatus.DELIVERED, "", T0)
+    assert (await store.delivery_report("kannel", claimed.id, MessageStatus.DELIVERED, "", T0)).known
     reported = await store.get_message(claimed.id)
     assert (reported.status, reported.provider, reported.provider_id, reported.sent_at) == (
         MessageStatus.DELIVERED, "kannel", claimed.id, T0,
@@ -285,4 +285,4 @@ async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(en
     # Nothing is claimed again after the lease: a restarted sender cannot send it twice.
     assert await store.claim_due(T0 + timedelta(minutes=5), lease_s=60, limit=10) == ()
     # Another provider cannot report on it.
-    assert not await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0)
+    assert not (await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0)).known
