@@ -528,6 +528,8 @@ def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Appli
             await stats.load_callbacks(services.callbacks)
         if services.voicemails is not None:
             await stats.load_voicemails(services.voicemails)
+        if services.sms is not None:
+            await stats.load_sms(services.sms)
         cursor: str | None = None
         while True:
             page = await queue.list_agents(cursor=cursor, limit=500)

@@ -189,3 +189,8 @@ DEFAULT_POLICIES: Final = {
 def policy_for(program: str, policies: Mapping[str, ConsentPolicy] = DEFAULT_POLICIES) -> ConsentPolicy:
     """The program's policy; a program without one needs an opt-in (the safe reading)."""
     return policies.get(program, ConsentPolicy(program, needs_opt_in=True))
+
+
+def consent_event_id(key: str, evidence_ref: str) -> str:
+    """The event id of a ledger entry's ``sms_consent_changed`` (the number by its keyed hash only)."""
+    return f"consent:{key}:{evidence_ref}"

@@ -43,6 +43,16 @@ class ReportApplied:
     moved: tuple[str, MessageKind | None] | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SmsDay:
+    """What the statistics count of SMS since a moment, as the engine's events would have told it:
+    messages sent and delivered (id, when) and opt-outs written to the ledger (event id, when)."""
+
+    sent: tuple[tuple[str, datetime], ...] = ()
+    delivered: tuple[tuple[str, datetime], ...] = ()
+    opt_outs: tuple[tuple[str, datetime], ...] = ()
+
+
 class SmsStore(Protocol):
     """Contacts, the consent ledger, the outbox, the threads and callback requests.
 
@@ -137,6 +147,10 @@ class SmsStore(Protocol):
         ...
 
     async def mark_handled(self, message_id: str) -> SmsMessage: ...
+
+    async def day_activity(self, since: datetime) -> SmsDay:
+        """Sends, deliveries and opt-outs since ``since`` (the statistics reload them at start-up)."""
+        ...
 
     async def request_callback(
         self, number: str, message_id: str, at: datetime

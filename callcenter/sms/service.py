@@ -46,13 +46,14 @@ from callcenter.sms.consent import (
     ConsentRecord,
     ConsentSource,
     ConsentStatus,
+    consent_event_id,
     number_key,
     overall_status,
     policy_for,
     status_of,
 )
 from callcenter.sms.keywords import DEFAULT_RULES, Intent, KeywordRules, classify
-from callcenter.sms.ports import Outgoing, ProviderError, SmsProvider, SmsStore
+from callcenter.sms.ports import Outgoing, ProviderError, SmsDay, SmsProvider, SmsStore
 from callcenter.sms.quiet import Recipient
 from callcenter.sms.recipient import recipient_for
 from callcenter.sms.records import (
@@ -520,6 +521,10 @@ class SmsEngine:
         e164 = self._number(number) if number is not None else None
         return await self._store.callback_requests(number=e164, open_only=open_only)
 
+    async def day_activity(self, since: datetime) -> SmsDay:
+        """Sends, deliveries and opt-outs since ``since`` (for the statistics at start-up)."""
+        return await self._store.day_activity(since)
+
     async def mark_handled(self, message_id: str) -> SmsMessage:
         return await self._store.mark_handled(message_id)
 
@@ -695,7 +700,7 @@ class SmsEngine:
         """Publish a consent-ledger entry (the number by its keyed hash only)."""
         await self._announce(
             SmsConsentChanged(
-                event_id=f"consent:{key}:{evidence}",
+                event_id=consent_event_id(key, evidence),
                 occurred_at=now,
                 key=key,
                 program=program,

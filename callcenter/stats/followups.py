@@ -31,6 +31,7 @@ from callcenter.model.events import (
     WaitAnnounced,
 )
 from callcenter.model.vocabulary import CallbackState, VoicemailStatus
+from callcenter.sms.ports import SmsDay
 from callcenter.voicemail.records import Voicemail
 
 Figures = dict[str, float | int | None]
@@ -225,6 +226,15 @@ class FollowUps:
     def seed(self, callback: Callback, *, by_customer: bool = False) -> None:
         """Know a stored callback (start-up); later events about it update it as usual."""
         self.callbacks[callback.id] = TrackedCallback(callback=callback, by_customer=by_customer)
+
+    def seed_sms(self, day: SmsDay) -> None:
+        """Start the SMS figures from the store (what the events of the day would have told)."""
+        for message_id, at in day.sent:
+            self.sms.setdefault((message_id, "sent"), at)
+        for message_id, at in day.delivered:
+            self.sms.setdefault((message_id, "delivered"), at)
+        for event_id, at in day.opt_outs:
+            self.opt_outs.setdefault(event_id, at)
 
     def seed_voicemail(self, voicemail: Voicemail) -> None:
         """Know a stored voicemail (start-up). One that failed for good has no transcript either: no

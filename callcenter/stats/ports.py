@@ -12,6 +12,7 @@ from callcenter.model.callbacks import Callback
 from callcenter.model.events import DomainEvent
 from callcenter.model.paging import Page
 from callcenter.model.vocabulary import CallbackState
+from callcenter.sms.ports import SmsDay
 from callcenter.stats.definitions import Counts, EndedCall, StatsConfig
 from callcenter.stats.intervals import IntervalKey, MissedCall, Reached
 from callcenter.voicemail.ports import VoicemailFilter
@@ -97,6 +98,14 @@ class VoicemailReader(Protocol):
 
     async def list(self, flt: VoicemailFilter, *, cursor: str | None, limit: int) -> Page[Voicemail]:
         """Voicemails newest first."""
+        ...
+
+
+class SmsReader(Protocol):
+    """The day's stored texts and opt-outs the live board starts from (``SmsEngine``)."""
+
+    async def day_activity(self, since: datetime) -> SmsDay:
+        """Sends, deliveries and opt-outs since ``since``."""
         ...
 
 

@@ -29,7 +29,7 @@ from callcenter.stats.feed import SnapshotFeed
 from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
 from callcenter.stats.intervals import MissedCall, ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats, Snapshot
-from callcenter.stats.ports import CallbackReader, StatsRepository, VoicemailReader
+from callcenter.stats.ports import CallbackReader, SmsReader, StatsRepository, VoicemailReader
 from callcenter.stats.report import DailyReport, daily_report, day_bounds
 from callcenter.stats.thresholds import DEFAULT_THRESHOLDS, parse_thresholds
 from callcenter.voicemail.ports import VoicemailFilter
@@ -123,6 +123,14 @@ class StatsService:
                 if cursor is None:
                     break
         return seen
+
+    async def load_sms(self, reader: SmsReader) -> int:
+        """Start the SMS figures from today's stored sends, deliveries and opt-outs (a restart keeps
+        them). Returns how many records were read."""
+        since = self.live.roll(self._clock.now())
+        day = await reader.day_activity(since)
+        self.live.followups.seed_sms(day)
+        return len(day.sent) + len(day.delivered) + len(day.opt_outs)
 
     async def load_voicemails(self, reader: VoicemailReader) -> int:
         """Start the voicemail figures from the stored voicemails: every one still without a transcript

@@ -32,9 +32,16 @@ from sqlalchemy.sql.dml import Update
 
 from callcenter.errors import ConflictError, NotFoundError
 from callcenter.model.paging import Page, check_limit
-from callcenter.sms.consent import ConsentAction, ConsentEntry, ConsentRecord, ConsentSource, chain
+from callcenter.sms.consent import (
+    ConsentAction,
+    ConsentEntry,
+    ConsentRecord,
+    ConsentSource,
+    chain,
+    consent_event_id,
+)
 from callcenter.sms.encoding import segment_info
-from callcenter.sms.ports import ReportApplied, SendFacts
+from callcenter.sms.ports import ReportApplied, SendFacts, SmsDay
 from callcenter.sms.records import (
     CallbackRequest,
     CallbackRequestState,
@@ -566,6 +573,27 @@ class SqlSmsStore(_SqlRepository):
         if await self._set("marking a message handled", message_id, needs_person=False) == 0:
             raise NotFoundError(f"message {message_id!r} not found")
         return await self.get_message(message_id)
+
+    async def day_activity(self, since: datetime) -> SmsDay:
+        outbound = SmsMessageRow.direction == Direction.OUTBOUND.value
+        sent = select(SmsMessageRow.id, SmsMessageRow.sent_at).where(outbound, SmsMessageRow.sent_at >= since)
+        delivered = select(SmsMessageRow.id, SmsMessageRow.updated_at).where(
+            outbound,
+            SmsMessageRow.status == MessageStatus.DELIVERED.value,
+            SmsMessageRow.updated_at >= since,
+        )
+        opt_outs = select(SmsConsentRow.number_key, SmsConsentRow.evidence_ref, SmsConsentRow.at).where(
+            SmsConsentRow.action == ConsentAction.OPT_OUT.value, SmsConsentRow.at >= since
+        )
+        async with self._session("reading the day's texts and opt-outs") as session:
+            sent_rows = (await session.execute(sent)).all()
+            delivered_rows = (await session.execute(delivered)).all()
+            opt_out_rows = (await session.execute(opt_outs)).all()
+        return SmsDay(
+            sent=tuple((r.id, r.sent_at) for r in sent_rows if r.sent_at is not None),
+            delivered=tuple((r.id, r.updated_at) for r in delivered_rows if r.updated_at is not None),
+            opt_outs=tuple((consent_event_id(r.number_key, r.evidence_ref), r.at) for r in opt_out_rows),
+        )
 
     # -- callback requests ------------------------------------------------------------------------
 

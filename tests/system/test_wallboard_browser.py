@@ -111,6 +111,14 @@ async def test_the_wallboard_in_chromium_follows_a_call_arriving_and_answered(
     await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard.png"))
     assert (ARTIFACTS / "wallboard.png").stat().st_size > 10_000
 
+    # A laptop screen: the board fits its width (no sideways scrolling) and the figures stay in view.
+    await in_thread(browser.set_window_size, 1366, 768)
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert await in_thread(browser.execute_script, overflow) <= 0
+    assert await in_thread(lambda: browser.find_element(By.ID, "tile-calls_waiting").is_displayed())
+    await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard-laptop.png"))
+    await in_thread(browser.set_window_size, 1920, 1080)
+
     # Follow-ups published on the bus as the callback and voicemail services publish them.
     now = datetime.now(UTC)
     await shown(browser, "callbacks_pending", "0")

@@ -68,3 +68,29 @@ async def test_a_failing_publisher_loses_nothing_the_store_recorded(rig: Rig) ->
     assert await rig.engine.send_due() == 1
     (message,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
     assert message.status is MessageStatus.SENT
+
+
+async def test_a_restarted_board_counts_the_days_texts_and_opt_outs_from_the_store(rig: Rig) -> None:
+    events = published_to(rig)
+    await rig.missed("call-1")
+    await rig.engine.send_due()
+    provider_id = f"p-{rig.gateway.delivered[0].message_id}"
+    await rig.engine.delivery_report("recording", provider_id, MessageStatus.DELIVERED)
+    await rig.engine.receive(Inbound(sender=NY_MOBILE, text="STOP", provider="recording", provider_id="in-1"))
+    witness = LiveStats(config=StatsConfig())
+    for event in events:
+        witness.apply(event)
+
+    restarted = LiveStats(config=StatsConfig())
+    restarted.roll(rig.clock.now())
+    restarted.followups.seed_sms(await rig.engine.day_activity(rig.clock.now().replace(hour=0, minute=0)))
+    # The tail starts after the restart: the day so far comes from the store alone; a delivery
+    # report's event seen again (a redelivery) adds nothing.
+    restarted.apply(next(e for e in events if isinstance(e, SmsStatusChanged) and e.status == "delivered"))
+
+    names = ("sms_sent", "sms_delivered", "sms_opted_out")
+    seen_all = witness.snapshot(rig.clock.now()).overall
+    after_restart = restarted.snapshot(rig.clock.now()).overall
+    assert {n: after_restart[n] for n in names} == {n: seen_all[n] for n in names}
+    assert (after_restart["sms_delivered"], after_restart["sms_opted_out"]) == (1, 1)
+    assert after_restart["sms_sent"] >= 1
