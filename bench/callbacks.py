@@ -12,6 +12,8 @@ The baseline, in the same run and on the same schedule, is a bare loop over the 
 the due rows, UPDATE each to ``dialing``, originate to an agent (no lease, no fence, no checks, no
 attempt records, no agent holding). The last stdout line is one JSON object.
 
+Both loops poll every ``--poll-s`` (default: the product's 0.5 s).
+
 Run from a checkout: ``callcenter bench callbacks --json`` (``--n 200 --span-s 10`` for a quick look).
 """
 
@@ -34,7 +36,6 @@ import aiohttp
 from redis import asyncio as aioredis
 from sqlalchemy import select, text, update
 
-from callcenter.app_dispatch import DISPATCH_ROLE, run_dispatch_loop
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink, LinkStatus
 from callcenter.ari.originate import AriCallbackCalls, CallbackCallSettings
@@ -45,9 +46,9 @@ from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import slot_window
 from callcenter.clock import SystemClock
 from callcenter.config import AriSettings, BusSettings, DatabaseSettings
-from callcenter.model.callbacks import Actor, ActorKind, CallbackKind
+from callcenter.model.callbacks import Actor
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.simulator.pbx import EndpointConfig, PbxChange
 from callcenter.store.database import create_engine, migrate
@@ -56,11 +57,15 @@ from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
 from callcenter.store.sql_callbacks import CallbackRow
 from callcenter.store.sql_dispatch import SqlDispatchStore
+from callcenter.wiring.dispatch import DISPATCH_ROLE, run_dispatch_loop
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ACTOR = Actor(ActorKind.SYSTEM, "bench")
-POLL_S = 0.05
+#: The dispatcher's and the baseline's polling interval (``--poll-s``): the product's default
+#: (``CALLCENTER_DISPATCH_POLL_S``). The dispatcher also wakes when the next callback falls due, so a
+#: longer poll costs it no latency; a shorter one only adds store reads.
+POLL_S = DispatchSettings().poll_s
 
 
 class _Agents:
@@ -73,7 +78,7 @@ class _Agents:
     async def free_agents(self, queue: str) -> tuple[tuple[str, str], ...]:
         return tuple((a, e) for a, e in self._all.items() if a not in self._held)
 
-    async def hold(self, agent_id: str, why: str) -> bool:
+    async def hold(self, agent_id: str, why: str, *, asked: bool = False) -> bool:
         if agent_id in self._held:
             return False
         self._held.add(agent_id)
@@ -127,7 +132,7 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return round(p50 * 1000, 1), round(p99 * 1000, 1)
 
 
-async def _run(n: int, span_s: float, agents: int) -> dict[str, Any]:
+async def _run(n: int, span_s: float, agents: int, poll_s: float = POLL_S) -> dict[str, Any]:
     schema = f"cc_bench_callbacks_{uuid.uuid4().hex[:8]}"
     admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
     async with admin.begin() as connection:
@@ -166,9 +171,11 @@ async def _run(n: int, span_s: float, agents: int) -> dict[str, Any]:
         sim.observe(confirm)
         report: dict[str, Any] = {"n": n, "span_s": span_s, "agents": agents}
 
-        report.update(await _dispatcher_phase(store, redis, prefix, url, n, span_s, agents, originated))
-        report.update(await _baseline_phase(engine, store, url, n, span_s, originated))
-        report["poll_s"] = POLL_S
+        report.update(
+            await _dispatcher_phase(store, redis, prefix, url, n, span_s, agents, originated, poll_s)
+        )
+        report.update(await _baseline_phase(engine, store, url, n, span_s, originated, poll_s))
+        report["poll_s"] = poll_s
         await engine.dispose()
         return report
     finally:
@@ -190,6 +197,7 @@ async def _dispatcher_phase(
     span_s: float,
     agents: int,
     originated: dict[str, float],
+    poll_s: float,
 ) -> dict[str, Any]:
     """The product's dispatcher: release latency of each callback's first agent leg."""
     # Due times start once every row is written (about 10 ms a row on PostgreSQL here).
@@ -215,13 +223,13 @@ async def _dispatcher_phase(
             settings=DispatchSettings(
                 dial_from=datetime.min.time(),
                 dial_until=datetime.max.time().replace(microsecond=0),
-                poll_s=POLL_S,
+                poll_s=poll_s,
                 disposition_wait_s=0.1,
                 confirm_s=3,
             ),
         )
         links.append(AriLink(session, ari, calls.on_event, on_connected=dispatcher.reconcile, lease=lease))
-        runner = asyncio.create_task(run_dispatch_loop(dispatcher, links[0], lease, poll_s=POLL_S))
+        runner = asyncio.create_task(run_dispatch_loop(dispatcher, links[0], lease, poll_s=poll_s))
         _log(f"dispatcher: {n} callbacks due over {span_s:g} s")
         deadline = time.time() + span_s + 120
         while time.time() < deadline:
@@ -246,7 +254,13 @@ async def _dispatcher_phase(
 
 
 async def _baseline_phase(
-    engine: Any, store: SqlDispatchStore, url: str, n: int, span_s: float, originated: dict[str, float]
+    engine: Any,
+    store: SqlDispatchStore,
+    url: str,
+    n: int,
+    span_s: float,
+    originated: dict[str, float],
+    poll_s: float,
 ) -> dict[str, Any]:
     """The bare SELECT/UPDATE/originate loop on the same schedule."""
     ari = AriSettings(url=url, username="bench", password="bench", app="bench-callbacks")
@@ -284,7 +298,7 @@ async def _baseline_phase(
                     "PJSIP/baseline", app="bench-baseline", channel_id=channel_id, timeout_s=5
                 )
                 base_seen[callback_id] = originated.get(channel_id, time.time())
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(poll_s)
     base = [max(at - base_due[c], 0.0) for c, at in base_seen.items()]
     p50, p99 = _percentiles(base)
     return {"baseline_released": len(base), "baseline_p50_ms": p50, "baseline_p99_ms": p99}
@@ -302,9 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="callbacks becoming due")
     parser.add_argument("--span-s", type=float, default=60.0, help="over this many seconds")
     parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--poll-s", type=float, default=POLL_S, help="polling interval of both loops")
     parser.add_argument("--json", action="store_true", help="accepted for symmetry: the output is JSON")
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(_run(max(args.n, 2), max(args.span_s, 1.0), max(args.agents, 1)))))
+    poll_s = min(max(args.poll_s, 0.01), 5.0)
+    print(json.dumps(asyncio.run(_run(max(args.n, 2), max(args.span_s, 1.0), max(args.agents, 1), poll_s))))
     return 0
 
 

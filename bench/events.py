@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import cProfile
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -64,7 +65,9 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,7 +78,7 @@ from aiohttp import web
 from redis import asyncio as aioredis
 from sqlalchemy import text
 
-from callcenter.app import SERVICES, Services, build_app
+from callcenter.app import SERVICES, Services, build_app, settle_garbage_collector
 from callcenter.ari.events import AriEvent, ChannelHangupRequest, StasisEnd, StasisStart, parse_event
 from callcenter.ari.link import AriLink, ReceivedAt
 from callcenter.ari.translate import ORIGINATED_TAGS
@@ -318,6 +321,76 @@ class Breakdown:
         return rows
 
 
+class StallTracer:
+    """Diagnostics (``--stall-trace S``): where the event loop was when it stalled for more than S seconds.
+
+    A loop task stamps a heartbeat every 50 ms; a daemon thread (diagnostics only, it drives nothing)
+    looks every 50 ms and, when the heartbeat is older than the threshold, takes the loop thread's
+    stack once per stall. The stacks are counted by their innermost project frames and printed at
+    the end, with how long each stall lasted.
+    """
+
+    def __init__(self, threshold_s: float) -> None:
+        self.threshold_s = threshold_s
+        self.beat = time.monotonic()
+        self.stalls: list[tuple[float, str]] = []  # (stall length s, stack summary)
+        self._thread_id = threading.get_ident()
+        self._done = threading.Event()
+        self._current: list[str] | None = None
+        self._started = 0.0
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        generation = info.get("generation", 0)
+        count, total, longest = self.gc_pauses.get(generation, (0, 0.0, 0.0))
+        self.gc_pauses[generation] = (count + 1, total + took, max(longest, took))
+
+    async def heartbeat(self) -> None:
+        thread = threading.Thread(target=self._watch, name="stall-tracer", daemon=True)
+        thread.start()
+        self.gc_pauses: dict[int, tuple[int, float, float]] = {}
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+        try:
+            while True:
+                now = time.monotonic()
+                if self._current is not None:
+                    self.stalls.append((now - self._started, " <- ".join(self._current)))
+                    self._current = None
+                self.beat = now
+                await asyncio.sleep(0.05)
+        finally:
+            gc.callbacks.remove(self._gc)
+            self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            if self._current is None and time.monotonic() - self.beat > self.threshold_s:
+                frame = sys._current_frames().get(self._thread_id)
+                if frame is None:
+                    continue
+                stack = traceback.extract_stack(frame)
+                project = [f for f in stack if "/callcenter/" in f.filename or "/ivr/" in f.filename]
+                chosen = [stack[-1], *reversed(project[-6:])]
+                self._started = self.beat
+                self._current = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in chosen]
+
+    def report(self) -> None:
+        for generation, (count, total, longest) in sorted(getattr(self, "gc_pauses", {}).items()):
+            progress(
+                f"gc generation {generation}: {count} collections, {total:.2f} s in all, longest {longest * 1000:.0f} ms"
+            )
+        if not self.stalls:
+            progress(f"stall trace: no stall over {self.threshold_s:g} s")
+            return
+        progress(f"stall trace: {len(self.stalls)} stalls over {self.threshold_s:g} s (longest first):")
+        for length, stack in sorted(self.stalls, reverse=True)[:25]:
+            progress(f"  {length:6.2f} s  {stack}")
+
+
 # ------------------------------------------------------------------------------------------ world
 
 
@@ -354,6 +427,7 @@ class World:
         self.probe = probe
         self.data_dir = data_dir
         self._hangups_seen = 0
+        self.loop_late_max_s = 0.0  # longest the event loop ran a timer late (a stall), since the start
 
     async def snapshot(self) -> Snapshot:
         sent = await self.sim.hangups(self._hangups_seen)
@@ -515,6 +589,8 @@ async def monitor(world: World, label: str, every_s: float, samples: list[Snapsh
         snap = await world.snapshot()
         samples.append(snap)
         lag = world.probe.take_lag_max()
+        late, world.link.loop_late_max_s = world.link.loop_late_max_s, 0.0
+        world.loop_late_max_s = max(world.loop_late_max_s, late)
         if snap.t - printed >= every_s - 0.01:
             dt = snap.t - last.t
             p99 = world.probe.latencies_ms(last.t, snap.t, snap.t).p(0.99)
@@ -523,6 +599,7 @@ async def monitor(world: World, label: str, every_s: float, samples: list[Snapsh
                 f"events {(snap.handled - last.handled) / dt:.0f}/s backlog {snap.backlog} "
                 f"open {snap.open_calls} (sim {snap.sim['channels']} ch) "
                 f"p99 {p99 if p99 is None else round(p99, 1)} ms lag {lag * 1000:.0f} ms "
+                f"loop late {late * 1000:.0f} ms "
                 f"cpu {(snap.cpu_s - last.cpu_s) / dt:.2f} sim-cpu {(snap.sim['cpu_s'] - last.sim['cpu_s']) / dt:.2f}"
             )
             printed = snap.t
@@ -735,6 +812,7 @@ async def open_world(args: argparse.Namespace, agents: int, label: str) -> Async
                         t0 = time.monotonic()
                         await add_agents(world.services, sim, agents)
                         progress(f"{label}: {agents} agents ready in {time.monotonic() - t0:.1f} s")
+                        settle_garbage_collector()  # as `callcenter serve` does once started
                         yield world
                 finally:
                     removed = await delete_keys(prefix)
@@ -806,7 +884,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     async with open_world(args, agents, "phase 1") as world:
         profiler = cProfile.Profile() if args.cprofile else None
-        one = await phase_one(world, args.rate, args.duration_s, profiler)
+        tracer = StallTracer(args.stall_trace) if args.stall_trace else None
+        beating = asyncio.create_task(tracer.heartbeat()) if tracer is not None else None
+        try:
+            one = await phase_one(world, args.rate, args.duration_s, profiler)
+        finally:
+            if beating is not None and tracer is not None:
+                beating.cancel()
+                tracer.report()
         if profiler is not None:
             profiler.dump_stats(args.cprofile)
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
@@ -815,7 +900,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         captured = await world.sim.dump(str(capture))
         frames = capture.read_text(encoding="utf-8").splitlines()
         sim_one = await world.sim.stats()
-        link_one = {"frames_skipped": world.link.frames_skipped, "handler_errors": world.link.handler_errors}
+        link_one = {
+            "frames_skipped": world.link.frames_skipped,
+            "handler_errors": world.link.handler_errors,
+            "connects": world.link.connects,
+            "loop_late_max_s": round(max(world.loop_late_max_s, world.link.loop_late_max_s), 3),
+        }
         ended_without_hangup = world.probe.ended_without_hangup
     progress(
         f"phase 1: {one.calls} calls, {one.events} events, p50 {one.p50_ms} ms, p99 {one.p99_ms} ms "
@@ -936,6 +1026,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inline-sim", action="store_true", help="run the simulator on the app's event loop")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 s at 20 calls/s, short ramp")
     parser.add_argument("--cprofile", metavar="PATH", help="cProfile the app process during phase 1")
+    parser.add_argument(
+        "--stall-trace",
+        type=float,
+        metavar="S",
+        default=None,
+        help="diagnostics: print where the event loop was in each stall longer than S seconds (phase 1)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import secrets
 import signal
@@ -13,14 +14,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
-from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis import asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
-from yarl import URL
 
 from callcenter.agi.offers import CallbackOfferScript
 from callcenter.agi.outcome import CallOutcomeRecorder, CallOutcomeScript
@@ -32,55 +31,37 @@ from callcenter.api.capacity import ESTIMATE_SERVICE
 from callcenter.api.dispatch import DISPATCH_STORE
 from callcenter.api.queues import QUEUE_SERVICE
 from callcenter.api.session import SESSION_SERVICE, install_session_routes
-from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
-from callcenter.api.stats import STATS_SERVICE, render_wallboard
+from callcenter.api.sms import SMS_HTTP, SmsHttp
+from callcenter.api.stats import STATS_SERVICE
 from callcenter.api.stats_metrics import StatsCollector
 from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.api.wallboard import install_wallboard_routes
-from callcenter.api.worklist import DISPATCHER, WORKLIST
-from callcenter.app_dispatch import DispatchRuntime, build_dispatch
+from callcenter.api.worklist import DISPATCHER
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
-from callcenter.ari.offers import AriCallbackOffers, ari_channels
-from callcenter.ari.stasis import StasisDispatcher
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
-from callcenter.callbacks.policy import OfferSettings
-from callcenter.callbacks.service import CallbackService, CallbackSettings
-from callcenter.callbacks.slots import SlotSettings
+from callcenter.callbacks.service import CallbackService
 from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
-from callcenter.errors import ConfigError, ConflictError, RedisUnavailableError, ValidationError
-from callcenter.model.events import CallQueued
+from callcenter.errors import ConflictError, RedisUnavailableError
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import CallOutcome, Role
+from callcenter.model.vocabulary import Role
 from callcenter.queue.nopbx import NoPbxCallControl
 from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
-from callcenter.sms.keywords import DEFAULT_RULES as DEFAULT_KEYWORD_RULES
-from callcenter.sms.keywords import KeywordRules
-from callcenter.sms.ports import SmsProvider
-from callcenter.sms.quiet import parse_quiet_rules
-from callcenter.sms.rules import SmsRules
+from callcenter.queue.settings_cache import CachedQueueRepository
 from callcenter.sms.service import CONSUMER_GROUP as SMS_CONSUMER_GROUP
-from callcenter.sms.service import EngineSettings, SmsEngine
-from callcenter.sms.templates import Templates, parse_templates
-from callcenter.sms_gateways.console import ConsoleProvider
-from callcenter.sms_gateways.kannel import KannelProvider, KannelSettings
-from callcenter.sms_gateways.twilio import TwilioProvider, TwilioSettings
-from callcenter.stats.definitions import StatsConfig
-from callcenter.stats.feed import SnapshotFeed
-from callcenter.stats.service import CONSUMER_GROUP as STATS_CONSUMER_GROUP
+from callcenter.sms.service import SmsEngine
 from callcenter.stats.service import StatsService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
-from callcenter.store.media_files import MediaFolder
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
-from callcenter.store.redis_lease import RedisLease, default_owner_id
+from callcenter.store.redis_lease import default_owner_id
 from callcenter.store.redis_sessions import RedisSessionStore
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_callbacks import SqlCallbackRepository
@@ -94,17 +75,19 @@ from callcenter.store.sql_repos import (
     SqlStepStore,
     SqlTokenRepository,
 )
-from callcenter.store.sql_sms import SqlSmsStore
-from callcenter.store.sql_stats import SqlStatsRepository
-from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail import service as voicemail_service
 from callcenter.voicemail.agi_script import VoicemailScript
+from callcenter.voicemail.callbacks import CONSUMER_GROUP as VOICEMAIL_CALLBACKS
 from callcenter.voicemail.capture import AriVoicemailTaker
 from callcenter.voicemail.pool import ProcessPoolAnalyser
-from callcenter.voicemail.ports import SpeechAnalyser
 from callcenter.voicemail.service import VoicemailService
-from callcenter.voicemail.triage import DEFAULT_RULES as DEFAULT_TRIAGE_RULES
-from callcenter.voicemail.triage import TriageRules, parse_rules
+from callcenter.wiring.agent import install_agent_page
+from callcenter.wiring.ari import ari_link
+from callcenter.wiring.callbacks import callback_settings, callback_tick
+from callcenter.wiring.dispatch import DispatchRuntime, build_dispatch
+from callcenter.wiring.sms import attach_callbacks, build_sms_engine, sms_webhook_settings
+from callcenter.wiring.stats import build_stats, statistics
+from callcenter.wiring.voicemail import run_retention, voicemail_callbacks_for, voicemail_service_for
 from ivr.voicemail import VoicemailFlow
 
 if TYPE_CHECKING:
@@ -114,8 +97,6 @@ logger = logging.getLogger(__name__)
 
 #: How often the queue service's time-driven work runs (wrap-ups, max wait, ring backstops).
 TICK_S: Final = 1.0
-#: Lifetime of the ARI link's lease; it is renewed every third of it.
-ARI_LEASE_TTL_MS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +106,7 @@ class Store:
     engine: AsyncEngine
     calls: SqlCallRepository
     agents: SqlAgentRepository
-    queues: SqlQueueRepository
+    queues: CachedQueueRepository
     tokens: SqlTokenRepository
     audit: SqlAuditLog
 
@@ -170,7 +151,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             engine=engine,
             calls=SqlCallRepository(engine),
             agents=SqlAgentRepository(engine),
-            queues=SqlQueueRepository(engine),
+            # Settings are read several times per call: served from memory (see settings_cache).
+            queues=CachedQueueRepository(SqlQueueRepository(engine)),
             tokens=SqlTokenRepository(engine),
             audit=SqlAuditLog(engine),
         )
@@ -214,13 +196,6 @@ async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
             yield queue
         finally:
             await queue.close(grace_s=settings.shutdown_grace_s)
-
-
-def ari_lease_role(settings: AriSettings) -> str:
-    """The lease name of the ARI link of one Asterisk: one process per Asterisk holds its events socket."""
-    assert settings.url is not None
-    url = URL(settings.url)
-    return f"ari-link.{url.host or 'asterisk'}.{url.port or 0}.{settings.app}"
 
 
 async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -291,11 +266,12 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     link: AriLink | None = None
     taker: AriVoicemailTaker | None = None
     if client is not None:
-        link, taker = _ari_link(
+        link, taker = ari_link(
             settings, session, client, redis, keys, queue, callbacks, voicemails, store, clock, stack
         )
     stats = build_stats(settings, store, clock)
-    # The callback dispatcher: its own lease and ARI application (callcenter/app_dispatch.py).
+    # The callback dispatcher: its own lease and ARI application, led only where the ARI link is up
+    # (callcenter/wiring/dispatch.py).
     dispatch = build_dispatch(
         settings,
         session=session,
@@ -306,7 +282,9 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         callbacks=callbacks,
         bus=bus,
         clock=clock,
+        ari_link=link,
     )
+    attach_callbacks(sms, dispatch.sources, callbacks, store, clock)  # SMS "1"/"2" act on callbacks
     services = Services(
         settings=settings,
         store=store,
@@ -354,14 +332,26 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             stats.feed.close()
 
     app.on_shutdown.append(close_feeds)
-    app.cleanup_ctx.append(_statistics(services, RedisEventTail(redis, keys)))
+    app.cleanup_ctx.append(statistics(services, RedisEventTail(redis, keys)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates
     app[CALLBACK_SERVICE] = callbacks
     app[VOICEMAIL_SERVICE] = voicemails
     app[DISPATCH_STORE] = dispatch.store
-    app[WORKLIST] = dispatch.worklist
+    # The agents' worklist with its read models, its page and live feed (callcenter/wiring/agent.py).
+    install_agent_page(
+        app,
+        settings,
+        dispatch=dispatch,
+        queue=queue,
+        voicemails=voicemails,
+        engine=store.engine,
+        bus=bus,
+        redis=redis,
+        keys=keys,
+        clock=clock,
+    )
     app[DISPATCHER] = dispatch.dispatcher
     recorder = CallOutcomeRecorder(
         store.calls,
@@ -388,49 +378,6 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
     return app
 
 
-def _ari_link(
-    settings: Settings,
-    session: aiohttp.ClientSession,
-    client: AriClient,
-    redis: aioredis.Redis,
-    keys: RedisKeys,
-    queue: QueueService,
-    callbacks: CallbackService,
-    voicemails: VoicemailService,
-    store: Store,
-    clock: Clock,
-    stack: contextlib.AsyncExitStack,
-) -> tuple[AriLink, AriVoicemailTaker]:
-    """The ARI link feeding our queue, under the lease, with callback offers and voicemail hooked in."""
-    dispatcher = StasisDispatcher(queue, client, default_region=settings.default_region)
-    lease = RedisLease(redis, keys, ari_lease_role(settings.ari), default_owner_id(), ARI_LEASE_TTL_MS)
-    offers: AriCallbackOffers | None = None
-    if settings.callback.ivr_offers:
-        offers = AriCallbackOffers(
-            ari_channels(client, dispatcher),
-            queue,
-            callbacks,
-            store.queues,
-            every_s=settings.callback.announce_every_s,
-        )
-        queue.add_step_hook(offers.on_step)
-        stack.push_async_callback(offers.close)
-
-    async def resync() -> None:
-        # A process taking the lease over first adopts the calls its predecessor queued (they
-        # keep their place and wait), so the resync does not re-queue them as new arrivals.
-        await queue.take_back()
-        await dispatcher.resync()
-        if offers is not None:
-            await offers.adopt(queue)  # restored callers are not queued again: no step starts them
-
-    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
-    flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
-    taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
-    queue.use_voicemail(taker)
-    return link, taker
-
-
 def _background(services: Services) -> Callable[[web.Application], AsyncIterator[None]]:
     """The long-running tasks: the ARI link and the queue's ticker, cancelled at shutdown."""
 
@@ -448,7 +395,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             asyncio.create_task(_capture(services.estimates), name="capacity-capture"),
         ]
         if services.callbacks is not None:
-            tasks.append(asyncio.create_task(_callback_tick(services.callbacks), name="callback-tick"))
+            tasks.append(asyncio.create_task(callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
         if services.sms is not None:
@@ -462,7 +409,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                 asyncio.create_task(services.sms.run(), name="sms-outbox"),
             ]
         if services.voicemails is not None:
-            tasks.append(asyncio.create_task(_retention(services.voicemails), name="voicemail-retention"))
+            tasks.append(asyncio.create_task(run_retention(services.voicemails), name="voicemail-retention"))
             if services.speech is not None:  # transcription in child processes, jobs from the bus
                 tasks.append(
                     asyncio.create_task(
@@ -477,6 +424,19 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                 )
         if services.dispatch is not None:
             tasks.append(asyncio.create_task(services.dispatch.run(services.bus), name="callback-dispatch"))
+            if services.voicemails is not None and services.settings.voicemail.callbacks:
+                # Each voicemail becomes a callback on the worklist (callcenter/voicemail/callbacks.py).
+                handler = voicemail_callbacks_for(
+                    services.settings, services.store.engine, services.dispatch.sources, services.clock
+                )
+                tasks.append(
+                    asyncio.create_task(
+                        services.bus.consume(
+                            VOICEMAIL_CALLBACKS, default_owner_id(), handler.handle, stop=stop
+                        ),
+                        name="voicemail-callbacks",
+                    )
+                )
         yield
         stop.set_result(None)
         for task in tasks:
@@ -487,83 +447,6 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         # The link and ticker have stopped; the queue's writer drains what they queued before the
         # store closes (close_adapters runs later, in on_cleanup).
         await services.queue.close(grace_s=services.settings.shutdown_grace_s)
-
-    return run
-
-
-def stats_config(settings: Settings) -> StatsConfig:
-    """The metric definitions' parameters from the settings (queue thresholds come from the store)."""
-    return StatsConfig(
-        service_level_s=settings.stats.service_level_s,
-        closure_window_s=settings.stats.closure_window_s,
-        conversion_rate=settings.stats.conversion_rate,
-        average_value=settings.stats.average_value,
-    )
-
-
-def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
-    """The statistics service over the store, with the settings' definitions and time zone."""
-    config = stats_config(settings)
-    stats = StatsService(
-        SqlStatsRepository(store.engine), clock, config, zone=ZoneInfo(settings.stats.time_zone)
-    )
-    stats.feed = SnapshotFeed(lambda: render_wallboard(stats))
-    return stats
-
-
-def _statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The live board (seeded from the store and the queue board, then the event tail), the
-    materialiser of interval rows, and the wallboard feed."""
-
-    async def run(_: web.Application) -> AsyncIterator[None]:
-        stats, queue = services.stats, services.queue
-        assert stats is not None and stats.feed is not None
-        queues = await queue.list_queues()
-        stats.set_service_levels({q.name: float(q.service_level_s) for q in queues})
-        await stats.load_thresholds()
-        stats.know_queues(q.name for q in queues)
-        position = await tail.position()
-        await stats.load_today()
-        if services.callbacks is not None:
-            await stats.load_callbacks(services.callbacks)
-        if services.voicemails is not None:
-            await stats.load_voicemails(services.voicemails)
-        if services.sms is not None:
-            await stats.load_sms(services.sms)
-        cursor: str | None = None
-        while True:
-            page = await queue.list_agents(cursor=cursor, limit=500)
-            for status in page.items:
-                since = status.since or services.clock.now()
-                stats.seed_agent(status.record.id, status.state, since, status.record.queues)
-            cursor = page.next
-            if cursor is None:
-                break
-        for record in queues:
-            for caller in (await queue.live(record.name)).view.waiting:
-                await stats.observe(
-                    CallQueued(
-                        event_id=f"queued:{caller.call_id}",
-                        occurred_at=caller.enqueued_at,
-                        call_id=caller.call_id,
-                        queue=record.name,
-                        caller=caller.caller.display,
-                    )
-                )
-        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        tasks = [
-            asyncio.create_task(tail.follow(position, stats.observe, stop=stop), name="stats-tail"),
-            asyncio.create_task(
-                services.bus.consume(STATS_CONSUMER_GROUP, default_owner_id(), stats.handle, stop=stop),
-                name="stats-materialiser",
-            ),
-            asyncio.create_task(stats.feed.run(), name="wallboard-feed"),
-        ]
-        yield
-        stop.set_result(None)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     return run
 
@@ -605,87 +488,6 @@ async def _capture(estimates: EstimateService) -> None:
             logger.exception("capacity capture failed")
 
 
-#: How often kept places are checked against the line (and bookings, now and then, against the plan).
-CALLBACK_TICK_S: Final = 2.0
-
-
-def callback_settings(settings: Settings) -> CallbackSettings:
-    """The callback service's settings from ``CALLCENTER_CALLBACK_*``. :raises ValidationError:"""
-    config = settings.callback
-    return CallbackSettings(
-        slots=SlotSettings(
-            length_min=config.slot_min,
-            callback_handle_s=config.handle_s,
-            safety_margin=config.safety_margin,
-            target_service_level=config.target_service_level,
-            min_lead_s=config.min_lead_s,
-        ),
-        offer=OfferSettings(
-            wait_threshold_s=config.offer_wait_s,
-            position_threshold=config.offer_position,
-            calls_per_agent=config.offer_calls_per_agent,
-            grace_s=config.grace_s,
-        ),
-        grace_s=config.grace_s,
-        horizon_days=config.horizon_days,
-        default_region=settings.default_region,
-        allowed_regions=config.allowed_regions,
-    )
-
-
-async def _callback_tick(callbacks: CallbackService) -> None:
-    while True:
-        await asyncio.sleep(CALLBACK_TICK_S)
-        await callbacks.tick()  # never raises
-
-
-#: How often retention looks for voicemail audio past its time.
-RETENTION_EVERY_S: Final = 3600.0
-
-
-def triage_rules(settings: Settings) -> TriageRules:
-    """The triage rules: the file named by ``CALLCENTER_VOICEMAIL_TRIAGE_RULES``, else the built-in ones.
-
-    :raises ConfigError: naming the setting, for a file that cannot be read or parsed.
-    """
-    path = settings.voicemail.triage_rules
-    if path is None:
-        return DEFAULT_TRIAGE_RULES
-    source = f"CALLCENTER_VOICEMAIL_TRIAGE_RULES={str(path)!r}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: {exc.strerror or exc}") from exc
-    return parse_rules(text, source)
-
-
-def voicemail_service_for(
-    settings: Settings, engine: AsyncEngine, bus: RedisEventBus, clock: Clock, speech: SpeechAnalyser | None
-) -> VoicemailService:
-    """The voicemail service over the store, the bus and the media folder; ``speech`` may be absent."""
-    return VoicemailService(
-        SqlVoicemailRepository(engine),
-        bus,
-        MediaFolder(settings.voicemail_dir),
-        speech,
-        clock,
-        rules=triage_rules(settings),
-        attempts=settings.voicemail.attempts,
-        max_deliveries=settings.bus.max_deliveries,
-        retention_days=settings.voicemail.retention_days,
-        keep_transcripts=settings.voicemail.keep_transcripts,
-    )
-
-
-async def _retention(voicemails: VoicemailService) -> None:
-    while True:
-        try:
-            await voicemails.purge()
-        except Exception:
-            logger.exception("voicemail retention failed; trying again later")
-        await asyncio.sleep(RETENTION_EVERY_S)
-
-
 async def run_transcription_worker(settings: Settings) -> None:
     """``callcenter worker --transcribe``: consume transcription jobs until SIGTERM or SIGINT.
 
@@ -706,7 +508,7 @@ async def run_transcription_worker(settings: Settings) -> None:
                     bus.consume(voicemail_service.CONSUMER_GROUP, consumer, voicemails.handle, stop=stop),
                     name="voicemail-transcription",
                 ),
-                asyncio.create_task(_retention(voicemails), name="voicemail-retention"),
+                asyncio.create_task(run_retention(voicemails), name="voicemail-retention"),
             ]
             print(f"transcription worker {consumer} ready", file=sys.stderr, flush=True)
             try:
@@ -724,8 +526,19 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
     """``callcenter serve``: run until SIGTERM or SIGINT, then shut down within the grace period."""
     app = await build_app(settings)
     async with _running(app, settings, host or settings.http.host, port) as url:
+        settle_garbage_collector()
         print(f"serving on {url}", file=sys.stderr, flush=True)
         await _until_signalled()
+
+
+def settle_garbage_collector() -> None:
+    """Once started: move every object made so far out of the collector's reach (``gc.freeze``).
+
+    Modules, settings, queues and agents live as long as the process; a full collection would scan
+    them all again each time, a pause of hundreds of milliseconds on the event loop under load.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @contextlib.asynccontextmanager
@@ -836,152 +649,3 @@ async def _seed_demo(services: Services, sim: SimulatedAsterisk) -> None:
                 agent_id=agent_id, name=name, endpoint=endpoint, queues=[DEMO_QUEUE], actor="demo"
             )
         await queue.login(agent_id, actor="demo", queues=[DEMO_QUEUE])
-
-
-# -- SMS follow-up (issue 9) --------------------------------------------------------------------------
-
-#: The consent ledger's key file in the data dir when CALLCENTER_SMS_CONSENT_SECRET is empty.
-CONSENT_KEY_FILE: Final = "sms-consent.key"
-
-
-def consent_secret(settings: Settings) -> bytes:
-    """The ledger's number-hash key: the setting, else the data dir's key file (made once, mode 0600)."""
-    if settings.sms.consent_secret:
-        return settings.sms.consent_secret.encode()
-    path = settings.data_dir / CONSENT_KEY_FILE
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            with open(path, "x", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(32))
-            path.chmod(0o600)
-    secret = path.read_text(encoding="ascii").strip()
-    if not secret:
-        raise ConfigError(f"{path}: the consent key file is empty")
-    return secret.encode()
-
-
-def sms_templates(settings: Settings) -> Templates:
-    """The templates file named by CALLCENTER_SMS_TEMPLATES, else the shipped one; checked whole."""
-    from importlib import resources
-
-    if settings.sms.templates:
-        try:
-            text = open(settings.sms.templates, encoding="utf-8").read()  # noqa: SIM115
-        except OSError as exc:
-            raise ConfigError(
-                f"CALLCENTER_SMS_TEMPLATES: cannot read {settings.sms.templates}: {exc}"
-            ) from exc
-    else:
-        text = resources.files("callcenter.sms").joinpath("templates.toml").read_text(encoding="utf-8")
-    try:
-        return parse_templates(text)
-    except ValidationError as exc:
-        raise ConfigError(f"CALLCENTER_SMS_TEMPLATES: {exc}") from exc
-
-
-def sms_engine_settings(settings: Settings) -> EngineSettings:
-    """The engine's rules from CALLCENTER_SMS_*. :raises ConfigError: naming the setting at fault."""
-    sms = settings.sms
-    try:
-        triggers = frozenset(CallOutcome(t) for t in sms.triggers)
-    except ValueError as exc:
-        raise ConfigError(f"CALLCENTER_SMS_TRIGGERS: {exc}") from exc
-    try:
-        quiet = parse_quiet_rules(sms.quiet_hours, sms.quiet_regions)
-        rules = SmsRules(
-            triggers=triggers,
-            require_mobile=sms.require_mobile,
-            resend_after=timedelta(seconds=sms.resend_after_s),
-            daily_cap=sms.daily_cap,
-            quiet=quiet,
-        )
-    except ValidationError as exc:
-        raise ConfigError(f"CALLCENTER_SMS_QUIET_HOURS / _QUIET_REGIONS / _TRIGGERS: {exc}") from exc
-    keywords = (
-        KeywordRules.with_phrases(sms.revocation_phrases) if sms.revocation_phrases else DEFAULT_KEYWORD_RULES
-    )
-    return EngineSettings(
-        rules=rules,
-        templates=sms_templates(settings),
-        keywords=keywords,
-        consent_secret=consent_secret(settings),
-        default_region=settings.default_region,
-    )
-
-
-def sms_provider(settings: Settings, session: aiohttp.ClientSession) -> SmsProvider:
-    sms = settings.sms
-    if sms.provider == "kannel":
-        if not sms.kannel_secret or not sms.callback_base:
-            raise ConfigError(
-                "the Kannel provider needs CALLCENTER_SMS_KANNEL_SECRET and CALLCENTER_SMS_CALLBACK_BASE"
-            )
-        return KannelProvider(
-            session,
-            KannelSettings(
-                sendsms_url=sms.kannel_sendsms_url,
-                username=sms.kannel_username,
-                password=sms.kannel_password,
-                sender=sms.kannel_sender,
-                callback_base=f"{sms.callback_base}/api/v1/sms/kannel",
-                secret=sms.kannel_secret,
-            ),
-        )
-    if sms.provider == "twilio":
-        if not (
-            sms.twilio_account_sid
-            and sms.twilio_auth_token
-            and (sms.twilio_from or sms.twilio_messaging_service_sid)
-        ):
-            raise ConfigError(
-                "the Twilio provider needs CALLCENTER_SMS_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and _FROM "
-                "(or _MESSAGING_SERVICE_SID)"
-            )
-        return TwilioProvider(
-            session,
-            TwilioSettings(
-                account_sid=sms.twilio_account_sid,
-                auth_token=sms.twilio_auth_token,
-                sender=sms.twilio_from,
-                messaging_service_sid=sms.twilio_messaging_service_sid,
-                api_base=sms.twilio_api_base,
-                public_base=sms.callback_base,
-            ),
-        )
-    return ConsoleProvider()
-
-
-def sms_webhook_settings(settings: Settings) -> WebhookSettings:
-    sms = settings.sms
-    return WebhookSettings(
-        kannel_secret=sms.kannel_secret,
-        kannel_allowed=sms.kannel_allowed,
-        twilio_auth_token=sms.twilio_auth_token,
-        twilio_public_base=sms.callback_base,
-        rate_per_s=sms.webhook_rate_per_s,
-        burst=max(1, int(sms.webhook_rate_per_s * 4)),
-    )
-
-
-def build_sms_engine(
-    settings: Settings,
-    store: Store,
-    session: aiohttp.ClientSession,
-    clock: Clock,
-    *,
-    bus: RedisEventBus | None = None,
-) -> SmsEngine:
-    """The SMS engine over the store and the configured provider; with ``bus``, it publishes the
-    statistics' SMS events (sent, delivered, consent changed)."""
-    engine = SmsEngine(
-        SqlSmsStore(store.engine),
-        sms_provider(settings, session),
-        store.calls,
-        store.queues,
-        clock,
-        sms_engine_settings(settings),
-    )
-    if bus is not None:
-        engine.publish = bus.publish
-    return engine

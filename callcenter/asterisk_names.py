@@ -34,6 +34,9 @@ CONTEXT_OUTCOME_HOOK = "callcenter-outcome-hook"
 
 #: The key that leaves an ``app_queue`` queue for the callback offer.
 QUEUE_EXIT_KEY = "1"
+#: The key that leaves an ``app_queue`` queue to leave a message (the ``voicemail`` script); the ARI
+#: queue's key is ``CALLCENTER_VOICEMAIL_KEY``, the same by default.
+QUEUE_VOICEMAIL_KEY = "9"
 
 # -- global variables a site sets in ``[globals]`` -----------------------------------------------
 
@@ -59,6 +62,10 @@ VAR_EXIT_POSITION = "CC_EXIT_POSITION"
 #: Set to :data:`CALLBACK_ACCEPTED` by the callback-offer script when the caller takes a callback.
 VAR_CALLBACK = "CC_CALLBACK"
 CALLBACK_ACCEPTED = "accepted"
+#: Set to :data:`VOICEMAIL_RECORDED` by the voicemail script as the recording starts: the outcome is
+#: ``voicemail`` (what was said is kept even when the caller hangs up to end the message).
+VAR_VOICEMAIL = "CC_VOICEMAIL"
+VOICEMAIL_RECORDED = "recorded"
 #: Why the dialplan could not serve the call (``unknown_queue``): the outcome is ``failed``.
 VAR_FAILED = "CC_FAILED"
 #: Set by the call-outcome script on the channel: the outcome it recorded (for CDRs and logs).

@@ -18,6 +18,7 @@ from callcenter import (
     cli_dispatch,
     cli_prompts,
     cli_simulate,
+    cli_sms,
     cli_stats,
     cli_transcribe,
 )
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_prompts.add_subcommands(sub)
     cli_dispatch.add_subcommands(sub)
     cli_stats.add_subcommands(sub)
+    cli_sms.add_subcommands(sub)
     return parser
 
 
@@ -149,6 +151,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await cli_dispatch.run(args, settings)
     if args.command in cli_stats.COMMANDS:
         return await cli_stats.run(args, settings)
+    if args.command in cli_sms.COMMANDS:
+        return await cli_sms.run(args, settings)
     raise AssertionError(args.command)
 
 

@@ -30,9 +30,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     import callcenter.app as app
     from callcenter.store.sql_stats import SqlStatsRepository
+    from callcenter.wiring.stats import stats_config
 
     async with app.open_store(settings) as store:
-        config = app.stats_config(settings)
+        config = stats_config(settings)
         queues = await store.queues.list()
         config = dataclasses.replace(config, thresholds={q.name: float(q.service_level_s) for q in queues})
         folded = await SqlStatsRepository(store.engine).rebuild(config)

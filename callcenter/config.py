@@ -127,6 +127,9 @@ class VoicemailSettings:
     max_s: float = 120.0
     max_silence_s: float = 5.0
     spool_dir: Path | None = None
+    key: str = "9"
+    callbacks: bool = True
+    callback_silent: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -327,6 +330,9 @@ class Settings:
                 spool_dir=Path(str(v("VOICEMAIL_SPOOL_DIR"))).expanduser()
                 if v("VOICEMAIL_SPOOL_DIR")
                 else None,
+                key=str(v("VOICEMAIL_KEY")),
+                callbacks=bool(v("VOICEMAIL_CALLBACKS")),
+                callback_silent=bool(v("VOICEMAIL_CALLBACK_SILENT")),
             ),
             log=LogSettings(format=str(v("LOG_FORMAT")), level=str(v("LOG_LEVEL"))),
             callback=CallbackConfig(
@@ -463,6 +469,17 @@ def _positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _voicemail_key(raw: str) -> str:
+    key = raw.strip()
+    if key in ("1", "2"):
+        raise ValueError(
+            "1 and 2 are the callback offer's keys (keep my place, a later time): choose another"
+        )
+    if key and (len(key) != 1 or key not in "0123456789*"):
+        raise ValueError("must be one key, 0-9 or *, or empty to offer no voicemail by key")
+    return key
 
 
 def _bool(raw: str) -> bool:
@@ -1171,6 +1188,25 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         _text,
         "Folder Asterisk's AGI `RECORD FILE` writes messages to, the same path on both sides (a shared "
         "volume); set, the FastAGI server offers the `voicemail` script.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_KEY",
+        "9",
+        _voicemail_key,
+        "Key a caller waiting in an ARI queue presses to leave a message instead (announced with the "
+        "waits; needs the callback offers' announcements); empty: no voicemail by key.",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_CALLBACKS",
+        "true",
+        _bool,
+        "Each transcribed voicemail becomes a callback on the agents' worklist (merged into an open one).",
+    ),
+    SettingSpec(
+        f"{PREFIX}VOICEMAIL_CALLBACK_SILENT",
+        "false",
+        _bool,
+        "A silent voicemail (no words) becomes a callback too; false leaves it a missed call to follow up.",
     ),
     SettingSpec(
         f"{PREFIX}DISPATCH_PERSONAL_S",

@@ -35,6 +35,8 @@ _RAW_FORMATS: Final[dict[str, tuple[str, dict[str, str]]]] = {
     ".sln16": ("s16le", {"sample_rate": "16000", "ch_layout": "mono"}),
 }
 
+#: Samples (at the file's rate) resampled at once while decoding.
+GROUP_SAMPLES: Final = 16_000
 #: Longest recording we decode (a voicemail is minutes; this stops a runaway file filling memory).
 MAX_DURATION_S: Final = 4 * 3600
 
@@ -90,16 +92,32 @@ def _decode_container(container: av.container.InputContainer) -> Audio:
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
     chunks: list[npt.NDArray[np.int16]] = []
     total = 0
+    # Frames are resampled in groups of about a second: one call per GSM frame (20 ms) costs more
+    # than the resampling itself.
+    fifo = av.AudioFifo()
+
+    def resample(frame: av.AudioFrame | None) -> int:
+        added = 0
+        for out in resampler.resample(frame):
+            chunk = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            chunks.append(chunk)
+            added += len(chunk)
+        return added
+
     try:
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunk = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                chunks.append(chunk)
-                total += len(chunk)
-            if total > MAX_DURATION_S * RATE:
-                raise AudioDecodeError(f"longer than {MAX_DURATION_S // 3600} hours: refused")
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # the FIFO checks timestamps; a file's gaps are not ours to judge
+                fifo.write(frame)
+                if fifo.samples >= GROUP_SAMPLES:
+                    total += resample(fifo.read())
+                if total > MAX_DURATION_S * RATE:
+                    raise AudioDecodeError(f"longer than {MAX_DURATION_S // 3600} hours: refused")
+        finally:
+            # What decoded before an error (a truncated file) is kept.
+            if fifo.samples:
+                resample(fifo.read())
+        resample(None)
     except av.error.FFmpegError as exc:
         if not chunks:
             raise AudioDecodeError(f"corrupt audio ({_reason(exc)})") from exc

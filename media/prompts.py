@@ -31,6 +31,8 @@ PROMPTS: Final[Mapping[str, str]] = {
     "offer-stay": "Or stay on the line to keep waiting.",
     "not-understood": "Sorry, I did not get that.",
     "keep-waiting": "Please stay on the line. We will be with you as soon as we can.",
+    # voicemail by key (the key is said after it)
+    "leave-message": "To leave a message instead, press",
     # the number
     "we-will-call": "We will call you back on",
     "confirm-or-change": "Press 1 to confirm, or 2 to enter another number.",

@@ -8,8 +8,10 @@ the same file take 2.5 s one run and 12.9 s the next, with different words.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -141,14 +143,28 @@ class WhisperTranscriber:
         return self._model
 
     def transcribe(
-        self, samples: npt.NDArray[np.float32], *, offset_s: float = 0.0, vad_filter: bool = True
+        self,
+        samples: npt.NDArray[np.float32],
+        *,
+        offset_s: float = 0.0,
+        vad_filter: bool = True,
+        chunks: Sequence[tuple[float, float]] | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float ``samples``; segment times are shifted by ``offset_s``.
 
-        With ``vad_filter`` Silero VAD removes pauses before decoding (faster-whisper's own, times
-        restored to the input). Whisper drops windows it judges non-speech (``no_speech_prob``), so a
-        recording without speech gives an empty text rather than "You" or ". . .".
+        With ``chunks`` (``(start_s, end_s)`` stretches of ``samples``, in order, not overlapping) only
+        those stretches are transcribed, joined end to end, and segment times are put back on the
+        recording's clock: the caller found the speech already, so faster-whisper's own VAD does not
+        run again. Otherwise, with ``vad_filter``, Silero VAD removes pauses before decoding
+        (faster-whisper's own, times restored to the input). Whisper drops windows it judges
+        non-speech (``no_speech_prob``), so a recording without speech gives an empty text rather
+        than "You" or ". . .".
         """
+        duration_s = len(samples) / 16_000
+        restore: Callable[[float, bool], float] = lambda t, _end: t  # noqa: E731
+        if chunks is not None:
+            samples, restore = _join(samples, chunks)
+            vad_filter = False
         segments, info = self._model.transcribe(
             samples,
             language=self.options.language,
@@ -158,12 +174,12 @@ class WhisperTranscriber:
             vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
             condition_on_previous_text=False,
         )
-        end_of_audio = offset_s + len(samples) / 16_000
+        end_of_audio = offset_s + duration_s
         # Whisper's last timestamp may run past the audio (it rounds to its 30 s window): clip it.
         kept = tuple(
             TextSegment(
-                start_s=round(min(offset_s + s.start, end_of_audio), 3),
-                end_s=round(min(offset_s + s.end, end_of_audio), 3),
+                start_s=round(min(offset_s + restore(s.start, False), end_of_audio), 3),
+                end_s=round(min(offset_s + restore(s.end, True), end_of_audio), 3),
                 text=s.text.strip(),
                 avg_logprob=float(s.avg_logprob),
                 no_speech_prob=float(s.no_speech_prob),
@@ -177,9 +193,38 @@ class WhisperTranscriber:
             language_probability=float(info.language_probability),
             segments=kept,
             confidence=_confidence(kept),
-            duration_s=len(samples) / 16_000,
+            duration_s=duration_s,
         )
         return transcript.masked() if self.options.mask_cards else transcript
+
+
+def _join(
+    samples: npt.NDArray[np.float32], chunks: Sequence[tuple[float, float]]
+) -> tuple[npt.NDArray[np.float32], Callable[[float, bool], float]]:
+    """``chunks`` of ``samples`` end to end, and the map from a time in the result to the input's."""
+    pieces: list[npt.NDArray[np.float32]] = []
+    joined_starts: list[float] = []
+    table: list[tuple[float, float, float]] = []  # (start in the joined audio, start in samples, length)
+    at = 0.0
+    for start_s, end_s in chunks:
+        piece = samples[int(start_s * 16_000) : int(end_s * 16_000)]
+        if not len(piece):
+            continue
+        length = len(piece) / 16_000
+        pieces.append(piece)
+        joined_starts.append(at)
+        table.append((at, start_s, length))
+        at += length
+    if not pieces:
+        return samples[:0], lambda t, _end: t
+
+    def restore(t: float, is_end: bool) -> float:
+        # An end exactly on a seam belongs to the chunk before it.
+        index = (bisect.bisect_left if is_end else bisect.bisect_right)(joined_starts, t) - 1
+        joined, original, length = table[max(index, 0)]
+        return original + min(max(t - joined, 0.0), length)
+
+    return np.concatenate(pieces), restore
 
 
 def _confidence(segments: tuple[TextSegment, ...]) -> float:

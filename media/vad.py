@@ -126,6 +126,44 @@ def trim(pcm: npt.NDArray[np.int16], rate: int, report: SpeechReport) -> npt.NDA
     return pcm[int(span.start_s * rate) : int(span.end_s * rate)]
 
 
+def speech_chunks(report: SpeechReport, pad_s: float = PAD_MS / 1000) -> tuple[Span, ...]:
+    """webrtcvad's speech segments, each padded by ``pad_s`` and clipped, overlapping ones merged.
+
+    What the transcriber is given: the recording without its pauses (Whisper encodes 30 s windows,
+    so a minute of message with twenty seconds of pauses costs a window less).
+    """
+    merged: list[Span] = []
+    for span in report.segments:
+        start, end = max(span.start_s - pad_s, 0.0), min(span.end_s + pad_s, report.duration_s)
+        if merged and start <= merged[-1].end_s:
+            merged[-1] = Span(merged[-1].start_s, max(end, merged[-1].end_s))
+        else:
+            merged.append(Span(start, end))
+    return tuple(merged)
+
+
+def confirm_speech(
+    samples: npt.NDArray[np.float32],
+    chunks: tuple[Span, ...],
+    *,
+    rate: int = 16_000,
+    min_speech_s: float = MIN_CONFIRMED_SPEECH_S,
+) -> bool:
+    """True once Silero VAD finds ``min_speech_s`` of speech in ``chunks`` of ``samples``.
+
+    Chunks are checked in order and the check stops as soon as enough speech is found, so a real
+    message costs Silero one sentence or two; noise and tones are checked to the end and refused.
+    """
+    found = 0.0
+    for chunk in chunks:
+        found += sum(
+            s.duration_s for s in silero_speech(samples[int(chunk.start_s * rate) : int(chunk.end_s * rate)])
+        )
+        if found >= min_speech_s:
+            return True
+    return False
+
+
 def silero_speech(samples: npt.NDArray[np.float32], *, threshold: float = 0.5) -> tuple[Span, ...]:
     """Silero VAD's speech spans in 16 kHz float ``samples`` (the second opinion on webrtcvad's)."""
     options = VadOptions(threshold=threshold, min_silence_duration_ms=500, speech_pad_ms=200)

@@ -38,6 +38,8 @@ from callcenter.asterisk_names import (
     VAR_QUEUE_ENTERED_AT,
     VAR_QUEUE_JOINED_AT,
     VAR_QUEUE_LEFT_AT,
+    VAR_VOICEMAIL,
+    VOICEMAIL_RECORDED,
 )
 from callcenter.bus import EventBus
 from callcenter.clock import Clock
@@ -85,6 +87,7 @@ READ_VARIABLES: Final[Mapping[str, str]] = {
     VAR_EXIT_POSITION: VAR_EXIT_POSITION,
     VAR_CALLBACK: VAR_CALLBACK,
     VAR_FAILED: VAR_FAILED,
+    VAR_VOICEMAIL: VAR_VOICEMAIL,
     "NOW": NOW_EXPRESSION,
 }
 #: The longest value accepted for one variable.
@@ -135,6 +138,7 @@ def read_report(values: Mapping[str, str], *, received_at: datetime) -> AppQueue
         hold_s=_hold_s(text("QUEUEWAIT_MS"), text("QEHOLDTIME")) if answered else None,
         exit_key=text(VAR_EXIT_KEY) or None,
         callback_accepted=text(VAR_CALLBACK).lower() == CALLBACK_ACCEPTED,
+        voicemail_recorded=text(VAR_VOICEMAIL).lower() == VOICEMAIL_RECORDED,
         failure=text(VAR_FAILED),
         ended_at=_epoch(text("NOW")) or received_at,
     )

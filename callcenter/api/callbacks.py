@@ -28,8 +28,8 @@ from callcenter.api.routing import JsonObject
 from callcenter.callbacks.service import CallbackDetail, CallbackService, DaySlots
 from callcenter.callbacks.slots import SlotCapacity
 from callcenter.errors import DependencyError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
-from callcenter.model.vocabulary import AttemptResult, CallbackState, Role
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState, Role
 
 #: The callback service of this process; the callback routes answer 503 where it is not set.
 CALLBACK_SERVICE: Final = web.AppKey("callback_service", CallbackService)

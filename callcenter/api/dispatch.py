@@ -104,6 +104,51 @@ WORK_ITEM: Final = {
         "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/CallbackAttempt"}},
         "claim": {"oneOf": [{"$ref": "#/components/schemas/CallbackClaim"}, {"type": "null"}]},
         "history": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}},
+        "reason_kind": {
+            "type": "string",
+            "enum": ["missed_call", "kept_place", "chosen_time", "voicemail", "sms_reply", "follow_up"],
+        },
+        "timing": {
+            "type": "object",
+            "description": "early: seconds until the promise opens; on_time: seconds left; late: since it closed",
+            "properties": {
+                "status": {"type": "string", "enum": ["early", "on_time", "late"]},
+                "seconds": {"type": "integer"},
+            },
+        },
+        "owner": {
+            "type": ["string", "null"],
+            "description": "the agent a personal follow-up belongs to until its deadline",
+        },
+        "voicemails": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "recorded_at": {"type": "string", "format": "date-time"},
+                    "duration_s": {"type": "number"},
+                    "status": {"type": "string"},
+                    "transcript": {"type": "string"},
+                    "silent": {"type": ["boolean", "null"]},
+                    "urgency": {"type": "string"},
+                },
+            },
+        },
+        "texts": {
+            "type": "array",
+            "description": "the SMS thread with the number, oldest first",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "direction": {"type": "string", "enum": ["in", "out"]},
+                    "text": {"type": "string"},
+                    "status": {"type": "string"},
+                },
+            },
+        },
     },
     "additionalProperties": False,
 }
@@ -122,7 +167,10 @@ DISPATCH_COMPONENTS: Final[dict[str, JsonObject]] = {
         "type": "object",
         "required": ["outcome"],
         "properties": {
-            "outcome": {"type": "string", "enum": ["resolved", "wrong_number", "follow_up"]},
+            "outcome": {
+                "type": "string",
+                "enum": ["resolved", "wrong_number", "follow_up", "no_answer"],
+            },
             "notes": {"type": "string"},
             "follow_up_at": {"type": "string", "format": "date-time"},
         },

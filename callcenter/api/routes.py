@@ -455,6 +455,18 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     Route(
         method="POST",
+        path="/sms/messages/{message_id}/resolve",
+        handler=sms.resolve_unknown,
+        role=Role.SUPERVISOR,
+        summary="Decide on a text whose outcome is unknown: send it again or close it",
+        description="Only for status unknown (handed to the provider by a sender that died, no delivery "
+        "report in time); 409 otherwise.",
+        tags=("sms",),
+        body="SmsResolve",
+        response="SmsMessage",
+    ),
+    Route(
+        method="POST",
         path="/sms/messages/{message_id}/handled",
         handler=sms.mark_handled,
         role=Role.AGENT,
@@ -834,7 +846,9 @@ ROUTES: Final[tuple[Route, ...]] = (
         path="/callbacks/{callback_id}/disposition",
         handler=worklist_routes.dispose,
         role=Role.AGENT,
-        summary="Disposition of a connected callback with notes: resolved, wrong_number or follow_up",
+        summary="Disposition of a connected callback with notes: resolved, wrong_number, no_answer or follow_up",
+        description="no_answer: nobody was on the line; the attempt ends no_answer and the retry rules "
+        "apply. follow_up: completed, and a new scheduled callback at follow_up_at (one transaction).",
         tags=("callbacks",),
         query=(Param(name="agent", description="the agent (supervisors)"),),
         body="CallbackDisposition",

@@ -100,7 +100,8 @@ async def get_signin(request: web.Request) -> web.Response:
         "<label for='token'>API token</label>"
         "<input id='token' name='token' type='password' autocomplete='off' required>"
         "<button type='submit'>Sign in</button></form>"
-        "<p class='hint'>Ask an admin for a supervisor token (<code>callcenter token create</code>).</p></main>"
+        "<p class='hint'>Ask an admin for a token (<code>callcenter token create</code>): a supervisor's "
+        "opens the wallboard, an agent's their callbacks.</p></main>"
     )
 
 
@@ -124,6 +125,8 @@ async def post_session(request: web.Request) -> web.StreamResponse:
         if wants_json:
             raise
         raise web.HTTPSeeOther(f"/signin?next={quote(target, safe='/')}&error={quote(str(exc))}") from None
+    if target == "/wallboard" and principal.role is Role.AGENT:
+        target = "/agent"  # the page an agent's token opens (the wallboard is for supervisors)
     response: web.StreamResponse
     if wants_json:
         response = web.json_response({"role": principal.role.value, "expires_in_s": max_age})

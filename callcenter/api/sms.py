@@ -295,6 +295,22 @@ async def send_message(request: web.Request) -> web.Response:
     return web.json_response(message_json(message), status=202)
 
 
+async def resolve_unknown(request: web.Request) -> web.Response:
+    """A person's decision on a text whose outcome is unknown (handed over by a sender that died)."""
+    sms = _sms(request)
+    body = await read_json_object(request)
+    reject_unknown_fields(body, ("action",))
+    action = text_field(body, "action")
+    if action not in ("resend", "close"):
+        raise ValidationError("action must be resend or close")
+    principal = principal_of(request)
+    actor = f"agent:{principal.agent_id}" if principal.agent_id else f"token:{principal.token_id}"
+    message = await sms.engine.resolve_unknown(
+        request.match_info["message_id"], resend=action == "resend", actor=actor
+    )
+    return web.json_response(message_json(message))
+
+
 async def mark_handled(request: web.Request) -> web.Response:
     sms = _sms(request)
     return web.json_response(message_json(await sms.engine.mark_handled(request.match_info["message_id"])))

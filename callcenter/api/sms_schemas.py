@@ -71,6 +71,16 @@ SMS_SEND: Final = _object(
     required=["to", "text"],
 )
 
+SMS_RESOLVE: Final = _object(
+    {
+        "action": {
+            "enum": ["resend", "close"],
+            "description": "resend: queue it again (checks apply again); close: mark it failed, send nothing",
+        }
+    },
+    required=["action"],
+)
+
 SMS_CONSOLE_INBOUND: Final = _object(
     {"from": _TEXT, "to": _TEXT, "text": _TEXT, "id": {**_TEXT, "description": "optional message id"}},
     required=["from", "text"],
@@ -165,6 +175,7 @@ ERASURE: Final = _object(
 SMS_COMPONENTS: Final[dict[str, JsonObject]] = {
     "SmsMessage": SMS_MESSAGE,
     "SmsSend": SMS_SEND,
+    "SmsResolve": SMS_RESOLVE,
     "SmsConsoleInbound": SMS_CONSOLE_INBOUND,
     "SmsInboundResult": SMS_INBOUND_RESULT,
     "CallbackRequest": CALLBACK_REQUEST,

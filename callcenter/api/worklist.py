@@ -1,7 +1,8 @@
-"""Agent worklist routes: my callbacks, claiming one and giving it back (edge).
+"""Agent worklist routes: my callbacks, claiming one and giving it back, starting it, its disposition (edge).
 
-``GET /worklist[?agent=ID]``, ``POST /callbacks/{callback_id}/claim`` and
-``DELETE /callbacks/{callback_id}/claim``. An agent token acts for its own agent; a supervisor names
+``GET /worklist[?agent=ID]``, ``POST /callbacks/{callback_id}/claim``,
+``DELETE /callbacks/{callback_id}/claim``, ``POST /callbacks/{callback_id}/start`` and
+``POST /callbacks/{callback_id}/disposition``. An agent token acts for its own agent; a supervisor names
 the agent with ``?agent=``. :data:`WORKLIST` is the app key the composition root sets.
 """
 
@@ -25,7 +26,7 @@ from callcenter.api.routing import JsonObject
 from callcenter.api.schemas import call_json
 from callcenter.callbacks.dispatch_ports import Claim
 from callcenter.callbacks.dispatcher import CallbackDispatcher
-from callcenter.callbacks.worklist import Disposition, WorkItem, Worklist
+from callcenter.callbacks.worklist import Disposition, TextLine, VoicemailNote, WorkItem, Worklist
 from callcenter.errors import DependencyError, PermissionDeniedError, ValidationError
 from callcenter.model.vocabulary import Role
 
@@ -63,16 +64,45 @@ def claim_json(claim: Claim) -> JsonObject:
     return {"callback_id": claim.callback_id, "agent_id": claim.agent_id, "until": iso(claim.until)}
 
 
+def voicemail_note_json(note: VoicemailNote) -> JsonObject:
+    return {
+        "id": note.id,
+        "recorded_at": iso(note.recorded_at),
+        "duration_s": round(note.duration_s, 1),
+        "status": note.status,
+        "transcript": note.transcript,
+        "silent": note.silent,
+        "urgency": note.urgency,
+    }
+
+
+def text_line_json(line: TextLine) -> JsonObject:
+    return {
+        "id": line.id,
+        "at": iso(line.at),
+        "direction": line.direction,
+        "text": line.text,
+        "status": line.status,
+    }
+
+
 def item_json(item: WorkItem) -> JsonObject:
+    """One worklist item: ``reason_kind`` says why in one word, ``timing`` where now stands against
+    the promise (``early``: seconds until it opens, ``on_time``: seconds left, ``late``: seconds since)."""
     return {
         "callback": callback_json(item.callback),
         "due": item.due,
         "overdue": item.overdue,
         "reason": item.reason,
+        "reason_kind": item.kind.value,
+        "timing": {"status": item.timing.status.value, "seconds": round(item.timing.seconds)},
+        "owner": item.owner,
         "sources": [source_json(s) for s in item.sources],
         "attempts": [attempt_json(a) for a in item.attempts],
         "claim": claim_json(item.claim) if item.claim is not None else None,
         "history": [call_json(c) for c in item.history],
+        "voicemails": [voicemail_note_json(v) for v in item.voicemails],
+        "texts": [text_line_json(t) for t in item.texts],
     }
 
 
@@ -105,7 +135,7 @@ async def dispose(request: web.Request) -> web.Response:
     try:
         disposition = Disposition(raw)
     except ValueError:
-        choices = ", ".join(d.value for d in Disposition if d is not Disposition.NO_ANSWER)
+        choices = ", ".join(d.value for d in Disposition)
         raise ValidationError(f"outcome must be one of {choices}, not {raw!r}") from None
     done = await _worklist(request).dispose(
         request.match_info["callback_id"],

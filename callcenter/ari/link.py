@@ -38,6 +38,10 @@ from callcenter.errors import AsteriskUnavailableError, LeaseLostError
 
 logger = logging.getLogger(__name__)
 
+#: How often the link checks that the event loop runs on time, and the lateness it warns about.
+LOOP_PROBE_S = 0.25
+LOOP_LATE_WARN_S = 1.0
+
 
 class LinkStatus(StrEnum):
     """``up``: connected and resynced; ``down``: not connected (retrying); ``standby``: another process
@@ -129,6 +133,8 @@ class AriLink:
         """Frames dropped because they could not be parsed."""
         self.handler_errors = 0
         """Events whose handler raised."""
+        self.loop_late_max_s = 0.0
+        """The longest the event loop ran a timer late while the link ran (a stall of the whole process)."""
 
     @property
     def status(self) -> LinkStatus:
@@ -166,6 +172,7 @@ class AriLink:
 
     async def run(self) -> NoReturn:
         """Keep the events socket open until cancelled (cancel the task to stop; the lease is released)."""
+        watcher = asyncio.get_running_loop().create_task(self._watch_loop(), name="ari-link-loop-watch")
         try:
             if self._lease is None:
                 await self._connect_forever()
@@ -176,12 +183,31 @@ class AriLink:
                 self._set_status(LinkStatus.STANDBY)
                 await asyncio.sleep(_jittered(self._standby_retry_s))
         finally:
+            watcher.cancel()
             self._set_status(LinkStatus.DOWN)
             if self._lease is not None:
                 try:
                     await self._lease.release()
                 except Exception:  # release is best effort: the lease expires by itself
                     logger.exception("ARI link: could not release the lease")
+
+    async def _watch_loop(self) -> NoReturn:
+        """Measure how late the loop runs a timer: a stall holds the lease's renewal and the events.
+
+        The lease lapses when no renewal runs within its TTL; a warning well before that names the
+        stall (with its length) in the log, where a lost lease alone would not say why.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LOOP_PROBE_S
+            await asyncio.sleep(LOOP_PROBE_S)
+            late = loop.time() - due
+            if late > self.loop_late_max_s:
+                self.loop_late_max_s = late
+            if late >= LOOP_LATE_WARN_S:
+                logger.warning(
+                    "ARI link: the event loop ran %.1f s late (events and lease renewal waited)", late
+                )
 
     # -- lease -----------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ the :class:`~ivr.flows.callback_offer.CallbackOfferFlow` on an :class:`~callcent
 of their channel, and it stops the flow the moment the caller leaves the line any other way (answered,
 hung up, timed out, failed): a prompt never plays on into a conversation. A caller who accepts a
 callback is taken out of the line at once (``callback_requested``), hears the confirmation and is hung up.
+A caller who presses the voicemail key (``CALLCENTER_VOICEMAIL_KEY``) is handed to the voicemail flow
+(:meth:`~callcenter.queue.service.QueueService.choose_voicemail`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class CallbackQueue(Protocol):
     async def accept_callback(self, call_id: str) -> bool: ...
 
     async def end_after_callback(self, call_id: str) -> None: ...
+
+    async def choose_voicemail(self, call_id: str) -> bool: ...
 
 
 class _Detail(Protocol):
@@ -190,6 +194,8 @@ class AriCallbackOffers:
                 outcome = await flow.run(every_s=self._every_s)
             if outcome is FlowOutcome.CALLBACK:
                 await self._queue.end_after_callback(call_id)
+            elif outcome is FlowOutcome.VOICEMAIL and not await self._queue.choose_voicemail(call_id):
+                logger.info("call %s: pressed the voicemail key but left the line meanwhile", call_id)
         except asyncio.CancelledError:
             raise
         except CallCenterError as exc:

@@ -47,6 +47,7 @@ _BUSY_CAUSES: Final = frozenset({17, 21})  # user busy; call rejected (a 603 Dec
 # Unallocated number, no route, out of order, invalid format, congestion and the like: our error.
 _ERROR_CAUSES: Final = frozenset({1, 2, 3, 22, 27, 28, 34, 38, 41, 42, 44, 50, 58, 66, 88})
 _EXTRA_WAIT_S: Final = 10.0  # beyond the ring timeout Asterisk enforces, before we give up waiting
+_QUIET_CHECK_S: Final = 5.0  # a connected call with no event for this long is checked by listing
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,6 +75,7 @@ class CallbackCallSettings:
 class _Attempt:
     inbox: asyncio.Queue[AriEvent]
     gone: set[str]
+    bridged: tuple[str, str] | None = None  # (agent, customer) channels of a connected call
 
 
 class AriCallbackCalls:
@@ -283,9 +285,13 @@ class AriCallbackCalls:
                     return DialOutcome.FAILED, "the other party hung up while this one was ringing"
 
     async def _confirm(self, running: _Attempt, customer: str, *, watch: str | None) -> tuple[bool, str]:
-        """Play the confirmation prompt and wait for 1; digits pressed during the prompt count."""
+        """Play the confirmation prompt and wait for 1; digits pressed during the prompt count.
+
+        On 1 the prompt is stopped: the customer does not hear the rest, and Asterisk adds a channel to
+        a bridge only once the playback running on it ends (``addChannel`` answers when it does).
+        """
         try:
-            await self._client.play(customer, self._settings.confirm_media)
+            playback = await self._client.play(customer, self._settings.confirm_media)
         except CallCenterError as exc:
             return False, f"could not play the confirmation: {exc}"
         deadline = time.monotonic() + self._settings.confirm_s
@@ -298,6 +304,8 @@ class AriCallbackCalls:
             if watch is not None and watch in running.gone:
                 return False, "the agent hung up before the customer confirmed"
             if isinstance(event, ChannelDtmfReceived) and event.channel.id == customer and event.digit == "1":
+                with contextlib.suppress(CallCenterError):  # already over: nothing to stop
+                    await self._client.stop_playback(playback.id)
                 return True, "customer pressed 1"
 
     async def _play(self, running: _Attempt, channel_id: str, media: tuple[str, ...]) -> bool:
@@ -333,6 +341,7 @@ class AriCallbackCalls:
             return CallEnd(
                 result=AttemptResult.ERROR, cause="a party hung up while being bridged", agent_id=agent_id
             )
+        running.bridged = (agent_channel, customer)
         return CallEnd(
             result=AttemptResult.CONNECTED,
             cause="customer pressed 1; bridged to the agent",
@@ -343,18 +352,43 @@ class AriCallbackCalls:
         """Wait until either party of a connected attempt hangs up; hang up the other, end the bridge."""
         started = time.monotonic()
         async with self._routed(attempt_id) as running:
-            while True:
-                present = (await self.present()).get(attempt_id, frozenset())
-                if len(present) < 2:
-                    await self.hang_up(present)
-                    break
-                event = await self._next(running, time.monotonic() + 5.0)
-                if isinstance(event, ChannelDestroyed | StasisEnd | ChannelHangupRequest):
-                    await self.hang_up(await self._channels_of(attempt_id))
-                    break
+            if running.bridged is not None:
+                await self._until_one_leaves(running, attempt_id, running.bridged)
+            else:
+                await self._until_one_leaves_listed(running, attempt_id)
         with contextlib.suppress(CallCenterError):
             await self._client.destroy_bridge(_bridge_id(attempt_id))
         return time.monotonic() - started
+
+    async def _until_one_leaves(self, running: _Attempt, attempt_id: str, channels: tuple[str, str]) -> None:
+        """The call this process bridged: its two channels are known, so only their events are
+        awaited (no channel listing per event); a quiet call is checked against ``GET /channels``
+        now and then, should an end have been missed."""
+        while True:
+            if running.gone & set(channels):
+                await self._hang_up(running, *channels)
+                return
+            event = await self._next(running, time.monotonic() + _QUIET_CHECK_S)
+            if event is None:
+                left = (await self.present()).get(attempt_id, frozenset())
+                if len(left & set(channels)) < 2:
+                    await self.hang_up(left)
+                    return
+            elif isinstance(event, ChannelHangupRequest) and event.channel.id in channels:
+                await self._hang_up(running, *channels)
+                return
+
+    async def _until_one_leaves_listed(self, running: _Attempt, attempt_id: str) -> None:
+        """A call this process did not bridge (found by reconcile): follow it by listing channels."""
+        while True:
+            present = (await self.present()).get(attempt_id, frozenset())
+            if len(present) < 2:
+                await self.hang_up(present)
+                return
+            event = await self._next(running, time.monotonic() + 5.0)
+            if isinstance(event, ChannelDestroyed | StasisEnd | ChannelHangupRequest):
+                await self.hang_up(await self._channels_of(attempt_id))
+                return
 
     # -- reconcile ------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from callcenter.ari.client import AriClient
 from callcenter.ari.events import (
@@ -34,10 +34,31 @@ from callcenter.ari.events import (
 from callcenter.ari.link import ReceivedAt
 from callcenter.ari.translate import ORIGINATED_TAGS, call_arrived, stasis_args, translate
 from callcenter.clock import Clock, SystemClock
+from callcenter.errors import CallCenterError
 from callcenter.queue.detection import AnyCallFact, CallAnswered
 from callcenter.queue.ports import CallFactSink
 
 logger = logging.getLogger(__name__)
+
+#: Event types neither the queue nor a voice flow acts on. Asterisk is asked not to send them
+#: (:meth:`StasisDispatcher.filter_events`): ``ChannelVarset`` alone is half of a call's events (the
+#: ``BRIDGEPEER`` rounds of every bridging, five ``RTPAUDIOQOS*`` per channel at hang-up).
+UNUSED_EVENT_TYPES: Final = (
+    "ChannelVarset",
+    "ChannelDialplan",
+    "ChannelCallerId",
+    "ChannelConnectedLine",
+    "ChannelEnteredBridge",
+    "ChannelLeftBridge",
+    "ChannelHold",
+    "ChannelUnhold",
+    "ChannelTalkingStarted",
+    "ChannelTalkingFinished",
+    "BridgeCreated",
+    "BridgeDestroyed",
+    "BridgeMerged",
+    "DeviceStateChanged",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +163,21 @@ class StasisDispatcher:
                 self._sink.submit(fact)
             except Exception:
                 logger.exception("queue sink refused %s for call %s", type(fact).__name__, fact.call_id)
+
+    async def filter_events(self, app: str) -> bool:
+        """Ask Asterisk not to send ``app`` the :data:`UNUSED_EVENT_TYPES`; never raises.
+
+        Call it after every connect: the filter lives with the application in Asterisk, which forgets
+        it on a restart. Events already on their way still come and are parsed as before; an Asterisk
+        that refuses (older than 13.26 and 16.3: no such route) costs only the saving.
+        """
+        try:
+            application = await self._client.set_event_filter(app, disallowed=UNUSED_EVENT_TYPES)
+        except CallCenterError as exc:
+            logger.warning("ARI: events of %s not filtered at Asterisk (all are read): %s", app, exc)
+            return False
+        logger.debug("ARI: %s gets no %s events", app, ", ".join(application.events_disallowed))
+        return True
 
     async def resync(self) -> None:
         """After a (re)connect: rebuild the sink's view from ``GET /channels``, then reconcile.

@@ -1,9 +1,10 @@
 """Agents for callbacks, taken from the live queue: free ones, held by a pause while they call (service).
 
 An agent making a callback must not be offered an inbound call meanwhile: :class:`QueueAgentDesk`
-holds them with a pause whose reason names the callback (the wallboard shows it), and unpauses them
-when the attempt or the call is over. A pause asked while the agent started ringing for an inbound
-call would only apply after that call, so such an agent is not held.
+holds them with a pause whose reason names the callback (the wallboard shows it), and gives them back
+when the attempt or the call is over, in the state they chose meanwhile (a pause or log-out they
+asked for during the callback is kept, never overwritten by "available"). Only an available agent
+is held.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 from typing import Final
 
 from callcenter.errors import CallCenterError
-from callcenter.model.vocabulary import AgentState
 from callcenter.queue.service import QueueService
 
 logger = logging.getLogger(__name__)
@@ -28,42 +28,28 @@ class QueueAgentDesk:
         self._held: set[str] = set()
 
     async def free_agents(self, queue: str) -> tuple[tuple[str, str], ...]:
-        live = await self._queue.live(queue)
-        free = sorted(
-            (a for a in live.view.agents if a.state is AgentState.AVAILABLE and a.agent_id not in self._held),
-            key=lambda a: (a.since, a.agent_id),
-        )
-        found = []
-        for agent in free:
-            status = await self._queue.get_agent(agent.agent_id)
-            found.append((agent.agent_id, status.record.endpoint))
-        return tuple(found)
+        return tuple((a, e) for a, e in self._queue.available_agents(queue) if a not in self._held)
 
-    async def hold(self, agent_id: str, why: str) -> bool:
+    async def hold(self, agent_id: str, why: str, *, asked: bool = False) -> bool:
         if agent_id in self._held:
             return False
         try:
-            status = await self._queue.pause(agent_id, actor=ACTOR, reason=why)
+            held = await self._queue.hold_for_callback(agent_id, why=why, actor=ACTOR, paused_ok=asked)
         except CallCenterError as exc:
             logger.info("agent %s not held for %s: %s", agent_id, why, exc)
             return False
-        if status.state is not AgentState.PAUSED:
-            await self._unpause(agent_id)
-            return False
-        self._held.add(agent_id)
-        return True
+        if held:
+            self._held.add(agent_id)
+        return held
 
     async def release(self, agent_id: str) -> None:
+        # Not held here: a dispatcher that died held them (the reconcile gives them back).
+        orphan = agent_id not in self._held
         self._held.discard(agent_id)
-        await self._unpause(agent_id)
+        try:
+            await self._queue.release_from_callback(agent_id, actor=ACTOR, orphan=orphan)
+        except CallCenterError as exc:
+            logger.warning("agent %s not given back after a callback: %s", agent_id, exc)
 
     async def endpoint_of(self, agent_id: str) -> str:
         return (await self._queue.get_agent(agent_id)).record.endpoint
-
-    async def _unpause(self, agent_id: str) -> None:
-        try:
-            status = await self._queue.get_agent(agent_id)
-            if status.state is AgentState.PAUSED:
-                await self._queue.unpause(agent_id, actor=ACTOR)
-        except CallCenterError as exc:
-            logger.warning("agent %s not given back after a callback: %s", agent_id, exc)

@@ -19,9 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
+from callcenter.callbacks.line import line_key
 from callcenter.errors import ValidationError
 from callcenter.model.callbacks import Callback
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import CallbackKind, CallbackState
 
 _UNKNOWN_ZONE: Final = "Etc/Unknown"
 #: How far ahead :func:`quiet_until` looks for an allowed minute.
@@ -136,11 +137,21 @@ def quiet_until(
 def dial_order(callbacks: Iterable[Callback], now: datetime) -> tuple[Callback, ...]:
     """Due callbacks (``scheduled``/``retry_wait`` with ``due_at <= now``) in the order to dial.
 
-    By the time they became due, then by place in line (original enqueue time): kept places released
-    in one sweep keep their order among themselves.
+    A released kept place stands at its place in line (original enqueue time, then its call's id),
+    whenever it was released; any other callback (a booked slot, a retry) at the time it became due.
+    So kept places are dialled in line order, and a slot booked for 10:00 goes after callers who
+    queued before 10:00 and before those who queued after.
     """
     due = [c for c in callbacks if c.state in DUE_STATES and c.due_at is not None and c.due_at <= now]
-    return tuple(sorted(due, key=lambda c: (c.due_at, *c.order_key)))
+    return tuple(sorted(due, key=_dial_key))
+
+
+def _dial_key(callback: Callback) -> tuple[datetime, str, str]:
+    if callback.kind is CallbackKind.KEEP_PLACE and callback.state is CallbackState.SCHEDULED:
+        at, name = line_key(callback)
+        return (at, name, callback.id)
+    assert callback.due_at is not None
+    return (callback.due_at, callback.call_id or callback.id, callback.id)
 
 
 def is_expired(callback: Callback, now: datetime, settings: DispatchSettings) -> bool:

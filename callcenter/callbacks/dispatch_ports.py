@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +20,7 @@ from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.ports import CallbackRepository
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange
-from callcenter.model.vocabulary import AttemptResult
+from callcenter.model.vocabulary import AttemptResult, CallbackState
 
 
 class StaleLeaderError(ConflictError):
@@ -37,6 +38,17 @@ class Claim:
     callback_id: str
     agent_id: str
     until: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackDetails:
+    """What a worklist shows of a callback beside the record: its request sources, attempts,
+    unexpired claim and first change (who asked, why)."""
+
+    sources: tuple[SourceNote, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    claim: Claim | None = None
+    first_change: CallbackChange | None = None
 
 
 class ClaimedError(ConflictError):
@@ -73,6 +85,18 @@ class DispatchStore(CallbackRepository, Protocol):
         """``scheduled`` and ``retry_wait`` callbacks due by ``now``, by due time then place in line."""
         ...
 
+    async def needing_attention(
+        self, states: frozenset[CallbackState], *, requested_before: datetime, window_end_by: datetime
+    ) -> tuple[Callback, ...]:
+        """Callbacks in ``states`` requested at or before ``requested_before`` (old enough to expire),
+        or never dialled with a window ending by ``window_end_by`` (promises at risk)."""
+        ...
+
+    async def owners(self, callback_ids: Collection[str], *, now: datetime) -> dict[str, str]:
+        """The agent each callback waits for now: an unexpired claim, else a follow-up's own agent
+        before its deadline. Callbacks any agent may take are left out. One round trip, any number."""
+        ...
+
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
         """Where the callback's requests came from, oldest first."""
         ...
@@ -95,6 +119,24 @@ class DispatchStore(CallbackRepository, Protocol):
     async def end_attempt(self, callback: Callback, change: CallbackChange, attempt: Attempt) -> Attempt:
         """Record an attempt's end with the callback's change. Idempotent: an attempt already
         ended is returned as stored. :raises StaleCallbackError:"""
+        ...
+
+    async def amend_attempt(self, callback: Callback, change: CallbackChange, attempt: Attempt) -> Attempt:
+        """Give an ended attempt a new result (an agent found nobody on a connected call) with the
+        callback's change, in one transaction. :raises StaleCallbackError: the callback changed since
+        it was read, or the attempt has not ended."""
+        ...
+
+    async def close_with_follow_up(
+        self,
+        callback: Callback,
+        change: CallbackChange,
+        follow_up: Callback,
+        follow_up_changes: tuple[CallbackChange, ...],
+        source: SourceNote,
+    ) -> Callback:
+        """Record a callback's change and store its follow-up (a new callback with its source note),
+        in one transaction: both or neither. :raises StaleCallbackError:"""
         ...
 
     async def attempts(self, callback_id: str) -> tuple[Attempt, ...]:
@@ -128,6 +170,10 @@ class DispatchStore(CallbackRepository, Protocol):
         """The unexpired claim on a callback, if any."""
         ...
 
+    async def details(self, callback_ids: Sequence[str], *, now: datetime) -> Mapping[str, CallbackDetails]:
+        """:class:`CallbackDetails` of many callbacks in a few reads (ids unknown are left out)."""
+        ...
+
     async def blocked(self, number: str) -> DoNotCallEntry | None: ...
 
     async def blocked_numbers(self) -> tuple[DoNotCallEntry, ...]: ...
@@ -140,8 +186,12 @@ class AgentDesk(Protocol):
         """Available agents of ``queue`` as (agent id, endpoint), the longest idle first."""
         ...
 
-    async def hold(self, agent_id: str, why: str) -> bool:
-        """Take the agent out of the inbound queue for a callback; ``False`` if no longer free."""
+    async def hold(self, agent_id: str, why: str, *, asked: bool = False) -> bool:
+        """Take the agent out of the inbound queue for a callback; ``False`` if no longer free.
+
+        :param asked: the agent started this callback themselves (the worklist): a paused agent
+            may be held too, and is paused again after it.
+        """
         ...
 
     async def release(self, agent_id: str) -> None:

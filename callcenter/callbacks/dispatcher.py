@@ -7,12 +7,15 @@ than one already used), so a process that lost the lease without knowing cannot 
 
 Each tick:
 
-1. expires open callbacks older than ``expire_after_s`` and raises ``CallbackPromiseAtRisk`` for
-   promises about to be broken;
-2. takes the due callbacks in order (due time, then place in line) and, for each whose queue is open
-   and has a free agent, and whose customer is not in quiet hours, holds the agent, records the move
-   to ``dialing`` with a new attempt (checked against the do-not-call list in the same
-   transaction), then runs the attempt's calls in a task of its own.
+1. once a second, expires open callbacks older than ``expire_after_s`` and raises
+   ``CallbackPromiseAtRisk`` for promises about to be broken (reading only those two kinds);
+2. takes the due callbacks in dial order (:func:`~callcenter.callbacks.dispatch.dial_order`: kept
+   places at their place in line, others at their due time) and, for each whose queue is open and
+   has a free agent, and whose customer is not in quiet hours, holds the agent and starts a task
+   that records the move to ``dialing`` with a new attempt (fenced, and checked against the
+   do-not-call list in the same transaction) before it places the attempt's calls. The tick itself
+   makes two reads (due callbacks, their owners), never a write per callback;
+3. shows the queue the kept places waiting for an agent (:class:`~callcenter.callbacks.line.CallbackLine`).
 
 An attempt ends ``connected`` (a person pressed 1 and is bridged to the agent; ``completed`` when the
 call ends) or with ``no_answer``/``busy``/``machine``/``error``: ``retry_wait`` with back-off, outside
@@ -26,6 +29,7 @@ attempt), the agents they held are given back, and connected calls are watched t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -47,15 +51,16 @@ from callcenter.callbacks.dispatch_ports import (
     Whisper,
 )
 from callcenter.callbacks.lifecycle import move
+from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.ports import StaleCallbackError
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, ConflictError, DependencyError
-from callcenter.model.callbacks import Actor, ActorKind, Callback
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
 from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AttemptResult, CallbackState, CallOutcome
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState, CallOutcome
 from callcenter.queue.hours import business_hours, is_open
 
 logger = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ DO_NOT_CALL: Final = Actor(ActorKind.SYSTEM, "do-not-call")
 INBOUND: Final = Actor(ActorKind.SYSTEM, "inbound-call")
 S = CallbackState
 _WATCHED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
+_KEPT_WAITING: Final = frozenset({S.REQUESTED, S.SCHEDULED})
 _SWEEP_S: Final = 1.0
 
 
@@ -114,6 +120,8 @@ class CallbackDispatcher:
 
     :param token: the fencing token of the dispatcher lease now held, or ``None`` when not held.
     :param customer_first: queues whose callbacks dial the customer before the agent.
+    :param line: where the kept places waiting for an agent are shown to the queue (refreshed by
+        every tick, emptied when this process stops leading).
     """
 
     def __init__(
@@ -130,8 +138,10 @@ class CallbackDispatcher:
         settings: DispatchSettings | None = None,
         caller_ids: CallerIds | None = None,
         customer_first: frozenset[str] = frozenset(),
+        line: CallbackLine | None = None,
     ) -> None:
         self._store = store
+        self._line = line
         self._calls = calls
         self._desk = desk
         self._queues = queues
@@ -145,10 +155,21 @@ class CallbackDispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}  # callback id -> its attempt or watch
         self._alerted: set[str] = set()
         self._next_sweep: datetime | None = None
+        self._saved: dict[str, Attempt] = {}  # attempt id -> as last stored, while it runs
+        self._next_due: datetime | None = None
+        self._events: asyncio.Queue[DomainEvent] = asyncio.Queue()
+        self._publisher: asyncio.Task[None] | None = None
 
     @property
     def settings(self) -> DispatchSettings:
         return self._settings
+
+    def pause_s(self, poll_s: float) -> float:
+        """How long the loop may sleep before the next tick: ``poll_s``, or less when a callback
+        falls due sooner (seen by the last tick)."""
+        if self._next_due is None:
+            return poll_s
+        return max(0.0, min(poll_s, (self._next_due - self._clock.now()).total_seconds()))
 
     @property
     def running(self) -> int:
@@ -161,15 +182,30 @@ class CallbackDispatcher:
         """Expire, alert, and start the attempts that may start now; how many started. Never raises."""
         token = self._token()
         if token is None:
+            if self._line is not None:
+                self._line.clear()
             return 0
         try:
             now = self._clock.now()
             if self._next_sweep is None or now >= self._next_sweep:
                 # The full sweep (expiry, late promises) reads every open callback: once a second.
                 self._next_sweep = now + timedelta(seconds=_SWEEP_S)
-                await self._expire_and_alert(await self._store.in_state(None, _WATCHED), now)
-            due = [c for c in await self._store.due(now) if not is_expired(c, now, self._settings)]
-            return await self._start_due(due, now, token)
+                await self._expire_and_alert(
+                    await self._store.needing_attention(
+                        _WATCHED,
+                        requested_before=now - timedelta(seconds=self._settings.expire_after_s),
+                        window_end_by=now + timedelta(seconds=self._settings.late_alert_s),
+                    ),
+                    now,
+                )
+            # Read a poll ahead: the loop then wakes when the next one falls due, not a poll later.
+            soon = await self._store.due(now + timedelta(seconds=self._settings.poll_s))
+            later = [c.due_at for c in soon if c.due_at is not None and c.due_at > now]
+            self._next_due = min(later, default=None)
+            due = [c for c in soon if not is_expired(c, now, self._settings)]
+            started = await self._start_due(due, now, token)
+            await self._refresh_line(now)
+            return started
         except StaleLeaderError as exc:
             logger.warning("callback dispatcher: %s; not dialling", exc)
         except Exception:
@@ -216,12 +252,17 @@ class CallbackDispatcher:
         )
 
     async def _start_due(self, callbacks: list[Callback], now: datetime, token: int) -> int:
+        """Hold an agent for each callback that may be dialled now, in dial order, and launch its
+        attempt. No store round trip per callback here: each attempt records its start (with the
+        fence) in its own task before its first originate, so one slow write delays only that one."""
         started = 0
         closed: set[str] = set()  # queues with no free agent (or closed): later ones wait their turn
         records: dict[str, QueueRecord] = {}
         free: dict[str, bool] = {}  # queues with an agent free, read once a tick
-        for callback in dial_order(callbacks, now):
-            if callback.id in self._running or callback.queue in closed:
+        ordered = [c for c in dial_order(callbacks, now) if c.id not in self._running]
+        owners = await self._store.owners([c.id for c in ordered], now=now) if ordered else {}
+        for callback in ordered:
+            if callback.queue in closed:
                 continue
             if callback.queue not in free:
                 free[callback.queue] = bool(await self._desk.free_agents(callback.queue))
@@ -240,27 +281,44 @@ class CallbackDispatcher:
                 # Quiet hours are the customer's: this one waits, others of the queue may be dialled.
                 logger.debug("callback %s: quiet hours of %s until %s", callback.id, callback.number, allowed)
                 continue
-            owner = await self._owner(callback, now)
+            owner = owners.get(callback.id)
+            if self._line is not None:
+                self._line.remove(callback.id)  # the agent the queue kept back for it is taken now
             agent = await self._hold_free_agent(callback, only=owner)
             if agent is None:
                 if owner is None:
                     closed.add(callback.queue)
                 continue  # a personal callback waits for its agent; the queue's others go on
-            if await self._start(callback, record, agent, token, now, personal=owner is not None):
-                started += 1
+            self._launch(callback, record, agent, token, now, personal=owner is not None)
+            started += 1
             free.pop(callback.queue, None)
         return started
 
-    async def _owner(self, callback: Callback, now: datetime) -> str | None:
-        """The agent a callback waits for: the claiming agent, or a follow-up's own agent until its
-        deadline; ``None`` when any agent may take it."""
-        claim = await self._store.claim_of(callback.id, now=now)
-        if claim is not None:
-            return claim.agent_id
-        for note in await self._store.sources(callback.id):
-            if note.owner_agent is not None and (note.owner_until is None or now < note.owner_until):
-                return note.owner_agent
-        return None
+    async def _refresh_line(self, now: datetime) -> None:
+        """Show the queue the kept places that wait for an agent and could be dialled now."""
+        if self._line is None:
+            return
+        waiting = await self._store.in_state(None, _KEPT_WAITING, kind=CallbackKind.KEEP_PLACE)
+        places: list[KeptPlace] = []
+        records: dict[str, QueueRecord] = {}
+        released = [c.id for c in waiting if c.state is S.SCHEDULED]
+        owners = await self._store.owners(released, now=now) if released else {}
+        for callback in waiting:
+            if callback.id in self._running or is_expired(callback, now, self._settings):
+                continue
+            if callback.state is S.SCHEDULED and (callback.due_at is None or callback.due_at > now):
+                continue
+            record = records.get(callback.queue)
+            if record is None:
+                record = records[callback.queue] = await self._queues.get(callback.queue)
+            if not is_open(business_hours(record.business_hours, record.holidays, record.time_zone), now):
+                continue
+            if quiet_until(callback.number, now, self._settings, fallback_zone=record.time_zone) != now:
+                continue  # the customer may not be called now: the line goes on without them
+            if callback.id in owners:
+                continue  # it waits for the agent who claimed it, not for any agent
+            places.append(KeptPlace(key=line_key(callback), callback_id=callback.id, queue=callback.queue))
+        self._line.replace(places, now=now)
 
     async def _hold_free_agent(self, callback: Callback, *, only: str | None) -> tuple[str, str] | None:
         for agent_id, endpoint in await self._desk.free_agents(callback.queue):
@@ -269,6 +327,76 @@ class CallbackDispatcher:
             if await self._desk.hold(agent_id, f"callback {callback.id}"):
                 return agent_id, endpoint
         return None
+
+    def _prepare(
+        self, callback: Callback, record: QueueRecord, agent: tuple[str, str], token: int, now: datetime
+    ) -> tuple[Callback, CallbackChange, CallJob]:
+        moved, change, attempt = start_attempt(callback, at=now, fence=token, actor=DISPATCHER)
+        customer_first = callback.queue in self._customer_first
+        # Agent first: the held agent is rung first, so their try is recorded with the start.
+        attempt = dataclasses.replace(attempt, agent_id=agent[0], agent_tries=0 if customer_first else 1)
+        waited_s = (now - (callback.enqueued_at or callback.requested_at)).total_seconds()
+        job = CallJob(
+            attempt=attempt,
+            queue=callback.queue,
+            caller_id=self._caller_ids.of(record),
+            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
+            customer_first=customer_first,
+        )
+        return moved, change, job
+
+    async def _record_start(
+        self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
+    ) -> bool:
+        """Persist the move to dialing with its attempt (fenced); the held agent is released if not."""
+        try:
+            await self._store.start_attempt(moved, change, job.attempt, role=self._role)
+        except DoNotCallError as exc:
+            await self._desk.release(agent_id)
+            await self._move(callback, S.CANCELLED, DO_NOT_CALL, str(exc))
+            return False
+        except StaleCallbackError as exc:
+            await self._desk.release(agent_id)
+            logger.info("callback %s: %s", callback.id, exc)
+            return False
+        except StaleLeaderError as exc:
+            await self._desk.release(agent_id)
+            logger.warning("callback dispatcher: %s; callback %s not dialled", exc, callback.id)
+            return False
+        except BaseException:
+            await self._desk.release(agent_id)
+            raise
+        self._saved[job.attempt.id] = job.attempt
+        await self._publish(state_event(moved, change))
+        logger.info("callback %s: attempt %s started (agent %s)", callback.id, job.attempt.id, agent_id)
+        return True
+
+    def _launch(
+        self,
+        callback: Callback,
+        record: QueueRecord,
+        agent: tuple[str, str],
+        token: int,
+        now: datetime,
+        *,
+        personal: bool,
+    ) -> None:
+        """Run one attempt in a task of its own: record its start, then place its calls."""
+        moved, change, job = self._prepare(callback, record, agent, token, now)
+        picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
+
+        async def attempt() -> None:
+            try:
+                recorded = await self._record_start(callback, moved, change, job, agent[0])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
+                return
+            if recorded:
+                await self._run_attempt(moved, job, picker)
+
+        self._track(callback.id, attempt(), f"callback-{job.attempt.id}")
 
     async def _start(
         self,
@@ -280,33 +408,12 @@ class CallbackDispatcher:
         *,
         personal: bool = False,
     ) -> bool:
-        moved, change, attempt = start_attempt(callback, at=now, fence=token, actor=DISPATCHER)
-        attempt = dataclasses.replace(attempt, agent_id=agent[0])
-        try:
-            await self._store.start_attempt(moved, change, attempt, role=self._role)
-        except DoNotCallError as exc:
-            await self._desk.release(agent[0])
-            await self._move(callback, S.CANCELLED, DO_NOT_CALL, str(exc))
+        """Record the start now (the caller waits for it), then run the attempt in its own task."""
+        moved, change, job = self._prepare(callback, record, agent, token, now)
+        if not await self._record_start(callback, moved, change, job, agent[0]):
             return False
-        except StaleCallbackError as exc:
-            await self._desk.release(agent[0])
-            logger.info("callback %s: %s", callback.id, exc)
-            return False
-        except BaseException:
-            await self._desk.release(agent[0])
-            raise
-        await self._publish(state_event(moved, change))
-        waited_s = (now - (callback.enqueued_at or callback.requested_at)).total_seconds()
-        job = CallJob(
-            attempt=attempt,
-            queue=callback.queue,
-            caller_id=self._caller_ids.of(record),
-            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
-            customer_first=callback.queue in self._customer_first,
-        )
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
-        self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{attempt.id}")
-        logger.info("callback %s: attempt %s started (agent %s)", callback.id, attempt.id, agent[0])
+        self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True
 
     async def start_now(self, callback_id: str, agent_id: str) -> Attempt:
@@ -327,7 +434,7 @@ class CallbackDispatcher:
             due = callback.due_at.isoformat() if callback.due_at else "when its place reaches the head"
             raise ConflictError(f"callback {callback_id} is not due yet (due {due})")
         endpoint = await self._desk.endpoint_of(agent_id)
-        if not await self._desk.hold(agent_id, f"callback {callback.id}"):
+        if not await self._desk.hold(agent_id, f"callback {callback.id}", asked=True):
             raise ConflictError(f"agent {agent_id} is on another call")
         record = await self._queues.get(callback.queue)
         if not await self._start(callback, record, (agent_id, endpoint), token, now, personal=True):
@@ -352,40 +459,45 @@ class CallbackDispatcher:
                     await self._desk.release(agent_id)
             stored = await self._finish(callback, attempt, end)
             if stored is not None and stored.state is S.CONNECTED:
-                await self._watch(stored, attempt.id, end.agent_id)
+                await self._watch(stored, attempt.id, end.agent_id, released)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("callback %s: attempt %s not recorded", callback.id, attempt.id)
         finally:
+            self._saved.pop(attempt.id, None)
             for agent_id in picker.held:
                 if agent_id not in released:
                     await self._desk.release(agent_id)
 
     async def _save_progress(self, attempt: Attempt) -> None:
+        if self._saved.get(attempt.id) == attempt:
+            return  # already stored as it is (the first agent is recorded with the start)
         await self._store.save_attempt(attempt)
+        self._saved[attempt.id] = attempt
 
     async def _finish(self, callback: Callback, attempt: Attempt, end: CallEnd) -> Callback | None:
+        """Record the attempt's end with the callback's move. ``callback`` is the one this process
+        moved to ``dialing`` (no read before the write: the write is conditional on that state)."""
         now = self._clock.now()
-        fresh = await self._store.get(callback.id)
-        attempts = await self._store.attempts(callback.id)
-        current = next((a for a in attempts if a.id == attempt.id), attempt)
+        current = self._saved.pop(attempt.id, attempt)
         current = dataclasses.replace(current, agent_id=end.agent_id or current.agent_id)
-        if fresh.state is not S.DIALING:
-            # Cancelled (or closed inbound) while the attempt ran: keep the attempt's end only.
-            await self._store.save_attempt(
-                dataclasses.replace(current, ended_at=now, result=end.result, cause=end.cause)
-            )
-            return fresh
-        retry_at = None if end.result is AttemptResult.CONNECTED else self._retry_at(fresh, attempts, now)
+        retry_at = None
+        if end.result is not AttemptResult.CONNECTED:
+            retry_at = self._retry_at(callback, await self._store.attempts(callback.id), now, current)
         moved, change, ended = end_attempt(
-            fresh, current, end.result, at=now, actor=DISPATCHER, cause=end.cause, retry_at=retry_at
+            callback, current, end.result, at=now, actor=DISPATCHER, cause=end.cause, retry_at=retry_at
         )
         if retry_at is None and end.result is not AttemptResult.CONNECTED:
             change = dataclasses.replace(
                 change, reason=f"{end.cause}; {self._settings.max_attempts} dials made"
             )
-        await self._store.end_attempt(moved, change, ended)
+        try:
+            await self._store.end_attempt(moved, change, ended)
+        except StaleCallbackError:
+            # Cancelled (or closed inbound) while the attempt ran: keep the attempt's end only.
+            await self._store.save_attempt(ended)
+            return await self._store.get(callback.id)
         logger.info(
             "callback %s: attempt %s ended %s (%s)", callback.id, attempt.id, end.result.value, end.cause
         )
@@ -406,7 +518,10 @@ class CallbackDispatcher:
         await self._publish(state_event(moved, change))
         return moved
 
-    def _retry_at(self, callback: Callback, attempts: tuple[Attempt, ...], now: datetime) -> datetime | None:
+    def _retry_at(
+        self, callback: Callback, attempts: tuple[Attempt, ...], now: datetime, current: Attempt
+    ) -> datetime | None:
+        attempts = tuple(current if a.id == current.id else a for a in attempts)
         dials = sum(1 for a in attempts if a.customer_dialled_at is not None)
         # Attempts that never reached the customer (no agent answered) are not counted against
         # them, but a callback that keeps failing that way still ends.
@@ -417,17 +532,23 @@ class CallbackDispatcher:
         allowed = quiet_until(callback.number, at, s)
         return allowed or at
 
-    async def _watch(self, callback: Callback, attempt_id: str, agent_id: str | None = None) -> None:
-        """Until the call ends; then the agent is given back and has ``disposition_wait_s`` to give
-        a disposition before the callback is completed without one."""
+    async def _watch(
+        self,
+        callback: Callback,
+        attempt_id: str,
+        agent_id: str | None = None,
+        released: set[str] | None = None,
+    ) -> None:
+        """Until the call ends; then the agent is given back (once: noted in ``released``) and has
+        ``disposition_wait_s`` to give a disposition before the callback is completed without one."""
         length_s = await self._calls.conversation(attempt_id)
         if agent_id is not None:
+            if released is not None:
+                released.add(agent_id)
             await self._desk.release(agent_id)
-        deadline = self._clock.now() + timedelta(seconds=self._settings.disposition_wait_s)
-        while self._clock.now() < deadline:
-            if (await self._store.get(callback.id)).state is not S.CONNECTED:
-                return  # the agent gave a disposition
-            await asyncio.sleep(min(0.5, self._settings.disposition_wait_s))
+        # No polling meanwhile: the move is conditional on `connected`, so a disposition given in
+        # time (which moves the callback on) makes it a no-op.
+        await asyncio.sleep(self._settings.disposition_wait_s)
         await self._move(
             callback, S.COMPLETED, DISPATCHER, f"the call ended after {length_s:.0f} s; no disposition given"
         )
@@ -474,6 +595,7 @@ class CallbackDispatcher:
                 await self._store.save_attempt(ended)
                 continue
             try:
+                self._saved[attempt.id] = attempt
                 await self._finish(callback, attempt, CallEnd(result=AttemptResult.ERROR, cause=cause))
             except CallCenterError as exc:
                 logger.warning("callback %s: open attempt %s not ended: %s", callback.id, attempt.id, exc)
@@ -494,11 +616,25 @@ class CallbackDispatcher:
                 )
 
     async def stop(self) -> None:
-        """Cancel the attempts this process runs (at shutdown or when the lease is lost)."""
+        """Cancel the attempts this process runs (at shutdown or when the lease is lost), then
+        publish the events already decided (within a few seconds)."""
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush_events(timeout_s=5.0)
+        if self._publisher is not None:
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
+            self._publisher = None
+
+    async def flush_events(self, *, timeout_s: float) -> None:
+        """Wait until the events queued so far are published (or ``timeout_s`` passed)."""
+        if self._publisher is None or self._publisher.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._events.join()
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -522,7 +658,19 @@ class CallbackDispatcher:
         await self._publish(state_event(stored, change))
 
     async def _publish(self, event: DomainEvent) -> None:
-        try:
-            await self._bus.publish(event)
-        except Exception as exc:
-            logger.error("event bus: %s %s not published: %s", event.event_type, event.event_id, exc)
+        """Queue an event for the bus: published in order by one task, so no attempt waits for Redis
+        before it dials. The store already holds the change (it is the truth); a failed publish is
+        logged."""
+        self._events.put_nowait(event)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_queued(), name="callback-events")
+
+    async def _publish_queued(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._bus.publish(event)
+            except Exception as exc:
+                logger.error("event bus: %s %s not published: %s", event.event_type, event.event_id, exc)
+            finally:
+                self._events.task_done()

@@ -3,6 +3,7 @@
 ::
 
     requested ──► scheduled ──► dialing ──► connected ──► completed | failed (wrong number)
+        │             │            │              └──► retry_wait (the agent found nobody there)
         │             │            │
         │             │            ├──► retry_wait ──► dialing   (attempt ended: no_answer, busy,
         │             │            │         │                    machine or error)
@@ -23,8 +24,8 @@ from datetime import datetime
 from typing import Final
 
 from callcenter.errors import ConflictError, ValidationError
-from callcenter.model.callbacks import Actor, Callback, CallbackChange, CallbackKind, PromiseWindow
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
+from callcenter.model.vocabulary import AttemptResult, CallbackKind, CallbackState
 
 S = CallbackState
 
@@ -35,7 +36,8 @@ TRANSITIONS: Final[Mapping[CallbackState, frozenset[CallbackState]]] = {
     S.REQUESTED: frozenset({S.SCHEDULED}) | _CLOSING,
     S.SCHEDULED: frozenset({S.DIALING}) | _CLOSING,
     S.DIALING: frozenset({S.CONNECTED, S.RETRY_WAIT, S.FAILED}) | _CLOSING,
-    S.CONNECTED: frozenset({S.COMPLETED, S.FAILED}),  # failed: the agent found a wrong number
+    # failed: the agent found a wrong number; retry_wait: the agent found nobody on the line
+    S.CONNECTED: frozenset({S.COMPLETED, S.FAILED, S.RETRY_WAIT}),
     S.RETRY_WAIT: frozenset({S.DIALING, S.FAILED}) | _CLOSING,
     S.COMPLETED: frozenset(),
     S.FAILED: frozenset(),

@@ -1,7 +1,8 @@
 """Callback policy: when a kept place is due, when to offer a callback, and the closing-time sweep (pure).
 
 Keep-my-place. Live callers and keep-my-place callbacks form ONE line ordered by original enqueue
-time (then id, for ties). With ``f`` agents predicted free, the first ``f`` entries of that line are
+time, then call id for ties (a kept place uses the id of the call it left:
+:func:`~callcenter.callbacks.line.line_key`). With ``f`` agents predicted free, the first ``f`` entries of that line are
 served now: the live callers among them go to agents the usual way, the callbacks among them are due.
 So a callback is due exactly when its place reaches the head and an agent is predicted free: never
 ahead of an earlier caller (who would be served first), never behind a later one (who cannot be
@@ -23,10 +24,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
+from callcenter.callbacks.line import line_key
 from callcenter.callbacks.promise import DEFAULT_GRACE_S, announced_by
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import Callback, CallbackKind
-from callcenter.model.vocabulary import AgentState, CallbackState
+from callcenter.model.callbacks import Callback
+from callcenter.model.vocabulary import AgentState, CallbackKind, CallbackState
 from callcenter.queue.hours import BusinessHours, is_open
 
 # -- keep my place -------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def due_callbacks(live: Iterable[LiveCaller], callbacks: Iterable[Callback], *, 
             line.append(((caller.enqueued_at, caller.call_id), caller.call_id, False))
     for callback in callbacks:
         if in_line(callback):
-            line.append((callback.order_key, callback.id, True))
+            line.append((line_key(callback), callback.id, True))
     line.sort(key=lambda entry: entry[0])
     served = line[: max(0, free)]
     return DueDecision(
@@ -100,7 +102,7 @@ def place_in_line(
 ) -> int:
     """1-based place of the entry with order ``key`` in the joint line (``offered`` callers excluded)."""
     ahead = sum(1 for c in live if not c.offered and (c.enqueued_at, c.call_id) < key)
-    ahead += sum(1 for c in callbacks if in_line(c) and c.order_key < key)
+    ahead += sum(1 for c in callbacks if in_line(c) and line_key(c) < key)
     return ahead + 1
 
 

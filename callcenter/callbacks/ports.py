@@ -16,9 +16,9 @@ from typing import Protocol
 
 from callcenter.capacity.service import Estimate, Forecast
 from callcenter.errors import ConflictError
-from callcenter.model.callbacks import Callback, CallbackChange, CallbackKind
+from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.paging import Page
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import CallbackKind, CallbackState
 
 
 class CallbackExistsError(ConflictError):

@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Final
 
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import ActorKind, Callback, CallbackChange, PromiseWindow
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.callbacks import Callback, CallbackChange, PromiseWindow
+from callcenter.model.vocabulary import ActorKind, CallbackState
 
 #: The grace after an announced "by" time (DESIGN.md: default 2 minutes).
 DEFAULT_GRACE_S: Final = 120.0

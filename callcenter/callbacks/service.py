@@ -28,6 +28,7 @@ from typing import Final
 
 from callcenter.bus import EventBus
 from callcenter.callbacks.lifecycle import move, new_callback
+from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.numbers import NumberCheck, NumberRefusal, check_callback_number
 from callcenter.callbacks.policy import (
     SWEEP_LEAD_S,
@@ -64,11 +65,17 @@ from callcenter.errors import (
     NotFoundError,
     ValidationError,
 )
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
-from callcenter.model.events import CallbackSlotOverCommitted, CallbackStateChanged, DomainEvent
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
+from callcenter.model.events import (
+    AgentQueuesChanged,
+    AgentScheduleChanged,
+    CallbackSlotOverCommitted,
+    CallbackStateChanged,
+    DomainEvent,
+)
 from callcenter.model.paging import Page
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from callcenter.queue.hours import business_hours, zone_of
 
 logger = logging.getLogger(__name__)
@@ -76,7 +83,9 @@ logger = logging.getLogger(__name__)
 #: The actor of the service's own decisions.
 DUE_POLICY: Final = Actor(ActorKind.SYSTEM, "keep-place-due")
 _IN_LINE: Final = frozenset({CallbackState.REQUESTED})
-_HOLDING_AGENT: Final = frozenset({CallbackState.SCHEDULED, CallbackState.DIALING})
+# Released kept places not yet dialled: each will take the next free agent. (Those being dialled hold
+# an agent already, paused: it is not counted free, so counting them here too would count it twice.)
+_HOLDING_AGENT: Final = frozenset({CallbackState.SCHEDULED})
 _REFUSALS: Final = {
     NumberRefusal.WITHHELD: "a callback needs a phone number; the caller id is withheld",
     NumberRefusal.INVALID: "not a valid phone number",
@@ -166,6 +175,10 @@ class CallbackService:
 
     :param live: the queues' live boards (the queue service); ``None`` where there are none (the
         CLI, an API-only process): kept places are then never released here.
+    :param line: the dispatcher's view of the kept places it could dial now
+        (:class:`~callcenter.callbacks.line.CallbackLine`). When given, only those are released,
+        and only while the view is fresh: in the process whose dispatcher leads, which is the one
+        whose queue serves the live callers.
     """
 
     def __init__(
@@ -180,8 +193,10 @@ class CallbackService:
         estimates: WaitEstimator | None = None,
         settings: CallbackSettings | None = None,
         new_id: Callable[[], str] = lambda: f"cb-{uuid.uuid4().hex}",
+        line: CallbackLine | None = None,
     ) -> None:
         self._repo = repo
+        self._line = line
         self._planner = planner
         self._queues = queues
         self._bus = bus
@@ -197,6 +212,10 @@ class CallbackService:
     @property
     def settings(self) -> CallbackSettings:
         return self._settings
+
+    def use_line(self, line: CallbackLine) -> None:
+        """Release only the kept places ``line`` shows (see the ``line`` parameter)."""
+        self._line = line
 
     # -- numbers ------------------------------------------------------------------------------------
 
@@ -468,6 +487,9 @@ class CallbackService:
         )
         stored = await self._repo.add(callback, (first,))
         created = stored.id == callback.id
+        if created and self._line is not None:
+            # In line at once, before the caller leaves it: no later caller slips ahead meanwhile.
+            self._line.add(KeptPlace(key=line_key(stored), callback_id=stored.id, queue=stored.queue))
         if created:
             await self._publish(_state_events(stored, (first,)))
             logger.info("callback %s keeps a place in %s, promised by %s", stored.id, queue, by.isoformat())
@@ -485,6 +507,8 @@ class CallbackService:
             callback, CallbackState.CANCELLED, at=self._clock.now(), actor=actor, reason=reason
         )
         stored = await self._repo.move(moved, change)
+        if self._line is not None:
+            self._line.remove(callback_id)
         await self._publish(_state_events(stored, (change,)))
         logger.info("callback %s cancelled by %s", callback_id, actor)
         return stored
@@ -523,7 +547,14 @@ class CallbackService:
         """Move every kept place that reached the head with an agent predicted free to ``scheduled``."""
         if self._live is None:
             return ()
+        shown: frozenset[str] | None = None
+        if self._line is not None:
+            shown = self._line.ids(self._clock.now())
+            if shown is None:
+                return ()  # no dispatcher leads here: the live line is another process's
         line = await self._repo.in_state(None, _IN_LINE, kind=CallbackKind.KEEP_PLACE)
+        if shown is not None:
+            line = tuple(c for c in line if c.id in shown)
         released: list[str] = []
         for queue in sorted({c.queue for c in line}):
             try:
@@ -537,6 +568,10 @@ class CallbackService:
         live = await self._live.live(queue)
         now = live.at
         holding = await self._repo.in_state(queue, _HOLDING_AGENT, kind=CallbackKind.KEEP_PLACE)
+        if self._line is not None:
+            # Only those the dispatcher would dial now (not in quiet hours, not claimed) take an agent.
+            shown = self._line.ids(now) or frozenset()
+            holding = tuple(c for c in holding if c.id in shown)
         free = predicted_free_agents(
             (AgentNow(state=a.state, since=a.since) for a in live.view.agents),
             now=now,
@@ -568,6 +603,37 @@ class CallbackService:
             await self._publish(_state_events(stored, (change,)))
             released.append(callback_id)
         return released
+
+    async def handle_staffing(self, event: DomainEvent) -> tuple[SlotCapacity, ...]:
+        """A staffing change (an agent's queues or shifts): every booked day of every queue is checked
+        at once against a fresh plan, raising ``CallbackSlotOverCommitted`` for slots now over
+        capacity. Other events are ignored. Never raises; the over-committed slots found."""
+        if not isinstance(event, AgentQueuesChanged | AgentScheduleChanged):
+            return ()
+        self._plans.clear()  # the plans were made with the old staffing
+        found: list[SlotCapacity] = []
+        for record in await self._queues_or_none():
+            try:
+                found += await self.check_commitments(record.name, await self._booked_days(record))
+            except Exception:
+                logger.exception("callbacks: bookings of %s not checked after a staffing change", record.name)
+        return tuple(found)
+
+    async def _queues_or_none(self) -> tuple[QueueRecord, ...]:
+        try:
+            return await self._queues.list()
+        except Exception:
+            logger.exception("callbacks: queues not read after a staffing change")
+            return ()
+
+    async def _booked_days(self, record: QueueRecord) -> tuple[date, ...]:
+        """The local days within the horizon that hold bookings of ``record``."""
+        zone = zone_of(record.time_zone)
+        today = self._clock.now().astimezone(zone).date()
+        start = datetime.combine(today, time(), zone)
+        end = datetime.combine(today + timedelta(days=self._settings.horizon_days), time(), zone)
+        booked = await self._repo.booked(record.name, start, end)
+        return tuple(sorted({at.astimezone(zone).date() for at, n in booked.items() if n > 0}))
 
     async def check_commitments(
         self, queue: str, days: Iterable[date] | None = None

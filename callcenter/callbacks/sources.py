@@ -27,8 +27,8 @@ from callcenter.callbacks.promise import keep_place_window, slot_window
 from callcenter.callbacks.service import CallbackService, state_event
 from callcenter.clock import Clock
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,17 @@ class CallbackSources:
 
         :raises InvalidPhoneNumberError: :raises ValidationError: a time already past.
         """
+        callback, changes, source = self.draft_follow_up(agent_id, queue, number, at=at, note=note)
+        return await self._store_request(callback, changes, source)
+
+    def draft_follow_up(
+        self, agent_id: str, queue: str, number: str, *, at: datetime, note: str = ""
+    ) -> tuple[Callback, tuple[CallbackChange, ...], SourceNote]:
+        """The follow-up :meth:`follow_up` stores, not stored: for a caller that stores it in the
+        same transaction as another change (the agent's disposition of the call it follows).
+
+        :raises InvalidPhoneNumberError: :raises ValidationError: a time already past.
+        """
         e164 = self._callbacks.check_number(number)
         now = self._clock.now()
         if at.tzinfo is None:
@@ -145,7 +156,7 @@ class CallbackSources:
             owner_agent=agent_id,
             owner_until=at + timedelta(seconds=self._settings.personal_s),
         )
-        return await self._store_request(callback, (first, second), source)
+        return callback, (first, second), source
 
     async def _kept(
         self,

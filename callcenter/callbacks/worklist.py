@@ -1,32 +1,49 @@
-"""The agent's callback worklist: what is waiting for me, and claiming it (service).
+"""The agent's callback worklist: what is waiting for me, claiming it, and saying how it went (service).
 
 An agent sees the open callbacks of their queues and their own follow-ups (another agent's follow-up
-only after its personal deadline), due and overdue first, each with why it was asked for, its
-promise, its attempts and the caller's recent calls. A claim is a lock that expires: while it holds,
-the dispatcher connects the callback to the claiming agent only (when it is due and they are free).
+only after its personal deadline: :func:`personal_owner`), due and overdue first, each with why it was
+asked for (:func:`reason_of`), its promise and how early or late it is (:func:`promise_timing`), its
+attempts, the caller's recent calls, and the voicemail and text messages behind it. A claim is a lock
+that expires: while it holds, the dispatcher connects the callback to the claiming agent only (when it
+is due and they are free).
+
+Dispositions of a connected callback, each one transaction: ``resolved`` completes it; ``wrong_number``
+fails it with that reason; ``no_answer`` (nobody was really on the line) gives the attempt that result
+and applies the retry rules (:func:`next_retry`); ``follow_up`` completes it and books the agent's
+follow-up at the time they chose, as a new ``scheduled`` callback with its own window, in the same
+transaction (a crash between the two can neither lose the follow-up nor leave the call open).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final, Protocol
 
-from callcenter.callbacks.attempts import Attempt, SourceNote
-from callcenter.callbacks.dispatch_ports import Claim, DispatchStore
+from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote, retry_delay
+from callcenter.callbacks.dispatch import DispatchSettings, quiet_until
+from callcenter.callbacks.dispatch_ports import CallbackDetails, Claim, DispatchStore
 from callcenter.callbacks.lifecycle import move
+from callcenter.callbacks.service import state_event
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.clock import Clock
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback
+from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
+from callcenter.model.events import CallbackAttemptEnded, CallbackClaimChanged, DomainEvent
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
+
+logger = logging.getLogger(__name__)
 
 S = CallbackState
 _LISTED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
 _CLAIMABLE: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT})
+_MAX_NOTES: Final = 500
 
 
 class Disposition(StrEnum):
@@ -35,7 +52,89 @@ class Disposition(StrEnum):
     RESOLVED = "resolved"  # -> completed
     WRONG_NUMBER = "wrong_number"  # -> failed, with that reason
     FOLLOW_UP = "follow_up"  # -> completed, and a follow-up of the agent's at the time they chose
-    NO_ANSWER = "no_answer"  # recorded by the dispatcher from the call itself, never by hand
+    NO_ANSWER = "no_answer"  # nobody on the line: the attempt is no_answer, retry rules apply
+
+
+class Reason(StrEnum):
+    """Why a callback is owed, in the words of the worklist."""
+
+    MISSED_CALL = "missed_call"  # booked by staff for a caller whose call was missed
+    KEPT_PLACE = "kept_place"  # the caller kept their place in line
+    CHOSEN_TIME = "chosen_time"  # the caller chose a time
+    VOICEMAIL = "voicemail"
+    SMS_REPLY = "sms_reply"
+    FOLLOW_UP = "follow_up"  # an agent's own follow-up
+
+
+class Timing(StrEnum):
+    EARLY = "early"  # before the promised window opens
+    ON_TIME = "on_time"  # inside the window
+    LATE = "late"  # the window has closed
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseTiming:
+    """Where ``now`` stands against the promise: ``seconds`` until it opens (early), left in it
+    (on time) or since it closed (late)."""
+
+    status: Timing
+    seconds: float
+
+
+_BY_SOURCE: Final = {
+    CallbackSource.VOICEMAIL: Reason.VOICEMAIL,
+    CallbackSource.SMS_REPLY: Reason.SMS_REPLY,
+    CallbackSource.AGENT_FOLLOW_UP: Reason.FOLLOW_UP,
+}
+
+
+def reason_of(callback: Callback, sources: Sequence[SourceNote], first: CallbackChange | None) -> Reason:
+    """Why the callback exists: its first source, else how it was asked for (pure).
+
+    A request made by the caller in the IVR (or on the web) kept their place or chose a time; one made
+    through the API on a caller's behalf for a call of theirs (``via <token>``) follows a missed call.
+    """
+    for note in sources:
+        if not note.merged and note.source in _BY_SOURCE:
+            return _BY_SOURCE[note.source]
+        if not note.merged:
+            break
+    on_behalf = first is not None and first.actor.name.startswith("via ")
+    if on_behalf and callback.call_id is not None:
+        return Reason.MISSED_CALL
+    return Reason.KEPT_PLACE if callback.kind is CallbackKind.KEEP_PLACE else Reason.CHOSEN_TIME
+
+
+def promise_timing(window: PromiseWindow, now: datetime) -> PromiseTiming:
+    """Early, on time or late against the promised window (pure)."""
+    if now < window.start:
+        return PromiseTiming(Timing.EARLY, (window.start - now).total_seconds())
+    if now < window.end:
+        return PromiseTiming(Timing.ON_TIME, (window.end - now).total_seconds())
+    return PromiseTiming(Timing.LATE, (now - window.end).total_seconds())
+
+
+def personal_owner(sources: Sequence[SourceNote], now: datetime) -> str | None:
+    """The agent a personal callback (an agent's follow-up) still belongs to at ``now``; ``None``
+    once its deadline passed (it falls back to the queue) or when it was never personal (pure)."""
+    for note in sources:
+        if note.owner_agent is not None and (note.owner_until is None or now < note.owner_until):
+            return note.owner_agent
+    return None
+
+
+def next_retry(
+    number: str, attempts: Sequence[Attempt], now: datetime, settings: DispatchSettings
+) -> datetime | None:
+    """When a callback whose attempt did not reach anyone is dialled again, or ``None`` when its
+    dials are used up (it fails); the dispatcher's retry rules: back-off, the customer's quiet hours
+    (pure)."""
+    dials = sum(1 for a in attempts if a.customer_dialled_at is not None)
+    if dials >= settings.max_attempts or len(attempts) >= 3 * settings.max_attempts:
+        return None
+    s = settings
+    at = now + retry_delay(max(dials, 1), first_s=s.retry_s, factor=s.retry_factor, max_s=s.retry_max_s)
+    return quiet_until(number, at, s) or at
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,6 +156,46 @@ class CallerHistory(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailNote:
+    """A voicemail behind a callback: what the caller said, when transcribed.
+
+    :param status: the voicemail's transcription status (``pending``, ``done``, ``failed``...).
+    :param silent: ``True`` when no speech was found; ``None`` until analysed.
+    """
+
+    id: str
+    recorded_at: datetime
+    duration_s: float
+    status: str
+    transcript: str = ""
+    silent: bool | None = None
+    urgency: str = "normal"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TextLine:
+    """One text message to or from the caller (``direction`` is ``in`` or ``out``)."""
+
+    id: str
+    at: datetime
+    direction: str
+    text: str
+    status: str
+
+
+class VoicemailReader(Protocol):
+    async def voicemail(self, voicemail_id: str) -> VoicemailNote | None:
+        """The voicemail with its transcript; ``None`` when it is gone (deleted by retention)."""
+        ...
+
+
+class TextReader(Protocol):
+    async def thread(self, number: str, limit: int) -> Sequence[TextLine]:
+        """The latest text messages with ``number``, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WorkItem:
     """One callback on an agent's worklist."""
 
@@ -64,14 +203,22 @@ class WorkItem:
     due: bool
     overdue: bool
     reason: str
+    kind: Reason
+    timing: PromiseTiming
     sources: tuple[SourceNote, ...]
     attempts: tuple[Attempt, ...]
     claim: Claim | None
     history: tuple[CallRecord, ...]
+    owner: str | None = None
+    voicemails: tuple[VoicemailNote, ...] = ()
+    texts: tuple[TextLine, ...] = ()
 
 
 class Worklist:
-    """:param claim_s: how long a claim holds without renewal."""
+    """:param claim_s: how long a claim holds without renewal.
+    :param publish: where the changes it makes are announced (the event bus).
+    :param dispatch: the dispatcher's retry rules (for ``no_answer``).
+    :param reads_at_once: items whose calls, voicemails and texts are read at the same time."""
 
     def __init__(
         self,
@@ -83,6 +230,12 @@ class Worklist:
         sources: CallbackSources | None = None,
         claim_s: float = 300.0,
         history_limit: int = 5,
+        voicemails: VoicemailReader | None = None,
+        texts: TextReader | None = None,
+        texts_limit: int = 20,
+        reads_at_once: int = 4,
+        publish: Callable[[DomainEvent], Awaitable[object]] | None = None,
+        dispatch: DispatchSettings | None = None,
     ) -> None:
         self._store = store
         self._sources = sources
@@ -91,50 +244,97 @@ class Worklist:
         self._clock = clock
         self._claim_s = claim_s
         self._history_limit = history_limit
+        self._voicemails = voicemails
+        self._texts = texts
+        self._texts_limit = texts_limit
+        self._reads_at_once = reads_at_once
+        self._publish = publish
+        self._dispatch = dispatch or DispatchSettings()
+
+    @property
+    def claim_s(self) -> float:
+        return self._claim_s
+
+    async def queues_of(self, agent_id: str) -> tuple[str, ...]:
+        """:raises NotFoundError: unknown agent."""
+        return await self._agents.queues_of(agent_id)
 
     async def items(self, agent_id: str) -> tuple[WorkItem, ...]:
         """The agent's worklist: overdue first, then due, then by due time. :raises NotFoundError:"""
+        return (await self.listing(agent_id))[0]
+
+    async def listing(self, agent_id: str) -> tuple[tuple[WorkItem, ...], datetime | None]:
+        """:meth:`items`, and the next moment another agent's follow-up falls back to the queue (it
+        then appears on this list without any event saying so). :raises NotFoundError:
+
+        The callbacks' own details are read for all of them at once; the caller's calls, voicemails
+        and texts a few numbers at a time (``reads_at_once``).
+        """
         queues = await self._agents.queues_of(agent_id)
         now = self._clock.now()
-        found: list[WorkItem] = []
-        for queue in queues:
-            for callback in await self._store.in_state(queue, _LISTED):
-                item = await self._item(callback, agent_id, now)
-                if item is not None:
-                    found.append(item)
-        found.sort(key=lambda i: (not i.overdue, not i.due, i.callback.due_at or i.callback.window.end))
-        return tuple(found)
+        callbacks = [c for queue in queues for c in await self._store.in_state(queue, _LISTED)]
+        details = await self._store.details([c.id for c in callbacks], now=now)
+        shown: list[tuple[Callback, CallbackDetails, str | None]] = []
+        reveal: datetime | None = None
+        for callback in callbacks:
+            detail = details.get(callback.id, CallbackDetails())
+            owner = personal_owner(detail.sources, now)
+            if owner is None or owner == agent_id:
+                shown.append((callback, detail, owner))
+                continue
+            # Another agent's follow-up, still theirs: hidden until its deadline.
+            until = [n.owner_until for n in detail.sources if n.owner_agent == owner and n.owner_until]
+            if until and (reveal is None or min(until) < reveal):
+                reveal = min(until)
+        gate = asyncio.Semaphore(self._reads_at_once)
 
-    async def _item(self, callback: Callback, agent_id: str, now: datetime) -> WorkItem | None:
-        sources = await self._store.sources(callback.id)
-        owner = next(
-            (
-                n
-                for n in sources
-                if n.owner_agent is not None and (n.owner_until is None or now < n.owner_until)
-            ),
-            None,
-        )
-        if owner is not None and owner.owner_agent != agent_id:
-            return None  # another agent's follow-up, still theirs
-        changes = await self._store.changes(callback.id)
-        due = callback.due_at is not None and callback.due_at <= now
+        async def item(callback: Callback, detail: CallbackDetails, owner: str | None) -> WorkItem:
+            async with gate:
+                return await self._item(callback, detail, owner, now)
+
+        found = list(await asyncio.gather(*(item(*s) for s in shown)))
+        found.sort(key=lambda i: (not i.overdue, not i.due, i.callback.due_at or i.callback.window.end))
+        return tuple(found), reveal
+
+    async def _item(
+        self, callback: Callback, detail: CallbackDetails, owner: str | None, now: datetime
+    ) -> WorkItem:
+        first = detail.first_change
         return WorkItem(
             callback=callback,
-            due=due,
-            overdue=callback.window.passed(now) or (due and callback.window.end - now < timedelta(0)),
-            reason=changes[0].reason if changes else "",
-            sources=sources,
-            attempts=await self._store.attempts(callback.id),
-            claim=await self._store.claim_of(callback.id, now=now),
+            due=callback.due_at is not None and callback.due_at <= now,
+            overdue=callback.window.passed(now),
+            reason=first.reason if first else "",
+            kind=reason_of(callback, detail.sources, first),
+            timing=promise_timing(callback.window, now),
+            sources=detail.sources,
+            attempts=detail.attempts,
+            claim=detail.claim,
             history=tuple(await self._history.recent_calls(callback.number, self._history_limit)),
+            owner=owner,
+            voicemails=await self._voicemail_notes(detail.sources),
+            texts=tuple(await self._texts.thread(callback.number, self._texts_limit)) if self._texts else (),
         )
+
+    async def _voicemail_notes(self, sources: Sequence[SourceNote]) -> tuple[VoicemailNote, ...]:
+        if self._voicemails is None:
+            return ()
+        notes: list[VoicemailNote] = []
+        seen: set[str] = set()
+        for source in sources:
+            if source.source is CallbackSource.VOICEMAIL and source.ref and source.ref not in seen:
+                seen.add(source.ref)
+                note = await self._voicemails.voicemail(source.ref)
+                if note is not None:
+                    notes.append(note)
+        return tuple(notes)
 
     async def claim(self, callback_id: str, agent_id: str) -> Claim:
         """Claim a waiting callback for ``claim_s`` (a repeat by the same agent renews it).
 
-        :raises NotFoundError: :raises ConflictError: it is being dialled, connected or closed.
-        :raises ClaimedError: another agent holds it.
+        :raises NotFoundError: :raises ConflictError: it is being dialled, connected or closed, or it
+            is another agent's follow-up. :raises ClaimedError: another agent holds it.
+        :raises ValidationError: the agent does not serve its queue.
         """
         callback = await self._store.get(callback_id)
         if callback.state not in _CLAIMABLE:
@@ -142,14 +342,39 @@ class Worklist:
         if callback.queue not in await self._agents.queues_of(agent_id):
             raise ValidationError(f"agent {agent_id} does not serve queue {callback.queue!r}")
         now = self._clock.now()
-        return await self._store.claim(
+        owner = personal_owner(await self._store.sources(callback_id), now)
+        if owner is not None and owner != agent_id:
+            raise ConflictError(f"callback {callback_id} is agent {owner}'s follow-up for now")
+        held = await self._store.claim(
             callback_id, agent_id, until=now + timedelta(seconds=self._claim_s), now=now
         )
+        await self._announce(
+            CallbackClaimChanged(
+                event_id=f"callback-claim:{callback_id}:{agent_id}:{held.until.isoformat()}",
+                occurred_at=now,
+                callback_id=callback_id,
+                queue=callback.queue,
+                agent_id=agent_id,
+                until=held.until,
+            )
+        )
+        return held
 
     async def release(self, callback_id: str, agent_id: str) -> None:
         """Give a claim back. :raises NotFoundError: the agent holds no claim on it."""
         if not await self._store.release_claim(callback_id, agent_id):
             raise NotFoundError(f"agent {agent_id} holds no claim on callback {callback_id}")
+        callback = await self._store.get(callback_id)
+        now = self._clock.now()
+        await self._announce(
+            CallbackClaimChanged(
+                event_id=f"callback-claim:{callback_id}:{agent_id}:released:{now.isoformat()}",
+                occurred_at=now,
+                callback_id=callback_id,
+                queue=callback.queue,
+                agent_id=agent_id,
+            )
+        )
 
     async def dispose(
         self,
@@ -164,14 +389,13 @@ class Worklist:
 
         :raises NotFoundError: :raises ConflictError: the callback is not connected (e.g. already
             completed after ``disposition_wait_s``), or the agent was not on its call.
-        :raises ValidationError: ``no_answer`` (the dispatcher records it), or a follow-up without a time.
+        :raises ValidationError: a follow-up without a time (or at a past time), or a time given
+            with another outcome.
         """
-        if disposition is Disposition.NO_ANSWER:
-            raise ValidationError(
-                "no_answer is recorded by the dispatcher from the call; it cannot be set by hand"
-            )
         if disposition is Disposition.FOLLOW_UP and follow_up_at is None:
             raise ValidationError("a follow-up needs follow_up_at (ISO 8601 with an offset)")
+        if disposition is not Disposition.FOLLOW_UP and follow_up_at is not None:
+            raise ValidationError(f"follow_up_at goes with the outcome follow_up, not {disposition.value}")
         callback = await self._store.get(callback_id)
         if callback.state is not S.CONNECTED:
             raise ConflictError(
@@ -182,7 +406,9 @@ class Worklist:
             raise ConflictError(f"agent {agent_id} was not on the call of callback {callback_id}")
         now = self._clock.now()
         actor = Actor(ActorKind.AGENT, agent_id)
-        notes = notes.strip()[:500]
+        notes = notes.strip()[:_MAX_NOTES]
+        if disposition is Disposition.NO_ANSWER:
+            return await self._no_answer(callback, attempts, actor, notes, now)
         reason = {
             Disposition.RESOLVED: "resolved",
             Disposition.WRONG_NUMBER: "wrong number",
@@ -192,14 +418,71 @@ class Worklist:
         moved, change = move(
             callback, state, at=now, actor=actor, reason=f"{reason}: {notes}" if notes else reason
         )
-        stored = await self._store.move(moved, change)
-        follow_up = None
         if disposition is Disposition.FOLLOW_UP and follow_up_at is not None:
             if self._sources is None:
                 raise ValidationError("follow-ups are not available in this process")
-            follow_up = (
-                await self._sources.follow_up(
-                    agent_id, callback.queue, callback.number, at=follow_up_at, note=notes
-                )
-            ).callback
-        return Disposed(callback=stored, follow_up=follow_up)
+            follow_up, changes, source = self._sources.draft_follow_up(
+                agent_id, callback.queue, callback.number, at=follow_up_at, note=notes
+            )
+            await self._store.close_with_follow_up(moved, change, follow_up, changes, source)
+            await self._announce(state_event(moved, change))
+            for made in changes:
+                await self._announce(state_event(follow_up, made))
+            return Disposed(callback=moved, follow_up=await self._store.get(follow_up.id))
+        stored = await self._store.move(moved, change)
+        await self._announce(state_event(stored, change))
+        return Disposed(callback=stored)
+
+    async def _no_answer(
+        self, callback: Callback, attempts: tuple[Attempt, ...], actor: Actor, notes: str, now: datetime
+    ) -> Disposed:
+        """Nobody was on the line after all: the attempt ends ``no_answer`` and the retry rules apply."""
+        last = attempts[-1]
+        cause = f"agent {actor.name}: nobody on the line" + (f" ({notes})" if notes else "")
+        amended = dataclasses.replace(last, result=AttemptResult.NO_ANSWER, cause=cause)
+        retry_at = next_retry(callback.number, attempts, now, self._dispatch)
+        if retry_at is None:
+            moved, change = move(
+                callback,
+                S.FAILED,
+                at=now,
+                actor=actor,
+                reason=f"{cause}; {self._dispatch.max_attempts} dials made",
+                result=AttemptResult.NO_ANSWER,
+            )
+        else:
+            moved, change = move(
+                callback,
+                S.RETRY_WAIT,
+                at=now,
+                actor=actor,
+                reason=f"{cause}; retry at {retry_at.isoformat()}",
+                result=AttemptResult.NO_ANSWER,
+                due_at=retry_at,
+            )
+        await self._store.amend_attempt(moved, change, amended)
+        await self._announce(
+            CallbackAttemptEnded(
+                event_id=f"callback-attempt:{last.id}:amended",
+                occurred_at=now,
+                callback_id=callback.id,
+                attempt_id=last.id,
+                queue=callback.queue,
+                number=callback.number,
+                seq=last.seq,
+                result=AttemptResult.NO_ANSWER,
+                cause=cause,
+                agent_id=last.agent_id,
+            )
+        )
+        await self._announce(state_event(moved, change))
+        return Disposed(callback=moved)
+
+    async def _announce(self, event: DomainEvent) -> None:
+        """Publish after the store write; a bus failure does not undo what the agent did."""
+        if self._publish is None:
+            return
+        try:
+            await self._publish(event)
+        except Exception:  # the store holds the truth; the pages refresh on their next event
+            logger.exception("worklist: %s %s not published", event.event_type, event.event_id)

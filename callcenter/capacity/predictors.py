@@ -29,6 +29,7 @@ so every predictor's "by" times can be scored the same way.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -272,12 +273,17 @@ class _HeadDepartures:
             return (-math.inf, -math.inf) if v > 0.0 else (0.0, -math.inf)
         if v <= 0.0:
             return 0.0, (math.log(self.base_rate) if self.stages == 1 else -math.inf)
-        g = v if self.theta == 0.0 else -math.expm1(-self.theta * v) / self.theta
+        # θ·v can underflow to 0 (a patience of 1e178 s): then g is v, its limit as θ → 0.
+        theta_v = self.theta * v
+        g = v if theta_v == 0.0 else -math.expm1(-theta_v) / self.theta
         log_g = math.log(g)
         log_term = -self.base_rate * v
         logs = [log_term]
+        # The logarithms of the rates and factorials do not depend on v: computed once for the law
+        # (and shared by every caller of the queue), the same sums in the same order as before.
+        log_rates, log_counts = _log_steps(self.base_rate, self.theta, _capacity(self.stages - 1))
         for j in range(self.stages - 1):
-            log_term += math.log(self.base_rate + j * self.theta) + log_g - math.log(j + 1.0)
+            log_term += log_rates[j] + log_g - log_counts[j]
             logs.append(log_term)
         peak = max(logs)
         log_s = peak + math.log(math.fsum(math.exp(x - peak) for x in logs))
@@ -299,6 +305,20 @@ class _HeadDepartures:
             if abs(step) <= 1e-12 * v:
                 break
         return v
+
+
+def _capacity(steps: int) -> int:
+    """``steps`` rounded up to a power of two (at least 64): few cached lists serve every line length."""
+    return max(64, 1 << max(0, steps - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=16)
+def _log_steps(base_rate: float, theta: float, size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``ln(base + jθ)`` and ``ln(j + 1)`` for ``j < size``: the terms of :meth:`_HeadDepartures.log_survival`."""
+    return (
+        tuple(math.log(base_rate + j * theta) for j in range(size)),
+        tuple(math.log(j + 1.0) for j in range(size)),
+    )
 
 
 def _point(name: PredictorName, remaining_s: float) -> WaitPrediction:

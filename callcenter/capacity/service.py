@@ -19,6 +19,7 @@ only complete in the process that holds the ARI link, which is the one whose est
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import OrderedDict
@@ -59,7 +60,7 @@ from callcenter.capacity.ports import (
 from callcenter.capacity.schedules import Schedule, Shift, make_schedule
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, DependencyError, NotFoundError, ValidationError
-from callcenter.model.events import CallEnded, DomainEvent, WaitAnnounced
+from callcenter.model.events import AgentScheduleChanged, CallEnded, DomainEvent, WaitAnnounced
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState
 from callcenter.queue.hours import zone_of
@@ -303,10 +304,17 @@ class EstimateService:
         staffing = _staffing(live)
         records: list[PredictionRecord] = []
         captured: list[str] = []
+        made = 0
         for caller in live.view.waiting:
             waiting_now.add(caller.call_id)
             if caller.call_id in self._captured or caller.position > MAX_POSITION:
                 continue
+            made += 1
+            if made > 1:
+                # One estimate at a time: with thousands waiting each one costs milliseconds (QL-A
+                # sums a term per caller ahead), and a run of them held the loop for seconds. The
+                # estimates keep the snapshot taken above, so nothing changes under them.
+                await asyncio.sleep(0)
             estimate = await self._estimate(
                 live,
                 position=caller.position,
@@ -494,6 +502,20 @@ class EstimateService:
         logger.info(
             "schedule of agent %s set by %s: %s", agent_id, actor, ", ".join(str(s) for s in stored.shifts)
         )
+        if self.publish is not None:
+            # Booked callback slots are checked against the new staffing when this arrives.
+            at = stored.updated_at or self._clock.now()
+            event = AgentScheduleChanged(
+                event_id=f"agent-schedule:{agent_id}:{at.isoformat()}",
+                occurred_at=at,
+                agent_id=agent_id,
+                shifts=tuple(str(s) for s in stored.shifts),
+                reason=f"set by {actor}",
+            )
+            try:
+                await self.publish(event)
+            except Exception:
+                logger.exception("publishing the schedule change of %s failed", agent_id)
         return stored
 
 

@@ -11,29 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
-from callcenter.model.vocabulary import AttemptResult, CallbackState
-
-
-class CallbackKind(StrEnum):
-    """How a callback is served.
-
-    ``keep_place``: the caller keeps their original enqueue time and is called back when that place
-    reaches the head of the queue. ``scheduled``: the caller chose a later slot, which is booked.
-    """
-
-    KEEP_PLACE = "keep_place"
-    SCHEDULED = "scheduled"
-
-
-class ActorKind(StrEnum):
-    """Who or what caused a change of a callback."""
-
-    CUSTOMER = "customer"  # the caller: in the IVR, by SMS, on the web
-    AGENT = "agent"
-    SUPERVISOR = "supervisor"
-    SYSTEM = "system"  # our own policies: due policy, sweep, dispatcher, expiry
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,15 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import ActorKind, CallbackKind
-from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState, CallOutcome, EntryPoint
+from callcenter.model.vocabulary import (
+    ActorKind,
+    AgentState,
+    AttemptResult,
+    CallbackKind,
+    CallbackState,
+    CallOutcome,
+    EntryPoint,
+)
 
 WIRE_VERSION = 1
 
@@ -261,6 +268,22 @@ class CallbackPromiseAtRisk(DomainEvent):
 EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackAttemptEnded, CallbackPromiseAtRisk)})
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackClaimChanged(DomainEvent):
+    """An agent claimed a callback until ``until``, or gave the claim back (``until`` is ``None``):
+    the agents' worklist pages show who holds it."""
+
+    event_type: ClassVar[str] = "callback_claim_changed"
+
+    callback_id: str
+    queue: str
+    agent_id: str
+    until: datetime | None = None
+
+
+EVENT_TYPES[CallbackClaimChanged.event_type] = CallbackClaimChanged
+
+
 # -- SMS and announced waits (statistics) -------------------------------------------------------------------------------
 
 
@@ -308,6 +331,26 @@ class WaitAnnounced(DomainEvent):
 
 
 EVENT_TYPES.update({cls.event_type: cls for cls in (SmsStatusChanged, SmsConsentChanged, WaitAnnounced)})
+
+
+# -- staffing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentScheduleChanged(DomainEvent):
+    """An agent's weekly shifts were replaced (``shifts`` as ``"mon 09:00-17:00"``), with who did it.
+
+    Booked callback slots are checked against the new staffing when it comes.
+    """
+
+    event_type: ClassVar[str] = "agent_schedule_changed"
+
+    agent_id: str
+    shifts: tuple[str, ...]
+    reason: str = ""
+
+
+EVENT_TYPES.update({AgentScheduleChanged.event_type: AgentScheduleChanged})
 
 
 #: Each event class's resolved field types, once: resolving the string annotations compiles them,

@@ -30,7 +30,10 @@ table, with what a real Asterisk 20.20 reported in ``tests/real_asterisk/test_ap
 | unset            | hung up before ``Queue()``                             | ``ivr_hangup``             |
 
 A callback the caller accepted on the exit key (``CC_CALLBACK=accepted``) makes the call
-``callback_requested`` whatever ``QUEUESTATUS`` says. A caller who left the queue unanswered and was
+``callback_requested`` whatever ``QUEUESTATUS`` says. A message the caller left through our
+``voicemail`` script (``CC_VOICEMAIL=recorded``, set as the recording starts: by the voicemail key, after
+``TIMEOUT``, ``FULL``, ``JOINEMPTY`` or with no queue at all) makes it ``voicemail``, the last stage
+reached, unless an agent answered first. A caller who left the queue unanswered and was
 then reached by the site's own ``Dial()`` (``DIALSTATUS=ANSWER``: an overflow to a ring group) is
 ``answered``; other ``DIALSTATUS`` values change nothing and are kept in the timeline. A caller
 refused at the door (``FULL``, ``JOIN*``) keeps that outcome: the detection has no path from a refused
@@ -68,6 +71,7 @@ from callcenter.queue.detection import (
     CallTrack,
     ExitReason,
     QueueExit,
+    VoicemailRecorded,
     advance,
 )
 
@@ -148,6 +152,7 @@ class AppQueueReport:
     hold_s: float | None = None
     exit_key: str | None = None
     callback_accepted: bool = False
+    voicemail_recorded: bool = False
     failure: str = ""
     ended_at: datetime
 
@@ -197,6 +202,9 @@ def report_facts(report: AppQueueReport, *, default_region: str = "US") -> tuple
     elif joined is not None and report.queue:
         facts.append(CallQueued(call_id=call_id, queue=report.queue, at=joined))
         facts += _in_queue(report, call_id)
+    if report.voicemail_recorded and not report.answered_in_queue and not report.callback_accepted:
+        # Left after the queue (or without one): the last stage reached wins.
+        facts.append(VoicemailRecorded(call_id=call_id, at=_first(report.left_at, end)))
     if report.failure:
         facts.append(CallFailed(call_id=call_id, reason=report.failure, at=_first(report.left_at, end)))
     facts.append(CallerHungUp(call_id=call_id, at=end))

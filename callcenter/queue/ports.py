@@ -231,13 +231,15 @@ class CallFactSink(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class VoicemailRequest:
-    """A caller the queue sends to leave a message (the exit action ``voicemail``)."""
+    """A caller the queue sends to leave a message (the exit action ``voicemail``, or the voicemail key)."""
 
     call_id: str
     channel_id: str
     queue: str | None
     caller: str
     reason: str
+    #: The holding bridge the caller is in (Asterisk records no channel in a bridge: leave it first).
+    holding_bridge_id: str | None = None
 
 
 class VoicemailTaker(Protocol):
@@ -248,4 +250,24 @@ class VoicemailTaker(Protocol):
 
         The taker reports ``VoicemailRecorded`` to the queue once a recording started and hangs up.
         """
+        ...
+
+
+class KeptPlaces(Protocol):
+    """Callers who left the line with a keep-my-place callback and still hold their place in it
+    (the callback dispatcher's view, :class:`callcenter.callbacks.line.CallbackLine`).
+
+    Both methods are synchronous and cheap: the queue asks them while it chooses whom to offer an agent.
+    """
+
+    def waiting(self, queue: str, now: datetime) -> Sequence[tuple[tuple[datetime, str], str]]:
+        """The queue's kept places waiting for an agent as (place, callback id), first in line first.
+
+        A place is (original enqueue time, id of the call), ordered like a live caller's.
+        """
+        ...
+
+    def reserve(self, queue: str, agent_id: str) -> None:
+        """The queue keeps ``agent_id`` back (available, not offered) for the first kept place of
+        ``queue``: the dispatcher should take them now. Must not block."""
         ...

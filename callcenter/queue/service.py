@@ -83,6 +83,7 @@ from callcenter.queue.ports import (
     CallControl,
     CallFilter,
     CallRepository,
+    KeptPlaces,
     QueueRepository,
     StepStore,
     StepWrite,
@@ -134,6 +135,8 @@ INTERNAL_ERROR: Final = "internal_error"
 _BOARD_POLICY: Final = AgentPolicy(max_misses=0, wrap_up_s=float(10**9))
 _DEFAULTS: Final = QueueRecord(name="-")
 _MAX_OFFERS_PER_DISPATCH: Final = 1_000
+#: The reason of a voicemail the caller chose by key (exit reasons name the others).
+VOICEMAIL_CHOSEN: Final = "caller_chose"
 _PAGE: Final = 500
 
 _QUEUE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -237,6 +240,14 @@ class _Lane:
 
 
 @dataclass(slots=True)
+class _KeptBack:
+    """Agents kept back in one dispatch round for the kept places at the head of their line."""
+
+    agents: set[str] = field(default_factory=set)
+    places: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class _Unsaved:
     record: CallRecord
     held: list[DomainEvent] = field(default_factory=list)
@@ -330,6 +341,9 @@ class QueueService:
         self._lanes: dict[str, _Lane] = {}
         self._step_hooks: list[StepHook] = []
         self._lane_of_task: dict[asyncio.Task[None], str] = {}
+        self._kept_places: KeptPlaces | None = None
+        # Agents held for a callback -> what they asked for meanwhile (None: to be available).
+        self._holds: dict[str, AgentPaused | AgentLoggedOut | None] = {}
 
     # ==========================================================================================
     # CallFactSink
@@ -650,7 +664,13 @@ class QueueService:
         await self._apply(fact)
         self._forget_leg(fact.call_id, fact.agent_id)
         track = self._board.call(fact.call_id)
-        if track is not None and track.outcome is None and track.agent_id == fact.agent_id:
+        if (
+            track is not None
+            and track.outcome is None
+            and track.agent_id == fact.agent_id
+            # The agent leg's ChannelHangupRequest and StasisEnd both say so: one DELETE is enough.
+            and fact.call_id not in self._hung_up_by_us
+        ):
             # The agent ended the conversation: the caller's side ends too.
             await self._hang_up_caller(fact.call_id, track.channel_id, HUNG_UP_AGENT_LEFT)
 
@@ -846,6 +866,10 @@ class QueueService:
             logger.error("call %s: exit message failed: %s; back to the dialplan", call_id, exc)
             await self._continue(call_id, channel)
 
+    def use_kept_places(self, kept: KeptPlaces) -> None:
+        """Let keep-my-place callbacks hold their place among live callers (see :meth:`_next_offer`)."""
+        self._kept_places = kept
+
     def use_voicemail(self, taker: VoicemailTaker) -> None:
         """Take messages with ``taker`` for the exit action ``voicemail`` (without one it is ``hangup``)."""
         self._voicemail = taker
@@ -855,11 +879,47 @@ class QueueService:
         track = self._board.call(call_id)
         if self._voicemail is None or track is None:
             return False
-        request = VoicemailRequest(
-            call_id=call_id, channel_id=channel, queue=queue, caller=track.caller.display, reason=reason.value
-        )
         await self._apply(CallSentToVoicemail(call_id=call_id, at=self._clock.now()))
+        return await self._start_voicemail(call_id, channel, queue, track.caller.display, reason.value)
+
+    async def _start_voicemail(
+        self, call_id: str, channel: str, queue: str | None, caller: str, reason: str
+    ) -> bool:
+        """Hand the caller to the voicemail taker, with the holding bridge they must leave first."""
+        assert self._voicemail is not None
+        holding = self._held_in.get(call_id)
+        request = VoicemailRequest(
+            call_id=call_id,
+            channel_id=channel,
+            queue=queue,
+            caller=caller,
+            reason=reason,
+            holding_bridge_id=holding.bridge_id if holding is not None else None,
+        )
+        # Out of our bookkeeping now; the last caller out destroys the bridge (the channel leaves it).
+        await self._leave_holding(call_id)
         return self._voicemail.start(request)
+
+    async def choose_voicemail(self, call_id: str) -> bool:
+        """A waiting caller pressed the voicemail key: they leave the line and leave a message.
+
+        An agent ringing for them is released. The outcome is ``voicemail`` once the recording starts
+        (a hang-up before the beep is an abandon, their wait counted to the key). ``False`` when they
+        were no longer waiting (answered meanwhile, say) or no voicemail flow runs here.
+        """
+        track = self._board.call(call_id)
+        if self._voicemail is None or track is None or track.outcome is not None:
+            return False
+        step = await self._apply(CallSentToVoicemail(call_id=call_id, at=self._clock.now()))
+        if step.ignored is not None:
+            return False
+        await self._hangup_legs_of(call_id)
+        self._skipped.pop(call_id, None)
+        started = await self._start_voicemail(
+            call_id, track.channel_id, track.queue, track.caller.display, VOICEMAIL_CHOSEN
+        )
+        await self._dispatch()
+        return started
 
     async def _fail(self, call_id: str, channel: str, reason: str) -> None:
         """Our error or Asterisk's: record it and hand the caller back to the dialplan."""
@@ -943,8 +1003,9 @@ class QueueService:
         # Per queue, the place up to which every caller was found ringing or with no agent to
         # offer: later offers of this round take agents, they free none, so the scan goes on from there.
         resume: dict[str, WaitingKey] = {}
+        kept = _KeptBack()
         for offers in range(_MAX_OFFERS_PER_DISPATCH):
-            choice = self._next_offer(self._clock.now(), resume)
+            choice = self._next_offer(self._clock.now(), resume, kept)
             if choice is None:
                 break
             call_id, agent_id = choice
@@ -957,22 +1018,61 @@ class QueueService:
         if started and self._current_lane() is None:
             await asyncio.wait(started)
 
-    def _next_offer(self, now: datetime, resume: dict[str, WaitingKey]) -> tuple[str, str] | None:
-        """The oldest waiting caller, over every queue, with an agent to offer, and that agent."""
-        best: tuple[datetime, str, str] | None = None
-        for queue in self._queues:
-            if self._board.pick_agent(queue) is None:
-                continue
-            for place, ringing_agent in self._board.waiting_order(queue, after=resume.get(queue)):
-                enqueued_at, _, call_id = place
-                if ringing_agent is None:
-                    agent = self._board.pick_agent(queue, exclude=self._skipped_agents(call_id, now))
-                    if agent is not None:
-                        if best is None or enqueued_at < best[0]:
-                            best = (enqueued_at, call_id, agent)
-                        break
-                resume[queue] = place
-        return None if best is None else (best[1], best[2])
+    def _next_offer(
+        self, now: datetime, resume: dict[str, WaitingKey], kept: _KeptBack | None = None
+    ) -> tuple[str, str] | None:
+        """The oldest waiting caller, over every queue, with an agent to offer, and that agent.
+
+        Kept places (keep-my-place callbacks, :meth:`use_kept_places`) stand in line at their
+        original place: when one is ahead of every caller an agent could take, that agent is kept
+        back for the callback dispatcher (told at once) and never offered to a later caller.
+        """
+        kept = kept if kept is not None else _KeptBack()
+        while True:
+            best: tuple[tuple[datetime, str], str, str, str | None] | None = None
+            for queue in self._queues:
+                if self._board.pick_agent(queue, exclude=kept.agents) is None:
+                    continue
+                head = self._kept_head(queue, now, kept)
+                found: tuple[tuple[datetime, str], str, str, str | None] | None = None
+                for place, ringing_agent in self._board.waiting_order(queue, after=resume.get(queue)):
+                    enqueued_at, _, call_id = place
+                    if head is not None and head[0] < (enqueued_at, call_id):
+                        break  # the kept place comes first: callers from here on are behind it
+                    if ringing_agent is None:
+                        skipped = self._skipped_agents(call_id, now)
+                        agent = self._board.pick_agent(queue, exclude=skipped | kept.agents)
+                        if agent is not None:
+                            found = ((enqueued_at, call_id), call_id, agent, None)
+                            break
+                    resume[queue] = place
+                if found is None and head is not None:
+                    agent = self._board.pick_agent(queue, exclude=kept.agents)
+                    assert agent is not None  # checked above
+                    found = (head[0], head[1], agent, queue)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = found
+            if best is None:
+                return None
+            _, name, agent_id, kept_in = best
+            if kept_in is None:
+                return name, agent_id
+            # The head of the line is a kept place: hold the agent for the dispatcher, look again.
+            kept.agents.add(agent_id)
+            kept.places.add(name)
+            assert self._kept_places is not None
+            self._kept_places.reserve(kept_in, agent_id)
+
+    def _kept_head(
+        self, queue: str, now: datetime, kept: _KeptBack
+    ) -> tuple[tuple[datetime, str], str] | None:
+        """The first kept place of ``queue`` not yet given an agent in this round."""
+        if self._kept_places is None:
+            return None
+        for place, callback_id in self._kept_places.waiting(queue, now):
+            if callback_id not in kept.places:
+                return place, callback_id
+        return None
 
     async def _offer(self, call_id: str, agent_id: str, started: list[asyncio.Future[None]]) -> _Offer:
         """Offer the call to the agent; the originate runs now in the call's own lane, else is queued there."""
@@ -1602,6 +1702,9 @@ class QueueService:
     async def logout(self, agent_id: str, *, actor: str) -> AgentStatus:
         """Log an agent out (after the current call, if any). :raises NotFoundError:"""
         await self._known_agent(agent_id)
+        if agent_id in self._holds:
+            self._holds[agent_id] = AgentLoggedOut(agent_id=agent_id, at=self._clock.now())
+            return await self.get_agent(agent_id)
         await self._agent_request(AgentLoggedOut(agent_id=agent_id, at=self._clock.now()), actor)
         return await self.get_agent(agent_id)
 
@@ -1614,6 +1717,10 @@ class QueueService:
         if live.state is AgentState.LOGGED_OUT:
             raise ConflictError(f"agent {agent_id} is logged out: log in before pausing")
         fact = AgentPaused(agent_id=agent_id, at=self._clock.now(), reason=reason.strip() or "paused")
+        if agent_id in self._holds:
+            self._holds[agent_id] = fact  # on a callback: their pause starts when it ends
+            logger.info("agent %s: pause by %s kept for after the callback", agent_id, actor)
+            return await self.get_agent(agent_id)
         await self._agent_request(fact, actor)
         return await self.get_agent(agent_id)
 
@@ -1625,6 +1732,9 @@ class QueueService:
         live = await self._known_agent(agent_id)
         if live.state is AgentState.LOGGED_OUT:
             raise ConflictError(f"agent {agent_id} is logged out: log in instead")
+        if agent_id in self._holds:
+            self._holds[agent_id] = None  # on a callback: available when it ends
+            return await self.get_agent(agent_id)
         await self._agent_request(AgentUnpaused(agent_id=agent_id, at=self._clock.now()), actor)
         return await self.get_agent(agent_id)
 
@@ -1789,6 +1899,81 @@ class QueueService:
         track = self._board.call(call_id)
         if track is not None and track.outcome is None:
             await self._hang_up_caller(call_id, track.channel_id, HUNG_UP_AFTER_CALLBACK)
+
+    def available_agents(self, queue: str) -> tuple[tuple[str, str], ...]:
+        """The available members of ``queue`` as (agent id, endpoint), the longest idle first."""
+        free = [
+            a
+            for a in self._board.agents(queue)
+            if a.state is AgentState.AVAILABLE and a.agent_id in self._agents
+        ]
+        free.sort(key=lambda a: (a.since, a.agent_id))
+        return tuple((a.agent_id, self._agents[a.agent_id].endpoint) for a in free)
+
+    async def hold_for_callback(
+        self, agent_id: str, *, why: str, actor: str, paused_ok: bool = False
+    ) -> bool:
+        """Take an available agent out of the inbound line for a callback: a pause named ``why``.
+
+        While held, the agent's own pause, unpause or log-out is kept and applied when
+        :meth:`release_from_callback` gives them back. ``False`` when they are not available.
+
+        :param paused_ok: the agent asked for the callback (working their list while paused): they
+            are held as they are, and stay paused after it unless they unpause meanwhile.
+        :raises NotFoundError:
+        """
+        live = await self._known_agent(agent_id)
+        if agent_id in self._holds:
+            return False
+        if paused_ok and live.state is AgentState.PAUSED:
+            self._holds[agent_id] = AgentPaused(agent_id=agent_id, at=self._clock.now(), reason="")
+            return True
+        if live.state is not AgentState.AVAILABLE:
+            return False
+        await self._agent_request(AgentPaused(agent_id=agent_id, at=self._clock.now(), reason=why), actor)
+        now_live = self._board.agent(agent_id)
+        if now_live is None or now_live.state is not AgentState.PAUSED:
+            return False
+        self._holds[agent_id] = None
+        return True
+
+    def held_for_callback(self, agent_id: str) -> bool:
+        """Whether the agent is held for a callback now (:meth:`hold_for_callback`, not yet released)."""
+        return agent_id in self._holds
+
+    async def release_from_callback(self, agent_id: str, *, actor: str, orphan: bool = False) -> AgentStatus:
+        """Give back an agent held for a callback, in the state they chose meanwhile (available
+        unless they paused or logged out). Giving back an agent not held changes nothing, unless
+        ``orphan``: held by a dispatcher that died (its hold is not known here), then an agent still
+        paused is made available. :raises NotFoundError:"""
+        live = await self._known_agent(agent_id)
+        known = agent_id in self._holds
+        if not known and not orphan:
+            return await self.get_agent(agent_id)
+        wanted = self._holds.pop(agent_id, None)
+        if live.state is AgentState.PAUSED:
+            now = self._clock.now()
+            facts: list[AnyAgentFact] = [AgentUnpaused(agent_id=agent_id, at=now)]
+            if isinstance(wanted, AgentPaused) and not wanted.reason:
+                facts = []  # paused before the callback they started, and still: nothing changes
+            elif isinstance(wanted, AgentPaused):
+                facts.append(dataclasses.replace(wanted, at=now))
+            elif isinstance(wanted, AgentLoggedOut):
+                facts = [dataclasses.replace(wanted, at=now)]
+            # Applied together, before any dispatch: an agent who paused is never offered a call between.
+            events: list[DomainEvent] = []
+            for fact in facts:
+                events += self._board.apply(fact).events
+            await self._commit(None, Step(events=tuple(events)))
+            logger.info(
+                "agent %s given back after a callback by %s%s",
+                agent_id,
+                actor,
+                "" if known else " (held by a stopped dispatcher)",
+            )
+            await self._dispatch()
+            await self.flush()
+        return await self.get_agent(agent_id)
 
 
 def _external_fact(

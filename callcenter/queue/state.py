@@ -204,6 +204,7 @@ class QueueBoard:
         self._idle: dict[str, list[tuple[datetime, str]]] = {}
         self._idle_key: dict[str, tuple[datetime, tuple[str, ...]]] = {}
         self._logged_in: dict[str, set[str]] = {}
+        self._members: dict[str, set[str]] = {}  # every member, logged in or not
         self._in_state: dict[AgentState, set[str]] = {state: set() for state in AgentState}
         # Per queue: (enqueued_at, arrival sequence, call_id), kept sorted: FIFO by enqueue time.
         self._waiting: dict[str, list[WaitingKey]] = {}
@@ -251,6 +252,8 @@ class QueueBoard:
             self._unindex(old)
         self._agents[agent.agent_id] = agent
         self._in_state[agent.state].add(agent.agent_id)
+        for queue in agent.queues:
+            self._members.setdefault(queue, set()).add(agent.agent_id)
         if agent.state is not AgentState.LOGGED_OUT:
             for queue in agent.queues:
                 self._logged_in.setdefault(queue, set()).add(agent.agent_id)
@@ -278,6 +281,7 @@ class QueueBoard:
             members = self._logged_in.get(queue)
             if members is not None:
                 members.discard(agent.agent_id)
+            self._members.get(queue, set()).discard(agent.agent_id)
 
     def _is_idle_entry(self, queue: str, since: datetime, agent_id: str) -> bool:
         agent = self._agents.get(agent_id)
@@ -304,8 +308,10 @@ class QueueBoard:
 
     def agents(self, queue: str | None = None) -> tuple[AgentLive, ...]:
         """All agents, or the members of ``queue``, by id."""
-        chosen = (a for a in self._agents.values() if queue is None or queue in a.queues)
-        return tuple(sorted(chosen, key=lambda a: a.agent_id))
+        if queue is None:
+            return tuple(self._agents[a] for a in sorted(self._agents))
+        # From the membership index: the live estimates read this for every caller.
+        return tuple(self._agents[a] for a in sorted(self._members.get(queue, ())))
 
     def position(self, call_id: str) -> int | None:
         """The call's place in its waiting list (1 is next), ``None`` when it is not waiting."""

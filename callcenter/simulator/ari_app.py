@@ -632,6 +632,7 @@ class SimulatedAsterisk(Pbx):
         r("POST", "asterisk/variable", self._global_set)
         r("GET", "applications", self._apps_list)
         r("GET", "applications/{applicationName}", self._app_get)
+        r("PUT", "applications/{applicationName}/eventFilter", self._app_filter)
         r("GET", "endpoints", self._endpoints_list)
         r("GET", "endpoints/{tech}", self._endpoints_by_tech)
         r("GET", "endpoints/{tech}/{resource}", self._endpoint_get)
@@ -744,6 +745,22 @@ class SimulatedAsterisk(Pbx):
         if not self.app_registered(name):
             # 404 while no WebSocket holds the application, even if its channels are still in Stasis.
             raise _HttpError(404, "Not Found", "Application not found")
+        return _ok(self.app_json(name))
+
+    def _app_filter(self, ctx: _Ctx) -> _Reply:
+        """res/ari/resource_applications.c ``ast_ari_applications_filter``: 200 with the Application."""
+        name = ctx.path["applicationName"]
+        if not self.app_registered(name):
+            raise _HttpError(404, "Not Found", "Application not found")
+        body = ctx.body
+        if isinstance(body, str):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                # res_ari.c refuses a JSON body it cannot parse before any resource sees it.
+                raise _HttpError(400, "Bad Request", "Error parsing request body") from None
+        if not self.set_event_filter(name, body):
+            raise _HttpError(400, "Bad Request", "Invalid format definition")
         return _ok(self.app_json(name))
 
     def _endpoint_dicts(self) -> list[dict[str, object]]:

@@ -537,6 +537,47 @@ class _AppRegistration:
     sink: Callable[[str], None]
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """An application's event filter, each list as Asterisk keeps it: the objects given (``{"type": ...}``)."""
+
+    allowed: tuple[dict[str, object], ...] = ()
+    disallowed: tuple[dict[str, object], ...] = ()
+
+
+def _filter_list(
+    body: object, key: str, current: tuple[dict[str, object], ...]
+) -> tuple[dict[str, object], ...] | None:
+    """One list of an eventFilter body (res/stasis/app.c ``app_event_filter_set``); ``None``: refused."""
+    if body is None:
+        return ()  # no body resets both lists
+    value: object = body
+    if isinstance(body, dict):
+        if not body:
+            return ()  # an empty object resets this list
+        if key not in body:
+            return current  # the other list was given: this one is left as it is
+        value = body[key]  # JSON null here is refused, like any other non-array
+    if not isinstance(value, list):
+        return None
+    entries: list[dict[str, object]] = []
+    for entry in value:
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if not isinstance(kind, str) or not kind:
+            return None
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _event_type(text: str) -> str:
+    """The ``type`` of an event's JSON text (the first ``"type":"`` key: values cannot hold a bare quote)."""
+    start = text.find('"type":"')
+    if start < 0:
+        return ""
+    start += 8
+    return text[start : text.find('"', start)]
+
+
 def wav_bytes(pcm: bytes) -> bytes:
     """A RIFF/WAVE file around 16-bit 8 kHz mono PCM, with the 44-byte header Asterisk writes."""
     return (
@@ -612,6 +653,9 @@ class Pbx:
         self.startup_time = ari_timestamp(self.scheduler.now())
         self._rng = random.Random(seed)
         self._apps: dict[str, _AppRegistration] = {}
+        # Event filters by application (PUT /applications/{name}/eventFilter): they belong to the
+        # Stasis app object, which outlives its WebSocket while channels or bridges still hold it.
+        self._filters: dict[str, EventFilter] = {}
         self._observers: list[Callable[[PbxChange], None]] = []
         self._dial_policy: DialPolicy | None = None
         self._seq = 0
@@ -630,10 +674,15 @@ class Pbx:
         """
         old = self._apps.get(name)
         if old is not None:
-            old.sink(
-                f'{{"type":"ApplicationReplaced","timestamp":"{self._ts()}",'
-                f'"application":{json.dumps(name)},"asterisk_id":{self._aid}}}'
-            )
+            if self._event_allowed(name, "ApplicationReplaced"):
+                old.sink(
+                    f'{{"type":"ApplicationReplaced","timestamp":"{self._ts()}",'
+                    f'"application":{json.dumps(name)},"asterisk_id":{self._aid}}}'
+                )
+        elif not self._app_in_use(name):
+            # A new app object (res_stasis.c destroys an unregistered app once nothing holds it):
+            # it starts without filters.
+            self._filters.pop(name, None)
         self._apps[name] = _AppRegistration(sink)
 
     def unregister_app(self, name: str, sink: Callable[[str], None] | None = None) -> None:
@@ -644,6 +693,41 @@ class Pbx:
 
     def app_registered(self, name: str) -> bool:
         return name in self._apps
+
+    def set_event_filter(self, name: str, body: object) -> bool:
+        """``PUT /applications/{name}/eventFilter``: ``False`` for a body Asterisk refuses (400).
+
+        As res/stasis/app.c ``stasis_app_event_filter_set``: ``disallowed`` is set first, then
+        ``allowed``, each only when its key is in the body (an empty or absent body resets both; a
+        JSON array is taken as both lists). A list that is not an array, or an entry without a
+        string ``type``, is refused, and what was set before the refusal stays set.
+        """
+        current = self._filters.get(name, EventFilter())
+        disallowed = _filter_list(body, "disallowed", current.disallowed)
+        if disallowed is None:
+            return False
+        current = EventFilter(allowed=current.allowed, disallowed=disallowed)
+        self._filters[name] = current
+        allowed = _filter_list(body, "allowed", current.allowed)
+        if allowed is None:
+            return False
+        self._filters[name] = EventFilter(allowed=allowed, disallowed=disallowed)
+        return True
+
+    def _event_allowed(self, app: str, event_type: str) -> bool:
+        """res/stasis/app.c ``stasis_app_event_allowed``: not disallowed, and allowed (an empty
+        ``allowed`` list allows everything)."""
+        rules = self._filters.get(app)
+        if rules is None:
+            return True
+        if any(entry.get("type") == event_type for entry in rules.disallowed):
+            return False
+        return not rules.allowed or any(entry.get("type") == event_type for entry in rules.allowed)
+
+    def _app_in_use(self, name: str) -> bool:
+        return any(c.app == name for c in self.channels.values()) or any(
+            b.subs.get(name) for b in self.bridges.values()
+        )
 
     def app_names(self) -> list[str]:
         return list(self._apps)
@@ -657,8 +741,8 @@ class Pbx:
                 "bridge_ids": [b.id for b in self.bridges.values() if b.subs.get(name)],
                 "endpoint_ids": [],
                 "device_names": [],
-                "events_allowed": [],
-                "events_disallowed": [],
+                "events_allowed": list(self._filters.get(name, EventFilter()).allowed),
+                "events_disallowed": list(self._filters.get(name, EventFilter()).disallowed),
             },
             separators=(",", ":"),
         )
@@ -779,6 +863,8 @@ class Pbx:
     def _publish(self, app: str, text: str) -> None:
         reg = self._apps.get(app)
         if reg is not None:
+            if app in self._filters and not self._event_allowed(app, _event_type(text)):
+                return
             reg.sink(text)
 
     def _chan_event(self, channel: Channel, type_: str, pre: str = "", mid: str = "") -> None:
@@ -1728,6 +1814,7 @@ class Pbx:
         self.playbacks.clear()
         self.live_recordings.clear()
         self._apps.clear()
+        self._filters.clear()
         for channel_id in gone:
             self._notify("gone", channel_id)
 

@@ -13,6 +13,7 @@ from typing import Protocol
 from callcenter.errors import CallCenterError
 from callcenter.model.paging import Page
 from callcenter.sms.consent import ConsentEntry, ConsentRecord
+from callcenter.sms.outbox import Outcome, Report
 from callcenter.sms.records import (
     CallbackRequest,
     Contact,
@@ -93,6 +94,14 @@ class SmsStore(Protocol):
         """
         ...
 
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
+        """Store what the sender did with claimed messages, all in one transaction.
+
+        Updates only messages still ``sending`` (a "sent" also settles ``queued`` and ``unknown``), so
+        a delivery report or an opt-out that moved one meanwhile wins.
+        """
+        ...
+
     async def defer(self, message_id: str, until: datetime, reason: str, at: datetime) -> None: ...
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str, at: datetime) -> None: ...
@@ -109,6 +118,13 @@ class SmsStore(Protocol):
         """Cancel every queued capped or reply message to ``number`` (an opt-out); returns how many."""
         ...
 
+    async def cancel_queued(
+        self, number: str, prefixes: Sequence[str], keep: str, reason: str, at: datetime
+    ) -> int:
+        """Cancel ``number``'s queued messages whose key starts with one of ``prefixes``, except the one
+        keyed ``keep``; returns how many (a callback's notices that no longer apply)."""
+        ...
+
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
     ) -> ReportApplied:
@@ -116,6 +132,10 @@ class SmsStore(Protocol):
 
         ``provider_id`` may also be our own message id, for providers that carry it (Kannel).
         """
+        ...
+
+    async def delivery_reports(self, reports: Sequence[Report], at: datetime) -> list[ReportApplied]:
+        """:meth:`delivery_report` of each of ``reports`` (in order), all in one transaction."""
         ...
 
     async def sent_times(
@@ -126,6 +146,12 @@ class SmsStore(Protocol):
 
     async def send_facts(self, number: str, key: str, since: datetime) -> SendFacts:
         """The ledger of ``key``, the contact of ``number`` and its sends since ``since``, in one go."""
+        ...
+
+    async def send_facts_many(
+        self, targets: Sequence[tuple[str, str]], since: datetime
+    ) -> dict[str, SendFacts]:
+        """:meth:`send_facts` for many ``(number, key)`` pairs in one read, keyed by number."""
         ...
 
     async def last_follow_up(self, number: str) -> datetime | None:
@@ -147,6 +173,15 @@ class SmsStore(Protocol):
         ...
 
     async def mark_handled(self, message_id: str) -> SmsMessage: ...
+
+    async def resolve_unknown(self, message_id: str, *, resend: bool, actor: str, at: datetime) -> bool:
+        """An ``unknown`` message back to ``queued`` (``resend``) or to ``failed``; ``False`` when it
+        is not ``unknown`` (one statement: two people deciding at once cannot both win)."""
+        ...
+
+    async def mark_needs_person(self, message_id: str, note: str) -> None:
+        """Put an inbound message on the list a person works, saying why."""
+        ...
 
     async def day_activity(self, since: datetime) -> SmsDay:
         """Sends, deliveries and opt-outs since ``since`` (the statistics reload them at start-up)."""
@@ -203,7 +238,34 @@ class SmsProvider(Protocol):
     async def sent_before(self, message_id: str) -> str | None:
         """The provider id of our ``message_id`` if the provider can tell it already took it, else ``None``.
 
-        Asked before re-sending a message whose sender died mid-send; providers that cannot tell
-        answer ``None``.
+        Asked about a message that was handed over by a sender that then died, once its delivery
+        report is overdue. ``None`` is not "it never went": such a message is marked ``unknown``
+        for a person, never re-sent blindly.
         """
+        ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallbackTicket:
+    """A callback the callback service holds for a number (new, or the open one a request merged into)."""
+
+    callback_id: str
+    queue: str
+    keep_place: bool
+    window_start: datetime
+    window_end: datetime
+    created: bool = True
+
+
+class CallbackDesk(Protocol):
+    """The callback service as the SMS engine uses it: "1" asks for a callback, "2" cancels one."""
+
+    async def request(
+        self, number: str, *, message_id: str, received_at: datetime, text: str
+    ) -> CallbackTicket:
+        """Create (or merge into) the number's callback. :raises ValidationError: a number we do not call."""
+        ...
+
+    async def cancel(self, number: str, *, message_id: str) -> CallbackTicket | None:
+        """Cancel the number's open callback(s), by the customer; ``None`` when it had none."""
         ...

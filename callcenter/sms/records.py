@@ -17,6 +17,8 @@ class Direction(StrEnum):
 class MessageStatus(StrEnum):
     """An outbound message's life: queued -> sending -> sent -> delivered | failed, or cancelled.
 
+    ``unknown``: handed to a provider that cannot say whether it sent it (its sender died), and no
+    delivery report came within the wait: a person decides (resend or close); a late report settles it.
     Inbound messages are ``received``.
     """
 
@@ -27,6 +29,7 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     RECEIVED = "received"
+    UNKNOWN = "unknown"
 
     @property
     def is_final(self) -> bool:

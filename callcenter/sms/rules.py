@@ -43,6 +43,7 @@ class MessageKind(StrEnum):
     MANUAL = "manual"  # an agent's text: consent policy, quiet hours, cap
     REPLY = "reply"  # answer to the recipient's own text: not to an opted-out number
     COMPLIANCE = "compliance"  # HELP answer, the one opt-out confirmation: always
+    NOTICE = "notice"  # about the recipient's own callback or voicemail: consent policy, quiet hours
 
 
 #: Kinds counted by the per-number cap.
@@ -167,7 +168,7 @@ def send_verdict(
     in_period = sorted(t for t in recent_sends if t > window_start)
     due = now
     reason = "quiet_hours"
-    if len(in_period) >= rules.daily_cap:
+    if kind in CAPPED_KINDS and len(in_period) >= rules.daily_cap:
         # The cap frees up when the oldest send in the period leaves it.
         due = in_period[len(in_period) - rules.daily_cap] + CAP_PERIOD
         reason = "daily_cap"

@@ -15,13 +15,14 @@ the consent record of an opt-out names its message (``evidence_ref``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import io
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -30,10 +31,19 @@ from zoneinfo import ZoneInfo
 from callcenter.bus import Delivery
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, ConflictError, NotFoundError, ValidationError
-from callcenter.model.events import CallEnded, DomainEvent, SmsConsentChanged, SmsStatusChanged
+from callcenter.model.events import (
+    CallbackPromiseAtRisk,
+    CallbackStateChanged,
+    CallEnded,
+    DomainEvent,
+    SmsConsentChanged,
+    SmsStatusChanged,
+    VoicemailRecorded,
+    VoicemailTranscribed,
+)
 from callcenter.model.paging import Page
 from callcenter.model.phone import mask_number, parse_phone
-from callcenter.model.vocabulary import CallOutcome
+from callcenter.model.vocabulary import CallbackKind, CallbackState, CallOutcome, EntryPoint
 from callcenter.queue.hours import business_hours, is_open
 from callcenter.queue.ports import CallRepository, QueueRepository
 from callcenter.sms.consent import (
@@ -53,9 +63,30 @@ from callcenter.sms.consent import (
     status_of,
 )
 from callcenter.sms.keywords import DEFAULT_RULES, Intent, KeywordRules, classify
-from callcenter.sms.ports import Outgoing, ProviderError, SmsDay, SmsProvider, SmsStore
+from callcenter.sms.outbox import (
+    Cancelled,
+    Deferred,
+    Failed,
+    GroupCommit,
+    Handed,
+    Outcome,
+    Report,
+    Sent,
+    Unknown,
+)
+from callcenter.sms.ports import (
+    CallbackDesk,
+    CallbackTicket,
+    Outgoing,
+    ProviderError,
+    ReportApplied,
+    SendFacts,
+    SmsDay,
+    SmsProvider,
+    SmsStore,
+)
 from callcenter.sms.quiet import Recipient
-from callcenter.sms.recipient import recipient_for
+from callcenter.sms.recipient import LineType, line_type, recipient_for
 from callcenter.sms.records import (
     CallbackRequest,
     Contact,
@@ -67,6 +98,7 @@ from callcenter.sms.records import (
 )
 from callcenter.sms.rules import (
     CAP_PERIOD,
+    CAPPED_KINDS,
     Cancel,
     Defer,
     MessageKind,
@@ -75,7 +107,7 @@ from callcenter.sms.rules import (
     follow_up_skip,
     send_verdict,
 )
-from callcenter.sms.templates import Personal, Reply, Templates
+from callcenter.sms.templates import Notice, Personal, Reply, Templates, describe_window
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +116,10 @@ CONSUMER_GROUP: Final = "sms-follow-up"
 #: Longest inbound text we store (a long concatenated SMS is about 1,600 characters).
 MAX_INBOUND_CHARS: Final = 2_000
 MAX_OUTBOUND_CHARS: Final = 1_600
+#: Callback states in which somebody is already being dialled: notices waiting for it are moot.
+_DIALLED: Final = frozenset({CallbackState.DIALING, CallbackState.CONNECTED})
+#: Callbacks whose request already got its own text: by SMS (the reply) or by voicemail (the ack).
+_OWN_TEXT_ACTORS: Final = frozenset({"sms", "voicemail"})
 _SENDER = re.compile(r"^[+\w][\w .()+-]{0,31}$")
 
 
@@ -96,6 +132,14 @@ class EngineSettings:
     :param max_attempts: provider attempts before a message fails for good.
     :param retry_base_s: first retry delay; doubled per attempt up to ``retry_max_s``.
     :param send_concurrency: provider requests in flight at once (texts to one number stay in order).
+    :param reminder_lead_s: a chosen-time callback is reminded of this long before its window.
+    :param promise_grace_s: a kept place's window ends this long after the "by" time we announced
+        (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
+    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now).
+    :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
+    :param report_wait_s: how long a text handed to the provider is held for its delivery report
+        before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
+        marked ``unknown``, never re-sent blindly.
     """
 
     rules: SmsRules = field(default_factory=SmsRules)
@@ -112,6 +156,11 @@ class EngineSettings:
     retry_max_s: float = 600.0
     poll_s: float = 1.0
     send_concurrency: int = 10
+    report_wait_s: float = 600.0
+    reminder_lead_s: float = 900.0
+    promise_grace_s: float = 120.0
+    late_slip_s: float = 1800.0
+    passes: int = 2
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -131,6 +180,8 @@ class InboundResult:
     intent: Intent
     replies: tuple[SmsMessage, ...]
     callback: CallbackRequest | None = None
+    #: The callback service's callback a "1" created (or merged into) or a "2" cancelled.
+    ticket: CallbackTicket | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,6 +211,11 @@ class SmsEngine:
         self._clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
+        self._reports: GroupCommit[Report, ReportApplied] = GroupCommit(self._store_reports)
+        self._gate = asyncio.Semaphore(settings.send_concurrency)
+        self._claiming = asyncio.Lock()
+        #: The callback service for "1" and "2" replies; ``None``: requests are stored for the API.
+        self.callbacks: CallbackDesk | None = None
         #: Publishes the statistics' SMS events (sent, delivered, consent changed); ``None``: none.
         self.publish: Callable[[DomainEvent], Awaitable[object]] | None = None
 
@@ -170,9 +226,164 @@ class SmsEngine:
     # -- triggers ---------------------------------------------------------------------------------
 
     async def handle(self, delivery: Delivery) -> None:
-        """Bus handler: follow up a missed call (other events are acknowledged and ignored)."""
-        if isinstance(delivery.event, CallEnded):
-            await self.on_call_ended(delivery.event)
+        """Bus handler: follow up a missed call, acknowledge a voicemail, tell a customer about their
+        callback (other events are acknowledged and ignored)."""
+        event = delivery.event
+        if isinstance(event, CallEnded):
+            await self.on_call_ended(event)
+        elif isinstance(event, VoicemailRecorded | VoicemailTranscribed):
+            await self.on_voicemail(event.voicemail_id, event.call_id, event.caller, event.occurred_at)
+        elif isinstance(event, CallbackStateChanged):
+            await self.on_callback_changed(event)
+        elif isinstance(event, CallbackPromiseAtRisk):
+            await self.on_promise_at_risk(event)
+
+    # -- voicemails and callbacks -------------------------------------------------------------------
+
+    async def on_voicemail(
+        self, voicemail_id: str, call_id: str | None, caller: str, left_at: datetime
+    ) -> SmsMessage | None:
+        """Acknowledge a voicemail once: the same text (and key) as the call's ``voicemail`` follow-up,
+        so a voicemail whose call already got its follow-up gets nothing more."""
+        return await self.on_call_ended(
+            CallEnded(
+                event_id=f"voicemail:{voicemail_id}",
+                occurred_at=left_at,
+                call_id=call_id or f"voicemail:{voicemail_id}",
+                outcome=CallOutcome.VOICEMAIL,
+                entry_point=EntryPoint.ARI,
+                caller=caller,
+            )
+        )
+
+    async def on_callback_changed(self, event: CallbackStateChanged) -> SmsMessage | None:
+        """Confirm a new callback, remind before a chosen time, say so when every attempt failed; a
+        callback that is dialled or closed takes its queued notices back."""
+        if not event.state.is_open or event.state in _DIALLED:
+            await self._withdraw_notices(event.number, event.callback_id)
+        if event.state is CallbackState.FAILED:
+            return await self._notice(
+                event.number, f"callback-failed:{event.callback_id}", Notice.FAILED, event, None
+            )
+        if event.previous is not None and event.state is not CallbackState.SCHEDULED:
+            return None
+        if event.actor in _OWN_TEXT_ACTORS:
+            # Asked for by text (its reply says the window) or by voicemail (acknowledged already).
+            return None
+        scheduled = event.kind is CallbackKind.SCHEDULED
+        confirmation: SmsMessage | None = None
+        if event.previous is None or scheduled:
+            notice = Notice.CONFIRM_SCHEDULED if scheduled else Notice.CONFIRM_KEEP_PLACE
+            confirmation = await self._notice(
+                event.number,
+                f"callback-confirm:{event.callback_id}:{event.window_start.isoformat()}",
+                notice,
+                event,
+                None,
+            )
+        if scheduled and event.state is CallbackState.SCHEDULED:
+            await self._remind(event)
+        return confirmation
+
+    async def _remind(self, event: CallbackStateChanged) -> None:
+        now = self._clock.now()
+        lead = timedelta(seconds=self._settings.reminder_lead_s)
+        key = f"callback-reminder:{event.callback_id}:{event.window_start.isoformat()}"
+        # A new time replaces the reminder of the old one.
+        await self._store.cancel_queued(
+            event.number, [f"callback-reminder:{event.callback_id}:"], key, "callback moved", now
+        )
+        if event.window_start - now > lead * 2:
+            await self._notice(event.number, key, Notice.REMINDER, event, event.window_start - lead)
+
+    async def on_promise_at_risk(self, event: CallbackPromiseAtRisk) -> SmsMessage | None:
+        """An honest late notice with a new time (``late_slip_s`` after the missed promise, at the
+        earliest from now), once per callback and promise (the event's id)."""
+        if not event.state.is_open or event.state in _DIALLED:
+            return None
+        now = self._clock.now()
+        slip = timedelta(seconds=self._settings.late_slip_s)
+        new_by = _round_up(max(now, event.window_end) + slip, minutes=5)
+        return await self._notice(
+            event.number,
+            f"callback-late:{event.callback_id}:{event.window_end.isoformat()}",
+            Notice.LATE,
+            event,
+            None,
+            window=(event.window_end, new_by),
+        )
+
+    def _announced_end(self, start: datetime, end: datetime, *, keep_place: bool) -> datetime:
+        """The "by" time a kept place was told (its window ends a grace later); a slot's own end."""
+        if not keep_place:
+            return end
+        return max(start, end - timedelta(seconds=self._settings.promise_grace_s))
+
+    async def _withdraw_notices(self, raw: str, callback_id: str) -> None:
+        number = parse_phone(raw, self._settings.default_region).e164
+        if number is None:
+            return
+        prefixes = [f"callback-{what}:{callback_id}" for what in ("confirm", "reminder", "late")]
+        await self._store.cancel_queued(number, prefixes, "", "callback moved on", self._clock.now())
+
+    async def _notice(
+        self,
+        raw: str,
+        key: str,
+        notice: Notice,
+        event: CallbackStateChanged | CallbackPromiseAtRisk,
+        due_at: datetime | None,
+        *,
+        window: tuple[datetime, datetime] | None = None,
+    ) -> SmsMessage | None:
+        """Queue a callback notice keyed by its trigger; checked again (consent, quiet hours) at send."""
+        number = parse_phone(raw, self._settings.default_region)
+        if number.e164 is None:
+            return None
+        if self._settings.rules.require_mobile and line_type(number.e164) in (LineType.FIXED, LineType.OTHER):
+            return None
+        now = self._clock.now()
+        contact = await self._store.get_contact(number.e164)
+        language = self._settings.templates.language_of(contact.language if contact is not None else None)
+        zone = recipient_for(
+            number.e164, zone=contact.time_zone if contact is not None and contact.time_zone else None
+        ).zones[0]
+        was = ""
+        if window is not None:
+            promised, new_by = window
+            was = describe_window(promised, promised, by_only=True, zone=zone, now=now, language=language)
+            words = describe_window(now, new_by, by_only=True, zone=zone, now=now, language=language)
+        elif isinstance(event, CallbackStateChanged):
+            keep_place = event.kind is CallbackKind.KEEP_PLACE
+            words = describe_window(
+                event.window_start,
+                self._announced_end(event.window_start, event.window_end, keep_place=keep_place),
+                by_only=keep_place,
+                zone=zone,
+                now=now,
+                language=language,
+            )
+        else:
+            words = ""
+        text = self._settings.templates.notice(
+            notice,
+            language=language,
+            personal=Personal(name=contact.name if contact is not None else "", window=words, was=was),
+        )
+        message, created = await self._store.enqueue(
+            OutboundDraft(
+                key=key,
+                number=number.e164,
+                kind=MessageKind.NOTICE,
+                program=self._settings.program,
+                text=text,
+                due_at=due_at or now,
+                created_at=now,
+            )
+        )
+        if created:
+            self._wake.set()
+        return message
 
     async def on_call_ended(self, event: CallEnded) -> SmsMessage | None:
         """Queue the follow-up of a missed call, once per call; ``None`` when the rules skip it."""
@@ -284,16 +495,63 @@ class SmsEngine:
             replies = (await self._reply(sender, message, Reply.HELP, MessageKind.COMPLIANCE, now),)
             return InboundResult(message=message, intent=intent, replies=replies)
         if intent is Intent.CALL_ME:
-            request, _ = await self._store.request_callback(sender, message.id, now)
-            replies = (await self._reply(sender, message, Reply.CALLBACK_REQUESTED, MessageKind.REPLY, now),)
-            return InboundResult(message=message, intent=intent, replies=replies, callback=request)
+            return await self._call_me(sender, message, now)
         if intent is Intent.CANCEL_CALLBACK:
+            return await self._cancel_callback(sender, message, now)
+        # Anything else waits for a person (the worklist): no automatic answer pretends to be one.
+        return InboundResult(message=message, intent=intent, replies=())
+
+    async def _call_me(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
+        """ "1": a callback through the callback service (one per number: a repeat merges), else a
+        stored request. An opted-out number that asks for a call gets the call it asked for, but no
+        text back: the reply is a text, and its opt-out holds until it opts back in."""
+        if self.callbacks is None or not sender.startswith("+"):
+            request, _ = await self._store.request_callback(sender, message.id, now)
+            reply = await self._reply(sender, message, Reply.CALLBACK_REQUESTED, MessageKind.REPLY, now)
+            return InboundResult(message=message, intent=Intent.CALL_ME, replies=(reply,), callback=request)
+        try:
+            ticket = await self.callbacks.request(
+                sender, message_id=message.id, received_at=now, text=message.text
+            )
+        except ValidationError as exc:
+            # A number we do not call back (premium, do-not-call...): a person answers.
+            logger.info("callback by text from %s refused: %s", mask_number(sender), exc)
+            await self._store.mark_needs_person(message.id, f"callback refused: {exc}")
+            return InboundResult(message=message, intent=Intent.CALL_ME, replies=())
+        contact = await self._store.get_contact(sender)
+        language = self._settings.templates.language_of(contact.language if contact is not None else None)
+        zone = recipient_for(sender, zone=contact.time_zone if contact and contact.time_zone else None).zones[
+            0
+        ]
+        words = describe_window(
+            ticket.window_start,
+            self._announced_end(ticket.window_start, ticket.window_end, keep_place=ticket.keep_place),
+            by_only=ticket.keep_place,
+            zone=zone,
+            now=now,
+            language=language,
+        )
+        reply = await self._reply(
+            sender, message, Reply.CALLBACK_REQUESTED, MessageKind.REPLY, now, window=words
+        )
+        return InboundResult(message=message, intent=Intent.CALL_ME, replies=(reply,), ticket=ticket)
+
+    async def _cancel_callback(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
+        """ "2": cancel the sender's open callback (by the customer) and say so."""
+        intent = Intent.CANCEL_CALLBACK
+        if self.callbacks is None or not sender.startswith("+"):
             cancelled = await self._store.cancel_callback(sender, now)
             kind = Reply.CALLBACK_CANCELLED if cancelled is not None else Reply.NO_OPEN_CALLBACK
             replies = (await self._reply(sender, message, kind, MessageKind.REPLY, now),)
             return InboundResult(message=message, intent=intent, replies=replies, callback=cancelled)
-        # Anything else waits for a person (the worklist): no automatic answer pretends to be one.
-        return InboundResult(message=message, intent=intent, replies=())
+        ticket = await self.callbacks.cancel(sender, message_id=message.id)
+        # A stored request from before the callback service existed is cancelled too.
+        stored = await self._store.cancel_callback(sender, now)
+        kind = (
+            Reply.CALLBACK_CANCELLED if ticket is not None or stored is not None else Reply.NO_OPEN_CALLBACK
+        )
+        replies = (await self._reply(sender, message, kind, MessageKind.REPLY, now),)
+        return InboundResult(message=message, intent=intent, replies=replies, callback=stored, ticket=ticket)
 
     def _sender(self, raw: str) -> str:
         number = parse_phone(raw, self._settings.default_region)
@@ -348,13 +606,20 @@ class SmsEngine:
         )
 
     async def _reply(
-        self, number: str, message: SmsMessage, kind: Reply, message_kind: MessageKind, now: datetime
+        self,
+        number: str,
+        message: SmsMessage,
+        kind: Reply,
+        message_kind: MessageKind,
+        now: datetime,
+        *,
+        window: str = "",
     ) -> SmsMessage:
         contact = await self._store.get_contact(number) if number.startswith("+") else None
         text = self._settings.templates.reply(
             kind,
             language=contact.language if contact is not None and contact.language else None,
-            personal=Personal(name=contact.name if contact is not None else ""),
+            personal=Personal(name=contact.name if contact is not None else "", window=window),
         )
         reply, created = await self._store.enqueue(
             OutboundDraft(
@@ -525,6 +790,21 @@ class SmsEngine:
         """Sends, deliveries and opt-outs since ``since`` (for the statistics at start-up)."""
         return await self._store.day_activity(since)
 
+    async def resolve_unknown(self, message_id: str, *, resend: bool, actor: str) -> SmsMessage:
+        """A person's decision on an ``unknown`` message (handed over by a sender that died, no report):
+        send it again (consent, quiet hours and cap are checked again) or close it as ``failed``.
+
+        :raises NotFoundError: :raises ConflictError: the message is not ``unknown`` (a late report
+            settled it, or someone decided already).
+        """
+        now = self._clock.now()
+        if not await self._store.resolve_unknown(message_id, resend=resend, actor=actor, at=now):
+            message = await self._store.get_message(message_id)
+            raise ConflictError(f"message {message_id} is {message.status.value}, not unknown")
+        if resend:
+            self._wake.set()
+        return await self._store.get_message(message_id)
+
     async def mark_handled(self, message_id: str) -> SmsMessage:
         return await self._store.mark_handled(message_id)
 
@@ -537,87 +817,207 @@ class SmsEngine:
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str = ""
     ) -> bool:
-        """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message."""
-        applied = await self._store.delivery_report(provider, provider_id, status, error, self._clock.now())
+        """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message.
+
+        Reports arriving together (a provider reports many texts at once) are stored in one transaction.
+        """
+        applied = await self._reports.submit(Report(provider, provider_id, status, error))
         if applied.moved is not None:
             message_id, kind = applied.moved
             await self._announce_status(message_id, status, kind)
         return applied.known
 
+    async def _store_reports(self, reports: Sequence[Report]) -> Sequence[ReportApplied]:
+        return await self._store.delivery_reports(reports, self._clock.now())
+
     # -- the outbox sender ------------------------------------------------------------------------
 
     async def send_due(self) -> int:
-        """Claim due messages and act on each; returns how many were claimed."""
+        """Claim due messages and act on each; returns how many were claimed.
+
+        The send-time checks of the whole batch are read in one go and decided in memory; messages
+        to different numbers go side by side (``send_concurrency``), those to one number in order;
+        every outcome is written through a group commit (:mod:`callcenter.sms.outbox`).
+        """
         now = self._clock.now()
-        claimed = await self._store.claim_due(now, lease_s=self._settings.lease_s, limit=self._settings.batch)
-        gate = asyncio.Semaphore(self._settings.send_concurrency)
+        async with self._claiming:  # one claim at a time: the next one sees what this one took
+            claimed = await self._store.claim_due(
+                now, lease_s=self._settings.lease_s, limit=self._settings.batch
+            )
+        if not claimed:
+            return 0
+        commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
+        started: set[str] = set()
+        try:
+            return await self._work(claimed, commit, now, started)
+        except asyncio.CancelledError:
+            # Not handed over (never claimed before, never started): safe to give back now.
+            await self._release([m.id for m in claimed if not m.provider and m.id not in started])
+            raise
 
-        async def one(message: SmsMessage) -> None:
-            async with gate:
-                try:
-                    await self._send_one(message, now)
-                except CallCenterError:
-                    # The claim expires and another pass takes it again; nothing is lost.
-                    logger.exception("sending message %s failed; it will be retried", message.id)
-
+    async def _work(
+        self,
+        claimed: tuple[SmsMessage, ...],
+        commit: GroupCommit[Outcome, None],
+        now: datetime,
+        started: set[str],
+    ) -> int:
+        to_send = await self._settle(claimed, commit, now)
         # Texts to one number go in order; different numbers go side by side.
         by_number: dict[str, list[SmsMessage]] = {}
-        for message in claimed:
+        for message in to_send:
             by_number.setdefault(message.number, []).append(message)
 
         async def in_order(messages: list[SmsMessage]) -> None:
             for message in messages:
-                await one(message)
+                try:
+                    await self._send_one(message, commit, started)
+                except CallCenterError:
+                    # The claim expires and another pass looks at it again; nothing is lost.
+                    logger.exception("sending message %s failed; it will be looked at again", message.id)
 
         async with asyncio.TaskGroup() as group:
             for messages in by_number.values():
                 group.create_task(in_order(messages))
         return len(claimed)
 
-    async def _send_one(self, message: SmsMessage, now: datetime) -> None:
-        if message.attempts > 1:
-            # A sender may have died after the provider took it: ask before sending again.
-            earlier = await self._provider.sent_before(message.id)
-            if earlier is not None:
-                await self._store.mark_sent(message.id, self._provider.name, earlier, now)
-                await self._announce_status(message.id, MessageStatus.SENT, message.kind)
-                return
-        verdict = await self._verdict(message, now)
-        if isinstance(verdict, Cancel):
-            await self._store.cancel(message.id, verdict.reason, now)
-            logger.info(
-                "message %s to %s cancelled: %s", message.id, mask_number(message.number), verdict.reason
-            )
-            return
-        if isinstance(verdict, Defer):
-            await self._store.defer(message.id, verdict.until, verdict.reason, now)
-            return
-        try:
-            provider_id = await self._provider.send(Outgoing(message.id, message.number, message.text))
-        except ProviderError as exc:
-            retry = not exc.permanent and message.attempts < self._settings.max_attempts
-            retry_at = now + timedelta(seconds=self._backoff(message)) if retry else None
-            await self._store.mark_failed(message.id, str(exc), now, retry_at=retry_at)
-            logger.warning(
-                "provider refused message %s (%s); %s", message.id, exc, "retrying" if retry else "giving up"
-            )
-            return
-        await self._store.mark_sent(message.id, self._provider.name, provider_id, self._clock.now())
-        await self._announce_status(message.id, MessageStatus.SENT, message.kind)
+    async def _settle(
+        self, claimed: tuple[SmsMessage, ...], commit: GroupCommit[Outcome, None], now: datetime
+    ) -> list[SmsMessage]:
+        """Store what the checks decided for the batch (one write); returns the messages to send."""
+        handed = [m for m in claimed if m.provider]
+        fresh = [m for m in claimed if not m.provider]
+        decided = await self._decide(fresh, now)
+        settled = [o for o in decided.values() if o is not None]
+        settled += [await self._overdue(m) for m in handed]
+        if settled:
+            await commit.submit_all(settled)
+        for outcome in settled:
+            if isinstance(outcome, Sent):
+                await self._announce_status(outcome.message_id, MessageStatus.SENT, _kind(claimed, outcome))
+            elif isinstance(outcome, Cancelled):
+                logger.info("message %s cancelled: %s", outcome.message_id, outcome.reason)
+        return [m for m in fresh if decided[m.id] is None]
 
-    async def _verdict(self, message: SmsMessage, now: datetime) -> Cancel | Defer | None:
-        kind = message.kind or MessageKind.REPLY
-        if (
-            kind is MessageKind.FOLLOW_UP
-            and message.call_id is not None
-            and await self._closed(message.call_id)
-        ):
-            return Cancel("closed")
+    async def _release(self, unsent: list[str]) -> None:
+        """Shutting down: texts not yet handed over are given back at once rather than when their
+        claim expires (best effort: if this write is lost, the claim still expires)."""
+        if not unsent:
+            return
+        release = [Deferred(i, self._clock.now(), "released at shutdown") for i in unsent]
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(self._store.record_outcomes(release, self._clock.now()))
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> list[None]:
+        await self._store.record_outcomes(outcomes, self._clock.now())
+        return [None] * len(outcomes)
+
+    async def _overdue(self, message: SmsMessage) -> Outcome:
+        """A message handed to the provider whose sender died and whose report is overdue."""
+        earlier = await self._provider.sent_before(message.id)
+        if earlier is not None:
+            return Sent(message.id, message.provider or self._provider.name, earlier, self._clock.now())
+        logger.warning(
+            "message %s to %s was handed to %s by a sender that died, and no delivery report came: "
+            "marked unknown for a person (not re-sent blindly)",
+            message.id,
+            mask_number(message.number),
+            message.provider,
+        )
+        return Unknown(
+            message.id, f"handed to {message.provider}; no delivery report; may or may not have gone"
+        )
+
+    async def _send_one(
+        self, message: SmsMessage, commit: GroupCommit[Outcome, None], started: set[str]
+    ) -> None:
+        hold = timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
+        outcome: Outcome
+        # The limit covers the hand-over and the provider's request; the "sent" write waits outside
+        # it, so the next text's request does not queue behind this one's commit.
+        async with self._gate:
+            started.add(message.id)
+            # Stored before the provider gets it: after a crash this text is not re-sent blindly.
+            await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
+            try:
+                provider_id = await self._finish_on_shutdown(message)
+            except ProviderError as exc:
+                retry = not exc.permanent and message.attempts < self._settings.max_attempts
+                retry_at = self._clock.now() + timedelta(seconds=self._backoff(message)) if retry else None
+                outcome = Failed(message.id, str(exc), retry_at)
+                logger.warning(
+                    "provider refused message %s (%s); %s",
+                    message.id,
+                    exc,
+                    "retrying" if retry else "giving up",
+                )
+            else:
+                outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+        await commit.submit(outcome)
+        if isinstance(outcome, Sent):
+            await self._announce_status(message.id, MessageStatus.SENT, message.kind)
+
+    async def _finish_on_shutdown(self, message: SmsMessage) -> str:
+        """The provider request of a handed-over text; if the sender is stopped meanwhile, the request
+        is finished (bounded by the provider's own timeout) and its outcome stored before stopping:
+        the provider may already have the text, and only the answer says so."""
+        request = asyncio.ensure_future(
+            self._provider.send(Outgoing(message.id, message.number, message.text))
+        )
+        try:
+            return await asyncio.shield(request)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                try:
+                    provider_id = await request
+                except ProviderError as exc:
+                    outcome: Outcome = Failed(message.id, str(exc), self._clock.now())
+                else:
+                    outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+                await self._store.record_outcomes([outcome], self._clock.now())
+            raise
+
+    async def _decide(self, messages: list[SmsMessage], now: datetime) -> dict[str, Outcome | None]:
+        """Each message's fate from one read of the batch's facts: an outcome, or ``None`` to send it."""
         since = min(now - CAP_PERIOD, now - self._settings.rules.resend_after)
-        facts = await self._store.send_facts(message.number, self._key(message.number), since)
+        facts = await self._store.send_facts_many([(m.number, self._key(m.number)) for m in messages], since)
+        closed = {
+            m.call_id: await self._closed(m.call_id)
+            for m in messages
+            if m.kind is MessageKind.FOLLOW_UP and m.call_id is not None
+        }
+        decided: dict[str, Outcome | None] = {}
+        # Sends decided earlier in this batch count for the cap and the resend window of the next.
+        planned: dict[str, list[tuple[MessageKind, datetime]]] = {}
+        for message in messages:
+            kind = message.kind or MessageKind.REPLY
+            mine = planned.setdefault(message.number, [])
+            verdict = self._verdict(message, facts[message.number], mine, closed, now)
+            if isinstance(verdict, Cancel):
+                decided[message.id] = Cancelled(message.id, verdict.reason)
+            elif isinstance(verdict, Defer):
+                decided[message.id] = Deferred(message.id, verdict.until, verdict.reason)
+            else:
+                decided[message.id] = None
+                mine.append((kind, now))
+        return decided
+
+    def _verdict(
+        self,
+        message: SmsMessage,
+        facts: SendFacts,
+        planned: list[tuple[MessageKind, datetime]],
+        closed: Mapping[str, bool],
+        now: datetime,
+    ) -> Cancel | Defer | None:
+        kind = message.kind or MessageKind.REPLY
+        if kind is MessageKind.FOLLOW_UP and message.call_id is not None and closed.get(message.call_id):
+            return Cancel("closed")
+        capped = (*facts.capped_sends, *(at for k, at in planned if k in CAPPED_KINDS))
         if kind is MessageKind.FOLLOW_UP:
             resend_from = now - self._settings.rules.resend_after
-            if any(t > resend_from for t in facts.follow_up_sends):
+            follow_ups = (*facts.follow_up_sends, *(at for k, at in planned if k is MessageKind.FOLLOW_UP))
+            if any(t > resend_from for t in follow_ups):
                 return Cancel("recently_texted")
         if message.number.startswith("+"):
             contact = facts.contact
@@ -638,7 +1038,7 @@ class SmsEngine:
                 consent=status_of(facts.consent, message.program),
                 policy=policy_for(message.program, self._settings.policies),
                 recipient=recipient,
-                recent_sends=facts.capped_sends,
+                recent_sends=capped,
                 rules=self._settings.rules,
             )
         except ValidationError as exc:
@@ -657,7 +1057,18 @@ class SmsEngine:
         self._wake.set()
 
     async def run(self) -> None:
-        """Send due messages until cancelled: at once when something is queued, else every ``poll_s``."""
+        """Send due messages until cancelled: at once when something is queued, else every ``poll_s``.
+
+        ``passes`` batches are worked at once, so the next batch is claimed and checked while the
+        last texts of the previous one are still with the provider; they share one limit of
+        ``send_concurrency`` requests in flight, and a claim never takes a number that has a text
+        in flight (texts to one number stay in order).
+        """
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, self._settings.passes)):
+                group.create_task(self._pass_loop())
+
+    async def _pass_loop(self) -> None:
         while True:
             try:
                 while await self.send_due() >= self._settings.batch:
@@ -717,6 +1128,17 @@ class SmsEngine:
             await self.publish(event)
         except Exception:
             logger.exception("publishing %s failed; the live board misses it", event.event_type)
+
+
+def _round_up(at: datetime, *, minutes: int) -> datetime:
+    step = minutes * 60
+    seconds = at.minute * 60 + at.second + at.microsecond / 1e6
+    extra = (-seconds) % step
+    return (at + timedelta(seconds=extra)).replace(microsecond=0)
+
+
+def _kind(claimed: tuple[SmsMessage, ...], outcome: Sent) -> MessageKind | None:
+    return next((m.kind for m in claimed if m.id == outcome.message_id), None)
 
 
 def _csv_line(values: tuple[str, ...]) -> str:

@@ -7,16 +7,18 @@ start-up rather than at 23:00 on a customer's phone.
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Final
 
 from callcenter.errors import ValidationError
 
-PLACEHOLDERS: Final = frozenset({"business", "contact", "hello", "name", "window"})
+PLACEHOLDERS: Final = frozenset({"business", "contact", "hello", "name", "window", "was"})
 
 
 class Reply(StrEnum):
@@ -30,12 +32,32 @@ class Reply(StrEnum):
     NO_OPEN_CALLBACK = "no_open_callback"
 
 
+class Notice(StrEnum):
+    """Texts about the recipient's own callback, sent when the callback changes (``callback.<key>``)."""
+
+    CONFIRM_KEEP_PLACE = "confirm_keep_place"
+    CONFIRM_SCHEDULED = "confirm_scheduled"
+    REMINDER = "reminder"
+    LATE = "late"
+    FAILED = "failed"
+
+    @property
+    def about_open_callback(self) -> bool:
+        """Whether the callback is still open when this goes: the text must say how to cancel it."""
+        return self is not Notice.FAILED
+
+
 @dataclass(frozen=True, slots=True)
 class Personal:
-    """What a text may say about its recipient and our promise."""
+    """What a text may say about its recipient and our promise.
+
+    :param window: the promise as words ("between 14:00 and 14:30"); see :func:`describe_window`.
+    :param was: the promise we are about to break, as words (late notices).
+    """
 
     name: str = ""
     window: str = ""
+    was: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +81,17 @@ class Templates:
     def reply(self, kind: Reply, *, language: str | None, personal: Personal = Personal()) -> str:
         return self._render(self._table(language)[kind.value], personal)
 
+    def notice(self, kind: Notice, *, language: str | None, personal: Personal) -> str:
+        """A callback notice in the recipient's language (the business language where it has none)."""
+        key = f"callback.{kind.value}"
+        table = self._table(language)
+        return self._render(table[key] if key in table else self.texts[self.language][key], personal)
+
+    def language_of(self, language: str | None) -> str:
+        """The table actually used for ``language``."""
+        table = self._table(language)
+        return next(lang for lang, t in self.texts.items() if t is table)
+
     def _table(self, language: str | None) -> Mapping[str, str]:
         if language:
             tag = language.lower().replace("_", "-")
@@ -74,6 +107,7 @@ class Templates:
             "name": personal.name,
             "hello": f" {personal.name}" if personal.name else "",
             "window": f" {personal.window}" if personal.window else "",
+            "was": personal.was,
         }
         return template.format_map(values).strip()
 
@@ -104,6 +138,9 @@ def parse_templates(text: str) -> Templates:
         raise ValidationError(f"templates: no [{language}] table for the business language")
     for lang, table in texts.items():
         _check_language(lang, table)
+    for notice in Notice:
+        if f"callback.{notice.value}" not in texts[language.lower()]:
+            raise ValidationError(f"templates: {language.lower()}.callback.{notice.value} is missing")
     return Templates(business=name, contact=contact, language=language.lower(), texts=texts)
 
 
@@ -138,5 +175,38 @@ def _check_language(lang: str, table: Mapping[str, str]) -> None:
         unknown = fields - PLACEHOLDERS
         if unknown:
             raise ValidationError(f"templates: {lang}.{key} uses unknown placeholders {sorted(unknown)}")
-        if key.startswith("follow_up.") and "STOP" not in text:
+        if key.startswith(("follow_up.", "callback.")) and "STOP" not in text:
             raise ValidationError(f"templates: {lang}.{key} must tell how to opt out (STOP)")
+        if key.startswith("callback.") and key.removeprefix("callback.") not in {n.value for n in Notice}:
+            raise ValidationError(f"templates: {lang}.{key} is not a callback notice")
+        if key.startswith("callback.") and Notice(key.removeprefix("callback.")).about_open_callback:
+            # "CANCEL" is an opt-out word by law: a callback is cancelled by replying 2.
+            if not re.search(r"\b2\b", text):
+                raise ValidationError(
+                    f"templates: {lang}.{key} must say how to cancel the callback (reply 2)"
+                )
+
+
+#: How a promise reads, per language: (by a time, between two times, on another day).
+_WINDOW_WORDS: Final = {
+    "en": ("by {end}", "between {start} and {end}", "on {day}"),
+    "fr": ("d'ici {end}", "entre {start} et {end}", "le {day}"),
+}
+
+
+def describe_window(
+    start: datetime, end: datetime, *, by_only: bool, zone: tzinfo, now: datetime, language: str
+) -> str:
+    """A promise in the recipient's local time: "by 14:20" (keep-my-place), "between 14:00 and 14:30"
+    (a booked slot), with the day ("on 25/11") when it is not today there."""
+    by, between, on_day = _WINDOW_WORDS.get(language, _WINDOW_WORDS["en"])
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    words = (
+        by.format(end=f"{local_end:%H:%M}")
+        if by_only
+        else between.format(start=f"{local_start:%H:%M}", end=f"{local_end:%H:%M}")
+    )
+    if (local_end if by_only else local_start).date() != now.astimezone(zone).date():
+        day = (local_end if by_only else local_start).strftime("%d/%m")
+        words = f"{on_day.format(day=day)} {words}"
+    return words

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from callcenter.callbacks.promise import kept_rate, promise_outcome
-from callcenter.model.callbacks import ActorKind, Callback, CallbackKind, PromiseWindow
+from callcenter.model.callbacks import Callback, PromiseWindow
 from callcenter.model.events import (
     CallbackStateChanged,
     CallEnded,
@@ -30,7 +30,7 @@ from callcenter.model.events import (
     VoicemailTranscribed,
     WaitAnnounced,
 )
-from callcenter.model.vocabulary import CallbackState, VoicemailStatus
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, VoicemailStatus
 from callcenter.sms.ports import SmsDay
 from callcenter.voicemail.records import Voicemail
 

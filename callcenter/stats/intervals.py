@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from callcenter.model.callbacks import ActorKind
 from callcenter.model.events import CallbackStateChanged, CallEnded
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallbackState, CallOutcome
+from callcenter.model.vocabulary import ActorKind, CallbackState, CallOutcome
 from callcenter.stats.definitions import (
     INTERVAL_S,
     Counts,

@@ -47,6 +47,9 @@ MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 #: How long opening a PostgreSQL connection may take before it counts as unreachable (s).
 CONNECT_TIMEOUT_S: Final = 10.0
+#: PostgreSQL connections kept open once used, and the extra ones opened (then closed) at peaks.
+POOL_SIZE: Final = 20
+POOL_OVERFLOW: Final = 20
 #: Age after which a pooled PostgreSQL connection is replaced at its next checkout (s).
 POOL_RECYCLE_S: Final = 1_800
 #: Key of the PostgreSQL advisory lock that serialises migrations of processes starting together.
@@ -119,8 +122,16 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
     # older pooled connection ("optimistic" disconnect handling), and the repositories' writes retry
     # once on a fresh one (``_SqlRepository._write``). Recycling bounds a connection's age below common
     # idle cut-offs (firewalls, poolers), so an idle pool rarely holds dead connections at all.
+    # A pool as deep as the app's concurrent SQL under load (the queue's writer, the bus consumers,
+    # a callback offer per caller joining): past ``pool_size`` every checkout opened and closed a
+    # new connection (TCP, SSL probe, authentication), the costliest thing the store did per call.
     return create_async_engine(
-        url, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_S, connect_args=connect_args
+        url,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_S,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        connect_args=connect_args,
     )
 
 

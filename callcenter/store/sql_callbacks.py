@@ -42,9 +42,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError, StaleCallbackError
 from callcenter.errors import ConflictError, NotFoundError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind, PromiseWindow
+from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
 from callcenter.model.paging import Page, check_limit
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
 from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
 

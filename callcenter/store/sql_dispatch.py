@@ -14,6 +14,7 @@ Four tables, created by migration 0008, beside the callback tables of :mod:`.sql
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    and_,
     delete,
     func,
     insert,
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote
 from callcenter.callbacks.dispatch_ports import (
+    CallbackDetails,
     Claim,
     ClaimedError,
     DoNotCallEntry,
@@ -47,10 +50,18 @@ from callcenter.callbacks.dispatch_ports import (
 from callcenter.callbacks.ports import CallbackExistsError, StaleCallbackError
 from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.vocabulary import AttemptResult, CallbackState
-from callcenter.store.sql_callbacks import CallbackRow, SqlCallbackRepository, _callback_values
+from callcenter.store.sql_callbacks import (
+    CallbackChangeRow,
+    CallbackRow,
+    SqlCallbackRepository,
+    _callback_values,
+    _change,
+)
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
 from callcenter.store.sql_repos import _at, _upsert
 
+#: Ids per ``IN (...)`` of :meth:`SqlDispatchStore.details` (well under every driver's parameter limit).
+_CHUNK: Final = 500
 # Columns a move may change (the rest are fixed at creation).
 _FIXED: Final = ("id", "queue", "number", "kind", "requested_at", "slot_start", "client_key", "call_id")
 
@@ -225,6 +236,45 @@ class SqlDispatchStore(SqlCallbackRepository):
         )
         return await self._all(query, "reading due callbacks")
 
+    async def needing_attention(
+        self, states: frozenset[CallbackState], *, requested_before: datetime, window_end_by: datetime
+    ) -> tuple[Callback, ...]:
+        query = select(CallbackRow).where(
+            CallbackRow.state.in_(sorted(s.value for s in states)),
+            or_(
+                CallbackRow.requested_at <= _at(requested_before),
+                and_(CallbackRow.first_dial_at.is_(None), CallbackRow.window_end <= _at(window_end_by)),
+            ),
+        )
+        return await self._all(query.order_by(CallbackRow.requested_at, CallbackRow.id), "reading callbacks")
+
+    async def owners(self, callback_ids: Collection[str], *, now: datetime) -> dict[str, str]:
+        if not callback_ids:
+            return {}
+        ids = sorted(set(callback_ids))
+        found: dict[str, str] = {}
+        async with self._session("reading callback owners") as session:
+            notes = await session.execute(
+                select(CallbackSourceRow.callback_id, CallbackSourceRow.owner_agent)
+                .where(
+                    CallbackSourceRow.callback_id.in_(ids),
+                    CallbackSourceRow.owner_agent.is_not(None),
+                    or_(CallbackSourceRow.owner_until.is_(None), CallbackSourceRow.owner_until > _at(now)),
+                )
+                .order_by(CallbackSourceRow.id)
+            )
+            for callback_id, agent_id in notes.all():
+                if agent_id is not None:
+                    found.setdefault(callback_id, agent_id)
+            claims = await session.execute(
+                select(_CLAIMS.c.callback_id, _CLAIMS.c.agent_id).where(
+                    _CLAIMS.c.callback_id.in_(ids), _CLAIMS.c.until > _at(now)
+                )
+            )
+            for callback_id, agent_id in claims.all():
+                found[callback_id] = agent_id  # a claim comes before a follow-up's own agent
+        return found
+
     async def sources(self, callback_id: str) -> tuple[SourceNote, ...]:
         query = (
             select(CallbackSourceRow)
@@ -232,19 +282,7 @@ class SqlDispatchStore(SqlCallbackRepository):
             .order_by(CallbackSourceRow.id)
         )
         async with self._session("reading a callback's sources") as session:
-            return tuple(
-                SourceNote(
-                    callback_id=r.callback_id,
-                    source=CallbackSource(r.source),
-                    at=r.at,
-                    ref=r.ref,
-                    note=r.note,
-                    merged=r.merged,
-                    owner_agent=r.owner_agent,
-                    owner_until=r.owner_until,
-                )
-                for r in (await session.scalars(query)).all()
-            )
+            return tuple(_source(r) for r in (await session.scalars(query)).all())
 
     async def start_attempt(
         self, callback: Callback, change: CallbackChange, attempt: Attempt, *, role: str
@@ -254,34 +292,45 @@ class SqlDispatchStore(SqlCallbackRepository):
         previous = change.previous.value if change.previous else None
 
         async def work(connection: AsyncConnection) -> None:
-            ensure = _upsert(self._engine, DispatchFenceRow).values(role=role, token=attempt.fence)
-            await connection.execute(ensure.on_conflict_do_nothing(index_elements=[_FENCES.c.role]))
-            fenced = await connection.execute(
-                update(_FENCES)
-                .where(_FENCES.c.role == role, _FENCES.c.token <= attempt.fence)
-                .values(token=attempt.fence)
-            )
-            if fenced.rowcount != 1:
-                raise StaleLeaderError(
-                    f"dispatcher token {attempt.fence} is stale: a newer dispatcher holds {role!r}"
-                )
+            await self._fence(connection, role, attempt.fence)
             blocked = await connection.scalar(
                 select(DoNotCallRow.number).where(DoNotCallRow.number == attempt.number)
             )
             if blocked is not None:
                 raise DoNotCallError(f"{attempt.number} is on the do-not-call list")
-            moved = await connection.execute(
-                update(_CALLBACKS)
-                .where(_CALLBACKS.c.id == callback.id, _CALLBACKS.c.state == previous)
-                .values(**values)
-            )
-            if moved.rowcount != 1:
-                raise StaleCallbackError(f"callback {callback.id} is no longer {previous}: not dialled")
+            await _move_from(connection, callback.id, previous, values, why=": not dialled")
             await connection.execute(insert(CallbackAttemptRow), [_attempt_values(attempt)])
             await self._insert_changes(connection, (change,))
 
         await self._write("recording a callback dial", work)
         return attempt
+
+    async def _fence(self, connection: AsyncConnection, role: str, token: int) -> None:
+        """Refuse a token older than one already used for ``role``; raise the stored one to ``token``.
+
+        On PostgreSQL, a token already stored is checked under a shared row lock: the dials of one
+        leader do not queue behind each other's transactions, while a newer leader's raise (an
+        update, which needs the row exclusively) waits for them to commit, and every dial of the old
+        leader after it sees the newer token. SQLite serialises writers anyway: the row is updated.
+        :raises StaleLeaderError:
+        """
+        stale = StaleLeaderError(f"dispatcher token {token} is stale: a newer dispatcher holds {role!r}")
+        if self._engine.dialect.name == "postgresql":
+            current = select(_FENCES.c.token).where(_FENCES.c.role == role)
+            if await connection.scalar(current) == token:
+                # Locked only now (a lock held before the update below could deadlock two raises).
+                stored = await connection.scalar(current.with_for_update(read=True))
+                if stored == token:
+                    return
+                if stored is not None and stored > token:
+                    raise stale
+        ensure = _upsert(self._engine, DispatchFenceRow).values(role=role, token=token)
+        await connection.execute(ensure.on_conflict_do_nothing(index_elements=[_FENCES.c.role]))
+        fenced = await connection.execute(
+            update(_FENCES).where(_FENCES.c.role == role, _FENCES.c.token <= token).values(token=token)
+        )
+        if fenced.rowcount != 1:
+            raise stale
 
     async def save_attempt(self, attempt: Attempt) -> Attempt:
         values = _attempt_values(attempt)
@@ -311,19 +360,61 @@ class SqlDispatchStore(SqlCallbackRepository):
             )
             if ended.rowcount != 1:
                 return False
-            moved = await connection.execute(
-                update(_CALLBACKS)
-                .where(_CALLBACKS.c.id == callback.id, _CALLBACKS.c.state == previous)
-                .values(**moved_values)
-            )
-            if moved.rowcount != 1:
-                raise StaleCallbackError(f"callback {callback.id} is no longer {previous}")
+            await _move_from(connection, callback.id, previous, moved_values)
             await self._insert_changes(connection, (change,))
             return True
 
         if not await self._write("ending a callback attempt", work):
             return next(a for a in await self.attempts(attempt.callback_id) if a.id == attempt.id)
         return attempt
+
+    async def amend_attempt(self, callback: Callback, change: CallbackChange, attempt: Attempt) -> Attempt:
+        """An ended attempt's new result and the callback's move, in one transaction."""
+        values = _attempt_values(attempt)
+        del values["id"]
+        moved_values = _moved_values(callback)
+        previous = change.previous.value if change.previous else None
+
+        async def work(connection: AsyncConnection) -> None:
+            await _move_from(connection, callback.id, previous, moved_values)
+            amended = await connection.execute(
+                update(_ATTEMPTS)
+                .where(
+                    _ATTEMPTS.c.id == attempt.id,
+                    _ATTEMPTS.c.callback_id == callback.id,
+                    _ATTEMPTS.c.ended_at.is_not(None),
+                )
+                .values(**values)
+            )
+            if amended.rowcount != 1:
+                raise StaleCallbackError(f"attempt {attempt.id} of callback {callback.id} has not ended")
+            await self._insert_changes(connection, (change,))
+
+        await self._write("amending a callback attempt", work)
+        return attempt
+
+    async def close_with_follow_up(
+        self,
+        callback: Callback,
+        change: CallbackChange,
+        follow_up: Callback,
+        follow_up_changes: tuple[CallbackChange, ...],
+        source: SourceNote,
+    ) -> Callback:
+        """The callback's move and its new follow-up, in one transaction (the open callback's row is
+        closed first, so the one-open-per-number index admits the follow-up)."""
+        moved_values = _moved_values(callback)
+        previous = change.previous.value if change.previous else None
+
+        async def work(connection: AsyncConnection) -> None:
+            await _move_from(connection, callback.id, previous, moved_values)
+            await self._insert_changes(connection, (change,))
+            await connection.execute(insert(CallbackRow), [_callback_values(follow_up, None)])
+            await self._insert_changes(connection, follow_up_changes)
+            await connection.execute(insert(CallbackSourceRow), [_source_values(source)])
+
+        await self._write("closing a callback with its follow-up", work)
+        return follow_up
 
     async def attempts(self, callback_id: str) -> tuple[Attempt, ...]:
         query = (
@@ -407,6 +498,53 @@ class SqlDispatchStore(SqlCallbackRepository):
             row = await session.get(CallbackClaimRow, callback_id)
             return _claim(row) if row is not None and row.until > now else None
 
+    async def details(self, callback_ids: Sequence[str], *, now: datetime) -> Mapping[str, CallbackDetails]:
+        """Four reads for any number of callbacks (in chunks of :data:`_CHUNK` ids)."""
+        ids = list(dict.fromkeys(callback_ids))
+        sources: dict[str, list[SourceNote]] = {i: [] for i in ids}
+        attempts: dict[str, list[Attempt]] = {i: [] for i in ids}
+        claims: dict[str, Claim] = {}
+        firsts: dict[str, CallbackChange] = {}
+        async with self._session("reading callbacks' sources, attempts and claims") as session:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                for row in await session.scalars(
+                    select(CallbackSourceRow)
+                    .where(CallbackSourceRow.callback_id.in_(chunk))
+                    .order_by(CallbackSourceRow.id)
+                ):
+                    sources[row.callback_id].append(_source(row))
+                for attempt_row in await session.scalars(
+                    select(CallbackAttemptRow)
+                    .where(CallbackAttemptRow.callback_id.in_(chunk))
+                    .order_by(CallbackAttemptRow.callback_id, CallbackAttemptRow.seq)
+                ):
+                    attempts[attempt_row.callback_id].append(_attempt(attempt_row))
+                for claim_row in await session.scalars(
+                    select(CallbackClaimRow).where(
+                        CallbackClaimRow.callback_id.in_(chunk), CallbackClaimRow.until > _at(now)
+                    )
+                ):
+                    claims[claim_row.callback_id] = _claim(claim_row)
+                first_ids = (
+                    select(func.min(CallbackChangeRow.id))
+                    .where(CallbackChangeRow.callback_id.in_(chunk))
+                    .group_by(CallbackChangeRow.callback_id)
+                )
+                for change_row in await session.scalars(
+                    select(CallbackChangeRow).where(CallbackChangeRow.id.in_(first_ids))
+                ):
+                    firsts[change_row.callback_id] = _change(change_row)
+        return {
+            i: CallbackDetails(
+                sources=tuple(sources[i]),
+                attempts=tuple(attempts[i]),
+                claim=claims.get(i),
+                first_change=firsts.get(i),
+            )
+            for i in ids
+        }
+
     async def blocked(self, number: str) -> DoNotCallEntry | None:
         async with self._session("reading the do-not-call list") as session:
             row = await session.get(DoNotCallRow, number)
@@ -418,6 +556,19 @@ class SqlDispatchStore(SqlCallbackRepository):
             return tuple(_entry(r) for r in rows)
 
 
+def _source(row: CallbackSourceRow) -> SourceNote:
+    return SourceNote(
+        callback_id=row.callback_id,
+        source=CallbackSource(row.source),
+        at=row.at,
+        ref=row.ref,
+        note=row.note,
+        merged=row.merged,
+        owner_agent=row.owner_agent,
+        owner_until=row.owner_until,
+    )
+
+
 def _claim(row: CallbackClaimRow | Any) -> Claim:
     return Claim(callback_id=row.callback_id, agent_id=row.agent_id, until=row.until)
 
@@ -427,3 +578,19 @@ def _moved_values(callback: Callback) -> dict[str, object]:
     for fixed in _FIXED:
         del values[fixed]
     return values
+
+
+async def _move_from(
+    connection: AsyncConnection, callback_id: str, previous: str | None, values: dict[str, Any], why: str = ""
+) -> None:
+    """Move a callback only from the state the change was decided in.
+
+    :raises StaleCallbackError: it moved meanwhile (cancelled, closed, taken by another process).
+    """
+    moved = await connection.execute(
+        update(_CALLBACKS)
+        .where(_CALLBACKS.c.id == callback_id, _CALLBACKS.c.state == previous)
+        .values(**values)
+    )
+    if moved.rowcount != 1:
+        raise StaleCallbackError(f"callback {callback_id} is no longer {previous}{why}")

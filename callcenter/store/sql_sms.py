@@ -15,10 +15,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final, cast
 
 from sqlalchemy import (
+    String,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -28,6 +30,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Update
 
 from callcenter.errors import ConflictError, NotFoundError
@@ -41,6 +45,7 @@ from callcenter.sms.consent import (
     consent_event_id,
 )
 from callcenter.sms.encoding import segment_info
+from callcenter.sms.outbox import Cancelled, Deferred, Failed, Handed, Outcome, Report, Sent, Unknown
 from callcenter.sms.ports import ReportApplied, SendFacts, SmsDay
 from callcenter.sms.records import (
     CallbackRequest,
@@ -62,6 +67,7 @@ _CANCELLED_BY_OPT_OUT: Final = (
     MessageKind.FOLLOW_UP.value,
     MessageKind.MANUAL.value,
     MessageKind.REPLY.value,
+    MessageKind.NOTICE.value,
 )
 
 
@@ -293,9 +299,23 @@ class SqlSmsStore(_SqlRepository):
             return _message(row), False
 
     async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
-        due = or_(
-            and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
-            and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
+        other = aliased(SmsMessageRow)
+        # A number with a text in flight (claimed, its claim alive) is left alone: its texts go in order.
+        in_flight = (
+            select(other.id)
+            .where(
+                other.number == SmsMessageRow.number,
+                other.status == MessageStatus.SENDING.value,
+                other.claimed_until >= now,
+            )
+            .exists()
+        )
+        due = and_(
+            or_(
+                and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
+                and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
+            ),
+            ~in_flight,
         )
         candidates = (
             select(SmsMessageRow.id).where(due).order_by(SmsMessageRow.due_at, SmsMessageRow.id).limit(limit)
@@ -319,21 +339,38 @@ class SqlSmsStore(_SqlRepository):
                 .where(SmsMessageRow.id.in_(candidates.scalar_subquery()), due)
                 .values(**values)
             )
-        claim = claim.returning(SmsMessageRow.id)
+        claim = claim.returning(*SmsMessageRow.__table__.c)
 
-        async def work(connection: AsyncConnection) -> list[str]:
-            return [row[0] for row in await connection.execute(claim)]
+        async def work(connection: AsyncConnection) -> list[Any]:
+            return list(await connection.execute(claim))
 
         claimed = await self._write("claiming due messages", work)
-        if not claimed:
-            return ()
-        async with self._session("reading claimed messages") as session:
-            rows = await session.scalars(
-                select(SmsMessageRow)
-                .where(SmsMessageRow.id.in_(claimed))
-                .order_by(SmsMessageRow.due_at, SmsMessageRow.id)
-            )
-            return tuple(_message(r) for r in rows)
+        # The claiming statement returns the rows: no second read per batch.
+        messages = [_message(cast(SmsMessageRow, row)) for row in claimed]
+        return tuple(sorted(messages, key=lambda m: (m.due_at or m.created_at, m.id)))
+
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
+        """Store what the sender did with a batch of claimed messages, in one transaction.
+
+        Each kind of outcome is one executemany; every update is conditional on the message still
+        being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
+        meanwhile is never overwritten.
+        """
+        by_kind: dict[type, list[dict[str, object]]] = {}
+        for outcome in outcomes:
+            by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+        if not by_kind:
+            return
+
+        async def work(connection: AsyncConnection) -> None:
+            for kind, params in by_kind.items():
+                # Rows are locked in one order (by id) so concurrent senders never deadlock.
+                params.sort(key=lambda p: str(p["m_id"]))
+                for p in params:
+                    p["m_now"] = at
+                await connection.execute(_OUTCOME_UPDATES[kind], params)
+
+        await self._write("recording what the sender did", work)
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -345,59 +382,18 @@ class SqlSmsStore(_SqlRepository):
         return await self._write(doing, work)
 
     async def defer(self, message_id: str, until: datetime, reason: str, at: datetime) -> None:
-        await self._set(
-            "deferring a message",
-            message_id,
-            SmsMessageRow.status == MessageStatus.SENDING.value,
-            status=MessageStatus.QUEUED.value,
-            due_at=until,
-            claimed_until=None,
-            error=f"deferred: {reason}",
-            updated_at=at,
-            # A deferral is not an attempt.
-            attempts=SmsMessageRow.attempts - 1,
-        )
+        await self.record_outcomes([Deferred(message_id, until, reason)], at)
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str, at: datetime) -> None:
-        await self._set(
-            "marking a message sent",
-            message_id,
-            SmsMessageRow.status.in_([MessageStatus.SENDING.value, MessageStatus.QUEUED.value]),
-            status=MessageStatus.SENT.value,
-            provider=provider,
-            provider_id=provider_id,
-            sent_at=at,
-            claimed_until=None,
-            error="",
-            updated_at=at,
-        )
+        await self.record_outcomes([Sent(message_id, provider, provider_id, at)], at)
 
     async def mark_failed(
         self, message_id: str, error: str, at: datetime, *, retry_at: datetime | None
     ) -> None:
-        values: dict[str, object] = {"error": error[:500], "updated_at": at, "claimed_until": None}
-        if retry_at is None:
-            values["status"] = MessageStatus.FAILED.value
-        else:
-            values["status"] = MessageStatus.QUEUED.value
-            values["due_at"] = retry_at
-        await self._set(
-            "recording a failed send",
-            message_id,
-            SmsMessageRow.status == MessageStatus.SENDING.value,
-            **values,
-        )
+        await self.record_outcomes([Failed(message_id, error, retry_at)], at)
 
     async def cancel(self, message_id: str, reason: str, at: datetime) -> None:
-        await self._set(
-            "cancelling a message",
-            message_id,
-            SmsMessageRow.status.in_([MessageStatus.QUEUED.value, MessageStatus.SENDING.value]),
-            status=MessageStatus.CANCELLED.value,
-            error=reason,
-            claimed_until=None,
-            updated_at=at,
-        )
+        await self.record_outcomes([Cancelled(message_id, reason)], at)
 
     async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -414,50 +410,45 @@ class SqlSmsStore(_SqlRepository):
 
         return await self._write("cancelling queued messages", work)
 
+    async def cancel_queued(
+        self, number: str, prefixes: Sequence[str], keep: str, reason: str, at: datetime
+    ) -> int:
+        """Cancel ``number``'s queued messages whose key starts with one of ``prefixes`` (but ``keep``)."""
+        if not prefixes:
+            return 0
+
+        async def work(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                update(SmsMessageRow)
+                .where(
+                    SmsMessageRow.number == number,
+                    SmsMessageRow.status == MessageStatus.QUEUED.value,
+                    or_(*(SmsMessageRow.key.startswith(p, autoescape=True) for p in prefixes)),
+                    SmsMessageRow.key != keep,
+                )
+                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at)
+            )
+            return int(result.rowcount)
+
+        return await self._write("cancelling queued notices", work)
+
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str, at: datetime
     ) -> ReportApplied:
-        # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
-        # after its sender died: the report then names our id and the row is still "sending".
-        named = and_(
-            SmsMessageRow.direction == Direction.OUTBOUND.value,
-            or_(
-                and_(SmsMessageRow.provider == provider, SmsMessageRow.provider_id == provider_id),
-                and_(SmsMessageRow.id == provider_id, SmsMessageRow.provider.in_(["", provider])),
-            ),
-        )
-        # A report never moves a message backwards (a late "sent" after "delivered" is ignored).
-        allowed = [MessageStatus.SENDING.value, MessageStatus.SENT.value]
-        if status is MessageStatus.FAILED:
-            allowed.append(MessageStatus.DELIVERED.value)
-        report = (
-            update(SmsMessageRow)
-            .where(named, SmsMessageRow.status.in_(allowed))
-            .values(
-                status=status.value,
-                error=error[:500],
-                updated_at=at,
-                claimed_until=None,
-                provider=provider,
-                provider_id=case(
-                    (SmsMessageRow.provider_id == "", provider_id), else_=SmsMessageRow.provider_id
-                ),
-                sent_at=func.coalesce(SmsMessageRow.sent_at, at),
-            )
-            .returning(SmsMessageRow.id, SmsMessageRow.kind)
-        )
+        (applied,) = await self.delivery_reports([Report(provider, provider_id, status, error)], at)
+        return applied
 
-        async def work(connection: AsyncConnection) -> ReportApplied:
-            moved = (await connection.execute(report)).first()
-            if moved is not None:
-                return ReportApplied(
-                    known=True, moved=(moved.id, MessageKind(moved.kind) if moved.kind else None)
-                )
-            # Nothing changed: a report we already have (fine) or a message we never sent.
-            known = (await connection.execute(select(SmsMessageRow.id).where(named))).first() is not None
-            return ReportApplied(known=known)
+    async def delivery_reports(self, reports: Sequence[Report], at: datetime) -> list[ReportApplied]:
+        # Rows are locked in one order (by id) so two processes' batches never deadlock each other.
+        order = sorted(range(len(reports)), key=lambda i: reports[i].provider_id)
 
-        return await self._write("applying a delivery report", work)
+        async def work(connection: AsyncConnection) -> list[ReportApplied]:
+            applied: dict[int, ReportApplied] = {}
+            for i in order:
+                applied[i] = await _apply_report(connection, reports[i], at)
+            return [applied[i] for i in range(len(reports))]
+
+        return await self._write("applying delivery reports", work)
 
     async def sent_times(
         self, number: str, since: datetime, *, kinds: tuple[MessageKind, ...] = CAPPED_KINDS
@@ -491,6 +482,50 @@ class SqlSmsStore(_SqlRepository):
                 at for kind, at in sent if kind == MessageKind.FOLLOW_UP.value and at is not None
             ),
         )
+
+    async def send_facts_many(
+        self, targets: Sequence[tuple[str, str]], since: datetime
+    ) -> dict[str, SendFacts]:
+        """:meth:`send_facts` of many ``(number, key)`` at once (three queries), keyed by number."""
+        if not targets:
+            return {}
+        numbers = sorted({number for number, _ in targets})
+        keys = sorted({key for _, key in targets})
+        consent = (
+            select(SmsConsentRow)
+            .where(SmsConsentRow.number_key.in_(keys))
+            .order_by(SmsConsentRow.number_key, SmsConsentRow.seq)
+        )
+        contacts = select(SmsContactRow).where(SmsContactRow.number.in_(numbers))
+        sends = select(SmsMessageRow.number, SmsMessageRow.kind, SmsMessageRow.sent_at).where(
+            SmsMessageRow.number.in_(numbers),
+            SmsMessageRow.kind.in_([k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]),
+            SmsMessageRow.sent_at > since,
+        )
+        records: dict[str, list[ConsentRecord]] = {}
+        sent: dict[str, list[tuple[str | None, datetime | None]]] = {}
+        async with self._session("reading what a batch of sends depends on") as session:
+            for row in await session.scalars(consent):
+                records.setdefault(row.number_key, []).append(_consent(row))
+            known = {row.number: _contact(row) for row in await session.scalars(contacts)}
+            for number, kind, at in (await session.execute(sends)).all():
+                sent.setdefault(number, []).append((kind, at))
+        capped = {k.value for k in CAPPED_KINDS}
+        return {
+            number: SendFacts(
+                consent=tuple(records.get(key, ())),
+                contact=known.get(number),
+                capped_sends=tuple(
+                    at for kind, at in sent.get(number, ()) if kind in capped and at is not None
+                ),
+                follow_up_sends=tuple(
+                    at
+                    for kind, at in sent.get(number, ())
+                    if kind == MessageKind.FOLLOW_UP.value and at is not None
+                ),
+            )
+            for number, key in targets
+        }
 
     async def last_follow_up(self, number: str) -> datetime | None:
         query = select(func.max(SmsMessageRow.created_at)).where(
@@ -573,6 +608,27 @@ class SqlSmsStore(_SqlRepository):
         if await self._set("marking a message handled", message_id, needs_person=False) == 0:
             raise NotFoundError(f"message {message_id!r} not found")
         return await self.get_message(message_id)
+
+    async def resolve_unknown(self, message_id: str, *, resend: bool, actor: str, at: datetime) -> bool:
+        values: dict[str, object] = {"needs_person": False, "updated_at": at, "claimed_until": None}
+        if resend:
+            values |= {"status": MessageStatus.QUEUED.value, "due_at": at, "provider": ""}
+            values["error"] = f"re-sent by {actor} after an unknown outcome"[:500]
+        else:
+            values |= {"status": MessageStatus.FAILED.value}
+            values["error"] = f"closed by {actor}: may or may not have reached the phone"[:500]
+        return (
+            await self._set(
+                "deciding on an unknown message",
+                message_id,
+                SmsMessageRow.status == MessageStatus.UNKNOWN.value,
+                **values,
+            )
+            == 1
+        )
+
+    async def mark_needs_person(self, message_id: str, note: str) -> None:
+        await self._set("putting a message before a person", message_id, needs_person=True, error=note[:500])
 
     async def day_activity(self, since: datetime) -> SmsDay:
         outbound = SmsMessageRow.direction == Direction.OUTBOUND.value
@@ -704,3 +760,159 @@ class SqlSmsStore(_SqlRepository):
             )
 
         return await self._write("erasing a number", work)
+
+
+_SENDING: Final = MessageStatus.SENDING.value
+_m = SmsMessageRow
+
+
+def _outcome_update(*allowed: str, **values: object) -> Update:
+    return (
+        update(SmsMessageRow)
+        # Plain equalities: an IN list would be an "expanding" parameter, which executemany refuses.
+        .where(SmsMessageRow.id == bindparam("m_id"), or_(*(SmsMessageRow.status == a for a in allowed)))
+        .values(**values)
+    )
+
+
+#: One UPDATE per kind of outcome, run with executemany (parameters from :func:`_outcome_params`);
+#: built once, so SQLAlchemy finds each compiled in its cache without rebuilding it.
+_OUTCOME_UPDATES: Final[dict[type, Update]] = {
+    Handed: _outcome_update(
+        _SENDING,
+        provider=bindparam("m_provider"),
+        claimed_until=bindparam("m_until"),
+        updated_at=bindparam("m_now"),
+    ),
+    Sent: _outcome_update(
+        _SENDING,
+        MessageStatus.QUEUED.value,
+        MessageStatus.UNKNOWN.value,
+        status=MessageStatus.SENT.value,
+        provider=bindparam("m_provider"),
+        provider_id=bindparam("m_provider_id"),
+        sent_at=bindparam("m_at"),
+        claimed_until=None,
+        needs_person=False,
+        error="",
+        updated_at=bindparam("m_now"),
+    ),
+    Failed: _outcome_update(
+        _SENDING,
+        status=bindparam("m_status"),
+        due_at=func.coalesce(bindparam("m_until", type_=_m.due_at.type), _m.due_at),
+        provider="",  # the provider refused it: a retry is a fresh send
+        error=bindparam("m_error"),
+        claimed_until=None,
+        updated_at=bindparam("m_now"),
+    ),
+    Cancelled: _outcome_update(
+        _SENDING,
+        MessageStatus.QUEUED.value,
+        status=MessageStatus.CANCELLED.value,
+        error=bindparam("m_error"),
+        claimed_until=None,
+        updated_at=bindparam("m_now"),
+    ),
+    Deferred: _outcome_update(
+        _SENDING,
+        status=MessageStatus.QUEUED.value,
+        due_at=bindparam("m_until"),
+        claimed_until=None,
+        error=bindparam("m_error"),
+        updated_at=bindparam("m_now"),
+        # A deferral is not an attempt.
+        attempts=SmsMessageRow.attempts - 1,
+    ),
+    Unknown: _outcome_update(
+        _SENDING,
+        status=MessageStatus.UNKNOWN.value,
+        error=bindparam("m_error"),
+        claimed_until=None,
+        needs_person=True,
+        updated_at=bindparam("m_now"),
+    ),
+}
+
+
+def _outcome_params(outcome: Outcome) -> dict[str, object]:
+    match outcome:
+        case Handed(message_id, provider, hold_until):
+            return {"m_id": message_id, "m_provider": provider, "m_until": hold_until}
+        case Sent(message_id, provider, provider_id, sent_at):
+            return {"m_id": message_id, "m_provider": provider, "m_provider_id": provider_id, "m_at": sent_at}
+        case Failed(message_id, error, retry_at):
+            status = MessageStatus.FAILED if retry_at is None else MessageStatus.QUEUED
+            return {"m_id": message_id, "m_status": status.value, "m_until": retry_at, "m_error": error[:500]}
+        case Cancelled(message_id, reason):
+            return {"m_id": message_id, "m_error": reason[:500]}
+        case Deferred(message_id, until, reason):
+            return {"m_id": message_id, "m_until": until, "m_error": f"deferred: {reason}"[:500]}
+        case Unknown(message_id, reason):
+            return {"m_id": message_id, "m_error": reason[:500]}
+
+
+def _report_statements() -> tuple[Any, Select[Any]]:
+    """The report's UPDATE and its "do we know it" SELECT, built once (bound: r_provider, r_id,
+    r_status, r_allowed_delivered, r_error, r_now)."""
+    provider = bindparam("r_provider", type_=String())
+    provider_id = bindparam("r_id", type_=String())
+    # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
+    # after its sender died: the report then names our id and the row is still "sending".
+    named = and_(
+        SmsMessageRow.direction == Direction.OUTBOUND.value,
+        or_(
+            and_(SmsMessageRow.provider == provider, SmsMessageRow.provider_id == provider_id),
+            and_(
+                SmsMessageRow.id == provider_id,
+                or_(SmsMessageRow.provider == "", SmsMessageRow.provider == provider),
+            ),
+        ),
+    )
+    # A report never moves a message backwards (a late "sent" after "delivered" is ignored; only a
+    # "failed" may follow "delivered"). An "unknown" message (handed over, no report in time) is
+    # settled by a report however late.
+    allowed = or_(
+        SmsMessageRow.status.in_(
+            [MessageStatus.SENDING.value, MessageStatus.SENT.value, MessageStatus.UNKNOWN.value]
+        ),
+        and_(
+            SmsMessageRow.status == MessageStatus.DELIVERED.value,
+            bindparam("r_status", type_=String()) == MessageStatus.FAILED.value,
+        ),
+    )
+    statement = (
+        update(SmsMessageRow)
+        .where(named, allowed)
+        .values(
+            status=bindparam("r_status"),
+            error=bindparam("r_error"),
+            updated_at=bindparam("r_now"),
+            claimed_until=None,
+            needs_person=False,
+            provider=provider,
+            provider_id=case((SmsMessageRow.provider_id == "", provider_id), else_=SmsMessageRow.provider_id),
+            sent_at=func.coalesce(SmsMessageRow.sent_at, bindparam("r_now")),
+        )
+        .returning(SmsMessageRow.id, SmsMessageRow.kind)
+    )
+    return statement, select(SmsMessageRow.id).where(named)
+
+
+_REPORT, _REPORT_KNOWN = _report_statements()
+
+
+async def _apply_report(connection: AsyncConnection, report: Report, at: datetime) -> ReportApplied:
+    params = {
+        "r_provider": report.provider,
+        "r_id": report.provider_id,
+        "r_status": report.status.value,
+        "r_error": report.error[:500],
+        "r_now": at,
+    }
+    moved = (await connection.execute(_REPORT, params)).first()
+    if moved is not None:
+        return ReportApplied(known=True, moved=(moved.id, MessageKind(moved.kind) if moved.kind else None))
+    # Nothing changed: a report we already have (fine) or a message we never sent.
+    known = (await connection.execute(_REPORT_KNOWN, params)).first() is not None
+    return ReportApplied(known=known)

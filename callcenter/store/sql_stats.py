@@ -17,9 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import ActorKind
 from callcenter.model.paging import Page, decode_cursor
-from callcenter.model.vocabulary import CallbackState, CallOutcome
+from callcenter.model.vocabulary import ActorKind, CallbackState, CallOutcome
 from callcenter.stats.definitions import (
     COUNT_FIELDS,
     Counts,

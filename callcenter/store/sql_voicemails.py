@@ -27,9 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callcenter.callbacks.attempts import CallbackSource
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import VoicemailStatus
+from callcenter.store.sql_dispatch import CallbackSourceRow
 from callcenter.store.sql_models import Base, JsonDocument
 from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
 from callcenter.voicemail.ports import VoicemailFilter
@@ -306,3 +308,26 @@ class SqlVoicemailRepository(_SqlRepository):
                 await session.execute(
                     delete(VoicemailTranscriptRow).where(VoicemailTranscriptRow.voicemail_id == voicemail_id)
                 )
+
+
+class SqlVoicemailCallbackLinks(_SqlRepository):
+    """Which callback a voicemail asked for, read from the callbacks' source notes.
+
+    ``CallbackSources.from_voicemail`` stores a note with ``source='voicemail'`` and ``ref`` the
+    voicemail's id, on the callback it made or on the open one it merged into: that note is the
+    durable link, written in the same transaction as the callback.
+    """
+
+    async def requested_by(self, voicemail_id: str) -> str | None:
+        """The id of the callback ``voicemail_id`` asked for (the first, if asked twice), else ``None``."""
+        query = (
+            select(CallbackSourceRow.callback_id)
+            .where(
+                CallbackSourceRow.source == CallbackSource.VOICEMAIL.value,
+                CallbackSourceRow.ref == voicemail_id,
+            )
+            .order_by(CallbackSourceRow.id)
+            .limit(1)
+        )
+        async with self._session("reading the callback of a voicemail") as session:
+            return (await session.execute(query)).scalar_one_or_none()

@@ -1,6 +1,9 @@
 """The ``voicemail`` FastAGI script: the voicemail flow on an AGI channel, ``RECORD FILE`` into a spool (edge).
 
-For dialplans that keep ``app_queue``: ``AGI(agi://host:4573/voicemail,<queue>)``. Asterisk writes the
+For dialplans that keep ``app_queue``: ``AGI(agi://host:4573/voicemail,<queue>)`` (without the argument,
+the queue is ``CC_QUEUE``, set by ``callcenter-appqueue``). As the recording starts the script sets
+``CC_VOICEMAIL=recorded`` on the channel, so the call-outcome hook records the call as ``voicemail``;
+the voicemail is keyed by the call's ``linkedid``, as the outcome is. Asterisk writes the
 recording as ``<spool>/<name>.wav`` (``CALLCENTER_VOICEMAIL_SPOOL_DIR``, the same path on both sides:
 a shared volume when they run on different hosts); the script reads it, stores it with the voicemail
 service (which queues its transcription) and deletes the spool copy. The flow has hung up by then (or the
@@ -17,6 +20,7 @@ from typing import Final
 
 from callcenter.agi.channel import AgiChannel
 from callcenter.agi.server import AgiSession
+from callcenter.asterisk_names import VAR_QUEUE, VAR_VOICEMAIL, VOICEMAIL_RECORDED
 from callcenter.voicemail.service import VoicemailService
 from ivr.voicemail import VoicemailFlow, take_message
 
@@ -36,14 +40,20 @@ class VoicemailScript:
 
     async def __call__(self, session: AgiSession) -> None:
         env = session.env
-        queue = env.args[0] if env.args else env.query.get("queue") or None
-        call_id = env.get("agi_uniqueid") or None
+        channel = AgiChannel(session)
+        known = await channel.get_vars((VAR_QUEUE, "CHANNEL(linkedid)"))
+        queue = (env.args[0] if env.args else env.query.get("queue")) or known[VAR_QUEUE] or None
+        call_id = known["CHANNEL(linkedid)"] or env.get("agi_uniqueid") or None
         caller = env.get("agi_callerid")
         caller = "" if caller in ("", "unknown") else caller
         await asyncio.to_thread(self._spool.mkdir, parents=True, exist_ok=True)
         name = str(self._spool / f"callcenter-vm-{uuid.uuid4().hex}")
-        channel = AgiChannel(session)
-        recording = await take_message(channel, name, self._flow)
+
+        async def recording_starts() -> None:
+            # Raises ChannelHungUpError when the caller left during the greeting: no message then.
+            await channel.set_var(VAR_VOICEMAIL, VOICEMAIL_RECORDED)
+
+        recording = await take_message(channel, name, self._flow, on_record=recording_starts)
         if recording is None:
             logger.info("AGI call %s: hung up before the beep; no message", call_id)
             return

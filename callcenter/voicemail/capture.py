@@ -1,7 +1,8 @@
 """Taking voicemails over ARI: the flow on an ARI channel, the file fetched from Asterisk, stored (edge).
 
-The queue hands a caller over with the exit action ``voicemail`` (:class:`VoicemailRequest`); the
-flow runs as a background task of its own. Asterisk keeps the recording on its disk: we fetch it with
+The queue hands a caller over with the exit action ``voicemail`` or when they pressed the voicemail
+key while waiting (:class:`VoicemailRequest`); the flow runs as a background task of its own, after
+taking the caller out of the queue's holding bridge (Asterisk records no channel in a bridge). Asterisk keeps the recording on its disk: we fetch it with
 ``GET /recordings/stored/{name}/file`` (retrying briefly: the file can appear a moment after
 ``RecordingFinished``), store it with the voicemail service, which queues its transcription, and
 delete Asterisk's copy. A recording that never arrives is stored empty, so the voicemail still exists
@@ -70,9 +71,16 @@ class AriVoicemailTaker:
 
     async def _take(self, request: VoicemailRequest) -> None:
         name = f"callcenter-vm-{uuid.uuid4().hex}"
-
+        if request.holding_bridge_id is not None:
+            # res_stasis_recording refuses a bridged channel ("Cannot record channel while in bridge",
+            # RecordingFailed after the 201): take the caller out of the holding bridge first. A bridge
+            # already destroyed (they were its last caller) answers 404: they are out already.
+            with contextlib.suppress(CallCenterError):
+                await self._client.remove_channel(request.holding_bridge_id, request.channel_id)
         try:
             with AriChannel(self._client, self._dispatcher, request.channel_id) as channel:
+                if request.holding_bridge_id is None:
+                    await self._out_of_bridges(request.channel_id)  # a bridge the queue did not name
 
                 async def recording_starts() -> None:
                     # A hang-up during the greeting can end its playback normally (PlaybackFinished
@@ -110,6 +118,13 @@ class AriVoicemailTaker:
         if data:
             with contextlib.suppress(CallCenterError):
                 await self._client.delete_stored_recording(name)
+
+    async def _out_of_bridges(self, channel_id: str) -> None:
+        """Take the caller out of the bridge they wait in (the queue's holding bridge, after the max
+        wait): Asterisk refuses to record a bridged channel ("Cannot record channel while in bridge")."""
+        for bridge in await self._client.list_bridges():
+            if channel_id in bridge.channels:
+                await self._client.remove_channel(bridge.id, channel_id)
 
     async def _fetch(self, name: str, call_id: str) -> bytes:
         for attempt in range(FETCH_TRIES):

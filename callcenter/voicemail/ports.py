@@ -132,3 +132,21 @@ class VoicemailRepository(Protocol):
     async def audio_deleted(self, voicemail_id: str, at: datetime, *, drop_transcript: bool) -> None:
         """Record that the audio is gone; with ``drop_transcript`` delete the transcript as well."""
         ...
+
+
+class CallbackRequests(Protocol):
+    """The callback service as a voicemail asks it for a callback (``CallbackSources.from_voicemail``)."""
+
+    async def requested_by(self, voicemail_id: str) -> str | None:
+        """The callback this voicemail already asked for (made for it, or merged into), else ``None``."""
+        ...
+
+    async def request(self, voicemail: Voicemail, note: str) -> str:
+        """Ask for a callback to the voicemail's caller in its queue, in line from when it was left.
+
+        A number with an open callback in the queue gets no second one: the request is merged into it.
+        Returns the callback's id.
+
+        :raises InvalidPhoneNumberError: a number that cannot be called back (withheld, invalid).
+        """
+        ...

@@ -13,7 +13,12 @@ FastAGI driver from an ``app_queue`` exit context (once, :meth:`CallbackOfferFlo
 4. the number: the caller id read back (1 confirm, 2 key another); a withheld or unusable caller id
    must key one; invalid, premium and foreign numbers are refused with a prompt saying so;
 5. the callback is stored, ``accepted`` is called at once (the queue marks the call
-   ``callback_requested`` before anything else can happen), then the promised window and goodbye.
+   ``callback_requested`` before anything else can happen), then the promised window and goodbye;
+6. with a voicemail key (:attr:`FlowSettings.voicemail_key`), every round also says "to leave a
+   message instead, press <key>", and that key, pressed during the announcements, in the pause
+   between them or in the offer menu, ends the flow with :attr:`FlowOutcome.VOICEMAIL`: the driver
+   hands the caller to the voicemail flow. Inside the later-time and number menus keys mean what
+   those menus say (the default key, 9, is none of theirs).
 
 A slot that fills while the caller chooses is announced and the next slots are offered. A hang-up
 anywhere ends the flow with :attr:`FlowOutcome.HUNG_UP` (an abandon like any other, unless the
@@ -34,7 +39,8 @@ from callcenter.callbacks.policy import OfferDecision, WaitFigures
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError
 from callcenter.callbacks.slots import SlotCapacity
 from callcenter.errors import CallCenterError, ConflictError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind
+from callcenter.model.callbacks import Actor, Callback
+from callcenter.model.vocabulary import ActorKind, CallbackKind
 from ivr.channel import ChannelHungUpError, Media, MediaKind, VoiceChannel
 from media.prompts import sound
 
@@ -53,6 +59,7 @@ class FlowOutcome(StrEnum):
     STAYED = "stayed"  # the caller keeps waiting in line
     CALLBACK = "callback"  # the caller leaves the queue with a callback: callback_requested
     HUNG_UP = "hung_up"  # the caller hung up in the flow: an abandon like any other
+    VOICEMAIL = "voicemail"  # the caller pressed the voicemail key: they leave a message instead
 
 
 class OfferView(Protocol):
@@ -129,13 +136,15 @@ class WaitingCall:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FlowSettings:
-    """:param tries: answers asked for before the caller is left waiting (invalid or none each time)."""
+    """:param tries: answers asked for before the caller is left waiting (invalid or none each time).
+    :param voicemail_key: the key that leaves a message instead of waiting; empty: not offered."""
 
     digit_timeout_s: float = 6.0
     number_timeout_s: float = 8.0
     tries: int = 2
     slot_choices: int = 3
     max_number_digits: int = 16
+    voicemail_key: str = ""
 
 
 Accepted = Callable[[Callback], Awaitable[None]]
@@ -176,14 +185,15 @@ class CallbackOfferFlow:
             done = 0
             while rounds is None or done < rounds:
                 outcome, recheck_in_s = await self._round()
-                if outcome is FlowOutcome.CALLBACK:
-                    return FlowOutcome.CALLBACK
+                if outcome in (FlowOutcome.CALLBACK, FlowOutcome.VOICEMAIL):
+                    return outcome
                 done += 1
                 if rounds is None or done < rounds:
                     # The wait between rounds (shorter when the closing-time sweep is due sooner);
-                    # a key pressed meanwhile is not an answer to anything.
+                    # a key pressed meanwhile answers nothing, but the voicemail key.
                     pause_s = every_s if recheck_in_s is None else max(1.0, min(every_s, recheck_in_s))
-                    await self._channel.get_digits(1, pause_s)
+                    if self._is_voicemail(await self._channel.get_digits(1, pause_s)):
+                        return FlowOutcome.VOICEMAIL
             return FlowOutcome.STAYED
         except ChannelHungUpError:
             return FlowOutcome.HUNG_UP
@@ -204,13 +214,31 @@ class CallbackOfferFlow:
         try:
             offer = await self._desk.offer(self._call.queue, self._call.call_id)
         except CallCenterError:
-            return FlowOutcome.STAYED, None  # no estimate: nothing said that could be wrong
+            # No estimate: nothing said that could be wrong; the voicemail key is still offered.
+            await self._say_voicemail_option()
+            return FlowOutcome.STAYED, None
         announcement = self._announcement(offer.wait)
+        if not offer.decision.offer:
+            announcement += self._voicemail_option()
         if announcement:  # nothing without an estimate: the music plays on
             await self._channel.play(*announcement)
         if not offer.decision.offer:
             return FlowOutcome.STAYED, offer.recheck_in_s
         return await self._menu(offer.decision, offer.at), None
+
+    def _is_voicemail(self, key: str) -> bool:
+        return bool(self._settings.voicemail_key) and key == self._settings.voicemail_key
+
+    def _voicemail_option(self) -> list[Media]:
+        """ "To leave a message instead, press 9." (nothing without a voicemail key)."""
+        if not self._settings.voicemail_key:
+            return []
+        return [_p("leave-message"), Media(MediaKind.DIGITS, self._settings.voicemail_key)]
+
+    async def _say_voicemail_option(self) -> None:
+        option = self._voicemail_option()
+        if option:
+            await self._channel.play(*option)
 
     def _announcement(self, wait: WaitFigures | None) -> list[Media]:
         if wait is None:
@@ -234,6 +262,7 @@ class CallbackOfferFlow:
             menu += [_p("offer-keep-place"), *self._time(decision.by, now), _p("press-1")]
         if decision.later:
             menu.append(_p("offer-later"))
+        menu += self._voicemail_option()
         menu.append(_p("offer-stay"))
         for attempt in range(self._settings.tries):
             await self._channel.play(*menu)
@@ -242,6 +271,8 @@ class CallbackOfferFlow:
                 return await self._keep_place(decision.by, now)
             if key == "2" and decision.later:
                 return await self._later(now)
+            if self._is_voicemail(key):
+                return FlowOutcome.VOICEMAIL
             if attempt + 1 < self._settings.tries:
                 await self._channel.play(_p("not-understood"))
         await self._channel.play(_p("keep-waiting"))

@@ -17,9 +17,9 @@ from callcenter.capacity.predictors import PatienceEstimate
 from callcenter.capacity.schedules import INTERVALS_PER_DAY, make_schedule, shift_of
 from callcenter.capacity.service import Forecast
 from callcenter.errors import ConflictError, NotFoundError
-from callcenter.model.callbacks import Callback, CallbackChange, CallbackKind
+from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.paging import Page
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import CallbackKind, CallbackState
 from callcenter.queue.hours import zone_of
 from tests.fakes.store import InMemoryQueueRepository, _paged, _utc_fields
 

@@ -3,8 +3,11 @@
 The whole app (``build_app``) runs against the Asterisk named by ``CALLCENTER_ARI_URL``, with its own
 SQLite in ``tmp_path`` and its own ``redis-server`` (as in ``tests/system``). SIPp plays the caller (a UAC
 per call, dialling the queue's extension through the trunk) and the agents' phones (a UAS per agent that
-answers after N ms, never answers, or answers busy); every SIPp is an asyncio subprocess bound to the
-configured addresses and is killed (by its pid) at teardown. The scenarios live in ``sipp/``.
+answers after N ms, never answers, or answers busy), and the customer a callback dials; every SIPp is an
+asyncio subprocess bound to the configured addresses and is killed (by its pid) at teardown. The
+scenarios live in ``sipp/``. A caller who presses keys or speaks (:class:`CuedCaller`) and the customer's
+phone (:class:`CustomerPhone`) act when the test cues them (:func:`_send_cue`), once it has seen over ARI
+what a person would react to; their RTP comes from pcaps written at run time (``rtp_pcap.py``).
 
 Environment, read when this module is imported (the autouse ``clean_environ`` fixture hides
 ``CALLCENTER_*`` variables from the tests themselves):
@@ -35,6 +38,10 @@ Environment, read when this module is imported (the autouse ``clean_environ`` fi
 ``CALLCENTER_TEST_AGI_TOKEN_FILE``     the token file the Asterisk's ``callcenter-outcome`` AGI program
                                        reads; the classic-AGI scenarios write the test's token there
                                        (unset: they are skipped)
+``CALLCENTER_TEST_CUSTOMER_DIAL``      dial string of a customer a callback dials, ``{number}`` the E.164
+                                       number (default ``SIP/{number}@customer``)
+``CALLCENTER_TEST_CUSTOMER_PHONE``     ``<host>:<port>`` where that customer's phone (a SIPp UAS)
+                                       listens (default ``127.0.0.1:5083``)
 
 The ``app_queue`` hook scenarios (``test_app_queue_hooks.py``) dial the extensions of
 :data:`APP_QUEUE_EXTENS`, which enter ``Gosub(callcenter-appqueue,...)`` of the repository's dialplan.
@@ -63,6 +70,7 @@ import aiohttp
 import pytest
 
 from callcenter.asterisk_names import GLOBAL_AGI_URL, GLOBAL_API_URL, GLOBAL_OUTCOME_HOOK
+from callcenter.callbacks.attempts import leg_of
 from callcenter.model.events import CallEnded
 from callcenter.model.records import QueueRecord
 from callcenter.store.redis_conn import EmbeddedRedis
@@ -117,6 +125,8 @@ QUEUE_EXTEN: Final = _env("CALLCENTER_TEST_QUEUE_EXTEN", "100")
 UNKNOWN_QUEUE_EXTEN: Final = _env("CALLCENTER_TEST_UNKNOWN_QUEUE_EXTEN", "102")
 AGI_HOST: Final = _env("CALLCENTER_TEST_AGI_HOST", "127.0.0.1")
 AGI_TOKEN_FILE: Final = os.environ.get("CALLCENTER_TEST_AGI_TOKEN_FILE", "").strip()
+CUSTOMER_DIAL: Final = _env("CALLCENTER_TEST_CUSTOMER_DIAL", "SIP/{number}@customer")
+CUSTOMER_PHONE: Final = _env("CALLCENTER_TEST_CUSTOMER_PHONE", "127.0.0.1:5083")
 SIPP: Final = shutil.which("sipp")
 
 
@@ -128,6 +138,8 @@ def _skip_reason() -> str | None:
         missing.append("`sipp` is not on PATH (Debian: apt-get install sip-tester)")
     if len(AGENT_PHONES) < 2:
         missing.append("CALLCENTER_TEST_AGENT_ENDPOINTS names fewer than two agents")
+    if not re.fullmatch(r"[^:\s]+:\d+", CUSTOMER_PHONE):
+        missing.append(f"CALLCENTER_TEST_CUSTOMER_PHONE {CUSTOMER_PHONE!r} is not <host>:<port>")
     return "real Asterisk tier skipped: " + "; ".join(missing) if missing else None
 
 
@@ -198,6 +210,12 @@ class Ari:
     async def hang_up(self, channel_id: str) -> None:
         async with self._http.delete(f"{ARI_URL}/ari/channels/{channel_id}") as response:
             assert response.status in (204, 404), f"DELETE channel {channel_id}: {response.status}"
+
+    async def stored_recording(self, name: str) -> bool:
+        """Whether Asterisk still keeps the stored recording ``name``."""
+        async with self._http.get(f"{ARI_URL}/ari/recordings/stored/{name}") as response:
+            assert response.status in (200, 404), f"GET recording {name}: {response.status}"
+            return response.status == 200
 
     async def set_global(self, name: str, value: str) -> None:
         """Set a dialplan global variable (``POST /ari/asterisk/variable``)."""
@@ -402,6 +420,102 @@ class Caller:
         pytest.fail(f"the caller's SIPp logged no BYE\n{self.sipp.diagnostics()}")
 
 
+def _send_cue(host: str, port: int, method: str, call_id: str, headers: Mapping[str, str]) -> None:
+    """Send a SIPp of ours a cue: a SIP request carrying its call's ``call_id``, never answered.
+
+    SIPp routes an incoming request to its call by the Call-ID alone, so the scenario's ``<recv>`` of
+    ``method`` takes it; Asterisk never sees it. What the scenario does then is in its XML.
+    """
+    lines = [
+        f"{method} sip:cue@{host}:{port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:9;branch=z9hG4bK-cue-{uuid.uuid4().hex[:12]}",
+        f"From: <sip:test@{host}>;tag=cue-{uuid.uuid4().hex[:8]}",
+        f"To: <sip:cue@{host}>",
+        f"Call-ID: {call_id}",
+        f"CSeq: 1 {method}",
+        "Max-Forwards: 70",
+        *(f"{name}: {value}" for name, value in headers.items()),
+        "Content-Length: 0",
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), (host, port))
+
+
+@dataclass
+class CuedCaller(Caller):
+    """A caller (``sipp/uac_cued.xml``) who presses keys (SIP INFO) and speaks when the test says so.
+
+    The test cues it when it has seen, over ARI, what the caller would be answering (a prompt ended,
+    a recording started): a real caller reacts to what they hear, not to a stopwatch.
+    """
+
+    sip_call_id: str = ""
+    host: str = SIP_CALLER_IP
+    port: int = SIP_CALLER_PORT
+    keys_sent: int = 0
+
+    async def press(self, key: str) -> None:
+        """Press ``key`` once (a SIP INFO ``application/dtmf-relay``); returns once Asterisk took it."""
+        self.keys_sent += 1
+        cseq = 1 + self.keys_sent  # the INVITE was 1
+        headers = {"X-Key": key, "X-CSeq": str(cseq)}
+        _send_cue(self.host, self.port, "NOTIFY", self.sip_call_id, headers)
+        sent = self.keys_sent
+
+        def taken() -> bool:
+            assert self.sipp.process.returncode in (None, 0), self.sipp.diagnostics()
+            return self.sipp.count("KEY_SENT") >= sent
+
+        await eventually(taken, timeout_s=5, what=f"the caller's key {key} sent and answered 200")
+
+    async def speak(self) -> None:
+        """Start speaking: the scenario plays its pcap (RTP) to Asterisk."""
+        _send_cue(self.host, self.port, "MESSAGE", self.sip_call_id, {})
+
+        def speaking() -> bool:
+            assert self.sipp.process.returncode in (None, 0), self.sipp.diagnostics()
+            return self.sipp.count("SPEAKING") >= 1
+
+        await eventually(speaking, timeout_s=5, what="the caller speaking")
+
+    async def hang_up(self) -> None:
+        """The caller hangs up (a BYE); returns once Asterisk answered it."""
+        _send_cue(self.host, self.port, "OPTIONS", self.sip_call_id, {})
+        assert await self.finished(timeout_s=10) == "LOCAL_BYE"
+
+
+@dataclass
+class CustomerPhone:
+    """A customer's phone a callback dials (``sipp/uas_customer.xml``), cued by the test."""
+
+    sipp: Sipp
+    host: str
+    port: int
+
+    def call_ids(self) -> list[str]:
+        """The SIP Call-IDs of the calls it was offered (Asterisk's), oldest first."""
+        found = re.findall(r"(\S+) INVITE received", self.sipp.log())
+        return [str(call_id) for call_id in found]
+
+    def _current(self) -> str:
+        ids = self.call_ids()
+        assert ids, f"the customer's phone was never called\n{self.sipp.diagnostics()}"
+        return ids[-1]
+
+    async def press_1(self) -> None:
+        """Press 1 as RFC 4733 events in the RTP stream (the scenario's key pcap)."""
+        before = self.sipp.count("KEY_SENT")
+        _send_cue(self.host, self.port, "NOTIFY", self._current(), {})
+        await eventually(lambda: self.sipp.count("KEY_SENT") > before, timeout_s=5, what="the key played")
+
+    async def hang_up(self) -> None:
+        """The customer hangs up (a BYE); returns once Asterisk answered it."""
+        _send_cue(self.host, self.port, "OPTIONS", self._current(), {})
+        await eventually(
+            lambda: self.sipp.count("CUSTOMER_BYE") >= 1, timeout_s=5, what="the customer's BYE answered"
+        )
+
+
 @dataclass
 class Lab:
     """The app under test, the real Asterisk's ARI, and the SIPp processes of one test."""
@@ -515,6 +629,49 @@ class Lab:
             sipp = await self._sipp(f"caller-{number}", "uac_key.xml", args, values)
         return Caller(number, sipp)
 
+    async def cued_call(
+        self, *, pcap: Path, port: int = SIP_CALLER_PORT, exten: str = QUEUE_EXTEN
+    ) -> CuedCaller:
+        """Place a call to ``exten`` by a caller the test cues (:class:`CuedCaller`); ``pcap`` is what
+        they say when told to speak. Asterisk ends the call (or the test's teardown)."""
+        number = new_caller_number()
+        self.numbers.append(number)
+        host = SIP_CALLER_IP
+        assert _udp_port_free(host, port), f"{host}:{port} is taken (a stray SIPp?)"
+        args = [SIP_TARGET, "-s", exten, "-key", "caller", number, "-cid_str", f"cclab-{number}-%u@%s"]
+        args += ["-i", host, "-mi", host, "-ci", host, "-p", str(port)]
+        args += ["-m", "1", "-l", "1", "-timeout", "180s"]
+        sipp = await self._sipp(f"caller-{number}", "uac_cued.xml", args, {"PCAP": str(pcap)})
+        return CuedCaller(number, sipp, sip_call_id=f"cclab-{number}-1@{host}", host=host, port=port)
+
+    async def customer_phone(self, *, key_pcap: Path, ring_ms: int = 1000) -> CustomerPhone:
+        """Start the phone of the customer a callback dials: rings ``ring_ms``, answers, waits for cues."""
+        sipp = await self._customer_sipp("uas_customer.xml", {"RING_MS": ring_ms, "KEY_PCAP": str(key_pcap)})
+        host, _, port = CUSTOMER_PHONE.rpartition(":")
+        return CustomerPhone(sipp, host, int(port))
+
+    async def customer_line(self, behaviour: str) -> Sipp:
+        """The customer's phone answering every call ``486 Busy Here`` (``"busy"``) or ringing until
+        cancelled (``"silent"``)."""
+        if behaviour == "busy":
+            return await self._customer_sipp("uas_busy.xml", {})
+        assert behaviour == "silent", behaviour
+        return await self._customer_sipp("uas_agent.xml", {"RING_MS": NEVER_MS, "TALK_MS": 600_000})
+
+    async def _customer_sipp(self, scenario: str, values: Mapping[str, int | str]) -> Sipp:
+        host, _, port = CUSTOMER_PHONE.rpartition(":")
+        assert _udp_port_free(host, int(port)), f"{CUSTOMER_PHONE} is taken (a stray SIPp?)"
+        sipp = await self._sipp(
+            "customer", scenario, ["-i", host, "-mi", host, "-ci", host, "-p", port], values
+        )
+
+        def listening() -> bool:
+            assert sipp.process.returncode is None, f"the customer's SIPp exited\n{sipp.diagnostics()}"
+            return not _udp_port_free(host, int(port))
+
+        await eventually(listening, timeout_s=5, what="the customer's phone listening")
+        return sipp
+
     async def use_hook(self, hook: str) -> None:
         """Point the Asterisk's outcome hook at this test's app: ``fastagi`` or ``classic``.
 
@@ -559,7 +716,11 @@ class Lab:
             await sipp.stop()
         ours = tuple(p.endpoint + "-" for p in self.phones)
         for channel in await self.ari.channels():
-            if channel["name"].startswith(ours) or channel["caller"]["number"].lstrip("+") in self.numbers:
+            if (
+                channel["name"].startswith(ours)
+                or channel["caller"]["number"].lstrip("+") in self.numbers
+                or leg_of(channel["id"]) is not None  # a callback's agent or customer leg
+            ):
                 await self.ari.hang_up(channel["id"])
         await self.ari.no_channels(timeout_s=15, what="the test's channels gone")
 

@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,8 +31,8 @@ from callcenter.app import SERVICES, Services, build_app
 from callcenter.ari.link import AriLink
 from callcenter.config import Settings
 from callcenter.model.events import CallEnded, decode_event
-from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AgentState, Role
+from callcenter.model.records import CallRecord, QueueRecord
+from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Role
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.store.redis_conn import EmbeddedRedis
 from callcenter.store.redis_keys import RedisKeys
@@ -201,6 +202,31 @@ class RunningApp:
         if login:
             await self.services.queue.login(agent_id, actor="test")
         return endpoint
+
+    async def answered_history(self, queue: str = QUEUE) -> None:
+        """Answered calls of the last two weeks in ``queue``: the wait estimate knows the handle time
+        (100 s), so a waiting caller is told a wait and may be offered a callback."""
+        now = self.services.clock.now()
+        for week in (1, 2):
+            for i in range(20):
+                at = now - timedelta(weeks=week, minutes=i)
+                await self.services.store.calls.upsert(
+                    CallRecord(
+                        id=f"h{week}-{i}",
+                        channel_id="h",
+                        linkedid="h",
+                        entry_point=EntryPoint.ARI,
+                        caller="+14155550999",
+                        queue=queue,
+                        arrived_at=at,
+                        queued_at=at,
+                        answered_at=at + timedelta(seconds=10),
+                        ended_at=at + timedelta(seconds=110),
+                        wait_s=10.0,
+                        talk_s=100.0,
+                        outcome=CallOutcome.ANSWERED,
+                    )
+                )
 
     async def stop(self) -> None:
         """Shut the process down (cleanup: link cancelled, lease released, adapters closed)."""

@@ -15,7 +15,6 @@ from datetime import time
 import aiohttp
 from redis import asyncio as aioredis
 
-from callcenter.app_dispatch import DISPATCH_ROLE, run_dispatch_loop
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink, LinkStatus
 from callcenter.ari.originate import AriCallbackCalls, CallbackCallSettings
@@ -29,6 +28,7 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
 from callcenter.store.sql_dispatch import SqlDispatchStore
+from callcenter.wiring.dispatch import DISPATCH_ROLE, run_dispatch_loop
 
 
 class PoolDesk:
@@ -41,7 +41,7 @@ class PoolDesk:
     async def free_agents(self, queue: str) -> tuple[tuple[str, str], ...]:
         return tuple((a, e) for a, e in sorted(self._free.items()) if a not in self._held)
 
-    async def hold(self, agent_id: str, why: str) -> bool:
+    async def hold(self, agent_id: str, why: str, *, asked: bool = False) -> bool:
         if agent_id in self._held:
             return False
         self._held.add(agent_id)

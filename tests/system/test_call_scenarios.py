@@ -479,8 +479,9 @@ async def test_given_lease_held_when_second_process_starts_then_it_stands_by_and
 
     await eventually(lambda: second.link.status is LinkStatus.STANDBY, what="the second link standing by")
     assert sim.websockets_of("callcenter") == 1 and system.link.status is LinkStatus.UP
-    # The callback dispatcher's own application is held by one process too (its own lease).
-    assert sim.websockets_of("callcenter-callbacks") == 1
+    # The callback dispatcher's own application is held by one process too (its own lease, taken
+    # once that process's ARI link is up).
+    await eventually(lambda: sim.websockets_of("callcenter-callbacks") == 1, what="the dispatcher's socket")
     assert (await second.health())[1]["checks"]["ari"] == "ok"  # standing by, Asterisk answers REST
     caller = call_in(sim)
     await queued(system, caller)

@@ -18,7 +18,6 @@ from typing import Final
 import pytest
 from redis import asyncio as aioredis
 
-from callcenter.app_dispatch import DISPATCH_ROLE
 from callcenter.callbacks.attempts import leg_of
 from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources, SourceSettings
@@ -31,6 +30,7 @@ from callcenter.simulator.pbx import EndpointConfig, PbxChange
 from callcenter.store.database import create_engine, migrate
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.sql_dispatch import SqlDispatchStore
+from callcenter.wiring.dispatch import DISPATCH_ROLE
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner
 from tests.fakes.store import InMemoryQueueRepository

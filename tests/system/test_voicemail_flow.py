@@ -127,3 +127,15 @@ async def test_max_wait_reached_sends_the_caller_to_voicemail(
     call = await system.decided(caller, timeout_s=40)
     assert call["outcome"] == "voicemail"
     assert "sound:vm-intro" in played(sim, caller)
+    # The caller waited in the holding bridge, where Asterisk refuses to record ("Cannot record channel
+    # while in bridge", seen on a real Asterisk 20): they are taken out of it, and the message is kept.
+    removed = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/removeChannel")]
+    assert [r.query["channel"] for r in removed] == [caller]
+
+    async def stored() -> bool:
+        voicemail = await _voicemail_of(system, caller)
+        return voicemail is not None and voicemail.size_bytes > 44
+
+    await eventually(stored, timeout_s=20, what="the message stored with its audio")
+    voicemail = await _voicemail_of(system, caller)
+    assert voicemail is not None and voicemail.duration_s == pytest.approx(1.0, abs=0.1)

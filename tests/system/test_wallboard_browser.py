@@ -17,10 +17,9 @@ from typing import Any, Final
 
 import pytest
 
-from callcenter.model.callbacks import ActorKind, CallbackKind
 from callcenter.model.events import CallbackStateChanged, VoicemailRecorded
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from callcenter.simulator import SimulatedAsterisk
 from tests.system.conftest import QUEUE, RunningApp
 

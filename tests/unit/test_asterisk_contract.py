@@ -25,7 +25,7 @@ CONF_FILES = sorted([*(ROOT / "dialplan").glob("*.conf"), *ASTERISK.glob("*.conf
 CONSTANTS = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(v, str | int)}
 VARIABLES = {v for k, v in CONSTANTS.items() if k.startswith(("VAR_", "GLOBAL_"))}
 CONTEXTS = {v for k, v in CONSTANTS.items() if k.startswith("CONTEXT_")}
-FASTAGI_SCRIPTS = {names.AGI_CALL_OUTCOME, names.AGI_CALLBACK_OFFER}
+FASTAGI_SCRIPTS = {names.AGI_CALL_OUTCOME, names.AGI_CALLBACK_OFFER, names.AGI_VOICEMAIL}
 
 
 def _code(text: str) -> str:
@@ -110,8 +110,9 @@ def test_every_cc_variable_the_hook_reads_is_set_by_the_dialplan_or_by_a_script(
     dialplan = _text(DIALPLAN)
     set_here = set(re.findall(r"Set\((CC_[A-Z0-9_]+)=", dialplan))
     read = {v for v in READ_VARIABLES.values() if v.startswith("CC_")}
-    # CC_CALLBACK is set by the callback-offer script (a later release), CC_OUTCOME by call-outcome.
-    assert read - set_here == {names.VAR_CALLBACK}
+    # CC_CALLBACK is set by the callback-offer script (a later release), CC_VOICEMAIL by the voicemail
+    # script, CC_OUTCOME by call-outcome.
+    assert read - set_here == {names.VAR_CALLBACK, names.VAR_VOICEMAIL}
     assert names.VAR_OUTCOME not in set_here
 
 
@@ -133,6 +134,15 @@ def test_the_dialplan_defines_exactly_our_contexts_and_every_jump_lands_in_one()
 def test_the_exit_context_answers_the_exit_key() -> None:
     exit_context = _text(DIALPLAN).split(f"[{names.CONTEXT_QUEUE_EXIT}]", 1)[1].split("\n[", 1)[0]
     assert re.search(rf"^exten => {names.QUEUE_EXIT_KEY},1,", exit_context, flags=re.MULTILINE)
+
+
+def test_the_exit_context_takes_the_voicemail_key_to_the_voicemail_script() -> None:
+    exit_context = _text(DIALPLAN).split(f"[{names.CONTEXT_QUEUE_EXIT}]", 1)[1].split("\n[", 1)[0]
+    keys = re.findall(r"^exten => ([^,]+),1,", exit_context, flags=re.MULTILINE)
+    assert sorted(keys) == sorted([names.QUEUE_EXIT_KEY, names.QUEUE_VOICEMAIL_KEY])
+    voicemail = exit_context.split(f"exten => {names.QUEUE_VOICEMAIL_KEY},1,", 1)[1].split("exten =>", 1)[0]
+    assert f"/{names.AGI_VOICEMAIL}," in voicemail
+    assert f'"${{{names.VAR_VOICEMAIL}}}" = "{names.VOICEMAIL_RECORDED}"' in voicemail
 
 
 def test_the_fastagi_url_uses_our_port() -> None:

@@ -14,8 +14,7 @@ from callcenter.asterisk_names import AGI_CALLBACK_OFFER
 from callcenter.callbacks.service import CallbackService
 from callcenter.capacity.estimate import QueueSnapshot
 from callcenter.capacity.service import Estimate
-from callcenter.model.callbacks import CallbackKind
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import CallbackKind, CallbackState
 from callcenter.simulator.agi_peer import AgiCallModel, AgiPeer
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository

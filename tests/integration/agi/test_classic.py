@@ -165,6 +165,20 @@ async def test_the_classic_program_hands_the_outcome_to_the_api(api: Api, tmp_pa
     assert api.supervisor not in run.stderr and SECRET_NAME not in run.stderr
 
 
+async def test_the_classic_program_records_a_message_left_as_voicemail(api: Api, tmp_path: Path) -> None:
+    """Issue 8: through the classic hook too, a message left makes the call voicemail."""
+    run = await _run_classic(
+        _channel(QUEUESTATUS="TIMEOUT", ABANDONED="TRUE", CC_VOICEMAIL="recorded"),
+        api.url,
+        "--token-file",
+        _token_file(tmp_path, api.supervisor),
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert (await api.calls.get(LINKEDID)).outcome is CallOutcome.VOICEMAIL
+    assert run.peer.model.variables[VAR_OUTCOME] == "voicemail"
+
+
 async def test_the_classic_program_twice_for_one_call_records_one_outcome(api: Api, tmp_path: Path) -> None:
     token = _token_file(tmp_path, api.supervisor)
     first = await _run_classic(

@@ -200,6 +200,27 @@ async def test_a_callback_taken_on_the_exit_key_is_callback_requested(hook: Hook
     assert (record.outcome, record.position, record.wait_s) == (CallOutcome.CALLBACK_REQUESTED, 3, 40.0)
 
 
+async def test_a_message_left_after_the_queue_timed_out_is_voicemail(hook: Hook) -> None:
+    """Issue 8: the voicemail script set CC_VOICEMAIL=recorded; the hook records voicemail."""
+    peer = _channel(QUEUESTATUS="TIMEOUT", CC_QUEUE_LEFT_AT=_left(40), CC_VOICEMAIL="recorded")
+    await hook.report(peer)
+
+    record = await hook.calls.get(LINKEDID)
+    assert record.outcome is CallOutcome.VOICEMAIL
+    assert peer.model.variables[VAR_OUTCOME] == "voicemail"
+    kinds = [e.kind for e in await hook.calls.events(LINKEDID)]
+    assert kinds == ["arrived", "queued", "queue_exit", "voicemail_recorded", "caller_hung_up", "ended"]
+
+
+async def test_a_message_left_by_the_voicemail_key_is_voicemail(hook: Hook) -> None:
+    await hook.report(
+        _channel(CC_EXIT_KEY="9", CC_EXIT_POSITION="2", CC_QUEUE_LEFT_AT=_left(25), CC_VOICEMAIL="recorded")
+    )
+
+    record = await hook.calls.get(LINKEDID)
+    assert (record.outcome, record.position, record.wait_s) == (CallOutcome.VOICEMAIL, 2, 25.0)
+
+
 async def test_an_unknown_queue_is_failed(hook: Hook) -> None:
     await hook.report(
         _channel(CC_QUEUE="nope", CC_QUEUE_JOINED_AT="", CC_QUEUE_ENTERED_AT="", CC_FAILED="unknown_queue")

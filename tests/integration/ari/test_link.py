@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -169,6 +170,20 @@ async def test_a_non_json_frame_is_skipped_and_the_link_stays_up(
     assert log.events(StasisStart)[0].channel.id == channel_id
     assert (link.status, link.connects) == (LinkStatus.UP, 1)
     assert any("malformed frame" in r.getMessage() and "not json" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stalled_event_loop_is_named_in_the_log_with_its_length(
+    links: Links, sim: SimulatedAsterisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stall holds the lease's renewal and every event: the log must say so, not only "lease lost"."""
+    log = EventLog()
+    link = links.start(log.handle, log.resync)
+    await link.wait_up(5)
+    with caplog.at_level(logging.WARNING, logger="callcenter.ari.link"):
+        time.sleep(1.3)  # noqa: ASYNC251 - the stall itself: a blocking call on the loop
+        await eventually(lambda: link.loop_late_max_s >= 1.0, what="the stall measured")
+    assert any("event loop ran" in r.getMessage() and "late" in r.getMessage() for r in caplog.records)
+    assert link.status is LinkStatus.UP
 
 
 async def test_a_failing_handler_does_not_stop_the_read_loop(links: Links, sim: SimulatedAsterisk) -> None:

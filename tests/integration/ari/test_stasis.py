@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from callcenter.ari.client import AriClient
@@ -17,7 +20,8 @@ from callcenter.ari.events import (
     parse_event,
 )
 from callcenter.ari.link import ReceivedAt
-from callcenter.ari.stasis import LinkResynced, StasisDispatcher
+from callcenter.ari.stasis import UNUSED_EVENT_TYPES, LinkResynced, StasisDispatcher
+from callcenter.config import AriSettings
 from callcenter.queue.detection import (
     AgentHungUp,
     AgentLeg,
@@ -28,7 +32,7 @@ from callcenter.queue.detection import (
 )
 from callcenter.simulator import EndpointBehaviour, SimulatedAsterisk
 
-from .conftest import Links, RecordingSink, eventually
+from .conftest import APP, ARI_PASSWORD, ARI_USER, Links, RecordingSink, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(20)]
 
@@ -155,3 +159,27 @@ async def test_resync_re_announces_live_calls_answered_legs_and_reconciles_the_r
     sim.hangup(waiting)
     await eventually(lambda: len(sink.reconciled) == 3, what="the next resync")
     assert waiting not in sink.reconciled[-1] and talking in sink.reconciled[-1]
+
+
+async def test_filter_events_asks_asterisk_to_drop_the_unused_types_and_never_raises(
+    client: AriClient, sim: SimulatedAsterisk, session: aiohttp.ClientSession, ari_settings: AriSettings
+) -> None:
+    dispatcher = StasisDispatcher(RecordingSink(), client)
+    # No WebSocket holds the application: Asterisk answers 404, the link goes on unfiltered.
+    assert not await dispatcher.filter_events(APP)
+
+    url = f"{ari_settings.url}/ari/events"
+    async with session.ws_connect(url, params={"app": APP, "api_key": f"{ARI_USER}:{ARI_PASSWORD}"}) as ws:
+        assert await dispatcher.filter_events(APP)
+        application = await client.get_application(APP)
+        assert application.events_disallowed == UNUSED_EVENT_TYPES
+        assert application.events_allowed == ()
+        assert "StasisStart" not in UNUSED_EVENT_TYPES and "ApplicationReplaced" not in UNUSED_EVENT_TYPES
+
+        channel = sim.incoming_call("+14155550100")
+        sim.hangup(channel)
+        seen: list[str] = []
+        while "StasisEnd" not in seen:
+            message = await asyncio.wait_for(ws.receive(), 5.0)
+            seen.append(json.loads(message.data)["type"])
+        assert seen == ["StasisStart", "ChannelHangupRequest", "StasisEnd"]  # no ChannelVarset

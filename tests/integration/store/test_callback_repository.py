@@ -19,8 +19,8 @@ from callcenter.callbacks.ports import (
 )
 from callcenter.callbacks.promise import keep_place_window, slot_window
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 from callcenter.store.database import create_engine, migrate
 from callcenter.store.sql_callbacks import SqlCallbackRepository
 from tests.fakes.callbacks import InMemoryCallbackRepository

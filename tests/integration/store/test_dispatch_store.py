@@ -4,11 +4,12 @@ voicemail, SMS and agents merge into an open callback instead of making a second
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.callbacks.attempts import CallbackSource, end_attempt, start_attempt
 from callcenter.callbacks.dispatch_ports import ClaimedError, DoNotCallError, StaleLeaderError
@@ -17,16 +18,14 @@ from callcenter.callbacks.ports import StaleCallbackError
 from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.errors import InvalidPhoneNumberError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback
+from callcenter.model.callbacks import Actor, Callback
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import AttemptResult, CallbackState
-from callcenter.store.database import create_engine, migrate
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackState
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from tests.conftest import FakeClock
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner
 from tests.fakes.store import InMemoryQueueRepository
-from tests.integration.store.conftest import SQL_BACKENDS, PostgresSchemas, open_database
 
 T0 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 ROLE = "callback-dispatcher"
@@ -42,23 +41,16 @@ class Env:
         self.clock = clock
 
 
-@pytest.fixture(params=SQL_BACKENDS)
-async def env(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_schemas: PostgresSchemas
-) -> AsyncIterator[Env]:
+@pytest.fixture
+async def env(engine: AsyncEngine) -> AsyncIterator[Env]:
+    """The callback store on a migrated database (SQLite and PostgreSQL: the ``engine`` fixture)."""
     clock = FakeClock(T0)
     queues = InMemoryQueueRepository()
     await queues.put(QueueRecord(name="sales"))
     bus = InMemoryEventBus()
-    async with open_database(request.param, tmp_path, postgres_schemas) as settings:
-        await migrate(settings)
-        engine = create_engine(settings)
-        try:
-            store = SqlDispatchStore(engine)
-            service = CallbackService(store, FlatDayPlanner(queues), queues, bus, clock)
-            yield Env(store, CallbackSources(store, service, bus, clock), clock)
-        finally:
-            await engine.dispose()
+    store = SqlDispatchStore(engine)
+    service = CallbackService(store, FlatDayPlanner(queues), queues, bus, clock)
+    yield Env(store, CallbackSources(store, service, bus, clock), clock)
 
 
 async def _due(env: Env, number: str = NUMBER) -> Callback:
@@ -80,6 +72,24 @@ async def test_a_dial_is_recorded_with_its_attempt_and_a_stale_token_is_refused(
         await env.store.start_attempt(moved, change, stale, role=ROLE)
     assert (await env.store.get(other.id)).state is S.SCHEDULED, "nothing of the stale dial is stored"
     assert await env.store.attempts(other.id) == ()
+
+
+async def test_one_leader_dials_concurrently_and_a_newer_leader_fences_it_off(env: Env) -> None:
+    """Dials of one token run side by side (no queue on the fence row); after a newer token
+    recorded a dial, the older token's dials are refused."""
+    numbers = [f"+1415555020{i}" for i in range(6)]
+    callbacks = [await _due(env, n) for n in numbers]
+
+    async def dial(callback: Callback, fence: int) -> None:
+        moved, change, attempt = start_attempt(callback, at=T0, fence=fence, actor=DISPATCHER)
+        await env.store.start_attempt(moved, change, attempt, role=ROLE)
+
+    await asyncio.gather(*(dial(c, 3) for c in callbacks[:4]))
+    assert [(await env.store.get(c.id)).state for c in callbacks[:4]] == [S.DIALING] * 4
+    await dial(callbacks[4], 4)
+    with pytest.raises(StaleLeaderError):
+        await dial(callbacks[5], 3)
+    assert (await env.store.get(callbacks[5].id)).state is S.SCHEDULED
 
 
 async def test_the_do_not_call_list_is_checked_when_the_dial_is_recorded(env: Env) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from callcenter.sms.consent import (
     status_of,
     verify_chain,
 )
+from callcenter.sms.outbox import Cancelled, Deferred, Handed, Report, Sent
 from callcenter.sms.records import Contact, Direction, MessageStatus, OutboundDraft, SmsMessage
 from callcenter.sms.rules import MessageKind
 from callcenter.store.sql_repos import SqlCallRepository
@@ -118,8 +120,51 @@ async def test_a_claim_takes_at_most_its_limit_oldest_first(engine: AsyncEngine)
         await store.enqueue(draft(f"k{i}", due=T0 + timedelta(seconds=i)))
     first = await store.claim_due(T0 + timedelta(minutes=1), lease_s=60, limit=3)
     assert [m.key for m in first] == ["k0", "k1", "k2"]
+    # The number has texts in flight: its later texts wait, so they cannot overtake them.
+    assert await store.claim_due(T0 + timedelta(minutes=1), lease_s=60, limit=100) == ()
+    for message in first:
+        await store.mark_sent(message.id, "p", f"p-{message.id}", T0 + timedelta(minutes=1))
     rest = await store.claim_due(T0 + timedelta(minutes=1), lease_s=60, limit=100)
-    assert len(rest) == 7
+    assert [m.key for m in rest] == [f"k{i}" for i in range(3, 10)]
+
+
+async def test_outcomes_of_a_batch_are_stored_in_one_go(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    for i in range(5):
+        await store.enqueue(dataclasses.replace(draft(f"k{i}"), number=f"+1212555{i:04d}"))
+    claimed = await store.claim_due(T0, lease_s=60, limit=10)
+    assert len(claimed) == 5  # different numbers: all at once
+    ids = [m.id for m in claimed]
+    later = T0 + timedelta(hours=1)
+    await store.record_outcomes(
+        [
+            Sent(ids[0], "p", "p-0", T0),
+            Sent(ids[1], "p", "p-1", T0),
+            Cancelled(ids[2], "opted_out"),
+            Deferred(ids[3], later, "quiet_hours"),
+            Handed(ids[4], "p", later),
+        ],
+        T0,
+    )
+    stored = [await store.get_message(i) for i in ids]
+    assert [m.status for m in stored] == [
+        MessageStatus.SENT,
+        MessageStatus.SENT,
+        MessageStatus.CANCELLED,
+        MessageStatus.QUEUED,
+        MessageStatus.SENDING,
+    ]
+    assert stored[1].provider_id == "p-1" and stored[3].due_at == later and stored[3].attempts == 0
+    assert stored[4].provider == "p"
+    # A "sent" never overwrites what a delivery report or an opt-out did meanwhile.
+    await store.record_outcomes([Sent(ids[2], "p", "p-2", T0)], T0)
+    assert (await store.get_message(ids[2])).status is MessageStatus.CANCELLED
+    # Many reports in one transaction, each answered.
+    applied = await store.delivery_reports(
+        [Report("p", "p-0", MessageStatus.DELIVERED), Report("p", "nope", MessageStatus.DELIVERED)], T0
+    )
+    assert [a.known for a in applied] == [True, False]
+    assert (await store.get_message(ids[0])).status is MessageStatus.DELIVERED
 
 
 async def test_a_claim_left_by_a_dead_worker_is_taken_again_after_its_lease(engine: AsyncEngine) -> None:

@@ -14,10 +14,10 @@ from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import keep_place_window
 from callcenter.callbacks.service import state_event
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, CallbackKind
+from callcenter.model.callbacks import Actor
 from callcenter.model.events import CallbackStateChanged, CallEnded
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import CallbackState, CallOutcome, EntryPoint
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, CallOutcome, EntryPoint
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.intervals import ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats

@@ -63,7 +63,11 @@ async def test_a_message_recorded_by_asterisk_is_stored_and_queued(
     await serve_peers({AGI_VOICEMAIL: script}, peer)
 
     verbs = [" ".join(c[:2]).upper() for c in peer.commands]
-    assert verbs[0] == "STREAM FILE" and peer.commands[0][2] == "vm-intro"
+    assert verbs[0] == "GET FULL"  # the call's linkedid and CC_QUEUE, in one read
+    assert verbs[1] == "STREAM FILE" and peer.commands[1][2] == "vm-intro"
+    # Set as the recording starts: the outcome hook then records the call as voicemail.
+    assert verbs.index("SET VARIABLE") < verbs.index("RECORD FILE")
+    assert peer.model.variables["CC_VOICEMAIL"] == "recorded"
     (record,) = [c for c in peer.commands if " ".join(c[:2]).upper() == "RECORD FILE"]
     assert record[2].startswith(str(spool / "callcenter-vm-")) and record[3] == "wav"
     assert record[4] == "#" and record[5] == "60000" and "BEEP" in record and "s=3" in record
@@ -93,3 +97,19 @@ async def test_a_caller_hanging_up_during_the_greeting_leaves_nothing(
     assert not any(" ".join(c[:2]).upper() == "RECORD FILE" for c in peer.commands)
     assert (await voicemails.list(VoicemailFilter(), cursor=None, limit=5)).items == ()
     assert bus.published == []
+    assert "CC_VOICEMAIL" not in peer.model.variables, "no message: the outcome stays the queue's"
+
+
+async def test_the_voicemail_is_keyed_by_the_linkedid_and_takes_the_queue_from_the_dialplan(
+    service: tuple[VoicemailService, InMemoryEventBus], tmp_path: Path
+) -> None:
+    """Keyed as the call-outcome hook keys the call, so the voicemail and the call's outcome meet."""
+    voicemails, _ = service
+    model = AgiCallModel(
+        record_pcm=b"\x00\x00" * 8000,
+        variables={"CHANNEL(linkedid)": "1795459760.40", "CC_QUEUE": "support", "UNIQUEID": "1795459760.41"},
+    )
+    peer = AgiPeer(AGI_VOICEMAIL, model=model, env={"agi_callerid": "+14155550100"})
+    await serve_peers({AGI_VOICEMAIL: VoicemailScript(voicemails, tmp_path / "spool", VoicemailFlow())}, peer)
+    (voicemail,) = (await voicemails.list(VoicemailFilter(), cursor=None, limit=5)).items
+    assert (voicemail.call_id, voicemail.queue) == ("1795459760.40", "support")

@@ -161,9 +161,12 @@ async def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(
     try:
 
         async def done() -> bool:
-            return (await service.get(voicemail.id)).status is not VoicemailStatus.RECORDED
+            # The transcript is stored, then announced: wait for both (a worker stopped in between
+            # leaves the job pending, and the next one to re-claim it announces it).
+            stored = (await service.get(voicemail.id)).status is not VoicemailStatus.RECORDED
+            return stored and bool(await _transcribed_facts(bus, REDIS_URL, settings, voicemail.id))
 
-        await eventually(done, timeout_s=150, poll_s=0.2, what="worker 2 to finish the job")
+        await eventually(done, timeout_s=150, poll_s=0.2, what="worker 2 to finish and announce the job")
     finally:
         second.stop()
 

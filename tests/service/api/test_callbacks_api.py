@@ -17,8 +17,7 @@ from callcenter.api.callbacks import CALLBACK_SERVICE
 from callcenter.auth.service import AuthService
 from callcenter.callbacks.service import CallbackService
 from callcenter.config import HttpSettings
-from callcenter.model.callbacks import ActorKind
-from callcenter.model.vocabulary import CallbackState, Role
+from callcenter.model.vocabulary import ActorKind, CallbackState, Role
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository
 from tests.fakes.store import InMemoryAuditLog, InMemoryQueueRepository, InMemoryTokenRepository

@@ -322,3 +322,39 @@ async def test_contacts_consent_records_export_and_erasure(api: SmsApi) -> None:
     assert (await (await api.client.get("/api/v1/consent/%2B12125550123", headers=agent)).json())[
         "status"
     ] == "opted_in"
+
+
+async def test_a_supervisor_decides_on_a_text_whose_outcome_is_unknown(api: SmsApi) -> None:
+    from callcenter.sms.outbox import Handed, Unknown
+
+    sent = await api.client.post(
+        "/api/v1/sms/messages", json={"to": NUMBER, "text": "did it go?"}, headers=api.as_role(Role.AGENT)
+    )
+    message_id = (await sent.json())["id"]
+    path = f"/api/v1/sms/messages/{message_id}/resolve"
+    supervisor = api.as_role(Role.SUPERVISOR)
+    await assert_error(
+        await api.client.post(path, json={"action": "resend"}, headers=supervisor),
+        409,
+        "conflict",
+        "not unknown",
+    )
+    (claimed,) = await api.store.claim_due(START, lease_s=60, limit=5)
+    await api.store.record_outcomes([Handed(claimed.id, "console", START)], START)
+    await api.store.record_outcomes([Unknown(claimed.id, "no report")], START)
+    await assert_error(
+        await api.client.post(path, json={"action": "resend"}, headers=api.as_role(Role.AGENT)),
+        403,
+        "forbidden",
+    )
+    await assert_error(
+        await api.client.post(path, json={"action": "again"}, headers=supervisor), 400, "invalid_request"
+    )
+    closed = await api.client.post(path, json={"action": "close"}, headers=supervisor)
+    assert closed.status == 200, await closed.text()
+    body = await closed.json()
+    assert_schema("SmsMessage", body)
+    assert (body["status"], body["needs_person"]) == ("failed", False) and "may or may not" in body["error"]
+    await assert_error(
+        await api.client.post(path, json={"action": "close"}, headers=supervisor), 409, "conflict"
+    )

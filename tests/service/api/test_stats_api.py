@@ -22,7 +22,6 @@ from callcenter.api.stats_metrics import StatsCollector
 from callcenter.auth.service import AuthService
 from callcenter.bus import Delivery
 from callcenter.config import DatabaseSettings, HttpSettings
-from callcenter.model.callbacks import ActorKind, CallbackKind
 from callcenter.model.events import (
     CallbackStateChanged,
     CallEnded,
@@ -32,7 +31,7 @@ from callcenter.model.events import (
     SmsStatusChanged,
     VoicemailRecorded,
 )
-from callcenter.model.vocabulary import CallbackState, CallOutcome, EntryPoint, Role
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, CallOutcome, EntryPoint, Role
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.service import StatsService
 from callcenter.store.database import create_engine, migrate

@@ -9,9 +9,15 @@ import pytest
 
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError
 from callcenter.errors import ConflictError, DependencyError, InvalidPhoneNumberError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, CallbackKind
-from callcenter.model.events import CallbackSlotOverCommitted, CallbackStateChanged
-from callcenter.model.vocabulary import AgentState, CallbackState
+from callcenter.model.callbacks import Actor
+from callcenter.model.events import (
+    AgentQueuesChanged,
+    AgentScheduleChanged,
+    AgentStateChanged,
+    CallbackSlotOverCommitted,
+    CallbackStateChanged,
+)
+from callcenter.model.vocabulary import ActorKind, AgentState, CallbackKind, CallbackState
 from tests.service.callbacks.conftest import MONDAY_10, Callbacks
 
 CALLER = Actor(ActorKind.CUSTOMER, "ivr")
@@ -215,6 +221,40 @@ async def test_staffing_drop_raises_one_over_commitment_alert_and_keeps_the_book
     alerts = callbacks.bus.of_type(CallbackSlotOverCommitted)
     assert len(alerts) == 1
     assert (alerts[0].booked, alerts[0].capacity) == (slot.capacity, 0)  # type: ignore[attr-defined]
+    assert len(await callbacks.repo.in_state("sales", frozenset({S.SCHEDULED}))) == slot.capacity
+
+
+async def test_a_staffing_change_checks_booked_slots_at_once_not_minutes_later(callbacks: Callbacks) -> None:
+    """Issue #6: the over-commitment alert comes when a schedule or a queue's agents change."""
+    slot = next(s for s in (await callbacks.service.day_slots("sales")).offerable if s.start == _at(14))
+    for i in range(slot.capacity):
+        await callbacks.service.book("sales", f"+1415555{i:04d}", _at(14), actor=CALLER)
+    callbacks.planner.staffed = 1  # two agents' shifts removed; no time passes (the plan is cached)
+    assert await callbacks.service.check_commitments("sales") == (), "the cached plan still says fine"
+    unrelated = AgentStateChanged(
+        event_id="e0",
+        occurred_at=MONDAY_10,
+        agent_id="a1",
+        state=AgentState.PAUSED,
+        previous=AgentState.AVAILABLE,
+    )
+    assert await callbacks.service.handle_staffing(unrelated) == ()
+    changed = AgentScheduleChanged(
+        event_id="agent-schedule:a1:x",
+        occurred_at=MONDAY_10,
+        agent_id="a1",
+        shifts=("mon 09:00-10:00",),
+        reason="set by boss",
+    )
+    over = await callbacks.service.handle_staffing(changed)
+    assert [s.start for s in over] == [_at(14)]
+    alerts = callbacks.bus.of_type(CallbackSlotOverCommitted)
+    assert len(alerts) == 1 and alerts[0].slot_start == _at(14)  # type: ignore[attr-defined]
+    moved = AgentQueuesChanged(
+        event_id="agent-queues:a2:x", occurred_at=MONDAY_10, agent_id="a2", queues=(), reason="set by boss"
+    )
+    await callbacks.service.handle_staffing(moved)
+    assert len(callbacks.bus.of_type(CallbackSlotOverCommitted)) == 1, "one alert per situation"
     assert len(await callbacks.repo.in_state("sales", frozenset({S.SCHEDULED}))) == slot.capacity
 
 

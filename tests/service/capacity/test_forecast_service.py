@@ -11,6 +11,7 @@ from callcenter.capacity.forecast import NoHistoryError
 from callcenter.capacity.schedules import parse_shift
 from callcenter.capacity.service import EstimateSettings
 from callcenter.errors import NotFoundError, ValidationError
+from callcenter.model.events import AgentScheduleChanged, DomainEvent
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import CallOutcome
 from tests.service.capacity.conftest import Capacity, MakeCapacity, agent, past_call
@@ -144,6 +145,23 @@ async def test_a_schedule_is_set_replaced_and_read_back(make_capacity: MakeCapac
     assert stored == await cap.estimates.get_schedule("a1")
     assert [str(s) for s in stored.shifts] == ["mon 13:00-17:00", "tue 09:00-13:00"]
     assert (stored.updated_at, stored.updated_by) == (cap.clock.now().astimezone(UTC), "bob")
+
+
+async def test_a_schedule_change_is_published_for_the_callback_slot_check(
+    make_capacity: MakeCapacity,
+) -> None:
+    """Issue #6: booked slots are checked against staffing when it changes (the event starts that)."""
+    cap = await planned_queue(make_capacity)
+    published: list[DomainEvent] = []
+
+    async def publish(event: DomainEvent) -> None:
+        published.append(event)
+
+    cap.estimates.publish = publish
+    await cap.estimates.set_schedule("a1", [parse_shift("mon 09:00-12:00")], actor="alice")
+    [event] = published
+    assert isinstance(event, AgentScheduleChanged)
+    assert (event.agent_id, event.shifts, event.reason) == ("a1", ("mon 09:00-12:00",), "set by alice")
 
 
 async def test_bad_schedules_are_refused_and_the_old_one_kept(make_capacity: MakeCapacity) -> None:

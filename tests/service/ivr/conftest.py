@@ -14,7 +14,7 @@ from callcenter.capacity.predictors import PredictorName, WaitPrediction
 from callcenter.capacity.service import Estimate
 from callcenter.errors import DependencyError
 from callcenter.model.callbacks import Callback
-from ivr.flows.callback_offer import CallbackOfferFlow, FlowOutcome, WaitingCall
+from ivr.flows.callback_offer import CallbackOfferFlow, FlowOutcome, FlowSettings, WaitingCall
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository
 from tests.fakes.store import InMemoryQueueRepository
@@ -62,7 +62,13 @@ class Offer:
     clock: FakeClock
     accepted: list[Callback] = field(default_factory=list)
 
-    def flow(self, channel: ScriptedVoiceChannel, *, caller: str = "+14155550100") -> CallbackOfferFlow:
+    def flow(
+        self,
+        channel: ScriptedVoiceChannel,
+        *,
+        caller: str = "+14155550100",
+        settings: FlowSettings | None = None,
+    ) -> CallbackOfferFlow:
         call = WaitingCall(
             queue="sales",
             call_id="call-1",
@@ -74,7 +80,7 @@ class Offer:
         async def accepted(callback: Callback) -> None:
             self.accepted.append(callback)
 
-        return CallbackOfferFlow(channel, self.service, call, accepted=accepted)
+        return CallbackOfferFlow(channel, self.service, call, accepted=accepted, settings=settings)
 
     async def run_once(self, keys: list[str], **kw: object) -> tuple[FlowOutcome, ScriptedVoiceChannel]:
         channel = ScriptedVoiceChannel(keys, **kw)  # type: ignore[arg-type]

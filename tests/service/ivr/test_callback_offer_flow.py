@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from callcenter.callbacks.ports import SlotFullError
-from callcenter.model.callbacks import ActorKind, CallbackKind
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from ivr.flows.callback_offer import FlowOutcome
 from tests.fakes.voice import ScriptedVoiceChannel
 from tests.service.callbacks.conftest import SALES

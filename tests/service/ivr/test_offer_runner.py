@@ -8,9 +8,8 @@ from datetime import timedelta
 
 from callcenter.ari.offers import AriCallbackOffers
 from callcenter.callbacks.service import CallbackService
-from callcenter.model.callbacks import CallbackKind
 from callcenter.model.records import QueueRecord
-from callcenter.model.vocabulary import CallOutcome
+from callcenter.model.vocabulary import CallbackKind, CallOutcome
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository
 from tests.fakes.voice import ScriptedVoiceChannel

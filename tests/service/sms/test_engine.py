@@ -11,9 +11,9 @@ from callcenter.errors import ConflictError, ValidationError
 from callcenter.model.vocabulary import CallOutcome
 from callcenter.sms.consent import ALL_PROGRAMS, ConsentAction, ConsentSource, ConsentStatus, verify_chain
 from callcenter.sms.keywords import Intent
-from callcenter.sms.ports import ProviderError
+from callcenter.sms.ports import Outgoing, ProviderError
 from callcenter.sms.records import Contact, MessageStatus
-from callcenter.sms.service import Inbound
+from callcenter.sms.service import Inbound, SmsEngine
 from tests.fakes.sms import RecordingSmsGateway, SenderCrashed
 from tests.service.sms.conftest import NY_MOBILE, Rig
 
@@ -252,11 +252,49 @@ async def test_outbox_crash_and_restart_loses_nothing_and_sends_nothing_twice(
     restarted = rig.make(phone_network)
     await restarted.on_call_ended(event)
     await restarted.send_due()
-    rig.clock.advance(rig.settings.lease_s + 1)
+    # A text handed to the provider is held for its delivery report, longer than a plain claim.
+    rig.clock.advance(max(rig.settings.lease_s, rig.settings.report_wait_s) + 1)
     await restarted.send_due()
     assert len(phone_network.to(NY_MOBILE)) == 1
     (message,) = (await restarted.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
     assert message.status is MessageStatus.SENT
+
+
+async def test_a_text_handed_over_by_a_sender_that_died_is_not_resent_blindly(rig: Rig) -> None:
+    """Issue 9, step 6: the provider took it, the sender died, the provider cannot say and no report came."""
+    await rig.missed("call-1")
+    phone_network = RecordingSmsGateway(rig.clock, knows_sent=False)
+    phone_network.crash_after_accept()
+    with pytest.raises(BaseExceptionGroup):
+        await rig.make(phone_network).send_due()
+    restarted = rig.make(phone_network)
+    rig.clock.advance(rig.settings.lease_s + 1)
+    assert await restarted.send_due() == 0  # still waiting for its delivery report
+    rig.clock.advance(rig.settings.report_wait_s)
+    assert await restarted.send_due() == 1
+    rig.clock.advance(rig.settings.report_wait_s * 10)
+    await restarted.send_due()
+    assert len(phone_network.to(NY_MOBILE)) == 1  # on the phone once; never a second time
+    (message,) = (await restarted.messages(number=NY_MOBILE, needs_person=True, cursor=None, limit=10)).items
+    assert message.status is MessageStatus.UNKNOWN and "may or may not" in message.error
+    # The report arrives after all: it settles the message and takes it off the person's list.
+    assert await restarted.delivery_report("recording", message.id, MessageStatus.DELIVERED)
+    (settled,) = (await restarted.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert settled.status is MessageStatus.DELIVERED and not settled.needs_person
+
+
+async def test_a_report_that_comes_while_the_text_is_held_settles_it(rig: Rig) -> None:
+    await rig.missed("call-1")
+    phone_network = RecordingSmsGateway(rig.clock, knows_sent=False)
+    phone_network.crash_after_accept()
+    with pytest.raises(BaseExceptionGroup):
+        await rig.make(phone_network).send_due()
+    (held,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert held.status is MessageStatus.SENDING and held.provider == "recording"
+    assert await rig.engine.delivery_report("recording", held.id, MessageStatus.DELIVERED)
+    rig.clock.advance(rig.settings.report_wait_s * 2)
+    assert await rig.make(phone_network).send_due() == 0
+    assert len(phone_network.to(NY_MOBILE)) == 1
 
 
 async def test_erasure_forgets_the_number_but_keeps_the_opt_out(rig: Rig) -> None:
@@ -289,3 +327,40 @@ async def test_unrelated_provider_gateway_is_independent(rig: Rig) -> None:
     await engine.send_manual(NY_MOBILE, "hi", actor="a")
     await engine.send_due()
     assert len(other.delivered) == 1 and rig.gateway.delivered == []
+
+
+async def test_a_stopped_sender_finishes_its_requests_in_flight_and_gives_back_the_rest(rig: Rig) -> None:
+    """A clean stop (SIGTERM): the text with the provider is finished and stored as sent; texts not
+    started are queued again at once (no wait for their claim, no attempt counted), none sent twice."""
+    import asyncio
+
+    numbers = [f"+1212555{i:04d}" for i in range(3)]
+    for i, number in enumerate(numbers):
+        await rig.engine.send_manual(number, f"text {i}", actor="test")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class SlowNetwork(RecordingSmsGateway):
+        async def send(self, message: Outgoing) -> str:
+            entered.set()
+            await release.wait()
+            return await super().send(message)
+
+    network = SlowNetwork(rig.clock)
+    one_at_a_time = dataclasses.replace(rig.settings, send_concurrency=1)
+    engine = SmsEngine(rig.store, network, rig.calls, None, rig.clock, one_at_a_time)
+    sender = asyncio.create_task(engine.send_due())
+    await asyncio.wait_for(entered.wait(), 5)
+    sender.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await sender
+    stored = {
+        m.number: m
+        for m in (await rig.engine.messages(number=None, needs_person=None, cursor=None, limit=10)).items
+    }
+    (done,) = [m for m in stored.values() if m.status is MessageStatus.SENT]
+    assert [d.to for d in network.delivered] == [done.number]
+    given_back = [m for m in stored.values() if m.status is MessageStatus.QUEUED]
+    assert len(given_back) == 2 and all(m.attempts == 0 for m in given_back)
+    await rig.make(network).send_due()  # at once: no claim to wait for
+    assert sorted(d.to for d in network.delivered) == sorted(numbers)

@@ -14,10 +14,10 @@ from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import keep_place_window, slot_window
 from callcenter.callbacks.service import CallbackDetail, state_event
 from callcenter.config import DatabaseSettings
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind
+from callcenter.model.callbacks import Actor, Callback
 from callcenter.model.events import DomainEvent, VoicemailRecorded, VoicemailTranscribed
 from callcenter.model.paging import Page
-from callcenter.model.vocabulary import CallbackState, VoicemailStatus
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, VoicemailStatus
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.followups import FOLLOW_UP_NAMES
 from callcenter.stats.live import LiveStats

@@ -169,6 +169,31 @@ def test_the_exit_key_without_a_callback_then_a_hang_up_is_an_abandon() -> None:
     assert track.outcome is CallOutcome.ABANDONED
 
 
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"exit_key": "9", "left_at": _at(20)},  # the voicemail key while waiting
+        _left_at(QueueStatus.TIMEOUT),  # the dialplan sends TIMEOUT callers to the voicemail script
+        _left_at(QueueStatus.FULL),
+        _left_at(QueueStatus.JOINEMPTY),
+        {"joined_at": None, "entered_at": None},  # voicemail without a queue (after hours, say)
+    ],
+    ids=["voicemail-key", "TIMEOUT", "FULL", "JOINEMPTY", "no-queue"],
+)
+def test_a_message_left_through_the_voicemail_script_is_voicemail(how: dict[str, object]) -> None:
+    """Issue 8: the AGI path's outcome is voicemail once the caller left a message (CC_VOICEMAIL)."""
+    track = decide(_report(**how, voicemail_recorded=True))
+    assert track.outcome is CallOutcome.VOICEMAIL
+    assert decide(_report(**how)).outcome is not CallOutcome.VOICEMAIL
+
+
+def test_an_answer_or_a_callback_wins_over_a_voicemail_flag() -> None:
+    answered = _report(member_interface="PJSIP/1001", hold_s=5.0, voicemail_recorded=True)
+    assert decide(answered).outcome is CallOutcome.ANSWERED
+    callback = _report(exit_key="1", callback_accepted=True, left_at=_at(20), voicemail_recorded=True)
+    assert decide(callback).outcome is CallOutcome.CALLBACK_REQUESTED
+
+
 def test_a_dial_answered_after_the_queue_let_go_is_answered() -> None:
     report = _report(**_left_at(QueueStatus.TIMEOUT), dial_status="ANSWER", dialled_peer="PJSIP/2000")
 
@@ -280,6 +305,13 @@ def test_garbage_times_read_as_unknown_and_the_end_falls_back_to_now() -> None:
     report = read_report(_variables(CC_QUEUE_JOINED_AT="yesterday", NOW="-1"), received_at=T0)
     assert report.joined_at is None
     assert report.ended_at == T0
+
+
+def test_the_voicemail_flag_is_read_from_cc_voicemail() -> None:
+    base = {"UNIQUEID": "1795459766.10"}
+    assert read_report({**base, "CC_VOICEMAIL": "recorded"}, received_at=T0).voicemail_recorded
+    assert not read_report({**base, "CC_VOICEMAIL": ""}, received_at=T0).voicemail_recorded
+    assert not read_report(base, received_at=T0).voicemail_recorded
 
 
 def test_the_callback_flag_and_exit_position() -> None:

@@ -3,6 +3,7 @@ customer's zone (the most restrictive of a number's zones), dial order, expiry a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -28,8 +29,8 @@ from callcenter.callbacks.dispatch import (
 from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import keep_place_window, slot_window
 from callcenter.errors import ConflictError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.callbacks import Actor, Callback
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # 10:00 in San Francisco, 19:00 in Paris
 SYSTEM = Actor(ActorKind.SYSTEM, "dispatcher")
@@ -129,13 +130,41 @@ def test_an_unknown_zone_uses_the_queues_zone() -> None:
     assert quiet_until("+15555550100", T0, SETTINGS, fallback_zone="Europe/Paris") == T0
 
 
-def test_dial_order_is_due_time_then_place_in_line() -> None:
+def test_dial_order_puts_kept_places_in_line_order_whenever_released() -> None:
+    """Issue #6/#7: a kept place released later but queued earlier is dialled first."""
     later_place = _scheduled("cb-late", enqueued=T0 - timedelta(minutes=2))
     earlier_place = _scheduled("cb-early", enqueued=T0 - timedelta(minutes=9))
     not_due = _scheduled("cb-future", due=T0 + timedelta(minutes=1))
-    first_due = _scheduled("cb-first", due=T0 - timedelta(minutes=1), enqueued=T0 - timedelta(minutes=1))
-    order = dial_order([later_place, not_due, earlier_place, first_due], T0)
-    assert [c.id for c in order] == ["cb-first", "cb-early", "cb-late"]
+    released_first = _scheduled("cb-first", due=T0 - timedelta(minutes=1), enqueued=T0 - timedelta(minutes=1))
+    order = dial_order([later_place, not_due, earlier_place, released_first], T0)
+    assert [c.id for c in order] == ["cb-early", "cb-late", "cb-first"]
+
+
+def test_dial_order_puts_a_slot_at_its_start_among_kept_places() -> None:
+    kept_before = _scheduled("cb-kept-before", enqueued=T0 - timedelta(minutes=9))
+    kept_after = _scheduled("cb-kept-after", enqueued=T0 - timedelta(minutes=1))
+    slot, _ = new_callback(
+        callback_id="cb-slot",
+        queue="sales",
+        number="+14155550101",
+        kind=CallbackKind.SCHEDULED,
+        window=slot_window(T0 - timedelta(minutes=5), T0 + timedelta(minutes=10)),
+        at=T0 - timedelta(hours=2),
+        actor=SYSTEM,
+    )
+    slot, _ = move(
+        slot, S.SCHEDULED, at=T0 - timedelta(hours=2), actor=SYSTEM, due_at=T0 - timedelta(minutes=5)
+    )
+    order = dial_order([kept_after, slot, kept_before], T0)
+    assert [c.id for c in order] == ["cb-kept-before", "cb-slot", "cb-kept-after"]
+
+
+def test_dial_order_ties_on_the_same_enqueue_time_go_by_call_id() -> None:
+    """Two kept places queued in the same instant keep the order of their calls' ids."""
+    at = T0 - timedelta(minutes=3)
+    b = dataclasses.replace(_scheduled("cb-1", enqueued=at), call_id="1700000000.20")
+    a = dataclasses.replace(_scheduled("cb-2", enqueued=at), call_id="1700000000.10")
+    assert [c.id for c in dial_order([b, a], T0)] == ["cb-2", "cb-1"]
 
 
 def test_expiry_and_late_promises() -> None:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import keep_place_window
 from callcenter.callbacks.service import state_event
-from callcenter.model.callbacks import Actor, ActorKind, CallbackKind
+from callcenter.model.callbacks import Actor
 from callcenter.model.events import CallbackSlotOverCommitted, decode_event, encode_event
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 

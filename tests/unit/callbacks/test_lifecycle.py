@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from callcenter.callbacks.lifecycle import TRANSITIONS, can_move, move, new_callback
 from callcenter.callbacks.promise import keep_place_window, slot_window
 from callcenter.errors import ConflictError, ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind
-from callcenter.model.vocabulary import AttemptResult, CallbackState
+from callcenter.model.callbacks import Actor, Callback
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 S = CallbackState

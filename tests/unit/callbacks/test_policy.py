@@ -23,8 +23,8 @@ from callcenter.callbacks.policy import (
 )
 from callcenter.callbacks.promise import keep_place_window
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind
-from callcenter.model.vocabulary import AgentState, CallbackState
+from callcenter.model.callbacks import Actor, Callback
+from callcenter.model.vocabulary import ActorKind, AgentState, CallbackKind, CallbackState
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 CALLER = Actor(ActorKind.CUSTOMER, "ivr")

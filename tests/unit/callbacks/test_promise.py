@@ -20,8 +20,8 @@ from callcenter.callbacks.promise import (
     slot_window,
 )
 from callcenter.errors import ValidationError
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackKind, PromiseWindow
-from callcenter.model.vocabulary import CallbackState
+from callcenter.model.callbacks import Actor, Callback, PromiseWindow
+from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 
 T0 = datetime(2026, 11, 23, 14, 2, 10, tzinfo=UTC)
 SYSTEM = Actor(ActorKind.SYSTEM, "dispatcher")

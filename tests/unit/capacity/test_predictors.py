@@ -455,3 +455,13 @@ def test_ql_a_beats_asterisk_on_a_simulated_queue_and_its_p80_covers_about_80_pe
     # The online estimators recovered the true means from their wrong cold start.
     assert outcome.handle.mean_s == pytest.approx(180.0, rel=0.05)
     assert outcome.patience.mean_s == pytest.approx(300.0, rel=0.1)
+
+
+def test_a_patience_so_long_that_theta_times_the_wait_underflows_still_gives_a_finite_prediction() -> None:
+    """Found by the estimate property test: θ·v underflowed to 0 and ln(0) raised (session 3)."""
+    state = QueueState(
+        ahead=1, agents_staffed=2, aht_s=3.5185932293773684e-146, patience_s=1.4243423961956524e178
+    )
+    prediction = predict_ql_a(state)
+    assert all(math.isfinite(x) and x >= 0.0 for x in (prediction.mean_s, prediction.p80_s, prediction.p90_s))
+    assert 0.0 <= wait_survival(state, prediction.mean_s) <= 1.0

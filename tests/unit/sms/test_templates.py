@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from callcenter.errors import ValidationError
-from callcenter.sms.templates import Personal, Reply, parse_templates
+from callcenter.sms.templates import Personal, Reply, describe_window, parse_templates
 
 SHIPPED = resources.files("callcenter.sms").joinpath("templates.toml").read_text(encoding="utf-8")
 
@@ -77,3 +79,54 @@ def test_replies_are_personalised() -> None:
 def test_bad_edits_are_refused_naming_the_fault(edit, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError, match=message.replace("[", r"\[")):
         parse_templates(edit(SHIPPED))
+
+
+def _shipped() -> str:
+    return resources.files("callcenter.sms").joinpath("templates.toml").read_text("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('Reply 2 to cancel, STOP to opt out."\nreminder', 'STOP to opt out."\nreminder', "reply 2"),
+        ('late = "{business}: sorry', 'late_ish = "{business}: sorry', "not a callback notice"),
+    ],
+)
+def test_callback_notices_must_say_how_to_cancel_and_be_known(old: str, new: str, message: str) -> None:
+    text = _shipped()
+    assert old in text
+    with pytest.raises(ValidationError, match=message):
+        parse_templates(text.replace(old, new, 1))
+
+
+def test_a_missing_notice_in_the_business_language_is_refused_at_load() -> None:
+    text = _shipped().replace('failed = "{business}: we tried', 'failed_x = "{business}: we tried', 1)
+    with pytest.raises(ValidationError, match="callback"):
+        parse_templates(text)
+
+
+@pytest.mark.parametrize(
+    ("by_only", "language", "start_h", "expected"),
+    [
+        (True, "en", 14, "by 14:30"),
+        (False, "en", 14, "between 14:00 and 14:30"),
+        (False, "fr", 14, "entre 14:00 et 14:30"),
+        (False, "en", 38, "on 25/11 between 14:00 and 14:30"),
+        (True, "fr", 38, "le 25/11 d'ici 14:30"),
+    ],
+)
+def test_a_promise_reads_in_local_time_with_its_day_when_not_today(
+    by_only: bool, language: str, start_h: int, expected: str
+) -> None:
+    zone = ZoneInfo("America/New_York")
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=zone)
+    start = datetime(2026, 11, 24, 0, 0, tzinfo=zone) + timedelta(hours=start_h)
+    words = describe_window(
+        start.astimezone(UTC),
+        start + timedelta(minutes=30),
+        by_only=by_only,
+        zone=zone,
+        now=now,
+        language=language,
+    )
+    assert words == expected

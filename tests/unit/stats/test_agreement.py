@@ -10,11 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callcenter.model.callbacks import ActorKind, CallbackKind
 from callcenter.model.events import CallbackStateChanged
 from callcenter.model.phone import parse_phone
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
-from callcenter.model.vocabulary import AgentState, CallbackState
+from callcenter.model.vocabulary import ActorKind, AgentState, CallbackKind, CallbackState
 from callcenter.queue.detection import (
     AgentHungUp,
     AgentOffered,

@@ -15,7 +15,7 @@ from callcenter.callbacks.promise import cancelled_by_customer, keep_place_windo
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.accuracy import PredictionRecord, accuracy
 from callcenter.capacity.predictors import PredictorName
-from callcenter.model.callbacks import Actor, ActorKind, Callback, CallbackChange, CallbackKind
+from callcenter.model.callbacks import Actor, Callback, CallbackChange
 from callcenter.model.events import (
     CallEnded,
     CallLeftQueue,
@@ -30,7 +30,14 @@ from callcenter.model.events import (
     encode_event,
 )
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import AttemptResult, CallbackState, CallOutcome, EntryPoint
+from callcenter.model.vocabulary import (
+    ActorKind,
+    AttemptResult,
+    CallbackKind,
+    CallbackState,
+    CallOutcome,
+    EntryPoint,
+)
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.followups import TrackedCallback, promise_counts
 from callcenter.stats.live import LiveStats
