@@ -12,7 +12,7 @@ from callcenter.cli import main
 from media.pipeline import VoicemailAnalyser
 from media.prompts import PROMPTS
 from media.render import RenderError, pick_engine, render_prompts, tools_missing
-from media.text import normalise_words
+from media.text import normalise_words, word_errors
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,12 +46,17 @@ def test_an_unknown_prompt_is_refused(tmp_path: Path) -> None:
 
 @needs_piper
 def test_the_piper_voice_says_the_prompt_words(tmp_path: Path, analyser: VoicemailAnalyser) -> None:
-    """Heard back through the real tiny.en model: the words of the prompt, not noise."""
+    """Heard back through the real tiny.en model: the words of the prompt, not noise.
+
+    At most one word of the fifteen may be heard differently: tiny.en's int8 kernels differ by CPU
+    (one CI machine heard a word differently), and noise or the wrong prompt misses by far more.
+    """
     (item,) = render_prompts(tmp_path, names=["offer-keep-place"], engine="piper")
     analysis = analyser.analyse_file(item.path)
     assert analysis.transcript is not None
+    said = normalise_words(PROMPTS["offer-keep-place"])
     heard = normalise_words(analysis.transcript.text)
-    assert heard == normalise_words(PROMPTS["offer-keep-place"])
+    assert word_errors(said, heard) <= 1, f"heard {' '.join(heard)!r}"
 
 
 @needs_piper
