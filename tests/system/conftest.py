@@ -15,6 +15,7 @@ takes a SIP client driving calls, so they skip there with that reason.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint, Rol
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.store.redis_conn import EmbeddedRedis
 from callcenter.store.redis_keys import RedisKeys
+from tests.hangs import dump_tasks
 from tests.waiting import eventually as wait_until
 
 ARI_USER: Final = "callcenter"
@@ -275,6 +277,17 @@ class Apps:
     async def close(self) -> None:
         for running in reversed(self.running):
             await running.stop()
+
+
+@pytest.fixture(autouse=True)
+async def tasks_shown_before_timeout(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Shortly before pytest-timeout fails a test, show what each task awaits (set up first, so it
+    also covers the other fixtures' teardown, where a hung shutdown would show)."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(request.config.getini("timeout"))
+    shown = asyncio.get_running_loop().call_later(max(limit - 2.0, 1.0), dump_tasks, request.node.nodeid)
+    yield
+    shown.cancel()
 
 
 @pytest.fixture
