@@ -225,14 +225,23 @@ class AriLink:
         return True
 
     async def _run_while_leased(self, lease: Lease) -> None:
+        # Two tasks rather than an asyncio.TaskGroup: 3.11's TaskGroup drops a cancellation that
+        # arrives while a child fails (the lease lost as the process stops), and the link then stood
+        # by for ever instead of stopping.
+        keeper = asyncio.create_task(lease.keep(), name="ari-link-lease")
+        socket = asyncio.create_task(self._connect_forever(), name="ari-link-socket")
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(lease.keep(), name="ari-link-lease")
-                group.create_task(self._connect_forever(), name="ari-link-socket")
-        except* LeaseLostError as lost:
-            logger.warning("ARI link: %s; events socket closed, standing by", lost.exceptions[0])
-        except* Exception as failed:
-            logger.error("ARI link: lease keeper failed; standing by", exc_info=failed.exceptions[0])
+            done, _ = await asyncio.wait({keeper, socket}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            keeper.cancel()
+            socket.cancel()
+            await asyncio.gather(keeper, socket, return_exceptions=True)
+        for ended in done:
+            failure = None if ended.cancelled() else ended.exception()
+            if isinstance(failure, LeaseLostError):
+                logger.warning("ARI link: %s; events socket closed, standing by", failure)
+            else:
+                logger.error("ARI link: %s ended; standing by", ended.get_name(), exc_info=failure)
         self._last_error = "lease lost"
         self._set_status(LinkStatus.STANDBY)
 
@@ -263,6 +272,11 @@ class AriLink:
             pause_s = _jittered(delay)
             logger.info("ARI link: reconnecting in %.2fs", pause_s)
             await asyncio.sleep(pause_s)
+            if self._replaced and self._lease is not None and not await self._lease.renew():
+                # The new socket is the new lease holder's: taking the application back would leave
+                # Asterisk with no application at all once our keeper closes it (calls then fail
+                # into the dialplan's fallback).
+                raise LeaseLostError("the application was taken by the new holder of the ARI lease")
             delay = min(delay * 2, self._reconnect_max_s)
 
     async def _connect_once(self) -> bool:

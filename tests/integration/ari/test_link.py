@@ -7,15 +7,17 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NoReturn
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from callcenter.ari.client import AriClient
 from callcenter.ari.events import ChannelHangupRequest, StasisEnd, StasisStart
-from callcenter.ari.link import LinkStatus
+from callcenter.ari.link import AriLink, LinkStatus
 from callcenter.config import AriSettings
-from callcenter.errors import AsteriskUnavailableError, NotFoundError
+from callcenter.errors import AsteriskUnavailableError, LeaseLostError, NotFoundError
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease
@@ -279,6 +281,9 @@ async def test_losing_the_lease_closes_the_socket_and_the_new_holder_connects(
     sim.incoming_call()
     await eventually(lambda: bool(b_log.events(StasisStart)), what="B receives the events")
     assert a_log.events(StasisStart) == []
+    # A, replaced by B's socket, did not take the application back before learning of its loss (a
+    # gap with no application: calls then fail into the dialplan's fallback).
+    assert b.last_error is None and b.status is LinkStatus.UP
 
 
 async def test_cancelling_the_link_releases_the_lease_and_closes_the_socket(
@@ -296,3 +301,64 @@ async def test_cancelling_the_link_releases_the_lease_and_closes_the_socket(
     assert link.status is LinkStatus.DOWN
     assert await redis_client.exists(lease_keys.lease("ari-link.test")) == 0
     await eventually(lambda: sim.websockets == 0, what="the socket closed")
+
+
+class _LostWhileStopping:
+    """A real lease whose keeper reports it lost at the moment the link's task is cancelled.
+
+    What a stopping process hits: its dispatcher's lease is gated on the queue's link, which the same
+    shutdown has just stopped, so the lease is "lost" as the dispatcher's link is cancelled.
+    """
+
+    def __init__(self, inner: RedisLease) -> None:
+        self._inner = inner
+        self.stop_link: Callable[[], object] = lambda: None
+        self.cue = asyncio.Event()
+
+    @property
+    def token(self) -> int | None:
+        return self._inner.token
+
+    @property
+    def lost(self) -> asyncio.Event:
+        return self._inner.lost
+
+    async def acquire(self) -> int | None:
+        return None if self.cue.is_set() else await self._inner.acquire()
+
+    async def renew(self) -> bool:
+        return await self._inner.renew()
+
+    async def release(self) -> None:
+        await self._inner.release()
+
+    async def check_token(self, token: int) -> bool:
+        return await self._inner.check_token(token)
+
+    async def keep(self) -> NoReturn:
+        await self.cue.wait()
+        self.stop_link()
+        raise LeaseLostError("gate closed")
+
+
+async def test_a_link_cancelled_as_its_lease_is_lost_stops_and_does_not_stand_by_for_ever(
+    sim: SimulatedAsterisk,
+    session: aiohttp.ClientSession,
+    ari_settings: AriSettings,
+    make_lease: Callable[..., RedisLease],
+) -> None:
+    """Found as a hung shutdown: asyncio's TaskGroup (3.11) drops a cancellation that arrives while a
+    child fails, so the link took the lost lease for a hand-over, stood by and never stopped."""
+    lease = _LostWhileStopping(make_lease("node-a"))
+    log = EventLog()
+    link = AriLink(
+        session, ari_settings, log.handle, on_connected=log.resync, lease=lease, standby_retry_s=0.02
+    )
+    task = asyncio.create_task(link.run())
+    await link.wait_up(5)
+    lease.stop_link = task.cancel
+    lease.cue.set()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
+    assert link.status is LinkStatus.DOWN
