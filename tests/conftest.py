@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import is_hypothesis_test
 from hypothesis import settings as hypothesis_settings
 
 from callcenter.config import Settings
@@ -16,6 +17,17 @@ from callcenter.config import Settings
 # two cores) cannot turn a slow example into a "flaky" failure.
 hypothesis_settings.register_profile("callcenter", deadline=None)
 hypothesis_settings.load_profile("callcenter")
+
+#: pytest-timeout's limit for a property test without its own: a hundred examples take a few seconds
+#: alone but may take over the default 10 s on a machine whose two cores are busy elsewhere.
+PROPERTY_TEST_TIMEOUT_S = 60
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "obj", None)
+        if is_hypothesis_test(function) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PROPERTY_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(autouse=True)
