@@ -7,16 +7,20 @@ said is kept).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from callcenter.errors import CallCenterError
 from ivr.channel import ChannelHungUpError, Media, MediaKind, Recording, VoiceChannel
 
 #: "Please leave your message after the tone. When done, hang up or press the pound key."
 GREETING: Final = (Media(MediaKind.SOUND, "vm-intro"),)
 #: "Your message has been saved." "Goodbye."
 SAVED: Final = (Media(MediaKind.SOUND, "vm-msgsaved"), Media(MediaKind.SOUND, "vm-goodbye"))
+#: "I'm sorry." "Please try your call again later." (Asterisk could not record: no message was taken.)
+NOT_RECORDED: Final = (Media(MediaKind.SOUND, "im-sorry"), Media(MediaKind.SOUND, "please-try-call-later"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -33,6 +37,7 @@ class VoicemailFlow:
     terminate_on: str = "#"
     greeting: tuple[Media, ...] = field(default=GREETING)
     saved: tuple[Media, ...] = field(default=SAVED)
+    not_recorded: tuple[Media, ...] = field(default=NOT_RECORDED)
 
 
 async def take_message(
@@ -41,6 +46,7 @@ async def take_message(
     flow: VoicemailFlow,
     *,
     on_record: Callable[[], Awaitable[None]] | None = None,
+    on_not_recorded: Callable[[], Awaitable[None]] | None = None,
 ) -> Recording | None:
     """Greet, record into ``name`` and thank the caller; ``None`` when they hung up before the beep.
 
@@ -48,6 +54,10 @@ async def take_message(
     callers end a message by hanging up, and the outcome is decided at the hang-up); it raises
     :class:`ChannelHungUpError` when the caller is already gone. The channel is hung up at the end
     unless the caller already did.
+
+    When Asterisk cannot record (it refuses the channel, or its disk), no message was left:
+    ``on_not_recorded`` takes back what ``on_record`` said, the caller hears an apology and is hung
+    up, and the error is raised.
     """
     try:
         await channel.play(*flow.greeting)
@@ -61,6 +71,13 @@ async def take_message(
         )
     except ChannelHungUpError:
         return None
+    except CallCenterError:
+        if on_record is not None and on_not_recorded is not None:
+            await on_not_recorded()
+        with contextlib.suppress(CallCenterError):  # the caller may be gone; the error is what counts
+            await channel.play(*flow.not_recorded)
+            await channel.hangup()
+        raise
     if recording.ended_by != "hangup":
         try:
             await channel.play(*flow.saved)

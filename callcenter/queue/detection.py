@@ -162,6 +162,12 @@ class VoicemailRecorded(CallFact):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class VoicemailNotRecorded(CallFact):
+    """Asterisk could not record after all (it refused the channel, or its disk): no message was left,
+    so the call is decided as if the caller had not reached the recording."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CallbackAccepted(CallFact):
     """The caller accepted a callback and left the queue."""
 
@@ -210,6 +216,7 @@ AnyCallFact: TypeAlias = (
     | AgentHungUp
     | CallSentToVoicemail
     | VoicemailRecorded
+    | VoicemailNotRecorded
     | CallbackAccepted
     | QueueExit
     | CallFailed
@@ -235,6 +242,7 @@ TIMELINE_KINDS: Final[Mapping[type[CallFact], str]] = {
     AgentHungUp: "agent_hung_up",
     CallSentToVoicemail: "sent_to_voicemail",
     VoicemailRecorded: "voicemail_recorded",
+    VoicemailNotRecorded: "voicemail_not_recorded",
     CallbackAccepted: "callback_accepted",
     QueueExit: "queue_exit",
     CallFailed: "failed",
@@ -395,6 +403,8 @@ def _move_flow(t: CallTrack, fact: AnyCallFact, position: int | None) -> CallTra
         case VoicemailRecorded():
             allowed = {Stage.IVR, Stage.EXITED, Stage.VOICEMAIL}
             return _to_stage(t, fact.at, position, Stage.VOICEMAIL_RECORDED, allowed)
+        case VoicemailNotRecorded():
+            return replace(t, stage=Stage.VOICEMAIL) if stage is Stage.VOICEMAIL_RECORDED else None
         case CallbackAccepted():
             return _to_stage(t, fact.at, position, Stage.CALLBACK, {Stage.IVR, Stage.EXITED, Stage.VOICEMAIL})
         case QueueExit(reason=reason):

@@ -112,7 +112,8 @@ class AgiCallModel:
     :param missing_sounds: sound files that do not exist.
     :param sound_samples: ``endpos`` of a prompt played to its end.
     :param record_samples: ``endpos`` of a recording (8 kHz samples: 16000 is 2 s).
-    :param record_end: how a recording ends: ``timeout`` (limit or silence), ``dtmf`` or ``hangup``.
+    :param record_end: how a recording ends: ``timeout`` (limit or silence), ``dtmf`` or ``hangup``;
+        ``writefile``: Asterisk cannot open the file (``result=-1 (writefile)``, nothing recorded).
     :param record_pcm: what the caller says (16-bit 8 kHz mono): ``RECORD FILE <path> wav`` then writes
         ``<path>.wav`` as Asterisk would (on this machine: the spool a shared volume would give), and
         ``endpos`` is its length; ``None`` writes nothing.
@@ -410,6 +411,8 @@ class AgiPeer:
     def _record(self, args: list[str], hung_up: bool) -> list[str]:
         if len(args) < 4 or not _INT.fullmatch(args[3]):
             return _usage("RECORD FILE")
+        if self.model.record_end == "writefile" and not hung_up:
+            return ["200 result=-1 (writefile)"]
         samples = self.model.record_samples
         if self.model.record_pcm is not None and not hung_up and args[1] in ("wav", "WAV"):
             Path(f"{args[0]}.{args[1]}").write_bytes(wav_bytes(self.model.record_pcm))

@@ -2,8 +2,8 @@
 
 For dialplans that keep ``app_queue``: ``AGI(agi://host:4573/voicemail,<queue>)`` (without the argument,
 the queue is ``CC_QUEUE``, set by ``callcenter-appqueue``). As the recording starts the script sets
-``CC_VOICEMAIL=recorded`` on the channel, so the call-outcome hook records the call as ``voicemail``;
-the voicemail is keyed by the call's ``linkedid``, as the outcome is. Asterisk writes the
+``CC_VOICEMAIL=recorded`` on the channel, so the call-outcome hook records the call as ``voicemail``
+(and clears it again when Asterisk cannot record after all: no message, no ``voicemail``); the voicemail is keyed by the call's ``linkedid``, as the outcome is. Asterisk writes the
 recording as ``<spool>/<name>.wav`` (``CALLCENTER_VOICEMAIL_SPOOL_DIR``, the same path on both sides:
 a shared volume when they run on different hosts); the script reads it, stores it with the voicemail
 service (which queues its transcription) and deletes the spool copy. The flow has hung up by then (or the
@@ -53,7 +53,13 @@ class VoicemailScript:
             # Raises ChannelHungUpError when the caller left during the greeting: no message then.
             await channel.set_var(VAR_VOICEMAIL, VOICEMAIL_RECORDED)
 
-        recording = await take_message(channel, name, self._flow, on_record=recording_starts)
+        async def not_recorded() -> None:
+            # No message after all: the outcome hook must not report a voicemail.
+            await channel.set_var(VAR_VOICEMAIL, "")
+
+        recording = await take_message(
+            channel, name, self._flow, on_record=recording_starts, on_not_recorded=not_recorded
+        )
         if recording is None:
             logger.info("AGI call %s: hung up before the beep; no message", call_id)
             return

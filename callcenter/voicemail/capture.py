@@ -22,7 +22,7 @@ from callcenter.ari.client import AriClient
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError
-from callcenter.queue.detection import VoicemailRecorded
+from callcenter.queue.detection import VoicemailNotRecorded, VoicemailRecorded
 from callcenter.queue.ports import CallFactSink, VoicemailRequest
 from callcenter.voicemail.service import VoicemailService
 from ivr.channel import ChannelHungUpError
@@ -89,7 +89,16 @@ class AriVoicemailTaker:
                         raise ChannelHungUpError(f"call {request.call_id} hung up during the greeting")
                     await self._queue.handle(VoicemailRecorded(call_id=request.call_id, at=self._clock.now()))
 
-                recording = await take_message(channel, name, self._flow, on_record=recording_starts)
+                async def not_recorded() -> None:
+                    # No message after all: decided as if none was left (the exit's outcome), so the
+                    # caller gets the missed-call follow-up, not "we got your voicemail".
+                    await self._queue.handle(
+                        VoicemailNotRecorded(call_id=request.call_id, at=self._clock.now())
+                    )
+
+                recording = await take_message(
+                    channel, name, self._flow, on_record=recording_starts, on_not_recorded=not_recorded
+                )
         except Exception:
             # Caller safety: never leave them in dead air after our failure.
             logger.exception("call %s: the voicemail flow failed; hanging up", request.call_id)

@@ -139,3 +139,27 @@ async def test_max_wait_reached_sends_the_caller_to_voicemail(
     await eventually(stored, timeout_s=20, what="the message stored with its audio")
     voicemail = await _voicemail_of(system, caller)
     assert voicemail is not None and voicemail.duration_s == pytest.approx(1.0, abs=0.1)
+
+
+async def test_when_asterisk_cannot_record_no_voicemail_is_claimed_and_the_caller_is_told(
+    sim: SimulatedAsterisk, system: RunningApp
+) -> None:
+    """Found by reading: the call was ``voicemail`` as the recording started, so a refused recording
+    (Asterisk's disk, or a bridged channel) left a call whose caller was texted "we got your voicemail"
+    and put on nobody's worklist. Now it is the exit's outcome, a missed call like any other."""
+    await system.put_queue(
+        dataclasses.replace(FAST_QUEUE, holidays=_closed_today(), after_hours_action=ExitAction.VOICEMAIL)
+    )
+    sim.fail_next("POST /ari/channels/*/record", 500, message="Internal Server Error")
+    caller = call_in(sim)
+
+    call = await system.decided(caller, timeout_s=20)
+    assert call["outcome"] == "after_hours" and call["missed"] is True
+    assert played(sim, caller) == ["sound:vm-intro", "sound:im-sorry", "sound:please-try-call-later"]
+    assert [e["kind"] for e in call["events"] if "voicemail" in e["kind"]] == [
+        "sent_to_voicemail",
+        "voicemail_recorded",
+        "voicemail_not_recorded",
+    ]
+    assert await _voicemail_of(system, caller) is None
+    assert caller not in sim.channels, "hung up after the apology, never left in silence"

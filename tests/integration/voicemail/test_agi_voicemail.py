@@ -113,3 +113,26 @@ async def test_the_voicemail_is_keyed_by_the_linkedid_and_takes_the_queue_from_t
     await serve_peers({AGI_VOICEMAIL: VoicemailScript(voicemails, tmp_path / "spool", VoicemailFlow())}, peer)
     (voicemail,) = (await voicemails.list(VoicemailFilter(), cursor=None, limit=5)).items
     assert (voicemail.call_id, voicemail.queue) == ("1795459760.40", "support")
+
+
+async def test_when_asterisk_cannot_write_the_recording_no_voicemail_is_reported(
+    service: tuple[VoicemailService, InMemoryEventBus], tmp_path: Path
+) -> None:
+    voicemails, bus = service
+    peer = _peer(AgiCallModel(record_end="writefile"))
+    script = VoicemailScript(voicemails, tmp_path / "spool", VoicemailFlow())
+
+    await serve_peers({AGI_VOICEMAIL: script}, peer)
+
+    assert any(" ".join(c[:2]).upper() == "RECORD FILE" for c in peer.commands)
+    # Set as the recording started, then cleared: the outcome hook reports the queue's outcome.
+    assert peer.model.variables["CC_VOICEMAIL"] == ""
+    after_record = peer.lines[[" ".join(c[:2]).upper() for c in peer.commands].index("RECORD FILE") + 1 :]
+    assert after_record[:4] == [
+        'SET VARIABLE "CC_VOICEMAIL" ""',
+        'STREAM FILE "im-sorry" "0123456789*#"',
+        'STREAM FILE "please-try-call-later" "0123456789*#"',
+        "HANGUP",
+    ]
+    assert (await voicemails.list(VoicemailFilter(), cursor=None, limit=5)).items == ()
+    assert bus.published == []

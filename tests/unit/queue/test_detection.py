@@ -33,6 +33,7 @@ from callcenter.queue.detection import (
     QueueExit,
     Reconciled,
     Stage,
+    VoicemailNotRecorded,
     VoicemailRecorded,
     advance,
     close_missed_calls,
@@ -102,6 +103,10 @@ def to_voicemail(s: float) -> CallSentToVoicemail:
 
 def recorded(s: float) -> VoicemailRecorded:
     return VoicemailRecorded(call_id="c1", at=at(s))
+
+
+def not_recorded(s: float) -> VoicemailNotRecorded:
+    return VoicemailNotRecorded(call_id="c1", at=at(s))
 
 
 def board(short_abandon_s: int = 5) -> QueueBoard:
@@ -214,6 +219,18 @@ CASES = [
     Case(
         "after hours, sent to voicemail, no message",
         [arrived(), exited(1, ExitReason.AFTER_HOURS), to_voicemail(8), hung_up(12)],
+        CallOutcome.AFTER_HOURS,
+    ),
+    Case(
+        "after hours, sent to voicemail, Asterisk could not record",
+        [
+            arrived(),
+            exited(1, ExitReason.AFTER_HOURS),
+            to_voicemail(8),
+            recorded(9),
+            not_recorded(9),
+            hung_up(12),
+        ],
         CallOutcome.AFTER_HOURS,
     ),
     Case(
@@ -452,6 +469,7 @@ def test_outcome_stays_once_decided_whatever_comes_late() -> None:
     late: list[AnyCallFact] = [
         answered(20),
         recorded(21),
+        not_recorded(21),
         CallbackAccepted(call_id="c1", at=at(22)),
         CallFailed(call_id="c1", at=at(23), reason="x"),
         exited(24, ExitReason.TIMEOUT),

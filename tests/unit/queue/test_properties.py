@@ -32,6 +32,7 @@ from callcenter.queue.detection import (
     QueueExit,
     Reconciled,
     Stage,
+    VoicemailNotRecorded,
     VoicemailRecorded,
 )
 from callcenter.queue.state import (
@@ -79,6 +80,7 @@ call_facts: st.SearchStrategy[Fact] = st.one_of(
     st.builds(AgentHungUp, call_id=calls, at=times, agent_id=agents),
     st.builds(CallSentToVoicemail, call_id=calls, at=times),
     st.builds(VoicemailRecorded, call_id=calls, at=times),
+    st.builds(VoicemailNotRecorded, call_id=calls, at=times),
     st.builds(CallbackAccepted, call_id=calls, at=times),
     st.builds(QueueExit, call_id=calls, at=times, reason=st.sampled_from(ExitReason)),
     st.builds(CallFailed, call_id=calls, at=times, reason=st.just("boom")),
