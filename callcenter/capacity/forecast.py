@@ -24,8 +24,8 @@ window (before it, silence and a queue not yet in service look alike). A key wit
 forecast from them (``weekly``). With less than a week of history some keys never occurred: they take the same time of day on the days that did
 (``daily``), and failing that the mean calls per observed interval (``overall``).
 
-Degenerate history never yields NaN or infinity: durations that are missing, negative or not finite
-are skipped, handle time and patience are floored at :data:`MIN_DURATION_S`, patience is infinite
+Degenerate history never yields NaN or infinity: durations that are missing, negative, not finite or
+longer than :data:`MAX_DURATION_S` (a clock or data error, not a call: summed, they overflowed) are skipped, handle time and patience are floored at :data:`MIN_DURATION_S`, patience is infinite
 (reported as ``None`` by the API) only when nobody abandoned, and a window without any usable call
 raises :class:`NoHistoryError`.
 """
@@ -57,6 +57,8 @@ from callcenter.model.vocabulary import CallOutcome
 INTERVAL_S: Final = INTERVAL_MIN * 60
 #: Floor of every handle time and patience derived from history.
 MIN_DURATION_S: Final = 1.0
+#: The longest wait or talk time learnt from: a day. Longer is a clock or data error, not a call.
+MAX_DURATION_S: Final = 86_400.0
 #: The longest history window :func:`forecast_queue` reads.
 MAX_HISTORY_DAYS: Final = 366
 _WEEK_S: Final = 7 * 86400.0
@@ -217,8 +219,8 @@ def scaled(estimate: PatienceEstimate, factor: float) -> PatienceEstimate:
 
 
 def usable_seconds(value: float | None) -> bool:
-    """A stored duration we can learn from: present, finite, not negative."""
-    return value is not None and math.isfinite(value) and value >= 0.0
+    """A stored duration we can learn from: present, not negative, at most :data:`MAX_DURATION_S`."""
+    return value is not None and 0.0 <= value <= MAX_DURATION_S
 
 
 class _Sums:
