@@ -213,6 +213,8 @@ class SmsEngine:
         self._wake = asyncio.Event()
         self._reports: GroupCommit[Report, ReportApplied] = GroupCommit(self._store_reports)
         self._gate = asyncio.Semaphore(settings.send_concurrency)
+        #: Texts handed over (committed) and not yet answered: those in flight and as many waiting.
+        self._ahead = asyncio.Semaphore(2 * settings.send_concurrency)
         self._claiming = asyncio.Lock()
         #: The callback service for "1" and "2" replies; ``None``: requests are stored for the API.
         self.callbacks: CallbackDesk | None = None
@@ -933,26 +935,40 @@ class SmsEngine:
     ) -> None:
         hold = timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
         outcome: Outcome
-        # The limit covers the hand-over and the provider's request; the "sent" write waits outside
-        # it, so the next text's request does not queue behind this one's commit.
-        async with self._gate:
+        # Up to ``send_concurrency`` texts are handed over ahead of those in flight, so a free request
+        # slot never waits for a hand-over commit; ``_gate`` covers the provider's request only, and
+        # the "sent" write waits outside both.
+        async with self._ahead:
             started.add(message.id)
-            # Stored before the provider gets it: after a crash this text is not re-sent blindly.
-            await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
             try:
-                provider_id = await self._finish_on_shutdown(message)
-            except ProviderError as exc:
-                retry = not exc.permanent and message.attempts < self._settings.max_attempts
-                retry_at = self._clock.now() + timedelta(seconds=self._backoff(message)) if retry else None
-                outcome = Failed(message.id, str(exc), retry_at)
-                logger.warning(
-                    "provider refused message %s (%s); %s",
-                    message.id,
-                    exc,
-                    "retrying" if retry else "giving up",
-                )
-            else:
-                outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+                # Stored before the provider gets it: after a crash this text is not re-sent blindly.
+                await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
+                await self._gate.acquire()
+            except (asyncio.CancelledError, CallCenterError):
+                # Never requested (the hand-over may or may not be stored): a stopping sender gives
+                # it back. A sender that dies right here leaves it handed over: it waits for its
+                # report, then becomes ``unknown`` for a person, never sent twice.
+                await self._release([message.id])
+                raise
+            try:
+                try:
+                    provider_id = await self._finish_on_shutdown(message)
+                except ProviderError as exc:
+                    retry = not exc.permanent and message.attempts < self._settings.max_attempts
+                    retry_at = (
+                        self._clock.now() + timedelta(seconds=self._backoff(message)) if retry else None
+                    )
+                    outcome = Failed(message.id, str(exc), retry_at)
+                    logger.warning(
+                        "provider refused message %s (%s); %s",
+                        message.id,
+                        exc,
+                        "retrying" if retry else "giving up",
+                    )
+                else:
+                    outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+            finally:
+                self._gate.release()
         await commit.submit(outcome)
         if isinstance(outcome, Sent):
             await self._announce_status(message.id, MessageStatus.SENT, message.kind)
