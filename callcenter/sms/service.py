@@ -132,10 +132,12 @@ class EngineSettings:
     :param max_attempts: provider attempts before a message fails for good.
     :param retry_base_s: first retry delay; doubled per attempt up to ``retry_max_s``.
     :param send_concurrency: provider requests in flight at once (texts to one number stay in order).
-    :param reminder_lead_s: a chosen-time callback is reminded of this long before its window.
+    :param reminder_lead_s: a chosen-time callback is reminded of this long before its window
+        (``CALLCENTER_SMS_REMINDER_LEAD_S``).
     :param promise_grace_s: a kept place's window ends this long after the "by" time we announced
         (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
-    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now).
+    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now)
+        (``CALLCENTER_SMS_LATE_SLIP_S``).
     :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
     :param report_wait_s: how long a text handed to the provider is held for its delivery report
         before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
@@ -501,7 +503,24 @@ class SmsEngine:
         if intent is Intent.CANCEL_CALLBACK:
             return await self._cancel_callback(sender, message, now)
         # Anything else waits for a person (the worklist): no automatic answer pretends to be one.
-        return InboundResult(message=message, intent=intent, replies=())
+        return await self._for_a_person(sender, message, now)
+
+    async def _for_a_person(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
+        """A text that is no keyword: an item on the agents' worklist (the number's callback, reason
+        ``sms_text``, with the thread), else it stays listed under SMS as needing a person."""
+        intent = Intent.OTHER
+        if self.callbacks is None or not sender.startswith("+"):
+            return InboundResult(message=message, intent=intent, replies=())
+        try:
+            ticket = await self.callbacks.attend(
+                sender, message_id=message.id, received_at=now, text=message.text
+            )
+        except ValidationError as exc:
+            logger.info("text from %s not put on the worklist: %s", mask_number(sender), exc)
+            await self._store.mark_needs_person(message.id, f"not on the worklist: {exc}")
+            return InboundResult(message=message, intent=intent, replies=())
+        await self._store.mark_needs_person(message.id, f"on the worklist: callback {ticket.callback_id}")
+        return InboundResult(message=message, intent=intent, replies=(), ticket=ticket)
 
     async def _call_me(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
         """ "1": a callback through the callback service (one per number: a repeat merges), else a
@@ -1081,19 +1100,21 @@ class SmsEngine:
         in flight (texts to one number stay in order).
         """
         async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, self._settings.passes)):
-                group.create_task(self._pass_loop())
+            for index in range(max(1, self._settings.passes)):
+                group.create_task(self._pass_loop(polls=index == 0))
 
-    async def _pass_loop(self) -> None:
+    async def _pass_loop(self, *, polls: bool) -> None:
+        """One pass; only the first one also polls (an empty claim costs a write), the others wait
+        for a wake: a new text, or a pass that claimed a full batch (more may be due)."""
         while True:
             try:
                 while await self.send_due() >= self._settings.batch:
-                    pass
+                    self._wake.set()  # a full batch: the other passes join in
             except CallCenterError:
                 logger.exception("the SMS outbox pass failed; retrying")
             self._wake.clear()
             try:
-                async with asyncio.timeout(self._settings.poll_s):
+                async with asyncio.timeout(self._settings.poll_s if polls else None):
                     await self._wake.wait()
             except TimeoutError:
                 pass
