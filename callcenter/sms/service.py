@@ -213,6 +213,8 @@ class SmsEngine:
         self._clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
+        #: A claim is wanted (:meth:`wake`): the first pass to see it takes it, the others wait on.
+        self._wanted = False
         self._reports: GroupCommit[Report, ReportApplied] = GroupCommit(self._store_reports)
         self._gate = asyncio.Semaphore(settings.send_concurrency)
         #: Texts handed over (committed) and not yet answered: those in flight and as many waiting.
@@ -386,7 +388,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def on_call_ended(self, event: CallEnded) -> SmsMessage | None:
@@ -430,7 +432,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def _closed(self, call_id: str) -> bool:
@@ -654,7 +656,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return reply
 
     # -- consent ----------------------------------------------------------------------------------
@@ -780,7 +782,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def messages(
@@ -823,7 +825,7 @@ class SmsEngine:
             message = await self._store.get_message(message_id)
             raise ConflictError(f"message {message_id} is {message.status.value}, not unknown")
         if resend:
-            self._wake.set()
+            self.wake()
         return await self._store.get_message(message_id)
 
     async def mark_handled(self, message_id: str) -> SmsMessage:
@@ -870,7 +872,7 @@ class SmsEngine:
         commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
         started: set[str] = set()
         try:
-            return await self._work(claimed, commit, now, started)
+            return await self._work(claimed, commit, now, started, full=len(claimed) >= self._settings.batch)
         except asyncio.CancelledError:
             # Not handed over (never claimed before, never started): safe to give back now.
             await self._release([m.id for m in claimed if not m.provider and m.id not in started])
@@ -882,8 +884,15 @@ class SmsEngine:
         commit: GroupCommit[Outcome, None],
         now: datetime,
         started: set[str],
+        *,
+        full: bool,
     ) -> int:
         to_send = await self._settle(claimed, commit, now)
+        # A full batch: more may be due. The next claim starts once this batch's last text is
+        # under way (its tail), so its texts queue behind this tail rather than after it.
+        tail = len(to_send) if full else None
+        if tail == 0:
+            self.wake()
         # Texts to one number go in order; different numbers go side by side.
         by_number: dict[str, list[SmsMessage]] = {}
         for message in to_send:
@@ -892,7 +901,7 @@ class SmsEngine:
         async def in_order(messages: list[SmsMessage]) -> None:
             for message in messages:
                 try:
-                    await self._send_one(message, commit, started)
+                    await self._send_one(message, commit, started, tail)
                 except CallCenterError:
                     # The claim expires and another pass looks at it again; nothing is lost.
                     logger.exception("sending message %s failed; it will be looked at again", message.id)
@@ -950,7 +959,11 @@ class SmsEngine:
         )
 
     async def _send_one(
-        self, message: SmsMessage, commit: GroupCommit[Outcome, None], started: set[str]
+        self,
+        message: SmsMessage,
+        commit: GroupCommit[Outcome, None],
+        started: set[str],
+        tail: int | None = None,
     ) -> None:
         hold = timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
         outcome: Outcome
@@ -959,6 +972,8 @@ class SmsEngine:
         # the "sent" write waits outside both.
         async with self._ahead:
             started.add(message.id)
+            if len(started) == tail:
+                self.wake()  # the last text of a full batch is under way: claim the next batch
             try:
                 # Stored before the provider gets it: after a crash this text is not re-sent blindly.
                 await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
@@ -1089,6 +1104,8 @@ class SmsEngine:
         return float(delay * (0.8 + 0.4 * spread))
 
     def wake(self) -> None:
+        """Something may be due: one waiting pass claims (at once, or when one is free)."""
+        self._wanted = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -1097,27 +1114,34 @@ class SmsEngine:
         ``passes`` batches are worked at once, so the next batch is claimed and checked while the
         last texts of the previous one are still with the provider; they share one limit of
         ``send_concurrency`` requests in flight, and a claim never takes a number that has a text
-        in flight (texts to one number stay in order).
+        in flight (texts to one number stay in order). A wake starts one claim, not one per pass:
+        a new text wakes one, and a full batch wakes the next one when its own last texts are under
+        way (its tail), so the batches follow each other without a gap and without all ending at once.
         """
+        self.wake()
         async with asyncio.TaskGroup() as group:
             for index in range(max(1, self._settings.passes)):
                 group.create_task(self._pass_loop(polls=index == 0))
 
     async def _pass_loop(self, *, polls: bool) -> None:
-        """One pass; only the first one also polls (an empty claim costs a write), the others wait
-        for a wake: a new text, or a pass that claimed a full batch (more may be due)."""
+        """One pass: a claim per wake taken (see :meth:`run`); only the first pass also polls (an
+        empty claim costs a write)."""
         while True:
-            try:
-                while await self.send_due() >= self._settings.batch:
-                    self._wake.set()  # a full batch: the other passes join in
-            except CallCenterError:
-                logger.exception("the SMS outbox pass failed; retrying")
-            self._wake.clear()
+            polled = False
             try:
                 async with asyncio.timeout(self._settings.poll_s if polls else None):
-                    await self._wake.wait()
+                    while not self._wanted:
+                        await self._wake.wait()
+                        self._wake.clear()
             except TimeoutError:
-                pass
+                polled = True
+            if not (self._wanted or polled):
+                continue
+            self._wanted = False
+            try:
+                await self.send_due()
+            except CallCenterError:
+                logger.exception("the SMS outbox pass failed; retrying")
 
     # -- the statistics' SMS events (issue 10) ------------------------------------------------------
 
