@@ -190,6 +190,8 @@ class SmsSettings:
     require_mobile: bool = True
     resend_after_s: float = 86_400.0
     daily_cap: int = 3
+    reminder_lead_s: float = 900.0
+    late_slip_s: float = 1800.0
     quiet_hours: str = "08:00-21:00"
     quiet_regions: str = ""
     revocation_phrases: tuple[str, ...] = ()
@@ -359,6 +361,8 @@ class Settings:
                 require_mobile=bool(v("SMS_REQUIRE_MOBILE")),
                 resend_after_s=_f(v("SMS_RESEND_AFTER_S")),
                 daily_cap=_i(v("SMS_DAILY_CAP")),
+                reminder_lead_s=_f(v("SMS_REMINDER_LEAD_S")),
+                late_slip_s=_f(v("SMS_LATE_SLIP_S")),
                 quiet_hours=str(v("SMS_QUIET_HOURS")),
                 quiet_regions=str(v("SMS_QUIET_REGIONS")),
                 revocation_phrases=_words(v("SMS_REVOCATION_PHRASES")),
@@ -914,6 +918,20 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "3",
         _positive_int,
         "At most this many follow-ups and manual texts a number gets in 24 h.",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_REMINDER_LEAD_S",
+        "900",
+        _positive_float,
+        "A callback at a chosen time is reminded by text this many seconds before its window (none "
+        "when the window is less than twice this far off).",
+    ),
+    SettingSpec(
+        f"{PREFIX}SMS_LATE_SLIP_S",
+        "1800",
+        _positive_float,
+        "A callback about to miss its promise gets one late notice; the new time it gives is this many "
+        "seconds after the missed promise (or after now, when later), rounded up to 5 minutes.",
     ),
     SettingSpec(
         f"{PREFIX}SMS_QUIET_HOURS",

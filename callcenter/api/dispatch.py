@@ -169,7 +169,14 @@ DISPATCH_COMPONENTS: Final[dict[str, JsonObject]] = {
         "properties": {
             "outcome": {
                 "type": "string",
-                "enum": ["resolved", "wrong_number", "follow_up", "no_answer"],
+                "enum": [
+                    "resolved",
+                    "wrong_number",
+                    "follow_up",
+                    "no_answer",
+                    "answered_by_text",
+                    "no_action",
+                ],
             },
             "notes": {"type": "string"},
             "follow_up_at": {"type": "string", "format": "date-time"},

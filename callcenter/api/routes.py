@@ -846,9 +846,12 @@ ROUTES: Final[tuple[Route, ...]] = (
         path="/callbacks/{callback_id}/disposition",
         handler=worklist_routes.dispose,
         role=Role.AGENT,
-        summary="Disposition of a connected callback with notes: resolved, wrong_number, no_answer or follow_up",
+        summary="Disposition of a callback with notes: of a connected one resolved, wrong_number, "
+        "no_answer or follow_up; of a waiting one the agent claimed answered_by_text or no_action",
         description="no_answer: nobody was on the line; the attempt ends no_answer and the retry rules "
-        "apply. follow_up: completed, and a new scheduled callback at follow_up_at (one transaction).",
+        "apply. follow_up: completed, and a new scheduled callback at follow_up_at (one transaction). "
+        "answered_by_text, no_action: closed without a call (cancelled by the agent, notes kept), e.g. "
+        "a text that needed a person (reason sms_text); the agent must hold the claim.",
         tags=("callbacks",),
         query=(Param(name="agent", description="the agent (supervisors)"),),
         body="CallbackDisposition",

@@ -32,7 +32,8 @@ class CallbackSource(StrEnum):
 
     CALL = "call"  # the IVR of a waiting caller (keep my place, a chosen slot)
     VOICEMAIL = "voicemail"
-    SMS_REPLY = "sms_reply"
+    SMS_REPLY = "sms_reply"  # a "1" (call me) by text
+    SMS_TEXT = "sms_text"  # a text that is no keyword: a person reads the thread and acts
     AGENT_FOLLOW_UP = "agent_follow_up"
     API = "api"
 

@@ -2,7 +2,9 @@
 
 The SMS engine's :class:`~callcenter.sms.ports.CallbackDesk`, over the callback service and its
 sources: a "1" becomes ``CallbackSources.from_sms_reply`` in the queue of the caller's latest missed
-call (else the first queue by name), a "2" cancels every open callback of the number, as the customer.
+call (else the first queue by name), a "2" cancels every open callback of the number, as the customer;
+a text that is no keyword becomes ``CallbackSources.from_sms_text`` in that queue (the worklist item a
+person reads and acts on).
 Composed in ``callcenter/wiring/sms.py``.
 """
 
@@ -49,6 +51,17 @@ class SmsCallbackDesk:
         if queue is None:
             raise ValidationError("no queue is configured to call back from")
         sourced = await self._sources.from_sms_reply(
+            queue, number, message_id=message_id, received_at=received_at, text=text
+        )
+        return _ticket(sourced.callback, created=sourced.created)
+
+    async def attend(
+        self, number: str, *, message_id: str, received_at: datetime, text: str
+    ) -> CallbackTicket:
+        queue = await self._queue_for(number)
+        if queue is None:
+            raise ValidationError("no queue is configured to call back from")
+        sourced = await self._sources.from_sms_text(
             queue, number, message_id=message_id, received_at=received_at, text=text
         )
         return _ticket(sourced.callback, created=sourced.created)

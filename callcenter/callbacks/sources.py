@@ -1,11 +1,12 @@
-"""The other sources of callbacks: a voicemail, an SMS reply, an agent's own follow-up (service).
+"""The other sources of callbacks: a voicemail, an SMS reply or text, an agent's own follow-up (service).
 
 Each request is stored with a :class:`~callcenter.callbacks.attempts.SourceNote` saying where it came
 from. A number that already has an open callback in the queue does not get a second one: the request
 is merged into the open callback as one more note (DESIGN.md: one open callback per queue and number).
 
-* A voicemail or an SMS reply keeps the place of the moment it was left: it is served in line with
-  live callers from that moment (keep-my-place), promised within ``reply_within_s``.
+* A voicemail, an SMS reply "1" or a text that is no keyword (a person must read it) keeps the place
+  of the moment it arrived: it is served in line with live callers from that moment
+  (keep-my-place), promised within ``reply_within_s``.
 * A follow-up is booked by an agent at a time of their choosing (no slot capacity: it is their
   time), personal to them until ``personal_s`` after that time, then the queue's.
 """
@@ -104,6 +105,25 @@ class CallbackSources:
             since=received_at,
             actor=Actor(ActorKind.CUSTOMER, "sms"),
             source=CallbackSource.SMS_REPLY,
+            ref=message_id,
+            note=text,
+        )
+
+    async def from_sms_text(
+        self, queue: str, number: str, *, message_id: str, received_at: datetime, text: str = ""
+    ) -> SourcedRequest:
+        """A customer wrote something that is no keyword: a person reads the thread and answers,
+        by calling them back in their place in line from ``received_at`` or by closing the item
+        (``answered_by_text``, ``no_action``: :meth:`Worklist.close`).
+
+        :raises InvalidPhoneNumberError:
+        """
+        return await self._kept(
+            queue,
+            number,
+            since=received_at,
+            actor=Actor(ActorKind.CUSTOMER, "sms"),
+            source=CallbackSource.SMS_TEXT,
             ref=message_id,
             note=text,
         )

@@ -12,6 +12,10 @@ fails it with that reason; ``no_answer`` (nobody was really on the line) gives t
 and applies the retry rules (:func:`next_retry`); ``follow_up`` completes it and books the agent's
 follow-up at the time they chose, as a new ``scheduled`` callback with its own window, in the same
 transaction (a crash between the two can neither lose the follow-up nor leave the call open).
+
+A waiting callback the agent has claimed can be closed without a call (:meth:`Worklist.close`):
+``answered_by_text`` or ``no_action`` cancel it as the agent, with the notes as the reason; that is
+how a text that needs a person (reason ``sms_text``) is dealt with when calling is not the answer.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote, r
 from callcenter.callbacks.dispatch import DispatchSettings, quiet_until
 from callcenter.callbacks.dispatch_ports import CallbackDetails, Claim, DispatchStore
 from callcenter.callbacks.lifecycle import move
-from callcenter.callbacks.service import state_event
+from callcenter.callbacks.service import CallbackService, state_event
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.clock import Clock
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
@@ -53,6 +57,17 @@ class Disposition(StrEnum):
     WRONG_NUMBER = "wrong_number"  # -> failed, with that reason
     FOLLOW_UP = "follow_up"  # -> completed, and a follow-up of the agent's at the time they chose
     NO_ANSWER = "no_answer"  # nobody on the line: the attempt is no_answer, retry rules apply
+    # Without a call, for a waiting callback the agent has claimed (:meth:`Worklist.close`):
+    ANSWERED_BY_TEXT = "answered_by_text"  # -> cancelled by the agent: they answered by text
+    NO_ACTION = "no_action"  # -> cancelled by the agent: nothing to do (a "thanks", a wrong thread)
+
+
+#: Dispositions that close a waiting callback without calling.
+WITHOUT_A_CALL: Final = frozenset({Disposition.ANSWERED_BY_TEXT, Disposition.NO_ACTION})
+_CLOSING_REASONS: Final = {
+    Disposition.ANSWERED_BY_TEXT: "answered by text",
+    Disposition.NO_ACTION: "no action needed",
+}
 
 
 class Reason(StrEnum):
@@ -62,7 +77,8 @@ class Reason(StrEnum):
     KEPT_PLACE = "kept_place"  # the caller kept their place in line
     CHOSEN_TIME = "chosen_time"  # the caller chose a time
     VOICEMAIL = "voicemail"
-    SMS_REPLY = "sms_reply"
+    SMS_REPLY = "sms_reply"  # asked for a call by text ("1")
+    SMS_TEXT = "sms_text"  # wrote a text that is no keyword: read the thread, call or answer
     FOLLOW_UP = "follow_up"  # an agent's own follow-up
 
 
@@ -84,6 +100,7 @@ class PromiseTiming:
 _BY_SOURCE: Final = {
     CallbackSource.VOICEMAIL: Reason.VOICEMAIL,
     CallbackSource.SMS_REPLY: Reason.SMS_REPLY,
+    CallbackSource.SMS_TEXT: Reason.SMS_TEXT,
     CallbackSource.AGENT_FOLLOW_UP: Reason.FOLLOW_UP,
 }
 
@@ -218,6 +235,7 @@ class Worklist:
     """:param claim_s: how long a claim holds without renewal.
     :param publish: where the changes it makes are announced (the event bus).
     :param dispatch: the dispatcher's retry rules (for ``no_answer``).
+    :param callbacks: the callback service, which cancels (for :meth:`close`).
     :param reads_at_once: items whose calls, voicemails and texts are read at the same time."""
 
     def __init__(
@@ -236,8 +254,10 @@ class Worklist:
         reads_at_once: int = 4,
         publish: Callable[[DomainEvent], Awaitable[object]] | None = None,
         dispatch: DispatchSettings | None = None,
+        callbacks: CallbackService | None = None,
     ) -> None:
         self._store = store
+        self._callbacks = callbacks
         self._sources = sources
         self._agents = agents
         self._history = history
@@ -392,6 +412,12 @@ class Worklist:
         :raises ValidationError: a follow-up without a time (or at a past time), or a time given
             with another outcome.
         """
+        if disposition in WITHOUT_A_CALL:
+            if follow_up_at is not None:
+                raise ValidationError(
+                    f"follow_up_at goes with the outcome follow_up, not {disposition.value}"
+                )
+            return await self.close(callback_id, agent_id, disposition, notes=notes)
         if disposition is Disposition.FOLLOW_UP and follow_up_at is None:
             raise ValidationError("a follow-up needs follow_up_at (ISO 8601 with an offset)")
         if disposition is not Disposition.FOLLOW_UP and follow_up_at is not None:
@@ -432,6 +458,43 @@ class Worklist:
         stored = await self._store.move(moved, change)
         await self._announce(state_event(stored, change))
         return Disposed(callback=stored)
+
+    async def close(
+        self, callback_id: str, agent_id: str, disposition: Disposition, *, notes: str = ""
+    ) -> Disposed:
+        """Close a waiting callback without calling (``answered_by_text``, ``no_action``): cancelled by
+        the agent, the notes kept in the reason. The agent must hold its claim, so two agents never
+        act on one item. A repeat on a callback this agent already closed this way returns it.
+
+        :raises NotFoundError: :raises ConflictError: it is being dialled, connected or closed, or the
+            agent does not hold its claim. :raises ValidationError: another disposition.
+        """
+        if disposition not in WITHOUT_A_CALL:
+            raise ValidationError(f"{disposition.value} needs a connected call: use dispose")
+        if self._callbacks is None:
+            raise ValidationError("closing without a call is not available in this process")
+        callback = await self._store.get(callback_id)
+        reason = _CLOSING_REASONS[disposition]
+        notes = notes.strip()[:_MAX_NOTES]
+        if callback.state is S.CANCELLED:
+            last = (await self._callbacks.get(callback_id)).changes[-1]
+            if last.actor == Actor(ActorKind.AGENT, agent_id) and last.reason.startswith(reason):
+                return Disposed(callback=callback)
+        if callback.state not in _CLAIMABLE:
+            raise ConflictError(
+                f"callback {callback_id} is {callback.state.value}: only a waiting callback closes without a call"
+            )
+        now = self._clock.now()
+        claim = (await self._store.details([callback_id], now=now)).get(callback_id, CallbackDetails()).claim
+        if claim is None or claim.agent_id != agent_id or claim.until <= now:
+            raise ConflictError(f"claim callback {callback_id} first: agent {agent_id} does not hold it")
+        closed = await self._callbacks.cancel(
+            callback_id,
+            actor=Actor(ActorKind.AGENT, agent_id),
+            reason=f"{reason}: {notes}" if notes else reason,
+        )
+        await self._store.release_claim(callback_id, agent_id)
+        return Disposed(callback=closed)
 
     async def _no_answer(
         self, callback: Callback, attempts: tuple[Attempt, ...], actor: Actor, notes: str, now: datetime

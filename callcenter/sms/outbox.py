@@ -120,6 +120,9 @@ class GroupCommit(Generic[T, R]):
         self._flushing = True
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
+            # One turn of the event loop first: the tasks already woken with this one (a batch's
+            # texts, the requests that just ended) hand in theirs too, and share this round.
+            await asyncio.sleep(0)
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:

@@ -258,7 +258,8 @@ class CallbackTicket:
 
 
 class CallbackDesk(Protocol):
-    """The callback service as the SMS engine uses it: "1" asks for a callback, "2" cancels one."""
+    """The callback service as the SMS engine uses it: "1" asks for a callback, "2" cancels one, and
+    a text that is no keyword goes before a person (an item on the agents' worklist)."""
 
     async def request(
         self, number: str, *, message_id: str, received_at: datetime, text: str
@@ -268,4 +269,11 @@ class CallbackDesk(Protocol):
 
     async def cancel(self, number: str, *, message_id: str) -> CallbackTicket | None:
         """Cancel the number's open callback(s), by the customer; ``None`` when it had none."""
+        ...
+
+    async def attend(
+        self, number: str, *, message_id: str, received_at: datetime, text: str
+    ) -> CallbackTicket:
+        """Put a text that needs a person on the worklist: the number's callback (new, or the open
+        one it joins), reason ``sms_text``. :raises ValidationError: a number we do not call."""
         ...

@@ -132,10 +132,12 @@ class EngineSettings:
     :param max_attempts: provider attempts before a message fails for good.
     :param retry_base_s: first retry delay; doubled per attempt up to ``retry_max_s``.
     :param send_concurrency: provider requests in flight at once (texts to one number stay in order).
-    :param reminder_lead_s: a chosen-time callback is reminded of this long before its window.
+    :param reminder_lead_s: a chosen-time callback is reminded of this long before its window
+        (``CALLCENTER_SMS_REMINDER_LEAD_S``).
     :param promise_grace_s: a kept place's window ends this long after the "by" time we announced
         (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
-    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now).
+    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now)
+        (``CALLCENTER_SMS_LATE_SLIP_S``).
     :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
     :param report_wait_s: how long a text handed to the provider is held for its delivery report
         before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
@@ -211,8 +213,12 @@ class SmsEngine:
         self._clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
+        #: A claim is wanted (:meth:`wake`): the first pass to see it takes it, the others wait on.
+        self._wanted = False
         self._reports: GroupCommit[Report, ReportApplied] = GroupCommit(self._store_reports)
         self._gate = asyncio.Semaphore(settings.send_concurrency)
+        #: Texts handed over (committed) and not yet answered: those in flight and as many waiting.
+        self._ahead = asyncio.Semaphore(2 * settings.send_concurrency)
         self._claiming = asyncio.Lock()
         #: The callback service for "1" and "2" replies; ``None``: requests are stored for the API.
         self.callbacks: CallbackDesk | None = None
@@ -382,7 +388,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def on_call_ended(self, event: CallEnded) -> SmsMessage | None:
@@ -426,7 +432,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def _closed(self, call_id: str) -> bool:
@@ -499,7 +505,24 @@ class SmsEngine:
         if intent is Intent.CANCEL_CALLBACK:
             return await self._cancel_callback(sender, message, now)
         # Anything else waits for a person (the worklist): no automatic answer pretends to be one.
-        return InboundResult(message=message, intent=intent, replies=())
+        return await self._for_a_person(sender, message, now)
+
+    async def _for_a_person(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
+        """A text that is no keyword: an item on the agents' worklist (the number's callback, reason
+        ``sms_text``, with the thread), else it stays listed under SMS as needing a person."""
+        intent = Intent.OTHER
+        if self.callbacks is None or not sender.startswith("+"):
+            return InboundResult(message=message, intent=intent, replies=())
+        try:
+            ticket = await self.callbacks.attend(
+                sender, message_id=message.id, received_at=now, text=message.text
+            )
+        except ValidationError as exc:
+            logger.info("text from %s not put on the worklist: %s", mask_number(sender), exc)
+            await self._store.mark_needs_person(message.id, f"not on the worklist: {exc}")
+            return InboundResult(message=message, intent=intent, replies=())
+        await self._store.mark_needs_person(message.id, f"on the worklist: callback {ticket.callback_id}")
+        return InboundResult(message=message, intent=intent, replies=(), ticket=ticket)
 
     async def _call_me(self, sender: str, message: SmsMessage, now: datetime) -> InboundResult:
         """ "1": a callback through the callback service (one per number: a repeat merges), else a
@@ -633,7 +656,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return reply
 
     # -- consent ----------------------------------------------------------------------------------
@@ -759,7 +782,7 @@ class SmsEngine:
             )
         )
         if created:
-            self._wake.set()
+            self.wake()
         return message
 
     async def messages(
@@ -802,7 +825,7 @@ class SmsEngine:
             message = await self._store.get_message(message_id)
             raise ConflictError(f"message {message_id} is {message.status.value}, not unknown")
         if resend:
-            self._wake.set()
+            self.wake()
         return await self._store.get_message(message_id)
 
     async def mark_handled(self, message_id: str) -> SmsMessage:
@@ -849,7 +872,7 @@ class SmsEngine:
         commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
         started: set[str] = set()
         try:
-            return await self._work(claimed, commit, now, started)
+            return await self._work(claimed, commit, now, started, full=len(claimed) >= self._settings.batch)
         except asyncio.CancelledError:
             # Not handed over (never claimed before, never started): safe to give back now.
             await self._release([m.id for m in claimed if not m.provider and m.id not in started])
@@ -861,8 +884,15 @@ class SmsEngine:
         commit: GroupCommit[Outcome, None],
         now: datetime,
         started: set[str],
+        *,
+        full: bool,
     ) -> int:
         to_send = await self._settle(claimed, commit, now)
+        # A full batch: more may be due. The next claim starts once this batch's last text is
+        # under way (its tail), so its texts queue behind this tail rather than after it.
+        tail = len(to_send) if full else None
+        if tail == 0:
+            self.wake()
         # Texts to one number go in order; different numbers go side by side.
         by_number: dict[str, list[SmsMessage]] = {}
         for message in to_send:
@@ -871,7 +901,7 @@ class SmsEngine:
         async def in_order(messages: list[SmsMessage]) -> None:
             for message in messages:
                 try:
-                    await self._send_one(message, commit, started)
+                    await self._send_one(message, commit, started, tail)
                 except CallCenterError:
                     # The claim expires and another pass looks at it again; nothing is lost.
                     logger.exception("sending message %s failed; it will be looked at again", message.id)
@@ -929,30 +959,50 @@ class SmsEngine:
         )
 
     async def _send_one(
-        self, message: SmsMessage, commit: GroupCommit[Outcome, None], started: set[str]
+        self,
+        message: SmsMessage,
+        commit: GroupCommit[Outcome, None],
+        started: set[str],
+        tail: int | None = None,
     ) -> None:
         hold = timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
         outcome: Outcome
-        # The limit covers the hand-over and the provider's request; the "sent" write waits outside
-        # it, so the next text's request does not queue behind this one's commit.
-        async with self._gate:
+        # Up to ``send_concurrency`` texts are handed over ahead of those in flight, so a free request
+        # slot never waits for a hand-over commit; ``_gate`` covers the provider's request only, and
+        # the "sent" write waits outside both.
+        async with self._ahead:
             started.add(message.id)
-            # Stored before the provider gets it: after a crash this text is not re-sent blindly.
-            await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
+            if len(started) == tail:
+                self.wake()  # the last text of a full batch is under way: claim the next batch
             try:
-                provider_id = await self._finish_on_shutdown(message)
-            except ProviderError as exc:
-                retry = not exc.permanent and message.attempts < self._settings.max_attempts
-                retry_at = self._clock.now() + timedelta(seconds=self._backoff(message)) if retry else None
-                outcome = Failed(message.id, str(exc), retry_at)
-                logger.warning(
-                    "provider refused message %s (%s); %s",
-                    message.id,
-                    exc,
-                    "retrying" if retry else "giving up",
-                )
-            else:
-                outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+                # Stored before the provider gets it: after a crash this text is not re-sent blindly.
+                await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
+                await self._gate.acquire()
+            except (asyncio.CancelledError, CallCenterError):
+                # Never requested (the hand-over may or may not be stored): a stopping sender gives
+                # it back. A sender that dies right here leaves it handed over: it waits for its
+                # report, then becomes ``unknown`` for a person, never sent twice.
+                await self._release([message.id])
+                raise
+            try:
+                try:
+                    provider_id = await self._finish_on_shutdown(message)
+                except ProviderError as exc:
+                    retry = not exc.permanent and message.attempts < self._settings.max_attempts
+                    retry_at = (
+                        self._clock.now() + timedelta(seconds=self._backoff(message)) if retry else None
+                    )
+                    outcome = Failed(message.id, str(exc), retry_at)
+                    logger.warning(
+                        "provider refused message %s (%s); %s",
+                        message.id,
+                        exc,
+                        "retrying" if retry else "giving up",
+                    )
+                else:
+                    outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
+            finally:
+                self._gate.release()
         await commit.submit(outcome)
         if isinstance(outcome, Sent):
             await self._announce_status(message.id, MessageStatus.SENT, message.kind)
@@ -1054,6 +1104,8 @@ class SmsEngine:
         return float(delay * (0.8 + 0.4 * spread))
 
     def wake(self) -> None:
+        """Something may be due: one waiting pass claims (at once, or when one is free)."""
+        self._wanted = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -1062,25 +1114,34 @@ class SmsEngine:
         ``passes`` batches are worked at once, so the next batch is claimed and checked while the
         last texts of the previous one are still with the provider; they share one limit of
         ``send_concurrency`` requests in flight, and a claim never takes a number that has a text
-        in flight (texts to one number stay in order).
+        in flight (texts to one number stay in order). A wake starts one claim, not one per pass:
+        a new text wakes one, and a full batch wakes the next one when its own last texts are under
+        way (its tail), so the batches follow each other without a gap and without all ending at once.
         """
+        self.wake()
         async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, self._settings.passes)):
-                group.create_task(self._pass_loop())
+            for index in range(max(1, self._settings.passes)):
+                group.create_task(self._pass_loop(polls=index == 0))
 
-    async def _pass_loop(self) -> None:
+    async def _pass_loop(self, *, polls: bool) -> None:
+        """One pass: a claim per wake taken (see :meth:`run`); only the first pass also polls (an
+        empty claim costs a write)."""
         while True:
+            polled = False
             try:
-                while await self.send_due() >= self._settings.batch:
-                    pass
+                async with asyncio.timeout(self._settings.poll_s if polls else None):
+                    while not self._wanted:
+                        await self._wake.wait()
+                        self._wake.clear()
+            except TimeoutError:
+                polled = True
+            if not (self._wanted or polled):
+                continue
+            self._wanted = False
+            try:
+                await self.send_due()
             except CallCenterError:
                 logger.exception("the SMS outbox pass failed; retrying")
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(self._settings.poll_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
 
     # -- the statistics' SMS events (issue 10) ------------------------------------------------------
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Update
 
-from callcenter.errors import ConflictError, NotFoundError
+from callcenter.errors import CallCenterError, ConflictError, NotFoundError
 from callcenter.model.paging import Page, check_limit
 from callcenter.sms.consent import (
     ConsentAction,
@@ -45,7 +45,17 @@ from callcenter.sms.consent import (
     consent_event_id,
 )
 from callcenter.sms.encoding import segment_info
-from callcenter.sms.outbox import Cancelled, Deferred, Failed, Handed, Outcome, Report, Sent, Unknown
+from callcenter.sms.outbox import (
+    Cancelled,
+    Deferred,
+    Failed,
+    GroupCommit,
+    Handed,
+    Outcome,
+    Report,
+    Sent,
+    Unknown,
+)
 from callcenter.sms.ports import ReportApplied, SendFacts, SmsDay
 from callcenter.sms.records import (
     CallbackRequest,
@@ -127,6 +137,52 @@ def _message(row: SmsMessageRow) -> SmsMessage:
     )
 
 
+#: What one queued draft came to: the message and whether it is new, or why its round failed.
+Queued = tuple[SmsMessage, bool] | CallCenterError
+
+
+def _queued(draft: OutboundDraft, message_id: str) -> SmsMessage:
+    """The message a draft becomes when queued."""
+    info = segment_info(draft.text)
+    return SmsMessage(
+        id=message_id,
+        key=draft.key,
+        direction=Direction.OUTBOUND,
+        number=draft.number,
+        kind=draft.kind,
+        program=draft.program,
+        text=draft.text,
+        status=MessageStatus.QUEUED,
+        created_at=draft.created_at,
+        due_at=draft.due_at,
+        updated_at=draft.created_at,
+        call_id=draft.call_id,
+        segments=info.segments,
+        encoding=info.encoding.value,
+        actor=draft.actor,
+    )
+
+
+def _queued_row(message: SmsMessage) -> dict[str, object]:
+    return {
+        "id": message.id,
+        "key": message.key,
+        "direction": message.direction.value,
+        "number": message.number,
+        "kind": message.kind.value if message.kind is not None else None,
+        "program": message.program,
+        "text": message.text,
+        "status": message.status.value,
+        "created_at": message.created_at,
+        "due_at": message.due_at,
+        "updated_at": message.updated_at,
+        "call_id": message.call_id,
+        "segments": message.segments,
+        "encoding": message.encoding,
+        "actor": message.actor,
+    }
+
+
 def _request(row: SmsCallbackRequestRow) -> CallbackRequest:
     return CallbackRequest(
         id=row.id,
@@ -144,6 +200,7 @@ class SqlSmsStore(_SqlRepository):
     def __init__(self, engine: AsyncEngine, **kwargs: float) -> None:
         super().__init__(engine, **kwargs)
         self._ids = itertools.count()
+        self._enqueues: GroupCommit[OutboundDraft, Queued] = GroupCommit(self._enqueue_round)
 
     def _new_id(self) -> str:
         """Outbound ids sort in queueing order (time, then a counter), so texts due together go in order."""
@@ -246,57 +303,64 @@ class SqlSmsStore(_SqlRepository):
     # -- outbox -----------------------------------------------------------------------------------
 
     async def enqueue(self, draft: OutboundDraft) -> tuple[SmsMessage, bool]:
-        info = segment_info(draft.text)
-        message_id = self._new_id()
+        """Queue ``draft`` once per key. Concurrent calls share one transaction (a group commit: one
+        multi-row insert); when that round fails, each of its drafts is tried in its own, so one bad
+        draft fails alone."""
+        result = await self._enqueues.submit(draft)
+        if isinstance(result, CallCenterError):
+            raise result
+        return result
 
-        async def work(connection: AsyncConnection) -> int:
+    async def _enqueue_round(self, drafts: Sequence[OutboundDraft]) -> list[Queued]:
+        if len(drafts) > 1:
+            try:
+                return list(await self._enqueue_many(drafts))
+            except CallCenterError:
+                pass  # tried again one by one below: only the faulty draft fails
+        results: list[Queued] = []
+        for draft in drafts:
+            try:
+                results.extend(await self._enqueue_many((draft,)))
+            except CallCenterError as exc:
+                results.append(exc)
+        return results
+
+    async def _enqueue_many(self, drafts: Sequence[OutboundDraft]) -> list[tuple[SmsMessage, bool]]:
+        """Insert the drafts whose key is new in one statement; the others are read back as stored."""
+        first: dict[str, SmsMessage] = {}
+        for draft in drafts:
+            if draft.key not in first:
+                first[draft.key] = _queued(draft, self._new_id())
+        rows = [_queued_row(m) for m in first.values()]
+
+        async def work(connection: AsyncConnection) -> tuple[set[str], dict[str, SmsMessageRow]]:
             upsert = _upsert(self._engine, SmsMessageRow)
-            result = await connection.execute(
-                upsert.values(
-                    id=message_id,
-                    key=draft.key,
-                    direction=Direction.OUTBOUND.value,
-                    number=draft.number,
-                    kind=draft.kind.value,
-                    program=draft.program,
-                    text=draft.text,
-                    status=MessageStatus.QUEUED.value,
-                    created_at=draft.created_at,
-                    due_at=draft.due_at,
-                    updated_at=draft.created_at,
-                    call_id=draft.call_id,
-                    segments=info.segments,
-                    encoding=info.encoding.value,
-                    actor=draft.actor,
-                ).on_conflict_do_nothing(index_elements=[SmsMessageRow.__table__.c.key])
+            statement = upsert.values(rows).on_conflict_do_nothing(
+                index_elements=[SmsMessageRow.__table__.c.key]
             )
-            return int(result.rowcount)
+            inserted = {row.key for row in await connection.execute(statement.returning(SmsMessageRow.key))}
+            existing: dict[str, SmsMessageRow] = {}
+            missing = [key for key in first if key not in inserted]
+            if missing:
+                query = select(SmsMessageRow).where(SmsMessageRow.key.in_(missing))
+                for row in await connection.execute(query):
+                    existing[row.key] = cast(SmsMessageRow, row)
+            return inserted, existing
 
-        if await self._write("queueing a message", work) == 1:
-            # Stored as given: no need to read it back.
-            return (
-                SmsMessage(
-                    id=message_id,
-                    key=draft.key,
-                    direction=Direction.OUTBOUND,
-                    number=draft.number,
-                    kind=draft.kind,
-                    program=draft.program,
-                    text=draft.text,
-                    status=MessageStatus.QUEUED,
-                    created_at=draft.created_at,
-                    due_at=draft.due_at,
-                    updated_at=draft.created_at,
-                    call_id=draft.call_id,
-                    segments=info.segments,
-                    encoding=info.encoding.value,
-                    actor=draft.actor,
-                ),
-                True,
-            )
-        async with self._session("reading a message") as session:
-            row = (await session.scalars(select(SmsMessageRow).where(SmsMessageRow.key == draft.key))).one()
-            return _message(row), False
+        inserted, existing = await self._write("queueing messages", work)
+        results: list[tuple[SmsMessage, bool]] = []
+        taken: set[str] = set()
+        for draft in drafts:
+            key = draft.key
+            if key in inserted and key not in taken:
+                taken.add(key)
+                # Stored as given: no need to read it back.
+                results.append((first[key], True))
+            elif key in inserted:
+                results.append((first[key], False))  # the same key twice in one round
+            else:
+                results.append((_message(existing[key]), False))
+        return results
 
     async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
         other = aliased(SmsMessageRow)
@@ -821,6 +885,9 @@ _OUTCOME_UPDATES: Final[dict[type, Update]] = {
         claimed_until=None,
         error=bindparam("m_error"),
         updated_at=bindparam("m_now"),
+        # Never requested from the provider (deferred before, or handed over and given back by a
+        # stopping sender before its request): not handed over any more.
+        provider="",
         # A deferral is not an attempt.
         attempts=SmsMessageRow.attempts - 1,
     ),

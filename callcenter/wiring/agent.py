@@ -114,6 +114,7 @@ def install_agent_page(
         texts=SmsThread(SqlSmsStore(engine)),
         publish=bus.publish,
         dispatch=dispatch_settings(settings),
+        callbacks=dispatch.callbacks,
     )
     app[WORKLIST] = worklist
     signal = WorklistSignal()

@@ -327,7 +327,9 @@ def build_dispatch(
             # after this process's ARI link comes up.
             standby_retry_s=0.5,
         )
-    worklist = Worklist(store, _QueueAgents(queue), _QueueAgents(queue), clock, sources=sources)
+    worklist = Worklist(
+        store, _QueueAgents(queue), _QueueAgents(queue), clock, sources=sources, callbacks=callbacks
+    )
     return DispatchRuntime(
         dispatcher=dispatcher,
         store=store,

@@ -108,6 +108,8 @@ def sms_engine_settings(settings: Settings) -> EngineSettings:
         consent_secret=consent_secret(settings),
         default_region=settings.default_region,
         promise_grace_s=settings.callback.grace_s,
+        reminder_lead_s=settings.sms.reminder_lead_s,
+        late_slip_s=settings.sms.late_slip_s,
     )
 
 

@@ -6,7 +6,7 @@
   const ALERT_KEY = "callcenter.agent.alert";
   const REASONS = {
     missed_call: "Missed call", kept_place: "Kept their place", chosen_time: "Chose a time",
-    voicemail: "Voicemail", sms_reply: "SMS reply", follow_up: "Follow-up",
+    voicemail: "Voicemail", sms_reply: "SMS reply", sms_text: "Text to read", follow_up: "Follow-up",
   };
   const STATES = {
     requested: "waiting for their turn", scheduled: "due", retry_wait: "waiting to retry",
@@ -156,6 +156,12 @@
     };
     form.addEventListener("change", sync);
     sync();
+    const close = li.querySelector("form.close");
+    close.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { outcome: close.elements.outcome.value, notes: close.elements.notes.value };
+      if (await act(itemOf(id), "disposition", body)) { close.reset(); }
+    });
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const outcome = form.elements.outcome.value;
@@ -230,6 +236,8 @@
     li.querySelector(".start-btn").hidden = !(item.due && (cb.state === "scheduled" || cb.state === "retry_wait"));
     const last = item.attempts[item.attempts.length - 1];
     li.querySelector("form.dispose").hidden = !(cb.state === "connected" && last && last.agent_id === mine);
+    // A waiting item I hold can be closed without a call (a text answered by text, nothing to do).
+    li.querySelector("form.close").hidden = !(WAITING.has(cb.state) && claim && !heldByOther);
   }
 
   function render(message) {

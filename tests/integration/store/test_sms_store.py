@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter.errors import NotFoundError
+from callcenter.errors import CallCenterError, NotFoundError
 from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import CallOutcome, EntryPoint
 from callcenter.sms.consent import (
@@ -87,6 +87,33 @@ async def test_concurrent_consent_appends_form_one_unbroken_chain(engine: AsyncE
     assert verify_chain(records) is None
     rows = await store.ledger(after_id=0, limit=100)
     assert [n for _, n, _ in rows] == [NUMBER] * 8
+
+
+async def test_concurrent_enqueues_share_a_round_and_each_gets_its_own_answer(engine: AsyncEngine) -> None:
+    store = SqlSmsStore(engine)
+    before, _ = await store.enqueue(draft("old"))
+    keys = ["old", *(f"new-{i}" for i in range(30)), "new-3", "new-4"]
+    results = await asyncio.gather(*(store.enqueue(draft(key)) for key in keys))
+    assert [created for _, created in results] == [False, *([True] * 30), False, False]
+    assert results[0][0].id == before.id
+    # A key given twice in one round is one message.
+    assert results[-2][0].id == results[4][0].id and results[-1][0].id == results[5][0].id
+    page = await store.messages(number=NUMBER, needs_person=None, cursor=None, limit=100)
+    assert sorted(m.key or "" for m in page.items) == sorted(set(keys))
+
+
+async def test_a_draft_the_database_refuses_fails_alone_in_its_round(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce column lengths")
+    store = SqlSmsStore(engine)
+    bad = dataclasses.replace(draft("bad"), program="p" * 40)
+    results = await asyncio.gather(
+        *(store.enqueue(draft(f"good-{i}")) for i in range(5)), store.enqueue(bad), return_exceptions=True
+    )
+    assert all(isinstance(r, tuple) and r[1] for r in results[:5])
+    assert isinstance(results[5], CallCenterError)
+    page = await store.messages(number=NUMBER, needs_person=None, cursor=None, limit=100)
+    assert sorted(m.key or "" for m in page.items) == [f"good-{i}" for i in range(5)]
 
 
 async def test_enqueue_is_idempotent_by_key(engine: AsyncEngine) -> None:

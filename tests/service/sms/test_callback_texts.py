@@ -5,6 +5,7 @@ The engine runs on its real SQLite store; the callback service is a typed in-mem
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from callcenter.bus import Delivery
+from callcenter.config import Settings
 from callcenter.errors import InvalidPhoneNumberError
 from callcenter.model.events import (
     CallbackPromiseAtRisk,
@@ -24,7 +26,8 @@ from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, 
 from callcenter.sms.keywords import Intent
 from callcenter.sms.ports import CallbackTicket
 from callcenter.sms.records import Contact, MessageStatus
-from callcenter.sms.service import Inbound
+from callcenter.sms.service import Inbound, SmsEngine
+from callcenter.wiring.sms import sms_engine_settings
 from tests.service.sms.conftest import NY_MOBILE, START, Rig
 
 S = CallbackState
@@ -193,6 +196,21 @@ class FakeDesk:
     open: dict[str, CallbackTicket] = field(default_factory=dict)
     refuse: bool = False
     requests: list[str] = field(default_factory=list)
+    attended: list[str] = field(default_factory=list)
+
+    async def attend(
+        self, number: str, *, message_id: str, received_at: datetime, text: str
+    ) -> CallbackTicket:
+        if self.refuse:
+            raise InvalidPhoneNumberError("on the do-not-call list")
+        self.attended.append(message_id)
+        return self.open.get(number) or CallbackTicket(
+            callback_id=f"cb-text-{len(self.attended)}",
+            queue="sales",
+            keep_place=True,
+            window_start=received_at,
+            window_end=received_at + timedelta(hours=4),
+        )
 
     async def request(
         self, number: str, *, message_id: str, received_at: datetime, text: str
@@ -284,6 +302,65 @@ async def test_anything_else_joins_the_thread_for_a_person_with_no_automatic_ans
 ) -> None:
     result = await rig.engine.receive(reply("Can you call after 5pm? It's about my invoice", "a"))
     assert result.intent is Intent.OTHER and result.replies == () and desk.requests == []
+    # An item on the worklist (not a request for a call: a person decides), and listed under SMS.
+    assert desk.attended == [result.message.id] and result.ticket is not None
     (waiting,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=True, cursor=None, limit=5)).items
     assert waiting.text.startswith("Can you call after 5pm")
+    assert waiting.error == f"on the worklist: callback {result.ticket.callback_id}"
     assert await texts(rig) == []
+
+
+async def test_a_text_from_a_number_we_do_not_call_stays_listed_for_a_person(
+    rig: Rig, desk: FakeDesk
+) -> None:
+    desk.refuse = True
+    result = await rig.engine.receive(reply("hello?", "a"))
+    assert result.intent is Intent.OTHER and result.ticket is None and result.replies == ()
+    (waiting,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=True, cursor=None, limit=5)).items
+    assert waiting.error.startswith("not on the worklist:")
+
+
+async def test_the_reminder_lead_and_the_late_slip_are_settings(rig: Rig) -> None:
+    """CALLCENTER_SMS_REMINDER_LEAD_S and CALLCENTER_SMS_LATE_SLIP_S reach the engine (issue 9)."""
+    configured = sms_engine_settings(
+        Settings.from_env(
+            {
+                "CALLCENTER_SMS_CONSENT_SECRET": "test-secret",
+                "CALLCENTER_SMS_REMINDER_LEAD_S": "1800",
+                "CALLCENTER_SMS_LATE_SLIP_S": "3600",
+            }
+        )
+    )
+    assert (configured.reminder_lead_s, configured.late_slip_s) == (1800.0, 3600.0)
+    engine = SmsEngine(
+        rig.store,
+        rig.gateway,
+        rig.calls,
+        None,
+        rig.clock,
+        dataclasses.replace(
+            rig.settings, reminder_lead_s=configured.reminder_lead_s, late_slip_s=configured.late_slip_s
+        ),
+    )
+    start = START + timedelta(hours=3)  # 14:00 in New York
+    kind = CallbackKind.SCHEDULED
+    scheduled = changed(S.SCHEDULED, S.REQUESTED, kind=kind, start=start, end=start + timedelta(minutes=30))
+    await engine.handle(Delivery(message_id="1-0", event=scheduled, deliveries=1))
+    rig.clock.set(start - timedelta(minutes=31))
+    await engine.send_due()
+    assert len(rig.gateway.to(NY_MOBILE)) == 1  # the confirmation only
+    rig.clock.set(start - timedelta(minutes=30))
+    await engine.send_due()
+    assert rig.gateway.to(NY_MOBILE)[-1].text.startswith("Example Co: reminder")
+    risk = CallbackPromiseAtRisk(
+        event_id="callback-late:cb-1:y",
+        occurred_at=rig.clock.now(),
+        callback_id="cb-1",
+        queue="sales",
+        number=NY_MOBILE,
+        window_end=start + timedelta(minutes=30),  # 14:30 in New York
+        state=S.SCHEDULED,
+    )
+    await engine.handle(Delivery(message_id="1-1", event=risk, deliveries=1))
+    await engine.send_due()
+    assert "We now expect to call you by 15:30" in rig.gateway.to(NY_MOBILE)[-1].text
