@@ -113,6 +113,7 @@ GENERATOR_MIN_SHARE = 0.9
 CAPTURE_FRAMES = 50_000
 WIND_DOWN_MAX_S = 240.0
 WIND_DOWN_STALL_S = 30.0
+CLEANUP_MAX_S = 60.0  # the app's own shutdown grace is 10 s a stage
 DEFAULT_RAMP = "5,10,15,20,25,30,40,50,75,100,125,150,200,250,300,400,500"
 QUICK_RAMP = "5,10,20,40"
 ARI_COMMANDS = (
@@ -848,7 +849,42 @@ async def running_app(settings: Settings, sim: SimControl, data_dir: Path) -> As
         await link.wait_up(30)
         yield World(sim=sim, services=services, link=link, probe=probe, data_dir=data_dir)
     finally:
-        await runner.cleanup()
+        await bounded_cleanup(runner)
+
+
+async def bounded_cleanup(runner: web.AppRunner) -> None:
+    """The app's teardown, given at most ``CLEANUP_MAX_S``: a benchmark always ends and prints its JSON.
+
+    An app that has not shut down by then is reported (with where each of its tasks waits) and
+    abandoned: its schema, Redis keys and simulator are still removed by the callers.
+    """
+    cleanup = asyncio.create_task(runner.cleanup(), name="bench-app-cleanup")
+    done, _ = await asyncio.wait({cleanup}, timeout=CLEANUP_MAX_S)
+    if cleanup in done:
+        if not cleanup.cancelled() and cleanup.exception() is not None:
+            progress(f"app cleanup failed: {cleanup.exception()!r}")
+        return
+    progress(f"app cleanup still running after {CLEANUP_MAX_S:g} s; where its tasks wait:")
+    dump_tasks()
+    cleanup.cancel()
+    done, _ = await asyncio.wait({cleanup}, timeout=10.0)
+    progress("app cleanup cancelled" if done else "app cleanup ignored its cancellation; abandoned")
+
+
+def dump_tasks() -> None:
+    """Every pending task of the loop with its innermost await (diagnostics, on stderr)."""
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        frames = task.get_stack(limit=None)
+        where = " <- ".join(
+            f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
+            for f in reversed(frames[-4:])
+        )
+        awaited: Any = task.get_coro()
+        while getattr(awaited, "cr_await", None) is not None:
+            awaited = awaited.cr_await
+        progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.160})")
 
 
 class LogTally(logging.Filter):

@@ -438,7 +438,8 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                     )
                 )
         yield
-        stop.set_result(None)
+        if not stop.done():
+            stop.set_result(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -514,7 +515,8 @@ async def run_transcription_worker(settings: Settings) -> None:
             try:
                 await _until_signalled()
             finally:
-                stop.set_result(None)
+                if not stop.done():
+                    stop.set_result(None)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -100,7 +100,8 @@ def statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Applic
             asyncio.create_task(stats.feed.run(), name="wallboard-feed"),
         ]
         yield
-        stop.set_result(None)
+        if not stop.done():
+            stop.set_result(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
