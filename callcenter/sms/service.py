@@ -105,6 +105,7 @@ from callcenter.sms.rules import (
     SmsRules,
     TriggerFacts,
     follow_up_skip,
+    follow_up_skip_without_facts,
     send_verdict,
 )
 from callcenter.sms.templates import Notice, Personal, Reply, Templates, describe_window
@@ -390,6 +391,10 @@ class SmsEngine:
         now = self._clock.now()
         number = parse_phone(event.caller, self._settings.default_region)
         policy = policy_for(self._settings.program, self._settings.policies)
+        early = follow_up_skip_without_facts(event.outcome, number, rules=self._settings.rules)
+        if early is not None:  # answered, withheld...: decided without a query
+            logger.info("no follow-up for call %s from %s: %s", event.call_id, number.masked, early.value)
+            return None
         closed = await self._closed(event.call_id)
         if number.e164 is not None:
             facts = TriggerFacts(
