@@ -114,6 +114,17 @@ logger = logging.getLogger(__name__)
 
 #: The bus consumer group whose handler is :meth:`SmsEngine.handle`.
 CONSUMER_GROUP: Final = "sms-follow-up"
+
+#: The event types :meth:`SmsEngine.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset(
+    {
+        CallEnded.event_type,
+        VoicemailRecorded.event_type,
+        VoicemailTranscribed.event_type,
+        CallbackStateChanged.event_type,
+        CallbackPromiseAtRisk.event_type,
+    }
+)
 #: Longest inbound text we store (a long concatenated SMS is about 1,600 characters).
 MAX_INBOUND_CHARS: Final = 2_000
 MAX_OUTBOUND_CHARS: Final = 1_600
