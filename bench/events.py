@@ -68,6 +68,7 @@ import tempfile
 import threading
 import time
 import traceback
+import types
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -882,9 +883,25 @@ def dump_tasks() -> None:
             for f in reversed(frames[-4:])
         )
         awaited: Any = task.get_coro()
-        while getattr(awaited, "cr_await", None) is not None:
-            awaited = awaited.cr_await
-        progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.160})")
+        chain = []
+        while True:  # down through coroutines, async generators (cleanup contexts) and their awaits
+            inner = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+            if inner is None:
+                break
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                chain.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+            awaited = inner
+        progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.120} via {' > '.join(chain[-6:])})")
+    # A cleanup context waits inside its async generator, which the task's await chain does not show.
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_await is not None and obj.ag_frame:
+            frames = [f"{Path(obj.ag_frame.f_code.co_filename).name}:{obj.ag_frame.f_lineno}"]
+            inner: Any = obj.ag_await
+            while inner is not None and getattr(inner, "cr_frame", None) is not None:
+                frames.append(f"{Path(inner.cr_frame.f_code.co_filename).name}:{inner.cr_frame.f_lineno}")
+                inner = inner.cr_await
+            progress(f"  async generator {obj.ag_code.co_name}: {' > '.join(frames)} (awaits {inner!r:.120})")
 
 
 class LogTally(logging.Filter):
