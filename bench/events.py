@@ -894,6 +894,7 @@ def dump_tasks() -> None:
             awaited = inner
         progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.120} via {' > '.join(chain[-6:])})")
     # A cleanup context waits inside its async generator, which the task's await chain does not show.
+    gc.unfreeze()  # the app's generators were frozen with it at start (gc.get_objects skips those)
     for obj in gc.get_objects():
         if isinstance(obj, types.AsyncGeneratorType) and obj.ag_await is not None and obj.ag_frame:
             frames = [f"{Path(obj.ag_frame.f_code.co_filename).name}:{obj.ag_frame.f_lineno}"]
