@@ -336,10 +336,15 @@ class ChildSim:
             request = {"id": self._seq, "op": op, "args": args}
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
             await self._proc.stdin.drain()
-            line = await self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator child exited during {op}")
-        reply = json.loads(line)
+            while True:
+                line = await self._proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"the simulator child exited during {op}")
+                reply = json.loads(line)
+                # A caller cancelled while waiting (the monitor, at the end of a phase) left its reply
+                # unread: skip it, or every later call would read the answer to the one before.
+                if reply.get("id") == self._seq:
+                    break
         if reply.get("error"):
             raise RuntimeError(f"simulator child: {op}: {reply['error']}")
         return reply.get("result")

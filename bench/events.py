@@ -68,6 +68,7 @@ import tempfile
 import threading
 import time
 import traceback
+import types
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -113,6 +114,7 @@ GENERATOR_MIN_SHARE = 0.9
 CAPTURE_FRAMES = 50_000
 WIND_DOWN_MAX_S = 240.0
 WIND_DOWN_STALL_S = 30.0
+CLEANUP_MAX_S = 60.0  # the app's own shutdown grace is 10 s a stage
 DEFAULT_RAMP = "5,10,15,20,25,30,40,50,75,100,125,150,200,250,300,400,500"
 QUICK_RAMP = "5,10,20,40"
 ARI_COMMANDS = (
@@ -848,7 +850,59 @@ async def running_app(settings: Settings, sim: SimControl, data_dir: Path) -> As
         await link.wait_up(30)
         yield World(sim=sim, services=services, link=link, probe=probe, data_dir=data_dir)
     finally:
-        await runner.cleanup()
+        await bounded_cleanup(runner)
+
+
+async def bounded_cleanup(runner: web.AppRunner) -> None:
+    """The app's teardown, given at most ``CLEANUP_MAX_S``: a benchmark always ends and prints its JSON.
+
+    An app that has not shut down by then is reported (with where each of its tasks waits) and
+    abandoned: its schema, Redis keys and simulator are still removed by the callers.
+    """
+    cleanup = asyncio.create_task(runner.cleanup(), name="bench-app-cleanup")
+    done, _ = await asyncio.wait({cleanup}, timeout=CLEANUP_MAX_S)
+    if cleanup in done:
+        if not cleanup.cancelled() and cleanup.exception() is not None:
+            progress(f"app cleanup failed: {cleanup.exception()!r}")
+        return
+    progress(f"app cleanup still running after {CLEANUP_MAX_S:g} s; where its tasks wait:")
+    dump_tasks()
+    cleanup.cancel()
+    done, _ = await asyncio.wait({cleanup}, timeout=10.0)
+    progress("app cleanup cancelled" if done else "app cleanup ignored its cancellation; abandoned")
+
+
+def dump_tasks() -> None:
+    """Every pending task of the loop with its innermost await (diagnostics, on stderr)."""
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        frames = task.get_stack(limit=None)
+        where = " <- ".join(
+            f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
+            for f in reversed(frames[-4:])
+        )
+        awaited: Any = task.get_coro()
+        chain = []
+        while True:  # down through coroutines, async generators (cleanup contexts) and their awaits
+            inner = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+            if inner is None:
+                break
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                chain.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+            awaited = inner
+        progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.120} via {' > '.join(chain[-6:])})")
+    # A cleanup context waits inside its async generator, which the task's await chain does not show.
+    gc.unfreeze()  # the app's generators were frozen with it at start (gc.get_objects skips those)
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_await is not None and obj.ag_frame:
+            frames = [f"{Path(obj.ag_frame.f_code.co_filename).name}:{obj.ag_frame.f_lineno}"]
+            inner: Any = obj.ag_await
+            while inner is not None and getattr(inner, "cr_frame", None) is not None:
+                frames.append(f"{Path(inner.cr_frame.f_code.co_filename).name}:{inner.cr_frame.f_lineno}")
+                inner = inner.cr_await
+            progress(f"  async generator {obj.ag_code.co_name}: {' > '.join(frames)} (awaits {inner!r:.120})")
 
 
 class LogTally(logging.Filter):

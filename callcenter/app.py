@@ -44,7 +44,7 @@ from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER, AGI_
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
 from callcenter.callbacks.service import CallbackService
-from callcenter.capacity.service import CONSUMER_GROUP, EstimateService
+from callcenter.capacity.service import CONSUMER_GROUP, HANDLED_EVENTS, EstimateService
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings, Settings
 from callcenter.errors import ConflictError, RedisUnavailableError
@@ -55,6 +55,7 @@ from callcenter.queue.ports import CallControl
 from callcenter.queue.service import QueueService
 from callcenter.queue.settings_cache import CachedQueueRepository
 from callcenter.sms.service import CONSUMER_GROUP as SMS_CONSUMER_GROUP
+from callcenter.sms.service import HANDLED_EVENTS as SMS_HANDLED_EVENTS
 from callcenter.sms.service import SmsEngine
 from callcenter.stats.service import StatsService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
@@ -78,6 +79,7 @@ from callcenter.store.sql_repos import (
 from callcenter.voicemail import service as voicemail_service
 from callcenter.voicemail.agi_script import VoicemailScript
 from callcenter.voicemail.callbacks import CONSUMER_GROUP as VOICEMAIL_CALLBACKS
+from callcenter.voicemail.callbacks import HANDLED_EVENTS as VOICEMAIL_CALLBACK_EVENTS
 from callcenter.voicemail.capture import AriVoicemailTaker
 from callcenter.voicemail.pool import ProcessPoolAnalyser
 from callcenter.voicemail.service import VoicemailService
@@ -387,7 +389,11 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             asyncio.create_task(_tick(services.queue), name="queue-tick"),
             asyncio.create_task(
                 services.bus.consume(
-                    CONSUMER_GROUP, default_owner_id(), services.estimates.handle, stop=stop
+                    CONSUMER_GROUP,
+                    default_owner_id(),
+                    services.estimates.handle,
+                    stop=stop,
+                    only=HANDLED_EVENTS,
                 ),
                 name="capacity-consumer",
             ),
@@ -402,7 +408,11 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             tasks += [
                 asyncio.create_task(
                     services.bus.consume(
-                        SMS_CONSUMER_GROUP, default_owner_id(), services.sms.handle, stop=stop
+                        SMS_CONSUMER_GROUP,
+                        default_owner_id(),
+                        services.sms.handle,
+                        stop=stop,
+                        only=SMS_HANDLED_EVENTS,
                     ),
                     name="sms-consumer",
                 ),
@@ -418,6 +428,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                             default_owner_id(),
                             services.voicemails.handle,
                             stop=stop,
+                            only=voicemail_service.HANDLED_EVENTS,
                         ),
                         name="voicemail-transcription",
                     )
@@ -432,13 +443,18 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
                 tasks.append(
                     asyncio.create_task(
                         services.bus.consume(
-                            VOICEMAIL_CALLBACKS, default_owner_id(), handler.handle, stop=stop
+                            VOICEMAIL_CALLBACKS,
+                            default_owner_id(),
+                            handler.handle,
+                            stop=stop,
+                            only=VOICEMAIL_CALLBACK_EVENTS,
                         ),
                         name="voicemail-callbacks",
                     )
                 )
         yield
-        stop.set_result(None)
+        if not stop.done():
+            stop.set_result(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -505,7 +521,13 @@ async def run_transcription_worker(settings: Settings) -> None:
             consumer = default_owner_id()
             tasks = [
                 asyncio.create_task(
-                    bus.consume(voicemail_service.CONSUMER_GROUP, consumer, voicemails.handle, stop=stop),
+                    bus.consume(
+                        voicemail_service.CONSUMER_GROUP,
+                        consumer,
+                        voicemails.handle,
+                        stop=stop,
+                        only=voicemail_service.HANDLED_EVENTS,
+                    ),
                     name="voicemail-transcription",
                 ),
                 asyncio.create_task(run_retention(voicemails), name="voicemail-retention"),
@@ -514,7 +536,8 @@ async def run_transcription_worker(settings: Settings) -> None:
             try:
                 await _until_signalled()
             finally:
-                stop.set_result(None)
+                if not stop.done():
+                    stop.set_result(None)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

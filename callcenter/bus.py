@@ -6,7 +6,7 @@ The Redis adapters live in ``callcenter/store/redis_bus.py`` and ``redis_lease.p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -41,10 +41,20 @@ class EventBus(Protocol):
         """
         ...
 
-    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
+    async def consume(
+        self,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        stop: Awaitable[object],
+        only: Collection[str] | None = None,
+    ) -> None:
         """Deliver events to ``handler`` until ``stop`` completes.
 
-        Each event is acknowledged after ``handler`` returns. Events a dead consumer left pending are
+        With ``only`` (event types, ``DomainEvent.event_type``), events of other types are acknowledged
+        without being decoded or handed to ``handler``, as if it had returned at once. Each event is
+        acknowledged after ``handler`` returns. Events a dead consumer left pending are
         re-claimed after the configured idle time; an event that failed ``max_deliveries`` times goes
         to the dead-letter stream and is acknowledged.
         """

@@ -17,6 +17,7 @@ has room. No estimate (no agents, no history, the predictor unavailable): no off
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -253,10 +254,20 @@ def closing_time(hours: BusinessHours, now: datetime, *, horizon_s: float = 8640
     (or is closed now: nothing closes)."""
     if not is_open(hours, now):
         return None
+    if hours.weekly is None and not hours.holidays:
+        return None  # always open
+    first = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    # The minutes looked at are those up to the horizon's own minute: the same for every caller
+    # offered a callback within one minute, so the answer is computed once a minute, not per caller.
+    last = (now + timedelta(seconds=horizon_s)).replace(second=0, microsecond=0)
+    return _first_closed_minute(hours, first, last)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_closed_minute(hours: BusinessHours, first: datetime, last: datetime) -> datetime | None:
     step = timedelta(minutes=1)
-    at = now.replace(second=0, microsecond=0) + step
-    end = now + timedelta(seconds=horizon_s)
-    while at <= end:
+    at = first
+    while at <= last:
         if not is_open(hours, at):
             return at
         at += step

@@ -70,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 #: The bus consumer group whose handler is :meth:`EstimateService.handle`.
 CONSUMER_GROUP: Final = "capacity-estimates"
+
+#: The event types :meth:`EstimateService.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset({CallEnded.event_type})
 #: Agents in these states serve the queue (free or on a call); paused and logged-out ones do not.
 STAFFED_STATES: Final = frozenset(
     {AgentState.AVAILABLE, AgentState.RINGING, AgentState.BUSY, AgentState.WRAP_UP}

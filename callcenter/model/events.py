@@ -368,6 +368,16 @@ def encode_event(event: DomainEvent) -> str:
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
+def peek_event_type(text: str | bytes) -> str | None:
+    """The ``type`` of an encoded event without building it (``None`` when it is not a JSON object)."""
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def decode_event(text: str | bytes) -> DomainEvent:
     """Parse the JSON text made by :func:`encode_event`.
 

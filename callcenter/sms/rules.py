@@ -96,6 +96,24 @@ class TriggerFacts:
     consent: ConsentStatus
 
 
+def follow_up_skip_without_facts(
+    outcome: CallOutcome, number: PhoneNumber, *, rules: SmsRules
+) -> Skip | None:
+    """The reasons :func:`follow_up_skip` checks first, which need no stored facts (no query).
+
+    Most calls end answered: their follow-up is skipped here, before the store is asked anything.
+    """
+    if outcome not in rules.triggers:
+        return Skip.OUTCOME_OFF
+    if number.is_withheld:
+        return Skip.WITHHELD
+    if number.e164 is None:
+        return Skip.UNPARSEABLE
+    if rules.require_mobile and line_type(number.e164) in (LineType.FIXED, LineType.OTHER):
+        return Skip.NOT_MOBILE
+    return None
+
+
 def follow_up_skip(
     outcome: CallOutcome,
     number: PhoneNumber,
@@ -106,14 +124,9 @@ def follow_up_skip(
     policy: ConsentPolicy,
 ) -> Skip | None:
     """``None`` when the missed call gets a follow-up, else the first reason it does not."""
-    if outcome not in rules.triggers:
-        return Skip.OUTCOME_OFF
-    if number.is_withheld:
-        return Skip.WITHHELD
-    if number.e164 is None:
-        return Skip.UNPARSEABLE
-    if rules.require_mobile and line_type(number.e164) in (LineType.FIXED, LineType.OTHER):
-        return Skip.NOT_MOBILE
+    skip = follow_up_skip_without_facts(outcome, number, rules=rules)
+    if skip is not None:
+        return skip
     if facts.closed:
         return Skip.CLOSED
     if facts.last_follow_up_at is not None and now - facts.last_follow_up_at < rules.resend_after:

@@ -105,6 +105,7 @@ from callcenter.sms.rules import (
     SmsRules,
     TriggerFacts,
     follow_up_skip,
+    follow_up_skip_without_facts,
     send_verdict,
 )
 from callcenter.sms.templates import Notice, Personal, Reply, Templates, describe_window
@@ -113,6 +114,17 @@ logger = logging.getLogger(__name__)
 
 #: The bus consumer group whose handler is :meth:`SmsEngine.handle`.
 CONSUMER_GROUP: Final = "sms-follow-up"
+
+#: The event types :meth:`SmsEngine.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset(
+    {
+        CallEnded.event_type,
+        VoicemailRecorded.event_type,
+        VoicemailTranscribed.event_type,
+        CallbackStateChanged.event_type,
+        CallbackPromiseAtRisk.event_type,
+    }
+)
 #: Longest inbound text we store (a long concatenated SMS is about 1,600 characters).
 MAX_INBOUND_CHARS: Final = 2_000
 MAX_OUTBOUND_CHARS: Final = 1_600
@@ -396,6 +408,10 @@ class SmsEngine:
         now = self._clock.now()
         number = parse_phone(event.caller, self._settings.default_region)
         policy = policy_for(self._settings.program, self._settings.policies)
+        early = follow_up_skip_without_facts(event.outcome, number, rules=self._settings.rules)
+        if early is not None:  # answered, withheld...: decided without a query
+            logger.info("no follow-up for call %s from %s: %s", event.call_id, number.masked, early.value)
+            return None
         closed = await self._closed(event.call_id)
         if number.e164 is not None:
             facts = TriggerFacts(

@@ -37,6 +37,9 @@ from callcenter.voicemail.ports import VoicemailFilter
 logger = logging.getLogger(__name__)
 
 CONSUMER_GROUP: Final = "stats"
+
+#: The event types :meth:`StatsService.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset({CallEnded.event_type, CallbackStateChanged.event_type})
 THRESHOLDS: Final = "thresholds"
 #: How far back closed callbacks are loaded at start-up (a promise made then may end today).
 CALLBACK_HORIZON: Final = timedelta(days=14)

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -46,7 +46,7 @@ from redis.exceptions import RedisError, ResponseError
 from callcenter.bus import Delivery, Handler
 from callcenter.config import BusSettings
 from callcenter.errors import RedisUnavailableError, ValidationError
-from callcenter.model.events import DomainEvent, decode_event, encode_event
+from callcenter.model.events import DomainEvent, decode_event, encode_event, peek_event_type
 from callcenter.store.redis_keys import RedisKeys
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,19 @@ class RedisEventBus:
             raise RedisUnavailableError(f"could not publish {len(events)} events: {exc!r}") from exc
         return [_text(reply) for reply in replies]
 
-    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
+    async def consume(
+        self,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        stop: Awaitable[object],
+        only: Collection[str] | None = None,
+    ) -> None:
         """Deliver events to ``handler`` until ``stop`` completes (see the module docstring).
+
+        With ``only``, entries of other event types are acknowledged with the batch, undecoded (each
+        group reads every event: most of them concern only one or two groups).
 
         ``stop`` is honoured between events: a running handler is not interrupted (cancel the task
         for that). Entries read but not handled when it stops stay pending and are delivered again.
@@ -220,7 +231,8 @@ class RedisEventBus:
         try:
             _check_label(group, "consumer group")
             _check_label(consumer, "consumer name")
-            await _ConsumerLoop(self, group, consumer, handler, stop_future).run()
+            wanted = frozenset(only) if only is not None else None
+            await _ConsumerLoop(self, group, consumer, handler, stop_future, wanted).run()
         finally:
             if stop_future is not stop:
                 stop_future.cancel()
@@ -276,7 +288,13 @@ class _ConsumerLoop:
     """One ``consume`` call: the read, claim and deliver loop of one consumer in one group."""
 
     def __init__(
-        self, bus: RedisEventBus, group: str, consumer: str, handler: Handler, stop: asyncio.Future[object]
+        self,
+        bus: RedisEventBus,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        stop: asyncio.Future[object],
+        only: frozenset[str] | None = None,
     ) -> None:
         self._bus = bus
         self._client = bus._client
@@ -286,6 +304,7 @@ class _ConsumerLoop:
         self._consumer = consumer
         self._handler = handler
         self._stop = stop
+        self._only = only
         self._in_hand: set[str] = set()
         self._claim_every_s = max(self._settings.claim_idle_ms / 2000, 0.01)
         self._touch_every_s = max(self._settings.claim_idle_ms / 3000, 0.005)
@@ -469,8 +488,13 @@ class _ConsumerLoop:
         if not entry.fields:
             await self._record_trimmed(entry, deliveries)
             return False
+        payload = entry.fields.get(_FIELD, b"")
+        if self._only is not None:
+            kind = peek_event_type(payload)
+            if kind is not None and kind not in self._only:
+                return True  # not this group's business: acknowledged, as a handler ignoring it would
         try:
-            event = decode_event(entry.fields.get(_FIELD, b""))
+            event = decode_event(payload)
         except ValidationError as exc:
             await self._bus._dead_letter(
                 self._group, self._consumer, entry, deliveries, f"undecodable: {exc}"

@@ -15,7 +15,6 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from callcenter.errors import ValidationError
 from callcenter.model.events import decode_event
@@ -51,8 +50,8 @@ class RedisEventTail:
                 try:
                     reply: Any = await self._client.xread({self._stream: last}, count=_BATCH, block=_BLOCK_MS)
                     delay = 0.1
-                except (RedisError, OSError) as exc:
-                    logger.warning("event tail: %s; retry in %.1fs", exc, delay)
+                except Exception as exc:  # Redis down, or a client error under load: never dies
+                    logger.warning("event tail: %r; retry in %.1fs", exc, delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(stopped), delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, _BACKOFF_MAX_S)
@@ -73,5 +72,7 @@ class RedisEventTail:
                         except Exception:
                             logger.exception("event tail: the sink failed on %s", last)
         finally:
-            if not stopped.done():
+            # Only a future made here is ours to cancel: ``stop`` is shared with the caller's other
+            # tasks (cancelling it would stop them too, and fail the caller's own set_result).
+            if stopped is not stop and not stopped.done():
                 stopped.cancel()

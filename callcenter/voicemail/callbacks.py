@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 #: The bus consumer group that turns voicemails into callbacks.
 CONSUMER_GROUP: Final = "voicemail-callbacks"
+
+#: The event types :meth:`VoicemailCallbacks.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset({VoicemailTranscribed.event_type, VoicemailSilent.event_type})
 #: Longest note on the callback (the full transcript is on the voicemail).
 NOTE_CHARS: Final = 480
 #: A voicemail older than this makes no callback (see the module docstring).

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 #: The bus consumer group of transcription workers.
 CONSUMER_GROUP: Final = "voicemail-transcription"
+
+#: The event types :meth:`VoicemailService.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset({VoicemailRecorded.event_type})
 BACKOFF_MIN_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
 #: How many voicemails one retention pass deletes at most (the next pass continues).

@@ -44,6 +44,7 @@ from callcenter.callbacks.worklist import Worklist
 from callcenter.clock import Clock
 from callcenter.config import Settings
 from callcenter.errors import LeaseLostError
+from callcenter.model.events import AgentQueuesChanged, AgentScheduleChanged, CallEnded
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AttemptResult
 from callcenter.queue.ports import CallFilter
@@ -58,6 +59,11 @@ DISPATCH_ROLE: Final = "callback-dispatcher"
 DISPATCH_LEASE_TTL_MS: Final = 10_000
 #: The bus consumer group that closes callbacks of callers answered inbound.
 CONSUMER_GROUP: Final = "callback-dispatch"
+
+#: The event types :meth:`DispatchRuntime.handle` acts on; the bus acknowledges the others unread (``only``).
+HANDLED_EVENTS: Final = frozenset(
+    {CallEnded.event_type, AgentQueuesChanged.event_type, AgentScheduleChanged.event_type}
+)
 
 
 def dispatch_settings(settings: Settings) -> DispatchSettings:
@@ -149,7 +155,7 @@ class DispatchRuntime:
         """The link (lease and events), the tick loop and the inbound-call consumer, until cancelled."""
         never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         consumer = asyncio.create_task(
-            bus.consume(CONSUMER_GROUP, default_owner_id(), self.handle, stop=never),
+            bus.consume(CONSUMER_GROUP, default_owner_id(), self.handle, stop=never, only=HANDLED_EVENTS),
             name="callback-inbound-consumer",
         )
         try:

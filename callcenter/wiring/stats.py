@@ -20,6 +20,7 @@ from callcenter.model.events import CallQueued
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.feed import SnapshotFeed
 from callcenter.stats.service import CONSUMER_GROUP as STATS_CONSUMER_GROUP
+from callcenter.stats.service import HANDLED_EVENTS as STATS_HANDLED_EVENTS
 from callcenter.stats.service import StatsService
 from callcenter.store.redis_lease import default_owner_id
 from callcenter.store.redis_tail import RedisEventTail
@@ -94,13 +95,20 @@ def statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Applic
         tasks = [
             asyncio.create_task(tail.follow(position, stats.observe, stop=stop), name="stats-tail"),
             asyncio.create_task(
-                services.bus.consume(STATS_CONSUMER_GROUP, default_owner_id(), stats.handle, stop=stop),
+                services.bus.consume(
+                    STATS_CONSUMER_GROUP,
+                    default_owner_id(),
+                    stats.handle,
+                    stop=stop,
+                    only=STATS_HANDLED_EVENTS,
+                ),
                 name="stats-materialiser",
             ),
             asyncio.create_task(stats.feed.run(), name="wallboard-feed"),
         ]
         yield
-        stop.set_result(None)
+        if not stop.done():
+            stop.set_result(None)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,7 +8,7 @@ the real bus would refuse (a naive time, say) fails here too. ``fail_next`` make
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 
 from callcenter.bus import Delivery, Handler
 from callcenter.model.events import DomainEvent, decode_event, encode_event
@@ -41,15 +41,25 @@ class InMemoryEventBus:
         """One :meth:`publish` per event, in order (a test replacing ``publish`` sees them all)."""
         return [await self.publish(event) for event in events]
 
-    async def consume(self, group: str, consumer: str, handler: Handler, *, stop: Awaitable[object]) -> None:
-        """Deliver every event published (before or during the call) to ``handler``, once per group."""
+    async def consume(
+        self,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        stop: Awaitable[object],
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Deliver every event published (before or during the call) to ``handler``, once per group
+        (with ``only``, those of the types named)."""
         stopping = asyncio.ensure_future(stop)
         try:
             while not stopping.done():
                 position = self._positions.get(group, 0)
                 while position < len(self.published):
                     event = self.published[position]
-                    await handler(Delivery(message_id=f"{position + 1}-0", event=event, deliveries=1))
+                    if only is None or event.event_type in only:
+                        await handler(Delivery(message_id=f"{position + 1}-0", event=event, deliveries=1))
                     position += 1
                     self._positions[group] = position
                 self._changed.clear()
@@ -57,5 +67,5 @@ class InMemoryEventBus:
                 await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
         finally:
-            if not stopping.done():
+            if stopping is not stop and not stopping.done():  # a shared stop is its owner's
                 stopping.cancel()

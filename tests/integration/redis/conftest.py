@@ -156,9 +156,16 @@ class Consumers:
     def __init__(self) -> None:
         self._running: list[RunningConsumer] = []
 
-    def start(self, bus: RedisEventBus, group: str, consumer: str, handler: Handler) -> RunningConsumer:
+    def start(
+        self,
+        bus: RedisEventBus,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        only: frozenset[str] | None = None,
+    ) -> RunningConsumer:
         stop_event = asyncio.Event()
-        task = asyncio.create_task(bus.consume(group, consumer, handler, stop=_until(stop_event)))
+        task = asyncio.create_task(bus.consume(group, consumer, handler, stop=_until(stop_event), only=only))
         running = RunningConsumer(task, stop_event)
         self._running.append(running)
         return running

@@ -12,7 +12,7 @@ from redis.typing import EncodableT, FieldT
 from callcenter.bus import Delivery, EventBus
 from callcenter.config import BusSettings, RedisSettings
 from callcenter.errors import RedisUnavailableError
-from callcenter.model.events import decode_event, encode_event
+from callcenter.model.events import CallEnded, CallQueued, DomainEvent, decode_event, encode_event
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import EmbeddedRedis, new_client
 from callcenter.store.redis_keys import RedisKeys
@@ -107,6 +107,30 @@ async def test_every_group_gets_every_event_and_a_group_shares_them_out(
     )
     assert stats.event_ids == [e.event_id for e in events]
     assert sorted(sms_a.event_ids + sms_b.event_ids) == sorted(e.event_id for e in events)
+
+
+async def test_a_group_given_only_some_types_gets_those_and_the_rest_is_acknowledged(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    everything, answered_only = Recorder(), Recorder()
+    consumers.start(bus, "board", "board-1", everything)
+    consumers.start(bus, "stats", "stats-1", answered_only, only=frozenset({CallEnded.event_type}))
+    queued = CallQueued(
+        event_id="queued:c1", occurred_at=call_ended(0).occurred_at, call_id="c1", queue="sales"
+    )
+    events: list[DomainEvent] = [queued, call_ended(1), queued, call_ended(2)]
+    await bus.publish_many(events)
+
+    await eventually(lambda: len(everything.deliveries) == 4, what="all four in the group without a filter")
+    await eventually(lambda: len(answered_only.deliveries) == 2, what="the two CallEnded")
+    assert answered_only.event_ids == [call_ended(1).event_id, call_ended(2).event_id]
+
+    async def all_acked() -> bool:
+        return await bus.pending_count("stats") == 0
+
+    await eventually(all_acked, what="the skipped events acknowledged too (nothing left pending)")
+    assert await bus.dead_letters() == []
 
 
 @pytest.mark.parametrize("how", ["handler raises", "consumer cancelled mid-handling"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -202,3 +202,16 @@ def test_closing_time_is_the_first_closed_minute_of_the_day() -> None:
     )
     assert closing_time(hours, T0.replace(hour=12, minute=45)) is None
     assert closing_time(ALWAYS_OPEN, T0) is None
+
+
+def test_closing_time_is_the_same_for_every_caller_of_a_minute_and_sees_holidays() -> None:
+    from callcenter.callbacks.policy import closing_time
+    from callcenter.queue.hours import business_hours
+
+    hours = business_hours({"mon": ["09:00-17:00"]}, (), "UTC")
+    callers = [T0.replace(hour=16, minute=58, second=s, microsecond=s * 1000) for s in (0, 17, 59)]
+    assert {closing_time(hours, at) for at in callers} == {datetime(2026, 11, 23, 17, 0, tzinfo=UTC)}
+    # Open every hour of the week but a holiday: it closes at the holiday's midnight, if in the horizon.
+    holiday = business_hours(None, (date(2026, 11, 24),), "UTC")
+    assert closing_time(holiday, T0.replace(hour=20)) == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    assert closing_time(holiday, T0.replace(hour=20), horizon_s=3600) is None

@@ -1,0 +1,71 @@
+"""The fan-out tail of the events stream (``RedisEventTail``) beside the bus consumers that share its stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from callcenter.model.events import DomainEvent
+from callcenter.store.redis_keys import RedisKeys
+from callcenter.store.redis_tail import RedisEventTail
+from tests.waiting import eventually
+
+from .conftest import Recorder, call_ended
+from .test_redis_bus import make_bus
+
+
+async def test_tail_hands_on_every_event_after_its_position(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    bus = make_bus(redis_client, keys)
+    await bus.publish(call_ended(0))  # before the position: not handed on
+    tail = RedisEventTail(redis_client, keys)
+    position = await tail.position()
+    seen: list[DomainEvent] = []
+
+    async def sink(event: DomainEvent) -> None:
+        seen.append(event)
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(tail.follow(position, sink, stop=stop))
+    try:
+        events = [call_ended(n) for n in range(1, 4)]
+        await bus.publish_many(events)
+        await eventually(lambda: len(seen) == 3, what="three events tailed")
+        assert seen == events
+    finally:
+        stop.set_result(None)
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_tail_that_ends_leaves_the_stop_it_shares_with_consumers_alone(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    """The statistics run a tail and a consumer group on one stop: the tail ending must not stop the other.
+
+    (It used to cancel the shared future on its way out: the materialiser stopped with it and the
+    shutdown's ``set_result`` failed, leaving the statistics' tasks running.)
+    """
+    bus = make_bus(redis_client, keys)
+    tail = RedisEventTail(redis_client, keys)
+
+    async def sink(event: DomainEvent) -> None:
+        return None
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    recorder = Recorder()
+    materialiser = asyncio.create_task(bus.consume("stats", "stats-1", recorder, stop=stop))
+    task = asyncio.create_task(tail.follow(await tail.position(), sink, stop=stop))
+    try:
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not stop.done()
+        await bus.publish(call_ended(1))
+        await eventually(lambda: len(recorder.deliveries) == 1, what="the consumer still delivering")
+    finally:
+        stop.set_result(None)  # the owner's stop still works
+        await asyncio.wait_for(materialiser, 5)
