@@ -7,7 +7,8 @@ it even when they overtake the originate's response, and a restarted dispatcher 
 still has of an attempt in ``GET /channels``.
 
 Agent-first (the default): originate to the agent (the next free agent on no answer), whisper the
-last digits of the number and how many minutes they waited, then originate to the customer with the
+last digits of the number, why the callback is owed and how long they waited (:mod:`ivr.whisper`,
+prompts of our catalogue: render them into Asterisk's sounds), then originate to the customer with the
 queue's business number as caller id. The customer hears the confirmation prompt ("This is ...
 returning your call; press 1 to be connected") and must press 1 within ``confirm_s``: no key is
 ``machine``, never ``connected``. Customer-first dials the customer, confirms, then rings agents.
@@ -40,6 +41,7 @@ from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, D
 from callcenter.clock import Clock, SystemClock
 from callcenter.errors import CallCenterError, NotFoundError
 from callcenter.model.vocabulary import AttemptResult
+from ivr.whisper import whisper_media
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class CallbackCallSettings:
     :param customer_endpoint: the dial string of a customer, ``{number}`` replaced by the E.164 number.
     :param confirm_media: what the customer hears before pressing 1 (a sound of your own saying
         "This is <business> returning your call; press 1 to be connected").
-    :param whisper: whisper the number's last digits and the wait in minutes to the agent.
+    :param whisper: whisper the number's last digits, the reason and the wait to the agent.
     """
 
     app: str
@@ -451,7 +453,5 @@ def _bridge_id(attempt_id: str) -> str:
 
 
 def _whisper(job: CallJob) -> tuple[str, ...]:
-    """The last four digits of the number, then the minutes waited ("0 1 0 0", "12", "minutes")."""
-    digits = "".join(ch for ch in job.whisper.number if ch.isdigit())[-4:]
-    minutes = int(job.whisper.waited_s // 60)
-    return (f"digits:{digits}", f"number:{minutes}", "sound:minutes")
+    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``)."""
+    return tuple(f"{item.kind.value}:{item.value}" for item in whisper_media(job.whisper))

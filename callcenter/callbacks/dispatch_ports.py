@@ -18,6 +18,7 @@ from typing import Protocol
 
 from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.ports import CallbackRepository
+from callcenter.callbacks.reasons import Reason
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.vocabulary import AttemptResult, CallbackState
@@ -221,11 +222,14 @@ ATTEMPT_RESULT_OF = {
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Whisper:
-    """What the agent hears before the customer is dialled: who, why, how long they waited."""
+    """What the agent hears before the customer is dialled: who, why, how long they waited.
+
+    :param reason: why the callback is owed (``None`` when it could not be read: not said).
+    """
 
     number: str
     waited_s: float
-    reason: str = ""
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -53,6 +53,7 @@ from callcenter.callbacks.dispatch_ports import (
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.ports import StaleCallbackError
+from callcenter.callbacks.reasons import Reason, reason_of
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
@@ -340,10 +341,34 @@ class CallbackDispatcher:
             attempt=attempt,
             queue=callback.queue,
             caller_id=self._caller_ids.of(record),
-            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
+            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0)),
             customer_first=customer_first,
         )
         return moved, change, job
+
+    def _reason_read(self, callback: Callback, job: CallJob) -> asyncio.Future[Reason | None]:
+        """Start reading why the callback is owed (for the whisper; customer first has none)."""
+        if job.customer_first:
+            done: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.ensure_future(self._reason_of(callback))
+
+    async def _reason_of(self, callback: Callback) -> Reason | None:
+        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        try:
+            detail = (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
+        except Exception as exc:
+            logger.warning("callback %s: its reason was not read (%s); not whispered", callback.id, exc)
+            return None
+        if detail is None:
+            return None
+        return reason_of(callback, detail.sources, detail.first_change)
+
+    @staticmethod
+    async def _with_reason(job: CallJob, reason: asyncio.Future[Reason | None]) -> CallJob:
+        whisper = dataclasses.replace(job.whisper, reason=await reason)
+        return dataclasses.replace(job, whisper=whisper)
 
     async def _record_start(
         self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
@@ -386,15 +411,21 @@ class CallbackDispatcher:
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
 
         async def attempt() -> None:
+            # Why it is owed is read beside the start's write: the whisper waits for neither.
+            reason = self._reason_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
             except asyncio.CancelledError:
+                reason.cancel()
                 raise
             except Exception:
+                reason.cancel()
                 logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
                 return
             if recorded:
-                await self._run_attempt(moved, job, picker)
+                await self._run_attempt(moved, await self._with_reason(job, reason), picker)
+            else:
+                reason.cancel()
 
         self._track(callback.id, attempt(), f"callback-{job.attempt.id}")
 
@@ -410,8 +441,11 @@ class CallbackDispatcher:
     ) -> bool:
         """Record the start now (the caller waits for it), then run the attempt in its own task."""
         moved, change, job = self._prepare(callback, record, agent, token, now)
+        reason = self._reason_read(callback, job)
         if not await self._record_start(callback, moved, change, job, agent[0]):
+            reason.cancel()
             return False
+        job = await self._with_reason(job, reason)
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True
