@@ -195,8 +195,12 @@ class AgentDesk(Protocol):
         """
         ...
 
-    async def release(self, agent_id: str) -> None:
-        """Give the agent back to the queue."""
+    async def release(self, agent_id: str, *, wrap_up_in: str | None = None) -> None:
+        """Give the agent back to the queue.
+
+        :param wrap_up_in: the queue of the callback the agent talked on: they wrap up first, for
+            that queue's ``wrap_up_s``, as after a queue call.
+        """
         ...
 
     async def endpoint_of(self, agent_id: str) -> str:

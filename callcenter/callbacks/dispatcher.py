@@ -573,13 +573,14 @@ class CallbackDispatcher:
         agent_id: str | None = None,
         released: set[str] | None = None,
     ) -> None:
-        """Until the call ends; then the agent is given back (once: noted in ``released``) and has
-        ``disposition_wait_s`` to give a disposition before the callback is completed without one."""
+        """Until the call ends; then the agent is given back (once: noted in ``released``), after
+        the wrap-up of the callback's queue, and has ``disposition_wait_s`` to give a disposition
+        before the callback is completed without one."""
         length_s = await self._calls.conversation(attempt_id)
         if agent_id is not None:
             if released is not None:
                 released.add(agent_id)
-            await self._desk.release(agent_id)
+            await self._desk.release(agent_id, wrap_up_in=callback.queue)
         # No polling meanwhile: the move is conditional on `connected`, so a disposition given in
         # time (which moves the callback on) makes it a no-op.
         await asyncio.sleep(self._settings.disposition_wait_s)

@@ -99,6 +99,7 @@ from callcenter.queue.state import (
     AgentPolicy,
     AgentUnpaused,
     AgentWrapUpEnded,
+    AgentWrapUpStarted,
     AnyAgentFact,
     Fact,
     QueueBoard,
@@ -1941,11 +1942,19 @@ class QueueService:
         """Whether the agent is held for a callback now (:meth:`hold_for_callback`, not yet released)."""
         return agent_id in self._holds
 
-    async def release_from_callback(self, agent_id: str, *, actor: str, orphan: bool = False) -> AgentStatus:
+    async def release_from_callback(
+        self, agent_id: str, *, actor: str, orphan: bool = False, wrap_up_in: str | None = None
+    ) -> AgentStatus:
         """Give back an agent held for a callback, in the state they chose meanwhile (available
         unless they paused or logged out). Giving back an agent not held changes nothing, unless
         ``orphan``: held by a dispatcher that died (its hold is not known here), then an agent still
-        paused is made available. :raises NotFoundError:"""
+        paused is made available.
+
+        :param wrap_up_in: the callback's queue, when the agent talked to the customer: they wrap up
+            for that queue's ``wrap_up_s`` first, as after a queue call (then the pause or log-out
+            they asked for meanwhile applies).
+        :raises NotFoundError:
+        """
         live = await self._known_agent(agent_id)
         known = agent_id in self._holds
         if not known and not orphan:
@@ -1954,8 +1963,17 @@ class QueueService:
         if live.state is AgentState.PAUSED:
             now = self._clock.now()
             facts: list[AnyAgentFact] = [AgentUnpaused(agent_id=agent_id, at=now)]
+            wrap_up = None
+            if wrap_up_in is not None:
+                wrap_up = self._queues.get(wrap_up_in) or await self.queue_or_default(wrap_up_in)
             if isinstance(wanted, AgentPaused) and not wanted.reason:
                 facts = []  # paused before the callback they started, and still: nothing changes
+            elif wrap_up is not None and wrap_up.wrap_up_s > 0:
+                then = {AgentPaused: AgentState.PAUSED, AgentLoggedOut: AgentState.LOGGED_OUT}.get(
+                    type(wanted)
+                )
+                facts = [AgentWrapUpStarted(agent_id=agent_id, at=now, then=then, reason="callback ended")]
+                self._wrap_queue[agent_id] = wrap_up.name
             elif isinstance(wanted, AgentPaused):
                 facts.append(dataclasses.replace(wanted, at=now))
             elif isinstance(wanted, AgentLoggedOut):

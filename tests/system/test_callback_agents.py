@@ -1,5 +1,7 @@
 """Agents on a callback, end to end against the simulated Asterisk 20 (issue #7): an agent who pauses
-during a callback is still paused when it ends, never put back in the line as "available"."""
+during a callback is still paused when it ends, never put back in the line as "available"; after a
+callback they talked on they wrap up, as after a queue call; a pause sent to another process than the
+one running the queue and the dispatcher takes effect there."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ from typing import Any
 import pytest
 
 from callcenter.callbacks.attempts import customer_channel_id
+from callcenter.model.events import AgentStateChanged
+from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import AgentState, CallbackState
 from callcenter.simulator import SimulatedAsterisk
 from tests.system.conftest import QUEUE, Apps, RunningApp
 from tests.system.test_callback_dispatch import (
     CUSTOMER_ENDPOINT,
     _agent,
+    _events,
     _follow_up,
     _press_when_answered,
     _start,
@@ -47,9 +52,40 @@ async def test_an_agent_who_pauses_during_a_callback_is_still_paused_after_it(
     waiting = sim.incoming_call("+14155550177", app_args=[QUEUE])  # would take her, were she available
     sim.hangup(customer)
     await _state(running, callback.id, S.COMPLETED)
-    assert await running.agent_state("alice") is AgentState.PAUSED
+    await running.wait_agent("alice", AgentState.PAUSED)  # after the wrap-up of the queue
     assert running.services.queue._board.call(waiting).ringing_agent is None  # noqa: SLF001
 
     status, _ = await _post(running, "/agents/alice/unpause", {})
     assert status == 200
     await running.wait_agent("alice", AgentState.RINGING)
+
+
+async def test_after_a_callback_the_agent_wraps_up_before_the_next_call_is_offered(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    running = await _start(apps, sim)
+    await running.put_queue(QueueRecord(name=QUEUE, ring_timeout_s=2, wrap_up_s=2))
+    await _agent(running, sim, "alice")
+    sim.set_endpoint(CUSTOMER_ENDPOINT, answer_after_s=0.2)
+    callback = (await _follow_up(running)).callback
+    customer = customer_channel_id(f"{callback.id}.a1")
+    await _press_when_answered(sim, customer)
+    await _state(running, callback.id, S.CONNECTED)
+
+    sim.hangup(customer)
+    await running.wait_agent("alice", AgentState.WRAP_UP)
+    caller = sim.incoming_call("+14155550177", app_args=[QUEUE])  # waits for the end of the wrap-up
+    await running.wait_agent("alice", AgentState.RINGING)
+    assert running.services.queue._board.call(caller).ringing_agent == "alice"  # noqa: SLF001
+
+    moves = [
+        (e.previous, e.state)
+        for e in await _events(running, AgentStateChanged)
+        if e.agent_id == "alice" and e.previous is not AgentState.LOGGED_OUT
+    ]
+    assert moves[:4] == [
+        (AgentState.AVAILABLE, AgentState.PAUSED),  # held for the callback
+        (AgentState.PAUSED, AgentState.WRAP_UP),  # the callback ended
+        (AgentState.WRAP_UP, AgentState.AVAILABLE),  # the queue's wrap-up time passed
+        (AgentState.AVAILABLE, AgentState.RINGING),  # only then offered the waiting caller
+    ], moves
