@@ -245,6 +245,12 @@ class QueueBoard:
             return self._set(agent.id, AgentState.WRAP_UP, now, "no call after restart")
         return ()
 
+    def mirror(self, live: AgentLive) -> None:
+        """Take an agent's live state as another process decided it (the one running the live
+        queue); an agent unknown here is ignored."""
+        if live.agent_id in self._agents:
+            self._put(live)
+
     def set_agent_queues(self, agent_id: str, queues: tuple[str, ...]) -> None:
         """Replace an agent's queue membership. :raises KeyError: for an unknown agent."""
         self._put(dataclasses.replace(self._agents[agent_id], queues=queues))
