@@ -136,6 +136,9 @@ INTERNAL_ERROR: Final = "internal_error"
 
 # The board's own wrap-up and miss policy is global; ours is per queue, so the service ends wrap-ups
 # and pauses agents itself and the board's policy is switched off.
+#: States of an agent another process decided that this one's board takes over: none with a call
+#: (this board knows nothing of it) or a wrap-up (this board would end it and publish that).
+_MIRRORED: Final = frozenset({AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT})
 _BOARD_POLICY: Final = AgentPolicy(max_misses=0, wrap_up_s=float(10**9))
 _DEFAULTS: Final = QueueRecord(name="-")
 _MAX_OFFERS_PER_DISPATCH: Final = 1_000
@@ -915,7 +918,8 @@ class QueueService:
         self._agents[record.id] = record
         if self._board.agent(record.id) is None:
             self._board.load_agent(record, self._clock.now())
-        self._board.mirror(live)  # read back here as the queue's process has it
+        if live.state in _MIRRORED:
+            self._board.mirror(live)  # read back here as the queue's process has it
         return AgentStatus(record=record, live=live)
 
     def use_voicemail(self, taker: VoicemailTaker) -> None:
