@@ -411,7 +411,8 @@ class CallbackDispatcher:
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
 
         async def attempt() -> None:
-            # Why it is owed is read beside the start's write: the whisper waits for neither.
+            # Why it is owed (the whisper) is read while the start is written: the originate waits
+            # for the slower of the two, not for both in turn.
             reason = self._reason_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
