@@ -49,7 +49,8 @@ _BUSY_CAUSES: Final = frozenset({17, 21})  # user busy; call rejected (a 603 Dec
 # Unallocated number, no route, out of order, invalid format, congestion and the like: our error.
 _ERROR_CAUSES: Final = frozenset({1, 2, 3, 22, 27, 28, 34, 38, 41, 42, 44, 50, 58, 66, 88})
 _EXTRA_WAIT_S: Final = 10.0  # beyond the ring timeout Asterisk enforces, before we give up waiting
-_QUIET_CHECK_S: Final = 5.0  # a connected call with no event for this long is checked by listing
+_QUIET_CHECK_S: Final = 5.0
+_REASON_WAIT_S: Final = 2.0  # an agent on the line waits at most this for the whisper's reason  # a connected call with no event for this long is checked by listing
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,7 +149,7 @@ class AriCallbackCalls:
         if agent is None:
             return CallEnd(result=AttemptResult.ERROR, cause=self._no_agent_cause(attempt))
         agent_id, agent_channel = agent
-        if self._settings.whisper and not await self._play(running, agent_channel, _whisper(job)):
+        if self._settings.whisper and not await self._play(running, agent_channel, await _whisper(job)):
             return CallEnd(
                 result=AttemptResult.ERROR, cause="the agent hung up during the whisper", agent_id=agent_id
             )
@@ -452,6 +453,16 @@ def _bridge_id(attempt_id: str) -> str:
     return f"cbbr-{attempt_id}"
 
 
-def _whisper(job: CallJob) -> tuple[str, ...]:
-    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``)."""
-    return tuple(f"{item.kind.value}:{item.value}" for item in whisper_media(job.whisper))
+async def _whisper(job: CallJob) -> tuple[str, ...]:
+    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``),
+    with the reason once read (normally long done: it was read while the agent's phone rang)."""
+    whisper = job.whisper
+    if job.reason is not None:
+        try:
+            async with asyncio.timeout(_REASON_WAIT_S):
+                whisper = dataclasses.replace(whisper, reason=await job.reason)
+        except TimeoutError:
+            logger.warning(
+                "callback attempt %s: its reason was not read in time; not whispered", job.attempt.id
+            )
+    return tuple(f"{item.kind.value}:{item.value}" for item in whisper_media(whisper))

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -241,6 +241,8 @@ class CallJob:
     """One attempt to run: whom to call, as whom, and what to tell the agent.
 
     :param customer_first: dial the customer first, then the agent (a queue option).
+    :param reason: why the callback is owed, being read while the agent's phone rings: awaited only
+        when the whisper is about to play (``None`` resolved: not said), so no dial waits for it.
     """
 
     attempt: Attempt
@@ -248,6 +250,7 @@ class CallJob:
     caller_id: str
     whisper: Whisper
     customer_first: bool = False
+    reason: Awaitable[Reason | None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

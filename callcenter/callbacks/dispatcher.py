@@ -365,11 +365,6 @@ class CallbackDispatcher:
             return None
         return reason_of(callback, detail.sources, detail.first_change)
 
-    @staticmethod
-    async def _with_reason(job: CallJob, reason: asyncio.Future[Reason | None]) -> CallJob:
-        whisper = dataclasses.replace(job.whisper, reason=await reason)
-        return dataclasses.replace(job, whisper=whisper)
-
     async def _record_start(
         self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
     ) -> bool:
@@ -411,8 +406,8 @@ class CallbackDispatcher:
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
 
         async def attempt() -> None:
-            # Why it is owed (the whisper) is read while the start is written: the originate waits
-            # for the slower of the two, not for both in turn.
+            # Why it is owed (for the whisper) is read while the start is written and the agent's
+            # phone rings: no dial waits for it.
             reason = self._reason_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
@@ -424,7 +419,7 @@ class CallbackDispatcher:
                 logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
                 return
             if recorded:
-                await self._run_attempt(moved, await self._with_reason(job, reason), picker)
+                await self._run_attempt(moved, dataclasses.replace(job, reason=reason), picker)
             else:
                 reason.cancel()
 
@@ -446,7 +441,7 @@ class CallbackDispatcher:
         if not await self._record_start(callback, moved, change, job, agent[0]):
             reason.cancel()
             return False
-        job = await self._with_reason(job, reason)
+        job = dataclasses.replace(job, reason=reason)
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True
