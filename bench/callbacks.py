@@ -84,8 +84,8 @@ class _Agents:
         self._held.add(agent_id)
         return True
 
-    async def release(self, agent_id: str) -> None:
-        self._held.discard(agent_id)
+    async def release(self, agent_id: str, *, wrap_up_in: str | None = None) -> None:
+        self._held.discard(agent_id)  # no wrap-up here: the agents only stand in for people
 
     async def endpoint_of(self, agent_id: str) -> str:
         return self._all[agent_id]

@@ -39,7 +39,7 @@ from callcenter.api.wallboard import install_wallboard_routes
 from callcenter.api.worklist import DISPATCHER
 from callcenter.ari.callcontrol import AriCallControl
 from callcenter.ari.client import AriClient
-from callcenter.ari.link import AriLink
+from callcenter.ari.link import AriLink, LinkStatus
 from callcenter.asterisk_names import AGI_CALL_OUTCOME, AGI_CALLBACK_OFFER, AGI_VOICEMAIL
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import SessionService
@@ -59,6 +59,7 @@ from callcenter.sms.service import HANDLED_EVENTS as SMS_HANDLED_EVENTS
 from callcenter.sms.service import SmsEngine
 from callcenter.stats.service import StatsService
 from callcenter.store.database import check_connection, create_engine, current_revision, upgrade
+from callcenter.store.redis_agents import RedisAgentRelay
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_conn import open_redis, redis_ok
 from callcenter.store.redis_keys import RedisKeys
@@ -133,6 +134,7 @@ class Services:
     stats: StatsService | None = None
     dispatch: DispatchRuntime | None = None
     voicemail_taker: AriVoicemailTaker | None = None
+    agent_relay: RedisAgentRelay | None = None
 
 
 SERVICES: Final = web.AppKey("services", Services)
@@ -193,6 +195,10 @@ async def open_queue_service(settings: Settings) -> AsyncIterator[QueueService]:
             SystemClock(),
             default_region=settings.default_region,
             steps=SqlStepStore(store.engine),
+        )
+        # Agents' requests go to the process running the live queue, if one does (applied here if not).
+        queue.use_relay(
+            RedisAgentRelay(redis, RedisKeys(settings.redis.key_prefix)), runs_queue=lambda: False
         )
         try:
             yield queue
@@ -271,6 +277,10 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         link, taker = ari_link(
             settings, session, client, redis, keys, queue, callbacks, voicemails, store, clock, stack
         )
+    # Agents' requests reaching a process that does not run the live queue are handed to the one that
+    # does (its ARI link is up): it holds agents for callbacks and sees their calls.
+    relay = RedisAgentRelay(redis, keys)
+    queue.use_relay(relay, runs_queue=lambda: link is not None and link.status is LinkStatus.UP)
     stats = build_stats(settings, store, clock)
     # The callback dispatcher: its own lease and ARI application, led only where the ARI link is up
     # (callcenter/wiring/dispatch.py).
@@ -304,6 +314,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         stats=stats,
         dispatch=dispatch,
         voicemail_taker=taker,
+        agent_relay=relay,
     )
 
     async def db_check() -> None:
@@ -404,6 +415,16 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             tasks.append(asyncio.create_task(callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
             tasks.append(asyncio.create_task(services.ari_link.run(), name="ari-link"))
+            if services.agent_relay is not None:
+                link = services.ari_link
+                tasks.append(
+                    asyncio.create_task(
+                        services.agent_relay.serve(
+                            services.queue.serve_request, gate=lambda: link.status is LinkStatus.UP
+                        ),
+                        name="agent-requests",
+                    )
+                )
         if services.sms is not None:
             tasks += [
                 asyncio.create_task(

@@ -1139,7 +1139,8 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         f"{PREFIX}DISPATCH_WHISPER",
         "true",
         _bool,
-        "Whisper the number's last digits and the minutes waited to the agent before dialling.",
+        "Whisper the number's last digits, why the callback is owed and how long they waited to the "
+        "agent before dialling (our prompts: `callcenter prompts build`).",
     ),
     SettingSpec(
         f"{PREFIX}DISPATCH_DIAL_FROM", "08:00", _clock_time, "Customers are dialled from this local time."

@@ -69,6 +69,19 @@ PROMPTS: Final[Mapping[str, str]] = {
     "day-fri": "on Friday",
     "day-sat": "on Saturday",
     "day-sun": "on Sunday",
+    # the whisper to an agent before a callback (who, why, how long they waited)
+    "whisper-callback": "Callback to the number ending in",
+    "whisper-kept-place": "They kept their place in the queue.",
+    "whisper-chosen-time": "They booked this time.",
+    "whisper-voicemail": "They left a voicemail.",
+    "whisper-sms-reply": "They asked by text message.",
+    "whisper-sms-text": "They sent a text message. Read it on your worklist.",
+    "whisper-follow-up": "This is a follow-up call.",
+    "whisper-missed-call": "Their call was missed.",
+    "whisper-waited": "They have waited",
+    "whisper-waited-under-minute": "They have waited less than a minute.",
+    "minute": "minute.",
+    "hours": "hours.",
 }
 
 

@@ -7,7 +7,8 @@ it even when they overtake the originate's response, and a restarted dispatcher 
 still has of an attempt in ``GET /channels``.
 
 Agent-first (the default): originate to the agent (the next free agent on no answer), whisper the
-last digits of the number and how many minutes they waited, then originate to the customer with the
+last digits of the number, why the callback is owed and how long they waited (:mod:`ivr.whisper`,
+prompts of our catalogue: render them into Asterisk's sounds), then originate to the customer with the
 queue's business number as caller id. The customer hears the confirmation prompt ("This is ...
 returning your call; press 1 to be connected") and must press 1 within ``confirm_s``: no key is
 ``machine``, never ``connected``. Customer-first dials the customer, confirms, then rings agents.
@@ -40,6 +41,7 @@ from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, D
 from callcenter.clock import Clock, SystemClock
 from callcenter.errors import CallCenterError, NotFoundError
 from callcenter.model.vocabulary import AttemptResult
+from ivr.whisper import whisper_media
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ _BUSY_CAUSES: Final = frozenset({17, 21})  # user busy; call rejected (a 603 Dec
 # Unallocated number, no route, out of order, invalid format, congestion and the like: our error.
 _ERROR_CAUSES: Final = frozenset({1, 2, 3, 22, 27, 28, 34, 38, 41, 42, 44, 50, 58, 66, 88})
 _EXTRA_WAIT_S: Final = 10.0  # beyond the ring timeout Asterisk enforces, before we give up waiting
-_QUIET_CHECK_S: Final = 5.0  # a connected call with no event for this long is checked by listing
+_QUIET_CHECK_S: Final = 5.0
+_REASON_WAIT_S: Final = 2.0  # an agent on the line waits at most this for the whisper's reason  # a connected call with no event for this long is checked by listing
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,7 +61,7 @@ class CallbackCallSettings:
     :param customer_endpoint: the dial string of a customer, ``{number}`` replaced by the E.164 number.
     :param confirm_media: what the customer hears before pressing 1 (a sound of your own saying
         "This is <business> returning your call; press 1 to be connected").
-    :param whisper: whisper the number's last digits and the wait in minutes to the agent.
+    :param whisper: whisper the number's last digits, the reason and the wait to the agent.
     """
 
     app: str
@@ -146,7 +149,7 @@ class AriCallbackCalls:
         if agent is None:
             return CallEnd(result=AttemptResult.ERROR, cause=self._no_agent_cause(attempt))
         agent_id, agent_channel = agent
-        if self._settings.whisper and not await self._play(running, agent_channel, _whisper(job)):
+        if self._settings.whisper and not await self._play(running, agent_channel, await _whisper(job)):
             return CallEnd(
                 result=AttemptResult.ERROR, cause="the agent hung up during the whisper", agent_id=agent_id
             )
@@ -450,8 +453,16 @@ def _bridge_id(attempt_id: str) -> str:
     return f"cbbr-{attempt_id}"
 
 
-def _whisper(job: CallJob) -> tuple[str, ...]:
-    """The last four digits of the number, then the minutes waited ("0 1 0 0", "12", "minutes")."""
-    digits = "".join(ch for ch in job.whisper.number if ch.isdigit())[-4:]
-    minutes = int(job.whisper.waited_s // 60)
-    return (f"digits:{digits}", f"number:{minutes}", "sound:minutes")
+async def _whisper(job: CallJob) -> tuple[str, ...]:
+    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``),
+    with the reason once read (normally long done: it was read while the agent's phone rang)."""
+    whisper = job.whisper
+    if job.reason is not None:
+        try:
+            async with asyncio.timeout(_REASON_WAIT_S):
+                whisper = dataclasses.replace(whisper, reason=await job.reason)
+        except TimeoutError:
+            logger.warning(
+                "callback attempt %s: its reason was not read in time; not whispered", job.attempt.id
+            )
+    return tuple(f"{item.kind.value}:{item.value}" for item in whisper_media(whisper))

@@ -4,7 +4,8 @@ An agent making a callback must not be offered an inbound call meanwhile: :class
 holds them with a pause whose reason names the callback (the wallboard shows it), and gives them back
 when the attempt or the call is over, in the state they chose meanwhile (a pause or log-out they
 asked for during the callback is kept, never overwritten by "available"). Only an available agent
-is held.
+is held. After a call they talked on, they wrap up first (the queue's ``wrap_up_s``), as after a
+queue call.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ class QueueAgentDesk:
             self._held.add(agent_id)
         return held
 
-    async def release(self, agent_id: str) -> None:
+    async def release(self, agent_id: str, *, wrap_up_in: str | None = None) -> None:
         # Not held here: a dispatcher that died held them (the reconcile gives them back).
         orphan = agent_id not in self._held
         self._held.discard(agent_id)
         try:
-            await self._queue.release_from_callback(agent_id, actor=ACTOR, orphan=orphan)
+            await self._queue.release_from_callback(
+                agent_id, actor=ACTOR, orphan=orphan, wrap_up_in=wrap_up_in
+            )
         except CallCenterError as exc:
             logger.warning("agent %s not given back after a callback: %s", agent_id, exc)
 

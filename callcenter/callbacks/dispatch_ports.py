@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +18,7 @@ from typing import Protocol
 
 from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.ports import CallbackRepository
+from callcenter.callbacks.reasons import Reason
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.vocabulary import AttemptResult, CallbackState
@@ -194,8 +195,12 @@ class AgentDesk(Protocol):
         """
         ...
 
-    async def release(self, agent_id: str) -> None:
-        """Give the agent back to the queue."""
+    async def release(self, agent_id: str, *, wrap_up_in: str | None = None) -> None:
+        """Give the agent back to the queue.
+
+        :param wrap_up_in: the queue of the callback the agent talked on: they wrap up first, for
+            that queue's ``wrap_up_s``, as after a queue call.
+        """
         ...
 
     async def endpoint_of(self, agent_id: str) -> str:
@@ -221,11 +226,14 @@ ATTEMPT_RESULT_OF = {
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Whisper:
-    """What the agent hears before the customer is dialled: who, why, how long they waited."""
+    """What the agent hears before the customer is dialled: who, why, how long they waited.
+
+    :param reason: why the callback is owed (``None`` when it could not be read: not said).
+    """
 
     number: str
     waited_s: float
-    reason: str = ""
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -233,6 +241,8 @@ class CallJob:
     """One attempt to run: whom to call, as whom, and what to tell the agent.
 
     :param customer_first: dial the customer first, then the agent (a queue option).
+    :param reason: why the callback is owed, being read while the agent's phone rings: awaited only
+        when the whisper is about to play (``None`` resolved: not said), so no dial waits for it.
     """
 
     attempt: Attempt
@@ -240,6 +250,7 @@ class CallJob:
     caller_id: str
     whisper: Whisper
     customer_first: bool = False
+    reason: Awaitable[Reason | None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

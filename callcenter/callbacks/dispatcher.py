@@ -53,6 +53,7 @@ from callcenter.callbacks.dispatch_ports import (
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.ports import StaleCallbackError
+from callcenter.callbacks.reasons import Reason, reason_of
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
@@ -340,10 +341,29 @@ class CallbackDispatcher:
             attempt=attempt,
             queue=callback.queue,
             caller_id=self._caller_ids.of(record),
-            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0), reason=change.reason),
+            whisper=Whisper(number=callback.number, waited_s=max(waited_s, 0.0)),
             customer_first=customer_first,
         )
         return moved, change, job
+
+    def _reason_read(self, callback: Callback, job: CallJob) -> asyncio.Future[Reason | None]:
+        """Start reading why the callback is owed (for the whisper; customer first has none)."""
+        if job.customer_first:
+            done: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.ensure_future(self._reason_of(callback))
+
+    async def _reason_of(self, callback: Callback) -> Reason | None:
+        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        try:
+            detail = (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
+        except Exception as exc:
+            logger.warning("callback %s: its reason was not read (%s); not whispered", callback.id, exc)
+            return None
+        if detail is None:
+            return None
+        return reason_of(callback, detail.sources, detail.first_change)
 
     async def _record_start(
         self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
@@ -386,15 +406,22 @@ class CallbackDispatcher:
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
 
         async def attempt() -> None:
+            # Why it is owed (for the whisper) is read while the start is written and the agent's
+            # phone rings: no dial waits for it.
+            reason = self._reason_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
             except asyncio.CancelledError:
+                reason.cancel()
                 raise
             except Exception:
+                reason.cancel()
                 logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
                 return
             if recorded:
-                await self._run_attempt(moved, job, picker)
+                await self._run_attempt(moved, dataclasses.replace(job, reason=reason), picker)
+            else:
+                reason.cancel()
 
         self._track(callback.id, attempt(), f"callback-{job.attempt.id}")
 
@@ -410,8 +437,11 @@ class CallbackDispatcher:
     ) -> bool:
         """Record the start now (the caller waits for it), then run the attempt in its own task."""
         moved, change, job = self._prepare(callback, record, agent, token, now)
+        reason = self._reason_read(callback, job)
         if not await self._record_start(callback, moved, change, job, agent[0]):
+            reason.cancel()
             return False
+        job = dataclasses.replace(job, reason=reason)
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True
@@ -539,13 +569,14 @@ class CallbackDispatcher:
         agent_id: str | None = None,
         released: set[str] | None = None,
     ) -> None:
-        """Until the call ends; then the agent is given back (once: noted in ``released``) and has
-        ``disposition_wait_s`` to give a disposition before the callback is completed without one."""
+        """Until the call ends; then the agent is given back (once: noted in ``released``), after
+        the wrap-up of the callback's queue, and has ``disposition_wait_s`` to give a disposition
+        before the callback is completed without one."""
         length_s = await self._calls.conversation(attempt_id)
         if agent_id is not None:
             if released is not None:
                 released.add(agent_id)
-            await self._desk.release(agent_id)
+            await self._desk.release(agent_id, wrap_up_in=callback.queue)
         # No polling meanwhile: the move is conditional on `connected`, so a disposition given in
         # time (which moves the callback on) makes it a no-op.
         await asyncio.sleep(self._settings.disposition_wait_s)

@@ -33,14 +33,15 @@ from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote, r
 from callcenter.callbacks.dispatch import DispatchSettings, quiet_until
 from callcenter.callbacks.dispatch_ports import CallbackDetails, Claim, DispatchStore
 from callcenter.callbacks.lifecycle import move
+from callcenter.callbacks.reasons import Reason, reason_of
 from callcenter.callbacks.service import CallbackService, state_event
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.clock import Clock
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
-from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
+from callcenter.model.callbacks import Actor, Callback, PromiseWindow
 from callcenter.model.events import CallbackAttemptEnded, CallbackClaimChanged, DomainEvent
 from callcenter.model.records import CallRecord
-from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
+from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackState
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +71,6 @@ _CLOSING_REASONS: Final = {
 }
 
 
-class Reason(StrEnum):
-    """Why a callback is owed, in the words of the worklist."""
-
-    MISSED_CALL = "missed_call"  # booked by staff for a caller whose call was missed
-    KEPT_PLACE = "kept_place"  # the caller kept their place in line
-    CHOSEN_TIME = "chosen_time"  # the caller chose a time
-    VOICEMAIL = "voicemail"
-    SMS_REPLY = "sms_reply"  # asked for a call by text ("1")
-    SMS_TEXT = "sms_text"  # wrote a text that is no keyword: read the thread, call or answer
-    FOLLOW_UP = "follow_up"  # an agent's own follow-up
-
-
 class Timing(StrEnum):
     EARLY = "early"  # before the promised window opens
     ON_TIME = "on_time"  # inside the window
@@ -95,31 +84,6 @@ class PromiseTiming:
 
     status: Timing
     seconds: float
-
-
-_BY_SOURCE: Final = {
-    CallbackSource.VOICEMAIL: Reason.VOICEMAIL,
-    CallbackSource.SMS_REPLY: Reason.SMS_REPLY,
-    CallbackSource.SMS_TEXT: Reason.SMS_TEXT,
-    CallbackSource.AGENT_FOLLOW_UP: Reason.FOLLOW_UP,
-}
-
-
-def reason_of(callback: Callback, sources: Sequence[SourceNote], first: CallbackChange | None) -> Reason:
-    """Why the callback exists: its first source, else how it was asked for (pure).
-
-    A request made by the caller in the IVR (or on the web) kept their place or chose a time; one made
-    through the API on a caller's behalf for a call of theirs (``via <token>``) follows a missed call.
-    """
-    for note in sources:
-        if not note.merged and note.source in _BY_SOURCE:
-            return _BY_SOURCE[note.source]
-        if not note.merged:
-            break
-    on_behalf = first is not None and first.actor.name.startswith("via ")
-    if on_behalf and callback.call_id is not None:
-        return Reason.MISSED_CALL
-    return Reason.KEPT_PLACE if callback.kind is CallbackKind.KEEP_PLACE else Reason.CHOSEN_TIME
 
 
 def promise_timing(window: PromiseWindow, now: datetime) -> PromiseTiming:

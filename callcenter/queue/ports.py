@@ -13,6 +13,7 @@ from callcenter.model.paging import Page
 from callcenter.model.records import AgentRecord, CallEvent, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome
 from callcenter.queue.detection import AgentLeg, AnyCallFact
+from callcenter.queue.state import AgentLive
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -270,4 +271,42 @@ class KeptPlaces(Protocol):
     def reserve(self, queue: str, agent_id: str) -> None:
         """The queue keeps ``agent_id`` back (available, not offered) for the first kept place of
         ``queue``: the dispatcher should take them now. Must not block."""
+        ...
+
+
+class AgentAction(StrEnum):
+    """What an agent (or a supervisor for them) asks of the live queue."""
+
+    LOGIN = "login"
+    LOGOUT = "logout"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentRequest:
+    """An agent's request, as handed to the process that runs the live queue.
+
+    :param queues: a log-in's new queue membership (``None``: unchanged).
+    """
+
+    agent_id: str
+    action: AgentAction
+    actor: str
+    reason: str = ""
+    queues: tuple[str, ...] | None = None
+
+
+class AgentRelay(Protocol):
+    """Hands agents' requests to the one process that runs the live queue (the ARI link's owner),
+    which applies them as its own: a pause asked for during a callback there is kept for after it.
+    """
+
+    async def forward(self, request: AgentRequest) -> AgentLive | None:
+        """The agent's live state once the queue's process applied ``request``; ``None`` when no
+        process runs the live queue or none answered in time (then the caller applies it itself).
+
+        :raises NotFoundError: :raises ConflictError: :raises ValidationError: as the queue's process
+            refused it.
+        """
         ...

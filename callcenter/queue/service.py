@@ -78,7 +78,10 @@ from callcenter.queue.detection import (
 )
 from callcenter.queue.hours import BusinessHours, business_hours, is_open, zone_of
 from callcenter.queue.ports import (
+    AgentAction,
+    AgentRelay,
     AgentRepository,
+    AgentRequest,
     BridgeKind,
     CallControl,
     CallFilter,
@@ -99,6 +102,7 @@ from callcenter.queue.state import (
     AgentPolicy,
     AgentUnpaused,
     AgentWrapUpEnded,
+    AgentWrapUpStarted,
     AnyAgentFact,
     Fact,
     QueueBoard,
@@ -132,6 +136,9 @@ INTERNAL_ERROR: Final = "internal_error"
 
 # The board's own wrap-up and miss policy is global; ours is per queue, so the service ends wrap-ups
 # and pauses agents itself and the board's policy is switched off.
+#: States of an agent another process decided that this one's board takes over: none with a call
+#: (this board knows nothing of it) or a wrap-up (this board would end it and publish that).
+_MIRRORED: Final = frozenset({AgentState.AVAILABLE, AgentState.PAUSED, AgentState.LOGGED_OUT})
 _BOARD_POLICY: Final = AgentPolicy(max_misses=0, wrap_up_s=float(10**9))
 _DEFAULTS: Final = QueueRecord(name="-")
 _MAX_OFFERS_PER_DISPATCH: Final = 1_000
@@ -344,6 +351,8 @@ class QueueService:
         self._kept_places: KeptPlaces | None = None
         # Agents held for a callback -> what they asked for meanwhile (None: to be available).
         self._holds: dict[str, AgentPaused | AgentLoggedOut | None] = {}
+        self._relay: AgentRelay | None = None
+        self._runs_queue: Callable[[], bool] = lambda: True
 
     # ==========================================================================================
     # CallFactSink
@@ -870,6 +879,49 @@ class QueueService:
         """Let keep-my-place callbacks hold their place among live callers (see :meth:`_next_offer`)."""
         self._kept_places = kept
 
+    def use_relay(self, relay: AgentRelay, *, runs_queue: Callable[[], bool]) -> None:
+        """Hand agents' requests (log-in, log-out, pause, unpause) to the process that runs the live
+        queue whenever ``runs_queue()`` is false here: that process applies them as its own (a pause
+        during a callback it holds the agent for is kept for after it), at once. Without an answer
+        (no process runs the queue) a request is applied here and stored, as before."""
+        self._relay = relay
+        self._runs_queue = runs_queue
+
+    async def serve_request(self, request: AgentRequest) -> AgentLive | None:
+        """Apply a request another process handed over (:meth:`use_relay`); the agent's live state.
+
+        :raises NotFoundError: :raises ConflictError: :raises ValidationError:
+        """
+        agent_id, actor = request.agent_id, request.actor
+        if request.action is AgentAction.LOGIN:
+            status = await self._login(agent_id, actor=actor, queues=request.queues)
+        elif request.action is AgentAction.LOGOUT:
+            status = await self._logout(agent_id, actor=actor)
+        elif request.action is AgentAction.PAUSE:
+            status = await self._pause(agent_id, actor=actor, reason=request.reason)
+        else:
+            status = await self._unpause(agent_id, actor=actor)
+        return status.live
+
+    async def _handed_over(self, request: AgentRequest) -> AgentStatus | None:
+        """The agent as the live queue's process left them after ``request``, or ``None`` when it is
+        to be applied here (this process runs the queue, or no process answered)."""
+        if self._relay is None or self._runs_queue():
+            return None
+        live = await self._relay.forward(request)
+        if live is None:
+            logger.info(
+                "agent %s: %s applied here (no process runs the live queue)", request.agent_id, request.action
+            )
+            return None
+        record = await self._agent_repo.get(request.agent_id)
+        self._agents[record.id] = record
+        if self._board.agent(record.id) is None:
+            self._board.load_agent(record, self._clock.now())
+        if live.state in _MIRRORED:
+            self._board.mirror(live)  # read back here as the queue's process has it
+        return AgentStatus(record=record, live=live)
+
     def use_voicemail(self, taker: VoicemailTaker) -> None:
         """Take messages with ``taker`` for the exit action ``voicemail`` (without one it is ``hangup``)."""
         self._voicemail = taker
@@ -1330,6 +1382,10 @@ class QueueService:
             or record.id in self._unsaved_agents
         ):
             return
+        if record.id in self._holds:
+            # On a callback here: what was stored elsewhere applies when it ends, as a request would.
+            self._holds[record.id] = _held_wish(record.id, record.state, now, self._holds[record.id])
+            return
         fact = _external_fact(record.id, live.state, record.state, now)
         if fact is not None:
             await self._agent_request(fact, "another process")
@@ -1691,8 +1747,16 @@ class QueueService:
     async def login(self, agent_id: str, *, actor: str, queues: Iterable[str] | None = None) -> AgentStatus:
         """Log an agent in (a repeat changes nothing); ``queues`` replaces their membership first.
 
+        Applied by the process that runs the live queue (:meth:`use_relay`), as are :meth:`logout`,
+        :meth:`pause` and :meth:`unpause`.
+
         :raises NotFoundError: unknown agent. :raises ValidationError: unknown queue.
         """
+        wanted = tuple(queues) if queues is not None else None
+        request = AgentRequest(agent_id=agent_id, action=AgentAction.LOGIN, actor=actor, queues=wanted)
+        return await self._handed_over(request) or await self._login(agent_id, actor=actor, queues=wanted)
+
+    async def _login(self, agent_id: str, *, actor: str, queues: Iterable[str] | None) -> AgentStatus:
         await self._known_agent(agent_id)
         if queues is not None:
             await self.set_agent_queues(agent_id, queues, actor=actor)
@@ -1701,6 +1765,10 @@ class QueueService:
 
     async def logout(self, agent_id: str, *, actor: str) -> AgentStatus:
         """Log an agent out (after the current call, if any). :raises NotFoundError:"""
+        request = AgentRequest(agent_id=agent_id, action=AgentAction.LOGOUT, actor=actor)
+        return await self._handed_over(request) or await self._logout(agent_id, actor=actor)
+
+    async def _logout(self, agent_id: str, *, actor: str) -> AgentStatus:
         await self._known_agent(agent_id)
         if agent_id in self._holds:
             self._holds[agent_id] = AgentLoggedOut(agent_id=agent_id, at=self._clock.now())
@@ -1713,6 +1781,10 @@ class QueueService:
 
         :raises NotFoundError: unknown agent. :raises ConflictError: the agent is logged out.
         """
+        request = AgentRequest(agent_id=agent_id, action=AgentAction.PAUSE, actor=actor, reason=reason)
+        return await self._handed_over(request) or await self._pause(agent_id, actor=actor, reason=reason)
+
+    async def _pause(self, agent_id: str, *, actor: str, reason: str) -> AgentStatus:
         live = await self._known_agent(agent_id)
         if live.state is AgentState.LOGGED_OUT:
             raise ConflictError(f"agent {agent_id} is logged out: log in before pausing")
@@ -1729,6 +1801,10 @@ class QueueService:
 
         :raises NotFoundError: unknown agent. :raises ConflictError: the agent is logged out.
         """
+        request = AgentRequest(agent_id=agent_id, action=AgentAction.UNPAUSE, actor=actor)
+        return await self._handed_over(request) or await self._unpause(agent_id, actor=actor)
+
+    async def _unpause(self, agent_id: str, *, actor: str) -> AgentStatus:
         live = await self._known_agent(agent_id)
         if live.state is AgentState.LOGGED_OUT:
             raise ConflictError(f"agent {agent_id} is logged out: log in instead")
@@ -1941,11 +2017,19 @@ class QueueService:
         """Whether the agent is held for a callback now (:meth:`hold_for_callback`, not yet released)."""
         return agent_id in self._holds
 
-    async def release_from_callback(self, agent_id: str, *, actor: str, orphan: bool = False) -> AgentStatus:
+    async def release_from_callback(
+        self, agent_id: str, *, actor: str, orphan: bool = False, wrap_up_in: str | None = None
+    ) -> AgentStatus:
         """Give back an agent held for a callback, in the state they chose meanwhile (available
         unless they paused or logged out). Giving back an agent not held changes nothing, unless
         ``orphan``: held by a dispatcher that died (its hold is not known here), then an agent still
-        paused is made available. :raises NotFoundError:"""
+        paused is made available.
+
+        :param wrap_up_in: the callback's queue, when the agent talked to the customer: they wrap up
+            for that queue's ``wrap_up_s`` first, as after a queue call (then the pause or log-out
+            they asked for meanwhile applies).
+        :raises NotFoundError:
+        """
         live = await self._known_agent(agent_id)
         known = agent_id in self._holds
         if not known and not orphan:
@@ -1954,8 +2038,17 @@ class QueueService:
         if live.state is AgentState.PAUSED:
             now = self._clock.now()
             facts: list[AnyAgentFact] = [AgentUnpaused(agent_id=agent_id, at=now)]
+            wrap_up = None
+            if wrap_up_in is not None:
+                wrap_up = self._queues.get(wrap_up_in) or await self.queue_or_default(wrap_up_in)
             if isinstance(wanted, AgentPaused) and not wanted.reason:
                 facts = []  # paused before the callback they started, and still: nothing changes
+            elif wrap_up is not None and wrap_up.wrap_up_s > 0:
+                then = {AgentPaused: AgentState.PAUSED, AgentLoggedOut: AgentState.LOGGED_OUT}.get(
+                    type(wanted)
+                )
+                facts = [AgentWrapUpStarted(agent_id=agent_id, at=now, then=then, reason="callback ended")]
+                self._wrap_queue[agent_id] = wrap_up.name
             elif isinstance(wanted, AgentPaused):
                 facts.append(dataclasses.replace(wanted, at=now))
             elif isinstance(wanted, AgentLoggedOut):
@@ -1974,6 +2067,21 @@ class QueueService:
             await self._dispatch()
             await self.flush()
         return await self.get_agent(agent_id)
+
+
+def _held_wish(
+    agent_id: str, stored: AgentState, at: datetime, wish: AgentPaused | AgentLoggedOut | None
+) -> AgentPaused | AgentLoggedOut | None:
+    """What an agent held for a callback is to be after it, given a state stored elsewhere."""
+    if stored is AgentState.LOGGED_OUT:
+        return AgentLoggedOut(agent_id=agent_id, at=at)
+    if stored is AgentState.PAUSED:
+        return (
+            wish if isinstance(wish, AgentPaused) else AgentPaused(agent_id=agent_id, at=at, reason="paused")
+        )
+    if stored is AgentState.AVAILABLE:
+        return None
+    return wish
 
 
 def _external_fact(

@@ -83,7 +83,18 @@ class AgentWrapUpEnded(AgentFact):
     """The agent ended wrap-up early (the policy's wrap-up time ends it otherwise)."""
 
 
-AnyAgentFact: TypeAlias = AgentLoggedIn | AgentLoggedOut | AgentPaused | AgentUnpaused | AgentWrapUpEnded
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentWrapUpStarted(AgentFact):
+    """A call the agent made outside the queue (a callback, held by a pause) ended: wrap-up, then
+    ``then`` (a pause or log-out they asked for during the call) or available."""
+
+    then: AgentState | None = None
+    reason: str = "call ended"
+
+
+AnyAgentFact: TypeAlias = (
+    AgentLoggedIn | AgentLoggedOut | AgentPaused | AgentUnpaused | AgentWrapUpEnded | AgentWrapUpStarted
+)
 
 #: Everything :meth:`QueueBoard.apply` accepts.
 Fact: TypeAlias = AnyCallFact | AnyAgentFact
@@ -233,6 +244,12 @@ class QueueBoard:
         if agent.state is AgentState.BUSY:
             return self._set(agent.id, AgentState.WRAP_UP, now, "no call after restart")
         return ()
+
+    def mirror(self, live: AgentLive) -> None:
+        """Take an agent's live state as another process decided it (the one running the live
+        queue); an agent unknown here is ignored."""
+        if live.agent_id in self._agents:
+            self._put(live)
 
     def set_agent_queues(self, agent_id: str, queues: tuple[str, ...]) -> None:
         """Replace an agent's queue membership. :raises KeyError: for an unknown agent."""
@@ -649,7 +666,23 @@ class QueueBoard:
                 if state is not AgentState.WRAP_UP:
                     return None
                 return self._release(agent.agent_id, at, "wrap-up ended")
+            case AgentWrapUpStarted():
+                return self._wrap_up_after(agent, fact)
         return None
+
+    def _wrap_up_after(
+        self, agent: AgentLive, fact: AgentWrapUpStarted
+    ) -> tuple[AgentStateChanged, ...] | None:
+        """Wrap-up after a call outside the queue, then ``fact.then`` (the wrap-up ends it)."""
+        if agent.state in (AgentState.LOGGED_OUT, AgentState.WRAP_UP) or agent.state in _IN_CALL:
+            return None
+        if self._policy.wrap_up_s <= 0:
+            return self._set(
+                agent.agent_id, fact.then or AgentState.AVAILABLE, fact.at, fact.reason, clear_pending=True
+            )
+        events = self._set(agent.agent_id, AgentState.WRAP_UP, fact.at, fact.reason, clear_pending=True)
+        self._put(dataclasses.replace(self._agents[agent.agent_id], pending=fact.then))
+        return events
 
     def _defer_or_set(
         self, agent: AgentLive, state: AgentState, at: datetime, reason: str, busy: bool

@@ -46,6 +46,15 @@ class RedisKeys:
         """Events no consumer could handle, with the reason."""
         return f"{self.prefix}events:dead"
 
+    @property
+    def agent_requests(self) -> str:
+        """The pub/sub channel of agents' requests for the process that runs the live queue."""
+        return f"{self.prefix}agents:requests"
+
+    def agent_reply(self, request_id: str) -> str:
+        """The list one answer to an agent's request is pushed to (it expires)."""
+        return f"{self.prefix}agents:reply:{check_name(request_id, 'request id')}"
+
     def lease(self, role: str) -> str:
         """The lease of a single-owner ``role``; its value is ``<owner>:<fencing token>``."""
         return f"{self.prefix}lease:{check_name(role, 'lease role')}"

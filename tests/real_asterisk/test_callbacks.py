@@ -297,6 +297,7 @@ async def test_given_a_due_callback_when_agent_and_customer_answer_and_customer_
     [agent_leg] = [c for c in observer.channels_named(first.endpoint + "-")]
     whisper = [media for events in playbacks(observer, agent_leg).values() for media in media_of(events)]
     assert f"digits:{number[-4:]}" in whisper, whisper
+    assert "sound:callcenter/whisper-follow-up" in whisper, "the agent hears why (rendered prompts)"
     invite = (lab.workdir / "customer.msg").read_text(errors="replace")
     assert f"<sip:{BUSINESS}@" in invite, "the customer sees the queue's business number"
 

@@ -16,9 +16,10 @@ from callcenter.callbacks.attempts import end_attempt, start_attempt
 from callcenter.callbacks.dispatch import DispatchSettings
 from callcenter.callbacks.dispatch_ports import ClaimedError
 from callcenter.callbacks.lifecycle import move
+from callcenter.callbacks.reasons import Reason
 from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources, SourceSettings
-from callcenter.callbacks.worklist import Disposition, Reason, TextLine, VoicemailNote, Worklist
+from callcenter.callbacks.worklist import Disposition, TextLine, VoicemailNote, Worklist
 from callcenter.errors import ConflictError, NotFoundError, ValidationError
 from callcenter.model.callbacks import Actor, Callback
 from callcenter.model.events import CallbackAttemptEnded, CallbackClaimChanged, CallbackStateChanged

@@ -11,14 +11,8 @@ from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote
 from callcenter.callbacks.dispatch import DispatchSettings
 from callcenter.callbacks.lifecycle import new_callback
 from callcenter.callbacks.promise import keep_place_window, slot_window
-from callcenter.callbacks.worklist import (
-    Reason,
-    Timing,
-    next_retry,
-    personal_owner,
-    promise_timing,
-    reason_of,
-)
+from callcenter.callbacks.reasons import Reason, reason_of
+from callcenter.callbacks.worklist import Timing, next_retry, personal_owner, promise_timing
 from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
 from callcenter.model.vocabulary import ActorKind, CallbackKind
 

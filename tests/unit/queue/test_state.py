@@ -31,6 +31,7 @@ from callcenter.queue.state import (
     AgentPolicy,
     AgentUnpaused,
     AgentWrapUpEnded,
+    AgentWrapUpStarted,
     Fact,
     QueueBoard,
     Step,
@@ -320,6 +321,61 @@ def test_a_cancelled_offer_is_not_a_miss() -> None:
 
     alice = board.agent("alice")
     assert alice is not None and (alice.state, alice.misses) == (AgentState.AVAILABLE, 0)
+
+
+@pytest.mark.parametrize(
+    ("then", "after"),
+    [
+        (None, AgentState.AVAILABLE),
+        (AgentState.PAUSED, AgentState.PAUSED),
+        (AgentState.LOGGED_OUT, AgentState.LOGGED_OUT),
+    ],
+)
+def test_after_a_callback_the_agent_wraps_up_then_takes_what_they_asked_for_meanwhile(
+    then: AgentState | None, after: AgentState
+) -> None:
+    """Issue #7: an agent held (paused) for a callback they talked on wraps up like after a queue call."""
+    board = make_board()
+    logged_in(board, "alice")
+    board.apply(AgentPaused(agent_id="alice", at=at(1), reason="callback cb-1"))
+
+    started = board.apply(AgentWrapUpStarted(agent_id="alice", at=at(60), then=then))
+    call_waiting(board, "c1", 61)
+    early = board.expire_wrap_ups(at(69))
+
+    assert changes([started]) == [("alice", AgentState.PAUSED, AgentState.WRAP_UP)]
+    assert board.pick_agent("sales") is None, "not offered a call during wrap-up"
+    assert early == ()
+    ended = board.expire_wrap_ups(at(70))
+    assert [(e.previous, e.state) for e in ended] == [(AgentState.WRAP_UP, after)]
+
+
+def test_a_callback_wrap_up_without_wrap_up_time_gives_the_agent_back_at_once() -> None:
+    board = make_board(AgentPolicy(wrap_up_s=0))
+    logged_in(board, "alice")
+    board.apply(AgentPaused(agent_id="alice", at=at(1), reason="callback cb-1"))
+    step = board.apply(AgentWrapUpStarted(agent_id="alice", at=at(60)))
+    assert changes([step]) == [("alice", AgentState.PAUSED, AgentState.AVAILABLE)]
+
+
+@pytest.mark.parametrize("state", [AgentState.LOGGED_OUT, AgentState.WRAP_UP, AgentState.RINGING])
+def test_a_callback_wrap_up_of_an_agent_logged_out_wrapping_up_or_ringing_changes_nothing(
+    state: AgentState,
+) -> None:
+    board = make_board()
+    logged_in(board, "alice")
+    if state is AgentState.LOGGED_OUT:
+        board.apply(AgentLoggedOut(agent_id="alice", at=at(1)))
+    else:
+        call_waiting(board, "c1", 1)
+        board.apply(AgentOffered(call_id="c1", agent_id="alice", at=at(1)))
+        if state is AgentState.WRAP_UP:
+            board.apply(CallAnswered(call_id="c1", agent_id="alice", at=at(2)))
+            board.apply(CallerHungUp(call_id="c1", at=at(9)))
+    live = board.agent("alice")
+    assert live is not None and live.state is state
+    step = board.apply(AgentWrapUpStarted(agent_id="alice", at=at(20)))
+    assert step.ignored is IgnoreReason.DUPLICATE and step.events == ()
 
 
 def test_pause_during_a_call_waits_for_the_end_of_wrap_up() -> None:
