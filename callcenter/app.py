@@ -77,6 +77,7 @@ from callcenter.store.sql_repos import (
     SqlStepStore,
     SqlTokenRepository,
 )
+from callcenter.tasks import stop_tasks
 from callcenter.voicemail import service as voicemail_service
 from callcenter.voicemail.agi_script import VoicemailScript
 from callcenter.voicemail.callbacks import CONSUMER_GROUP as VOICEMAIL_CALLBACKS
@@ -476,9 +477,7 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
         yield
         if not stop.done():
             stop.set_result(None)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks, services.settings.shutdown_grace_s, what="shutdown")
         if services.voicemail_taker is not None:
             await services.voicemail_taker.close(services.settings.shutdown_grace_s)
         # The link and ticker have stopped; the queue's writer drains what they queued before the
@@ -559,9 +558,7 @@ async def run_transcription_worker(settings: Settings) -> None:
             finally:
                 if not stop.done():
                     stop.set_result(None)
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await stop_tasks(tasks, settings.shutdown_grace_s, what="transcription worker")
     finally:
         speech.close()
 

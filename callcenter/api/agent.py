@@ -46,6 +46,7 @@ from callcenter.model.events import (
     VoicemailTranscribed,
 )
 from callcenter.model.vocabulary import Role
+from callcenter.tasks import stop_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ REFRESH_S: Final = 30.0
 #: How often a long-lived feed checks that its session (and token) is still valid.
 RECHECK_S: Final = 30.0
 _KEEPALIVE_S: Final = 15.0
+#: How long the shutdown waits for the bus tail feeding the page's feeds.
+TAIL_STOP_S: Final = 5.0
 
 
 class WorklistSignal:
@@ -333,8 +336,6 @@ def install_agent_routes(
         async def follow_bus(_: web.Application) -> AsyncIterator[None]:
             task = asyncio.create_task(follow(), name="worklist-feed-tail")
             yield
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task], TAIL_STOP_S, what="agent page")
 
         app.cleanup_ctx.append(follow_bus)

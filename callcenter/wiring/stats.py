@@ -25,6 +25,7 @@ from callcenter.stats.service import StatsService
 from callcenter.store.redis_lease import default_owner_id
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_stats import SqlStatsRepository
+from callcenter.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from callcenter.app import Services, Store
@@ -109,8 +110,6 @@ def statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Applic
         yield
         if not stop.done():
             stop.set_result(None)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks, services.settings.shutdown_grace_s, what="statistics")
 
     return run
