@@ -111,10 +111,10 @@ class RedisAgentRelay:
                 logger.warning("agent requests: subscription lost (%r); again in 1 s", exc)
                 await asyncio.sleep(1.0)
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.unsubscribe()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Closing the connection ends the subscription; bounded, so a shutdown never waits on it.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _answer(self, handler: Handler, data: bytes | str) -> None:
         """Apply one request and push its answer; a malformed request is logged and dropped. One its
