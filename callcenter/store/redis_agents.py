@@ -108,13 +108,16 @@ class RedisAgentRelay:
                     if message is not None and message.get("type") == "message":
                         await self._answer(handler, message["data"])
             except (RedisError, OSError) as exc:
+                if _cancelling():
+                    # A cancel that met a read's own timeout comes out as redis' TimeoutError: shut down.
+                    raise asyncio.CancelledError from exc
                 logger.warning("agent requests: subscription lost (%r); again in 1 s", exc)
                 await asyncio.sleep(1.0)
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.unsubscribe()
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Closing the connection ends the subscription; bounded, so a shutdown never waits on it.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _answer(self, handler: Handler, data: bytes | str) -> None:
         """Apply one request and push its answer; a malformed request is logged and dropped. One its
@@ -147,6 +150,11 @@ class RedisAgentRelay:
             _ = pipe.rpush(reply_key, json.dumps(reply))
             _ = pipe.expire(reply_key, _REPLY_TTL_S)
             await pipe.execute()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _live_json(live: AgentLive) -> dict[str, Any]:
