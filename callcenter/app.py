@@ -93,6 +93,7 @@ from callcenter.wiring.sms import attach_callbacks, build_sms_engine, sms_webhoo
 from callcenter.wiring.stats import build_stats, statistics
 from callcenter.wiring.voicemail import run_retention, voicemail_callbacks_for, voicemail_service_for
 from ivr.voicemail import VoicemailFlow
+from media.prompts import PROMPTS, sound, spoken_s
 
 if TYPE_CHECKING:
     from callcenter.simulator import SimulatedAsterisk
@@ -680,6 +681,9 @@ async def _seed_demo(services: Services, sim: SimulatedAsterisk) -> None:
     """Create the demo queue and agents (again on later runs: nothing is duplicated) and log them in."""
     from callcenter.simulator import EndpointBehaviour
 
+    # The simulator plays only the sounds it knows (as a real Asterisk after `callcenter prompts build`).
+    for name in PROMPTS:
+        sim.set_sound(sound(name), spoken_s(name))
     queue = services.queue
     await queue.put_queue(QueueRecord(name=DEMO_QUEUE, title="Sales", max_wait_s=120), actor="demo")
     for agent_id, name in DEMO_AGENTS:

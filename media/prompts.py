@@ -85,6 +85,17 @@ PROMPTS: Final[Mapping[str, str]] = {
 }
 
 
+#: How fast our voices say the catalogue, for a prompt's length without rendering it (espeak-ng and
+#: Piper say about 2.5 words a second at their defaults).
+WORDS_PER_S: Final = 2.5
+
+
+def spoken_s(name: str) -> float:
+    """About how long prompt ``name`` lasts when said (the simulated Asterisk of the demo plays it that
+    long). :raises KeyError: for a prompt not in the catalogue."""
+    return round(0.2 + len(PROMPTS[name].split()) / WORDS_PER_S, 2)
+
+
 def sound(name: str) -> str:
     """The Asterisk sound name of prompt ``name``. :raises KeyError: for a prompt not in the catalogue."""
     if name not in PROMPTS:
