@@ -15,7 +15,7 @@ def test_prompts_are_found_in_our_sound_folder() -> None:
 
 
 def test_a_prompt_lasts_as_long_as_its_words_take_to_say() -> None:
-    # 15 words at 2.5 words a second, with a breath: about what espeak-ng and Piper take.
-    assert spoken_s("offer-keep-place") == pytest.approx(6.2)
+    # 14 words at 2.5 words a second, with a breath: about what espeak-ng and Piper take.
+    assert spoken_s("offer-keep-place") == pytest.approx(5.8)
     assert spoken_s("and") == pytest.approx(0.6)
     assert all(spoken_s(name) > 0.2 for name in PROMPTS)
