@@ -48,7 +48,7 @@ def test_an_unknown_prompt_is_refused(tmp_path: Path) -> None:
 def test_the_piper_voice_says_the_prompt_words(tmp_path: Path, analyser: VoicemailAnalyser) -> None:
     """Heard back through the real tiny.en model: the words of the prompt, not noise.
 
-    At most one word of the fifteen may be heard differently: tiny.en's int8 kernels differ by CPU
+    At most one word of the fourteen may be heard differently: tiny.en's int8 kernels differ by CPU
     (one CI machine heard a word differently), and noise or the wrong prompt misses by far more.
     """
     (item,) = render_prompts(tmp_path, names=["offer-keep-place"], engine="piper")
