@@ -528,6 +528,10 @@ class AriClient:
         json_body: Mapping[str, object] | None = None,
     ) -> tuple[int, bytes]:
         url = self._base + path
+        if self._session.closed:
+            # At shutdown, flows still running (an offer stopping its prompt) meet a closed session;
+            # aiohttp raises a bare RuntimeError then, which would replace their cancellation.
+            raise AsteriskUnavailableError(f"ARI {method} {path}: the HTTP session is closed")
         try:
             async with self._slots, asyncio.timeout(self._timeout_s):
                 async with self._session.request(

@@ -258,6 +258,15 @@ async def test_a_refused_connection_is_asterisk_unavailable() -> None:
     assert isinstance(caught.value.__cause__, aiohttp.ClientError | OSError)
 
 
+async def test_a_request_after_the_session_closed_is_asterisk_unavailable() -> None:
+    """At shutdown a flow may still stop its prompt; a bare RuntimeError would replace its cancellation."""
+    session = aiohttp.ClientSession()
+    ari = AriClient(session, AriSettings(url="http://127.0.0.1:1", username="lab", password="lab"))
+    await session.close()
+    with pytest.raises(AsteriskUnavailableError, match="the HTTP session is closed"):
+        await ari.stop_playback("pb-1")
+
+
 async def test_no_answer_within_the_timeout_is_asterisk_unavailable(ari: AriClient) -> None:
     with pytest.raises(AsteriskUnavailableError, match="no answer within 0.5s"):
         await ari._json("GET", "/slow")  # a route that never answers
