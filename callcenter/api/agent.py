@@ -18,13 +18,12 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
-from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from callcenter.api.jsonio import iso
-from callcenter.api.session import page_principal
+from callcenter.api.session import asset_response, page_principal, page_response
 from callcenter.api.worklist import WORKLIST, item_json
 from callcenter.auth.tokens import Principal
 from callcenter.callbacks.worklist import WorkItem, Worklist
@@ -50,13 +49,7 @@ from callcenter.tasks import stop_tasks
 
 logger = logging.getLogger(__name__)
 
-WEB_DIR: Final = Path(__file__).parent / "web"
 ASSETS: Final[dict[str, str]] = {"agent.css": "text/css", "agent.js": "text/javascript"}
-#: The page runs only its own script and style, and talks only to this origin.
-_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-    "media-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 #: Events after which a worklist may read differently.
 WORKLIST_EVENTS: Final = (
     CallbackStateChanged,
@@ -167,13 +160,7 @@ def viewed_agent(principal: Principal, named: str | None) -> str | None:
 
 
 async def get_agent_page(request: web.Request) -> web.StreamResponse:
-    answer = await page_principal(request, Role.AGENT)
-    if isinstance(answer, web.Response):
-        return answer
-    return web.FileResponse(
-        WEB_DIR / "agent.html",
-        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store", "Content-Type": "text/html"},
-    )
+    return await page_response(request, Role.AGENT, "agent.html")
 
 
 async def get_agent_me(request: web.Request) -> web.Response:
@@ -299,13 +286,7 @@ _NOT_CLOSING: Final = _Closing()
 
 
 async def get_asset(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    content_type = ASSETS.get(name)
-    if content_type is None:
-        raise web.HTTPNotFound()
-    return web.FileResponse(
-        WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "max-age=300"}
-    )
+    return asset_response(request, ASSETS)
 
 
 def install_agent_routes(

@@ -10,6 +10,8 @@ send that header, on top of SameSite=Strict). :func:`page_principal` is what a p
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
@@ -25,6 +27,13 @@ COOKIE: Final = "cc_session"
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "callcenter"
 _MAX_FORM_BYTES: Final = 4096
+#: The pages, their scripts and styles.
+WEB_DIR: Final = Path(__file__).parent / "web"
+#: A page runs only its own script and style, plays no media, and talks only to this origin.
+PAGE_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "media-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def session_service(request: web.Request) -> SessionService | None:
@@ -66,6 +75,32 @@ async def page_principal(request: web.Request, role: Role) -> Principal | web.Re
             f"<p>{html.escape(str(exc))}</p><p><a href='/signin'>Sign in with another token</a></p>", 403
         )
     return principal
+
+
+async def page_response(request: web.Request, role: Role, page: str) -> web.StreamResponse:
+    """The page ``WEB_DIR/<page>`` for a principal signed in with ``role``, else a redirect or 403."""
+    answer = await page_principal(request, role)
+    if isinstance(answer, web.Response):
+        return answer
+    return web.FileResponse(
+        WEB_DIR / page,
+        headers={
+            "Content-Security-Policy": PAGE_CSP,
+            "Cache-Control": "no-store",
+            "Content-Type": "text/html",
+        },
+    )
+
+
+def asset_response(request: web.Request, assets: Mapping[str, str]) -> web.StreamResponse:
+    """The script or style ``{name}`` of the request if ``assets`` lists it (name to content type)."""
+    name = request.match_info["name"]
+    content_type = assets.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "max-age=300"}
+    )
 
 
 def _safe_next(raw: str | None) -> str:

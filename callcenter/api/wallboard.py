@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
-from callcenter.api.session import page_principal
+from callcenter.api.session import asset_response, page_principal, page_response
 from callcenter.api.stats import STATS_SERVICE
 from callcenter.errors import AuthenticationError, DependencyError
 from callcenter.model.vocabulary import Role
 from callcenter.stats.feed import SnapshotFeed
 
-WEB_DIR: Final = Path(__file__).parent / "web"
 STATIC: Final[dict[str, str]] = {
     "wallboard.css": "text/css",
     "wallboard.js": "text/javascript",
 }
-#: The page runs only its own script and style, and talks only to this origin.
-_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 #: How often a long-lived feed checks that its session (and token) is still valid.
 RECHECK_S: Final = 30.0
 _KEEPALIVE: Final = b": keep-alive\n\n"
@@ -45,13 +38,7 @@ def _feed(request: web.Request) -> SnapshotFeed:
 
 
 async def get_wallboard(request: web.Request) -> web.StreamResponse:
-    answer = await page_principal(request, Role.SUPERVISOR)
-    if isinstance(answer, web.Response):
-        return answer
-    return web.FileResponse(
-        WEB_DIR / "wallboard.html",
-        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store", "Content-Type": "text/html"},
-    )
+    return await page_response(request, Role.SUPERVISOR, "wallboard.html")
 
 
 async def get_feed(request: web.Request) -> web.StreamResponse:
@@ -98,13 +85,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
 
 
 async def get_static(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    content_type = STATIC.get(name)
-    if content_type is None:
-        raise web.HTTPNotFound()
-    return web.FileResponse(
-        WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "max-age=300"}
-    )
+    return asset_response(request, STATIC)
 
 
 def install_wallboard_routes(app: web.Application) -> None:

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpClient
 
 from callcenter.api.app import build_api
-from callcenter.api.session import COOKIE, SESSION_SERVICE, install_session_routes
+from callcenter.api.session import COOKIE, SESSION_SERVICE, WEB_DIR, install_session_routes
 from callcenter.api.stats import STATS_SERVICE, render_wallboard
-from callcenter.api.wallboard import WEB_DIR, install_wallboard_routes
+from callcenter.api.wallboard import install_wallboard_routes
 from callcenter.auth.service import AuthService
 from callcenter.auth.sessions import RECHECK_S, SessionService
 from callcenter.config import DatabaseSettings, HttpSettings
