@@ -89,6 +89,7 @@ from callcenter.model.events import CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
 from callcenter.queue.detection import AgentLeg
 from callcenter.store.database import create_engine
+from callcenter.tasks import where_waiting
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import CallProfile, ChildSim, InlineSim, SimControl  # noqa: E402
@@ -873,36 +874,17 @@ async def bounded_cleanup(runner: web.AppRunner) -> None:
 
 
 def dump_tasks() -> None:
-    """Every pending task of the loop with its innermost await (diagnostics, on stderr)."""
+    """Every pending task of the loop and suspended async generator with where it waits (diagnostics,
+    on stderr)."""
     for task in asyncio.all_tasks():
         if task is asyncio.current_task() or task.done():
             continue
-        frames = task.get_stack(limit=None)
-        where = " <- ".join(
-            f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"
-            for f in reversed(frames[-4:])
-        )
-        awaited: Any = task.get_coro()
-        chain = []
-        while True:  # down through coroutines, async generators (cleanup contexts) and their awaits
-            inner = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-            if inner is None:
-                break
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
-            if frame is not None:
-                chain.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
-            awaited = inner
-        progress(f"  task {task.get_name()}: {where} (awaits {awaited!r:.120} via {' > '.join(chain[-6:])})")
+        progress(f"  task {task.get_name()}: {where_waiting(task.get_coro(), depth=6)}")
     # A cleanup context waits inside its async generator, which the task's await chain does not show.
     gc.unfreeze()  # the app's generators were frozen with it at start (gc.get_objects skips those)
     for obj in gc.get_objects():
         if isinstance(obj, types.AsyncGeneratorType) and obj.ag_await is not None and obj.ag_frame:
-            frames = [f"{Path(obj.ag_frame.f_code.co_filename).name}:{obj.ag_frame.f_lineno}"]
-            inner: Any = obj.ag_await
-            while inner is not None and getattr(inner, "cr_frame", None) is not None:
-                frames.append(f"{Path(inner.cr_frame.f_code.co_filename).name}:{inner.cr_frame.f_lineno}")
-                inner = inner.cr_await
-            progress(f"  async generator {obj.ag_code.co_name}: {' > '.join(frames)} (awaits {inner!r:.120})")
+            progress(f"  async generator {obj.ag_code.co_name}: {where_waiting(obj, depth=6)}")
 
 
 class LogTally(logging.Filter):

@@ -2,25 +2,15 @@
 
 pytest-timeout's report shows only the main thread, which for an asyncio test is the event loop's
 ``select``; the hang is in some task's ``await``. :func:`dump_tasks` follows each task's chain of
-awaits (``cr_await``) down to the innermost frame.
+awaits down to the innermost frame (:func:`callcenter.tasks.await_frames`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
-from types import FrameType
-from typing import Any
 
-
-def _await_chain(awaitable: Any) -> Iterator[FrameType]:
-    """The frames of ``awaitable`` and of what it awaits, outermost first."""
-    while awaitable is not None:
-        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
-        if frame is not None:
-            yield frame
-        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+from callcenter.tasks import await_frames
 
 
 def dump_tasks(title: str) -> None:
@@ -28,7 +18,7 @@ def dump_tasks(title: str) -> None:
     lines = [f"--- asyncio tasks: {title} ---"]
     for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
         lines.append(f"task {task.get_name()}:")
-        for frame in _await_chain(task.get_coro()):
+        for frame in await_frames(task.get_coro()):
             code = frame.f_code
             lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
     print("\n".join(lines), file=sys.stderr, flush=True)

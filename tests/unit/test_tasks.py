@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from callcenter.tasks import stop_tasks
+from collections.abc import AsyncIterator
+
+from callcenter.tasks import await_frames, stop_tasks, where_waiting
 
 
 async def test_a_task_that_takes_no_cancellation_is_left_behind_and_named() -> None:
@@ -41,7 +43,10 @@ async def test_a_task_that_takes_no_cancellation_is_left_behind_and_named() -> N
         logging.getLogger("callcenter.tasks").removeHandler(handler)
     assert tasks[1].cancelled() and isinstance(tasks[2].exception(), RuntimeError)
     assert not tasks[0].done()
-    assert logs == ["shutdown: task stubborn did not stop within 0.2 s; left behind"]
+    [line] = logs
+    prefix = "shutdown: task stubborn did not stop within 0.2 s; left behind waiting at test_tasks.py:"
+    assert line.startswith(prefix), line
+    assert " stubborn > " in line and line.endswith(" sleep"), "down to the sleep it waits in"
     release.set()
     tasks[0].cancel()
     await tasks[0]
@@ -49,3 +54,26 @@ async def test_a_task_that_takes_no_cancellation_is_left_behind_and_named() -> N
 
 async def test_a_process_with_no_background_task_stops_too() -> None:
     await stop_tasks([], 0.1, what="shutdown")  # asyncio.wait refuses an empty set
+
+
+async def test_where_an_async_generator_waits_is_followed_down_its_awaits() -> None:
+    """As an aiohttp cleanup context waits inside its generator (the bench's task dump walks those)."""
+    gate = asyncio.Event()
+
+    async def ready() -> None:
+        await gate.wait()
+
+    async def context() -> AsyncIterator[None]:
+        await ready()
+        yield None
+
+    generator = context()
+    step = asyncio.create_task(anext(generator))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert [frame.f_code.co_name for frame in await_frames(generator)] == ["context", "ready", "wait"]
+    outer, inner = where_waiting(generator, depth=2).split(" > ")
+    assert outer.startswith("test_tasks.py:") and outer.endswith(" ready") and inner.endswith(" wait")
+    gate.set()
+    await step
+    await generator.aclose()
+    assert where_waiting(generator) == "?", "a finished generator waits nowhere"
