@@ -29,12 +29,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from redis import asyncio as aioredis
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink, LinkStatus
@@ -51,7 +51,7 @@ from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from callcenter.simulator import SimulatedAsterisk
 from callcenter.simulator.pbx import EndpointConfig, PbxChange
-from callcenter.store.database import create_engine, migrate
+from callcenter.store.database import create_engine
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
@@ -59,7 +59,9 @@ from callcenter.store.sql_callbacks import CallbackRow
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.wiring.dispatch import DISPATCH_ROLE, run_dispatch_loop
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _postgres import scratch_schema  # noqa: E402
+
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ACTOR = Actor(ActorKind.SYSTEM, "bench")
 #: The dispatcher's and the baseline's polling interval (``--poll-s``): the product's default
@@ -133,11 +135,11 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 
 
 async def _run(n: int, span_s: float, agents: int, poll_s: float = POLL_S) -> dict[str, Any]:
-    schema = f"cc_bench_callbacks_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = DatabaseSettings(url=f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}', safe='')}")
+    async with scratch_schema("callbacks") as db:
+        return await _run_in(db, n, span_s, agents, poll_s)
+
+
+async def _run_in(db: DatabaseSettings, n: int, span_s: float, agents: int, poll_s: float) -> dict[str, Any]:
     prefix = f"cc-bench-callbacks:{uuid.uuid4().hex[:8]}:"
     redis = aioredis.from_url(REDIS_URL)
     sim = SimulatedAsterisk(users={"bench": "bench"}, realtime=True, max_recorded_requests=0)
@@ -152,7 +154,6 @@ async def _run(n: int, span_s: float, agents: int, poll_s: float = POLL_S) -> di
 
     sim.originate = timed_originate  # type: ignore[method-assign]
     try:
-        await migrate(db)
         engine = create_engine(db)
         store = SqlDispatchStore(engine)
         url = await sim.start("127.0.0.1", 0)
@@ -183,9 +184,6 @@ async def _run(n: int, span_s: float, agents: int, poll_s: float = POLL_S) -> di
         async for key in redis.scan_iter(f"{prefix}*"):
             await redis.delete(key)
         await redis.aclose()
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 async def _dispatcher_phase(

@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import sys
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from pathlib import Path
 
-from sqlalchemy import text
-
-from callcenter.config import DatabaseSettings
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
-from callcenter.store.database import create_engine, migrate
+from callcenter.store.database import create_engine
 from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _postgres import scratch_schema  # noqa: E402
+
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
 
@@ -57,13 +55,7 @@ def _call(index: int, *, ended: bool) -> CallRecord:
 
 
 async def _run(n: int) -> dict[str, object]:
-    schema = f"cc_bench_store_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    settings = DatabaseSettings(url=f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}', safe='')}")
-    try:
-        await migrate(settings)
+    async with scratch_schema("store") as settings:
         engine = create_engine(settings)
         try:
             calls, agents = SqlCallRepository(engine), SqlAgentRepository(engine)
@@ -92,10 +84,6 @@ async def _run(n: int) -> dict[str, object]:
             return report
         finally:
             await engine.dispose()
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,12 +23,10 @@ import math
 import os
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.callbacks.attempts import end_attempt, start_attempt
@@ -37,7 +35,6 @@ from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.callbacks.worklist import VoicemailNote, Worklist
-from callcenter.config import DatabaseSettings
 from callcenter.errors import NotFoundError
 from callcenter.model.callbacks import Actor
 from callcenter.model.records import CallRecord, QueueRecord
@@ -51,7 +48,7 @@ from callcenter.model.vocabulary import (
 )
 from callcenter.queue.ports import CallFilter
 from callcenter.sms.records import Direction, MessageStatus, SmsMessage
-from callcenter.store.database import create_engine, migrate
+from callcenter.store.database import create_engine
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_repos import SqlCallRepository, SqlQueueRepository
 from callcenter.store.sql_sms import SqlSmsStore
@@ -59,7 +56,9 @@ from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail.records import Voicemail, VoicemailTranscript
 from callcenter.wiring.agent import SmsThread
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _postgres import scratch_schema  # noqa: E402
+
 QUEUE = "bench"
 S = CallbackState
 LISTED = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
@@ -235,13 +234,7 @@ class _NoBus:
 
 
 async def _run(n: int, reads: int) -> dict[str, object]:
-    schema = f"cc_bench_worklist_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    settings = DatabaseSettings(url=f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}', safe='')}")
-    try:
-        await migrate(settings)
+    async with scratch_schema("worklist") as settings:
         engine = create_engine(settings)
         try:
             clock = _Clock()
@@ -273,10 +266,6 @@ async def _run(n: int, reads: int) -> dict[str, object]:
             }
         finally:
             await engine.dispose()
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
