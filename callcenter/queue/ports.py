@@ -281,13 +281,15 @@ class AgentAction(StrEnum):
     LOGOUT = "logout"
     PAUSE = "pause"
     UNPAUSE = "unpause"
+    #: Replace the agent's queue membership with ``queues``.
+    SET_QUEUES = "set_queues"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AgentRequest:
     """An agent's request, as handed to the process that runs the live queue.
 
-    :param queues: a log-in's new queue membership (``None``: unchanged).
+    :param queues: the new queue membership of a log-in (``None``: unchanged) or of ``SET_QUEUES``.
     """
 
     agent_id: str

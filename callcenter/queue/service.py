@@ -880,8 +880,8 @@ class QueueService:
         self._kept_places = kept
 
     def use_relay(self, relay: AgentRelay, *, runs_queue: Callable[[], bool]) -> None:
-        """Hand agents' requests (log-in, log-out, pause, unpause) to the process that runs the live
-        queue whenever ``runs_queue()`` is false here: that process applies them as its own (a pause
+        """Hand agents' requests (log-in, log-out, pause, unpause, queues) to the process running the
+        live queue whenever ``runs_queue()`` is false here: that process applies them as its own (a pause
         during a callback it holds the agent for is kept for after it), at once. Without an answer
         (no process runs the queue) a request is applied here and stored, as before."""
         self._relay = relay
@@ -893,7 +893,9 @@ class QueueService:
         :raises NotFoundError: :raises ConflictError: :raises ValidationError:
         """
         agent_id, actor = request.agent_id, request.actor
-        if request.action is AgentAction.LOGIN:
+        if request.action is AgentAction.SET_QUEUES:
+            status = await self._set_agent_queues(agent_id, request.queues or (), actor=actor)
+        elif request.action is AgentAction.LOGIN:
             status = await self._login(agent_id, actor=actor, queues=request.queues)
         elif request.action is AgentAction.LOGOUT:
             status = await self._logout(agent_id, actor=actor)
@@ -918,6 +920,8 @@ class QueueService:
         self._agents[record.id] = record
         if self._board.agent(record.id) is None:
             self._board.load_agent(record, self._clock.now())
+        else:
+            self._board.set_agent_queues(record.id, record.queues)
         if live.state in _MIRRORED:
             self._board.mirror(live)  # read back here as the queue's process has it
         return AgentStatus(record=record, live=live)
@@ -1759,7 +1763,7 @@ class QueueService:
     async def _login(self, agent_id: str, *, actor: str, queues: Iterable[str] | None) -> AgentStatus:
         await self._known_agent(agent_id)
         if queues is not None:
-            await self.set_agent_queues(agent_id, queues, actor=actor)
+            await self._set_agent_queues(agent_id, queues, actor=actor)
         await self._agent_request(AgentLoggedIn(agent_id=agent_id, at=self._clock.now()), actor)
         return await self.get_agent(agent_id)
 
@@ -1815,7 +1819,14 @@ class QueueService:
         return await self.get_agent(agent_id)
 
     async def set_agent_queues(self, agent_id: str, queues: Iterable[str], *, actor: str) -> AgentStatus:
-        """Replace an agent's queue membership. :raises NotFoundError: :raises ValidationError:"""
+        """Replace an agent's queue membership; applied by the process that runs the live queue
+        (:meth:`use_relay`), so that a caller waiting in a new queue of an available agent is offered
+        to them at once. :raises NotFoundError: :raises ValidationError:"""
+        wanted = tuple(queues)
+        request = AgentRequest(agent_id=agent_id, action=AgentAction.SET_QUEUES, actor=actor, queues=wanted)
+        return await self._handed_over(request) or await self._set_agent_queues(agent_id, wanted, actor=actor)
+
+    async def _set_agent_queues(self, agent_id: str, queues: Iterable[str], *, actor: str) -> AgentStatus:
         await self._known_agent(agent_id)
         wanted = await self._require_queues(queues)
         stored = await self._agent_repo.set_queues(agent_id, wanted)

@@ -1,11 +1,11 @@
 """Agents' requests handed over Redis to the process that runs the live queue (edge).
 
 Only the process that holds the ARI link sees the live queue (its board is what Asterisk's events
-drive) and holds agents for callbacks. A log-in, log-out, pause or unpause that reaches another
-process (an API process, the agent page behind another load-balanced worker) is published on the
-channel ``<prefix>agents:requests``; the process running the queue, subscribed while its link is up,
-applies it as its own request and pushes the agent's live state to a reply list that the sender
-awaits with ``BLPOP``. ``PUBLISH`` says how many processes heard: none means nobody runs the queue,
+drive) and holds agents for callbacks. A log-in, log-out, pause, unpause or change of an agent's
+queues that reaches another process (an API process, the agent page behind another load-balanced
+worker) is published on the channel ``<prefix>agents:requests``; the process running the queue,
+subscribed while its link is up, applies it as its own request and pushes the agent's live state to
+a reply list that the sender awaits with ``BLPOP``. ``PUBLISH`` says how many processes heard: none means nobody runs the queue,
 and the sender applies the request itself (stored, adopted by the next owner at its start).
 """
 

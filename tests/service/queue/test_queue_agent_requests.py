@@ -141,3 +141,21 @@ async def test_a_state_stored_elsewhere_during_a_callback_waits_for_its_end(
     assert _live(runs, "alice") is AgentState.PAUSED and runs.rung() == [], "still on the callback"
     await runs.service.release_from_callback("alice", actor="dispatcher")
     assert runs.rung() == ["PJSIP/alice"]
+
+
+async def test_queues_given_in_another_process_offer_a_waiting_caller_to_the_agent_at_once(
+    make_harness: MakeHarness, clock: FakeClock
+) -> None:
+    support = QueueRecord(name="support", max_wait_s=300, join_empty=True)  # nobody in it yet
+    runs = await make_harness(queues=[SALES, support], agents=[agent("alice")], logged_in=["alice"])
+    other = await make_harness(store=runs.store, queues=[SALES, support])
+    relay = ToQueueProcess(runs.service)
+    other.service.use_relay(relay, runs_queue=lambda: False)
+    await runs.arrive("c1", queue="support")
+    assert runs.rung() == [], "alice is not in support yet"
+
+    status = await other.service.set_agent_queues("alice", ["sales", "support"], actor="supervisor")
+    assert [(r.action, r.queues) for r in relay.forwarded] == [(AgentAction.SET_QUEUES, ("sales", "support"))]
+    assert runs.rung() == ["PJSIP/alice"], "offered now, not at the queue process's next refresh"
+    assert status.record.queues == ("sales", "support") and status.state is AgentState.RINGING
+    assert runs.store.agents.agents["alice"].queues == ("sales", "support")
