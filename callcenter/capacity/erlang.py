@@ -264,14 +264,23 @@ def agents_required(
     def measure(agents: int) -> QueueMetrics:
         return queue_metrics(workload, agents, answer_within_s=answer_within_s, model=model)
 
-    best = measure(max_agents)
-    if best.service_level < target_service_level:
-        raise ValidationError(
-            f"{max_agents} agents reach a service level of {best.service_level:.3f} only, "
-            f"below the target {target_service_level}"
-        )
-    # The service level rises with agents, so bisect: the invariant is low fails, best.agents meets.
-    low = 0
+    # The service level rises with agents. Double from the offered load (a staffing far below
+    # max_agents is found without measuring max_agents agents, each measure costing O(agents)), then
+    # bisect: the invariant is low fails (no agents answer nobody), best.agents meets.
+    low, high = 0, max(1, math.ceil(workload.offered_load_erlangs))
+    while True:
+        if high >= max_agents:
+            best = measure(max_agents)
+            if best.service_level < target_service_level:
+                raise ValidationError(
+                    f"{max_agents} agents reach a service level of {best.service_level:.3f} only, "
+                    f"below the target {target_service_level}"
+                )
+            break
+        best = measure(high)
+        if best.service_level >= target_service_level:
+            break
+        low, high = high, 2 * high
     while best.agents - low > 1:
         middle = (low + best.agents) // 2
         metrics = measure(middle)

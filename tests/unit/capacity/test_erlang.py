@@ -392,3 +392,39 @@ def test_a_target_out_of_reach_of_2000_agents_is_refused(model: QueueModel) -> N
     flood = Workload(arrival_rate_per_s=3000 / 180.0, aht_s=180.0, patience_s=600.0)
     with pytest.raises(ValidationError, match="2000 agents"):
         agents_required(flood, target_service_level=0.8, answer_within_s=20.0, model=model)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0.1, 60.0),
+    st.floats(30.0, 900.0),
+    st.one_of(st.just(math.inf), st.floats(10.0, 600.0)),
+    st.floats(0.5, 0.95),
+    st.floats(0.0, 120.0),
+    st.sampled_from(list(QueueModel)),
+)
+def test_the_staffing_found_is_the_smallest_that_meets_the_target(
+    load: float, aht_s: float, patience_s: float, target: float, t: float, model: QueueModel
+) -> None:
+    """Whatever the search order, the answer is the first staffing of a plain count upwards."""
+    workload = Workload(arrival_rate_per_s=load / aht_s, aht_s=aht_s, patience_s=patience_s)
+    max_agents = 200
+    first = next(
+        (
+            n
+            for n in range(1, max_agents + 1)
+            if queue_metrics(workload, n, answer_within_s=t, model=model).service_level >= target
+        ),
+        None,
+    )
+    if first is None:
+        with pytest.raises(ValidationError, match="below the target"):
+            agents_required(
+                workload, target_service_level=target, answer_within_s=t, model=model, max_agents=max_agents
+            )
+        return
+    staffing = agents_required(
+        workload, target_service_level=target, answer_within_s=t, model=model, max_agents=max_agents
+    )
+    assert staffing.agents == first
+    assert staffing.metrics == queue_metrics(workload, first, answer_within_s=t, model=model)
