@@ -5,24 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
-
-import pytest
 
 from callcenter.config import LogSettings
 from callcenter.logs import configure_logging
 
 
-@pytest.fixture
-def restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("restore_root_logger")
 def test_json_logs_are_one_object_a_line_with_extras() -> None:
     out = io.StringIO()
     configure_logging(LogSettings(format="json", level="INFO"), stream=out)
@@ -36,7 +23,6 @@ def test_json_logs_are_one_object_a_line_with_extras() -> None:
     assert record["time"].endswith("+00:00")
 
 
-@pytest.mark.usefixtures("restore_root_logger")
 def test_full_numbers_are_masked_at_info_but_kept_at_debug() -> None:
     out = io.StringIO()
     configure_logging(LogSettings(format="text", level="DEBUG"), stream=out)
