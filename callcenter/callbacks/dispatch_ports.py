@@ -229,11 +229,14 @@ class Whisper:
     """What the agent hears before the customer is dialled: who, why, how long they waited.
 
     :param reason: why the callback is owed (``None`` when it could not be read: not said).
+    :param preview: for a voicemail's callback, the start of the caller's message as Asterisk names
+        the file (an absolute path without its extension), played after the reason; ``None``: none.
     """
 
     number: str
     waited_s: float
     reason: Reason | None = None
+    preview: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -243,6 +246,7 @@ class CallJob:
     :param customer_first: dial the customer first, then the agent (a queue option).
     :param reason: why the callback is owed, being read while the agent's phone rings: awaited only
         when the whisper is about to play (``None`` resolved: not said), so no dial waits for it.
+    :param preview: the voicemail preview (:attr:`Whisper.preview`), found or rendered the same way.
     """
 
     attempt: Attempt
@@ -251,6 +255,17 @@ class CallJob:
     whisper: Whisper
     customer_first: bool = False
     reason: Awaitable[Reason | None] | None = None
+    preview: Awaitable[str | None] | None = None
+
+
+class VoicemailPreviews(Protocol):
+    """The start of a voicemail as a file Asterisk can play (rendered once, off the event loop)."""
+
+    async def sound(self, voicemail_id: str) -> str | None:
+        """The preview's sound name (absolute path without extension), rendering it if need be;
+        ``None`` when there is none (no shared folder, audio deleted, voicemail erased, no speech:
+        the reason is logged). Never raises for a missing or bad recording."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -43,17 +43,19 @@ from callcenter.callbacks.dispatch import DispatchSettings, dial_order, is_expir
 from callcenter.callbacks.dispatch_ports import (
     AgentDesk,
     CallbackCalls,
+    CallbackDetails,
     CallEnd,
     CallJob,
     DispatchStore,
     DoNotCallError,
     StaleLeaderError,
+    VoicemailPreviews,
     Whisper,
 )
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.ports import StaleCallbackError
-from callcenter.callbacks.reasons import Reason, reason_of
+from callcenter.callbacks.reasons import Reason, reason_of, voicemail_of
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
@@ -123,6 +125,7 @@ class CallbackDispatcher:
     :param customer_first: queues whose callbacks dial the customer before the agent.
     :param line: where the kept places waiting for an agent are shown to the queue (refreshed by
         every tick, emptied when this process stops leading).
+    :param previews: the voicemail previews the whisper plays (``None``: the reason only).
     """
 
     def __init__(
@@ -140,8 +143,10 @@ class CallbackDispatcher:
         caller_ids: CallerIds | None = None,
         customer_first: frozenset[str] = frozenset(),
         line: CallbackLine | None = None,
+        previews: VoicemailPreviews | None = None,
     ) -> None:
         self._store = store
+        self._previews = previews
         self._line = line
         self._calls = calls
         self._desk = desk
@@ -346,24 +351,53 @@ class CallbackDispatcher:
         )
         return moved, change, job
 
-    def _reason_read(self, callback: Callback, job: CallJob) -> asyncio.Future[Reason | None]:
-        """Start reading why the callback is owed (for the whisper; customer first has none)."""
+    def _whisper_read(self, callback: Callback, job: CallJob) -> tuple[CallJob, Callable[[], None]]:
+        """Start reading why the callback is owed and, for a voicemail's, finding its preview (for
+        the whisper; customer first has none): the job carrying both, and how to cancel them."""
         if job.customer_first:
-            done: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.ensure_future(self._reason_of(callback))
+            return job, lambda: None
+        details = asyncio.ensure_future(self._details_of(callback))
+        reason = asyncio.ensure_future(self._reason_of(callback, details))
+        preview = asyncio.ensure_future(self._preview_of(callback, details)) if self._previews else None
 
-    async def _reason_of(self, callback: Callback) -> Reason | None:
-        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        def cancel() -> None:
+            for task in (details, reason, preview):
+                if task is not None:
+                    task.cancel()
+
+        return dataclasses.replace(job, reason=reason, preview=preview), cancel
+
+    async def _details_of(self, callback: Callback) -> CallbackDetails | None:
+        """The callback's sources and first change; ``None`` (nothing whispered) on a read error."""
         try:
-            detail = (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
+            return (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
         except Exception as exc:
             logger.warning("callback %s: its reason was not read (%s); not whispered", callback.id, exc)
             return None
+
+    async def _reason_of(
+        self, callback: Callback, details: asyncio.Future[CallbackDetails | None]
+    ) -> Reason | None:
+        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        detail = await details
         if detail is None:
             return None
         return reason_of(callback, detail.sources, detail.first_change)
+
+    async def _preview_of(
+        self, callback: Callback, details: asyncio.Future[CallbackDetails | None]
+    ) -> str | None:
+        """The start of the voicemail the callback was made for, as a sound Asterisk plays; ``None``
+        for other callbacks and when there is no preview (the previews log why)."""
+        detail = await details
+        voicemail_id = voicemail_of(detail.sources) if detail is not None else None
+        if voicemail_id is None or self._previews is None:
+            return None
+        try:
+            return await self._previews.sound(voicemail_id)
+        except Exception:
+            logger.exception("callback %s: the preview of voicemail %s failed", callback.id, voicemail_id)
+            return None
 
     async def _record_start(
         self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
@@ -408,20 +442,20 @@ class CallbackDispatcher:
         async def attempt() -> None:
             # Why it is owed (for the whisper) is read while the start is written and the agent's
             # phone rings: no dial waits for it.
-            reason = self._reason_read(callback, job)
+            read, cancel = self._whisper_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
             except asyncio.CancelledError:
-                reason.cancel()
+                cancel()
                 raise
             except Exception:
-                reason.cancel()
+                cancel()
                 logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
                 return
             if recorded:
-                await self._run_attempt(moved, dataclasses.replace(job, reason=reason), picker)
+                await self._run_attempt(moved, read, picker)
             else:
-                reason.cancel()
+                cancel()
 
         self._track(callback.id, attempt(), f"callback-{job.attempt.id}")
 
@@ -437,11 +471,10 @@ class CallbackDispatcher:
     ) -> bool:
         """Record the start now (the caller waits for it), then run the attempt in its own task."""
         moved, change, job = self._prepare(callback, record, agent, token, now)
-        reason = self._reason_read(callback, job)
+        job, cancel = self._whisper_read(callback, job)
         if not await self._record_start(callback, moved, change, job, agent[0]):
-            reason.cancel()
+            cancel()
             return False
-        job = dataclasses.replace(job, reason=reason)
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True

@@ -35,7 +35,7 @@ from callcenter.ari.originate import AriCallbackCalls, CallbackCallSettings
 from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.desk import QueueAgentDesk
 from callcenter.callbacks.dispatch import DispatchSettings
-from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, Progress
+from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, Progress, VoicemailPreviews
 from callcenter.callbacks.dispatcher import CallbackDispatcher, CallerIds
 from callcenter.callbacks.line import CallbackLine
 from callcenter.callbacks.service import CallbackService
@@ -252,11 +252,13 @@ def build_dispatch(
     bus: EventBus,
     clock: Clock,
     ari_link: AriLink | None = None,
+    previews: VoicemailPreviews | None = None,
 ) -> DispatchRuntime:
     """The dispatcher runtime; without ARI (or with ``CALLCENTER_DISPATCH_ENABLED=false``) it never
     dials, but its store and the callback sources still serve the API.
 
     :param ari_link: this process's link to Asterisk: the dispatcher leads only while it is up here.
+    :param previews: the voicemail previews the whisper plays (``CALLCENTER_DISPATCH_PREVIEW_S``).
     """
     config = settings.dispatch
     dispatch = dispatch_settings(settings)
@@ -321,6 +323,7 @@ def build_dispatch(
         caller_ids=CallerIds(default=config.caller_id),
         customer_first=frozenset(config.customer_first_queues),
         line=line,
+        previews=previews,
     )
     if lease is not None and ari_calls is not None:
         link = AriLink(
