@@ -19,6 +19,7 @@ from typing import Protocol
 from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.ports import CallbackRepository
 from callcenter.callbacks.reasons import Reason
+from callcenter.capacity.service import Estimate
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.vocabulary import AttemptResult, CallbackState
@@ -256,6 +257,15 @@ class CallJob:
     customer_first: bool = False
     reason: Awaitable[Reason | None] | None = None
     preview: Awaitable[str | None] | None = None
+
+
+class PlaceEstimator(Protocol):
+    """The wait of a place in a queue's line (``EstimateService.estimate_place``: QL-A, the model the
+    callback offers announce)."""
+
+    async def estimate_place(self, queue: str, *, joined_at: datetime, callbacks_ahead: int = 0) -> Estimate:
+        """:raises NotFoundError: unknown queue. :raises DependencyError: no live board in this process."""
+        ...
 
 
 class VoicemailPreviews(Protocol):

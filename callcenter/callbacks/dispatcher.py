@@ -39,7 +39,16 @@ from typing import Any, Final
 
 from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.attempts import Attempt, end_attempt, retry_delay, start_attempt
-from callcenter.callbacks.dispatch import DispatchSettings, dial_order, is_expired, is_late, quiet_until
+from callcenter.callbacks.dispatch import (
+    DispatchSettings,
+    callbacks_ahead,
+    dial_order,
+    expected_dial_at,
+    is_expired,
+    is_late,
+    place_in_line,
+    quiet_until,
+)
 from callcenter.callbacks.dispatch_ports import (
     AgentDesk,
     CallbackCalls,
@@ -48,6 +57,7 @@ from callcenter.callbacks.dispatch_ports import (
     CallJob,
     DispatchStore,
     DoNotCallError,
+    PlaceEstimator,
     StaleLeaderError,
     VoicemailPreviews,
     Whisper,
@@ -64,7 +74,7 @@ from callcenter.model.callbacks import Actor, Callback, CallbackChange
 from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState, CallOutcome
-from callcenter.queue.hours import business_hours, is_open
+from callcenter.queue.hours import business_hours, is_open, next_open
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +136,8 @@ class CallbackDispatcher:
     :param line: where the kept places waiting for an agent are shown to the queue (refreshed by
         every tick, emptied when this process stops leading).
     :param previews: the voicemail previews the whisper plays (``None``: the reason only).
+    :param estimator: predicts when a late callback will be dialled, for its alert (``None``: no
+        prediction, the SMS late notice falls back to a fixed slip).
     """
 
     def __init__(
@@ -144,9 +156,11 @@ class CallbackDispatcher:
         customer_first: frozenset[str] = frozenset(),
         line: CallbackLine | None = None,
         previews: VoicemailPreviews | None = None,
+        estimator: PlaceEstimator | None = None,
     ) -> None:
         self._store = store
         self._previews = previews
+        self._estimator = estimator
         self._line = line
         self._calls = calls
         self._desk = desk
@@ -193,6 +207,8 @@ class CallbackDispatcher:
             return 0
         try:
             now = self._clock.now()
+            # Read a poll ahead: the loop then wakes when the next one falls due, not a poll later.
+            soon = await self._store.due(now + timedelta(seconds=self._settings.poll_s))
             if self._next_sweep is None or now >= self._next_sweep:
                 # The full sweep (expiry, late promises) reads every open callback: once a second.
                 self._next_sweep = now + timedelta(seconds=_SWEEP_S)
@@ -203,9 +219,8 @@ class CallbackDispatcher:
                         window_end_by=now + timedelta(seconds=self._settings.late_alert_s),
                     ),
                     now,
+                    soon,
                 )
-            # Read a poll ahead: the loop then wakes when the next one falls due, not a poll later.
-            soon = await self._store.due(now + timedelta(seconds=self._settings.poll_s))
             later = [c.due_at for c in soon if c.due_at is not None and c.due_at > now]
             self._next_due = min(later, default=None)
             due = [c for c in soon if not is_expired(c, now, self._settings)]
@@ -218,7 +233,9 @@ class CallbackDispatcher:
             logger.exception("callback dispatcher: tick failed")
         return 0
 
-    async def _expire_and_alert(self, callbacks: tuple[Callback, ...], now: datetime) -> list[Callback]:
+    async def _expire_and_alert(
+        self, callbacks: tuple[Callback, ...], now: datetime, due: tuple[Callback, ...] = ()
+    ) -> list[Callback]:
         alive: list[Callback] = []
         for callback in callbacks:
             if callback.id not in self._running and is_expired(callback, now, self._settings):
@@ -229,10 +246,10 @@ class CallbackDispatcher:
                 continue
             alive.append(callback)
             if is_late(callback, now, self._settings):
-                await self._alert_late(callback, now)
+                await self._alert_late(callback, now, due)
         return alive
 
-    async def _alert_late(self, callback: Callback, now: datetime) -> None:
+    async def _alert_late(self, callback: Callback, now: datetime, due: tuple[Callback, ...] = ()) -> None:
         event_id = f"callback-late:{callback.id}:{callback.window.end.isoformat()}"
         if event_id in self._alerted:
             return
@@ -243,7 +260,9 @@ class CallbackDispatcher:
             if left_s > 0
             else f"promise ended {-left_s:.0f} s ago and nobody was dialled"
         )
-        logger.warning("callback %s of %s: %s", callback.id, callback.queue, reason)
+        expected_by = await self._expected_by(callback, now, due)
+        expected = f"; expected to be dialled by {expected_by.isoformat()}" if expected_by is not None else ""
+        logger.warning("callback %s of %s: %s%s", callback.id, callback.queue, reason, expected)
         await self._publish(
             CallbackPromiseAtRisk(
                 event_id=event_id,
@@ -254,8 +273,51 @@ class CallbackDispatcher:
                 window_end=callback.window.end,
                 state=callback.state,
                 reason=reason,
+                expected_by=expected_by,
             )
         )
+
+    async def _expected_by(
+        self, callback: Callback, now: datetime, due: tuple[Callback, ...]
+    ) -> datetime | None:
+        """When this callback is now expected to be dialled (80 % sure), from its place in line behind
+        the live callers and the due callbacks before it, the queue's agents and handle times (the
+        estimator of the callback offers), then the queue's hours and the customer's quiet hours;
+        ``None`` (logged) when no estimate can be made."""
+        if self._estimator is None:
+            logger.info("callback %s: no wait estimator in this process; no expected dial time", callback.id)
+            return None
+        try:
+            estimate = await self._estimator.estimate_place(
+                callback.queue,
+                joined_at=place_in_line(callback),
+                callbacks_ahead=callbacks_ahead(callback, due, now),
+            )
+            record = await self._queues.get(callback.queue)
+        except CallCenterError as exc:
+            logger.info("callback %s: no expected dial time (%s)", callback.id, exc)
+            return None
+        if estimate.by is None:
+            logger.info("callback %s: no expected dial time (%s)", callback.id, estimate.wait.message)
+            return None
+        opens_at = next_open(business_hours(record.business_hours, record.holidays, record.time_zone), now)
+        if opens_at is None:
+            logger.info(
+                "callback %s: no expected dial time (queue %s never opens)", callback.id, callback.queue
+            )
+            return None
+        at = expected_dial_at(
+            max(estimate.by, now),
+            callback.number,
+            self._settings,
+            opens_at=opens_at,
+            fallback_zone=record.time_zone,
+        )
+        if at is None:
+            logger.info(
+                "callback %s: no expected dial time (the customer's quiet hours never end)", callback.id
+            )
+        return at
 
     async def _start_due(self, callbacks: list[Callback], now: datetime, token: int) -> int:
         """Hold an agent for each callback that may be dialled now, in dial order, and launch its
