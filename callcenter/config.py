@@ -932,8 +932,9 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         f"{PREFIX}SMS_LATE_SLIP_S",
         "1800",
         _positive_float,
-        "A callback about to miss its promise gets one late notice; the new time it gives is this many "
-        "seconds after the missed promise (or after now, when later), rounded up to 5 minutes.",
+        "A callback about to miss its promise gets one late notice with the time the dispatcher now "
+        "predicts; when it can predict none, this many seconds after the missed promise (or after now, "
+        "when later). Rounded up to the quarter hour, out of the customer's quiet hours.",
     ),
     SettingSpec(
         f"{PREFIX}SMS_QUIET_HOURS",
