@@ -8,7 +8,8 @@ than one already used), so a process that lost the lease without knowing cannot 
 Each tick:
 
 1. once a second, expires open callbacks older than ``expire_after_s`` and raises
-   ``CallbackPromiseAtRisk`` for promises about to be broken (reading only those two kinds);
+   ``CallbackPromiseAtRisk`` for promises about to be broken (reading only those two kinds), with
+   when the callback is now expected to be dialled (:meth:`CallbackDispatcher._expected_by`);
 2. takes the due callbacks in dial order (:func:`~callcenter.callbacks.dispatch.dial_order`: kept
    places at their place in line, others at their due time) and, for each whose queue is open and
    has a free agent, and whose customer is not in quiet hours, holds the agent and starts a task
