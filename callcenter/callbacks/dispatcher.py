@@ -89,6 +89,11 @@ _KEPT_WAITING: Final = frozenset({S.REQUESTED, S.SCHEDULED})
 _SWEEP_S: Final = 1.0
 
 
+def _late_id(callback: Callback) -> str:
+    """The id of a callback's late-promise alert: one per callback and promise."""
+    return f"callback-late:{callback.id}:{callback.window.end.isoformat()}"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CallerIds:
     """The number our callbacks present: the queue's business number, else ``per_queue``, else
@@ -208,8 +213,6 @@ class CallbackDispatcher:
             return 0
         try:
             now = self._clock.now()
-            # Read a poll ahead: the loop then wakes when the next one falls due, not a poll later.
-            soon = await self._store.due(now + timedelta(seconds=self._settings.poll_s))
             if self._next_sweep is None or now >= self._next_sweep:
                 # The full sweep (expiry, late promises) reads every open callback: once a second.
                 self._next_sweep = now + timedelta(seconds=_SWEEP_S)
@@ -220,8 +223,9 @@ class CallbackDispatcher:
                         window_end_by=now + timedelta(seconds=self._settings.late_alert_s),
                     ),
                     now,
-                    soon,
                 )
+            # Read a poll ahead: the loop then wakes when the next one falls due, not a poll later.
+            soon = await self._store.due(now + timedelta(seconds=self._settings.poll_s))
             later = [c.due_at for c in soon if c.due_at is not None and c.due_at > now]
             self._next_due = min(later, default=None)
             due = [c for c in soon if not is_expired(c, now, self._settings)]
@@ -234,10 +238,9 @@ class CallbackDispatcher:
             logger.exception("callback dispatcher: tick failed")
         return 0
 
-    async def _expire_and_alert(
-        self, callbacks: tuple[Callback, ...], now: datetime, due: tuple[Callback, ...] = ()
-    ) -> list[Callback]:
+    async def _expire_and_alert(self, callbacks: tuple[Callback, ...], now: datetime) -> list[Callback]:
         alive: list[Callback] = []
+        due: tuple[Callback, ...] | None = None  # read once, and only for a new alert
         for callback in callbacks:
             if callback.id not in self._running and is_expired(callback, now, self._settings):
                 age_h = (now - callback.requested_at).total_seconds() / 3600
@@ -246,12 +249,14 @@ class CallbackDispatcher:
                 )
                 continue
             alive.append(callback)
-            if is_late(callback, now, self._settings):
-                await self._alert_late(callback, now, due)
+            if is_late(callback, now, self._settings) and _late_id(callback) not in self._alerted:
+                if due is None and self._estimator is not None:
+                    due = await self._store.due(now)  # its place among the callbacks due before it
+                await self._alert_late(callback, now, due or ())
         return alive
 
-    async def _alert_late(self, callback: Callback, now: datetime, due: tuple[Callback, ...] = ()) -> None:
-        event_id = f"callback-late:{callback.id}:{callback.window.end.isoformat()}"
+    async def _alert_late(self, callback: Callback, now: datetime, due: tuple[Callback, ...]) -> None:
+        event_id = _late_id(callback)
         if event_id in self._alerted:
             return
         self._alerted.add(event_id)
