@@ -297,6 +297,8 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
         bus=bus,
         clock=clock,
         ari_link=link,
+        previews=voicemails.previews,
+        estimator=estimates,
     )
     attach_callbacks(sms, dispatch.sources, callbacks, store, clock)  # SMS "1"/"2" act on callbacks
     services = Services(

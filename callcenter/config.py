@@ -233,6 +233,7 @@ class DispatchConfig:
     customer_first_queues: tuple[str, ...] = ()
     poll_s: float = 0.5
     personal_s: float = 1800.0
+    preview_s: float = 8.0
     disposition_wait_s: float = 120.0
 
 
@@ -408,6 +409,7 @@ class Settings:
                 customer_first_queues=_regions(v("DISPATCH_CUSTOMER_FIRST_QUEUES")),
                 poll_s=_f(v("DISPATCH_POLL_S")),
                 personal_s=_f(v("DISPATCH_PERSONAL_S")),
+                preview_s=_f(v("DISPATCH_PREVIEW_S")),
                 disposition_wait_s=_f(v("DISPATCH_DISPOSITION_WAIT_S")),
             ),
         )
@@ -930,8 +932,9 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         f"{PREFIX}SMS_LATE_SLIP_S",
         "1800",
         _positive_float,
-        "A callback about to miss its promise gets one late notice; the new time it gives is this many "
-        "seconds after the missed promise (or after now, when later), rounded up to 5 minutes.",
+        "A callback about to miss its promise gets one late notice with the time the dispatcher now "
+        "predicts; when it can predict none, this many seconds after the missed promise (or after now, "
+        "when later). Rounded up to the quarter hour, out of the customer's quiet hours.",
     ),
     SettingSpec(
         f"{PREFIX}SMS_QUIET_HOURS",
@@ -1141,6 +1144,14 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         _bool,
         "Whisper the number's last digits, why the callback is owed and how long they waited to the "
         "agent before dialling (our prompts: `callcenter prompts build`).",
+    ),
+    SettingSpec(
+        f"{PREFIX}DISPATCH_PREVIEW_S",
+        "8",
+        _seconds,
+        "For a voicemail's callback the whisper ends with this many seconds of the caller's own message "
+        "(leading silence cut), written to `CALLCENTER_VOICEMAIL_SPOOL_DIR` for Asterisk to play; 0 or "
+        "no shared folder: no preview.",
     ),
     SettingSpec(
         f"{PREFIX}DISPATCH_DIAL_FROM", "08:00", _clock_time, "Customers are dialled from this local time."

@@ -1,4 +1,4 @@
-"""What an agent hears before a callback's customer is dialled: who, why, how long they waited (pure).
+"""What an agent hears before a callback's customer is dialled: who, why, their message, how long they waited (pure).
 
 A media list of catalogue prompts (``media/prompts.py``) and Asterisk's built-in say, the same on
 every driver: "Callback to the number ending in 0 1 0 0. They kept their place in the queue. They
@@ -34,12 +34,15 @@ def _prompt(name: str) -> Media:
 
 
 def whisper_media(whisper: Whisper) -> tuple[Media, ...]:
-    """The whisper as a media list: the number's last four digits, the reason (when known), the wait
-    (under a minute; whole minutes; whole hours from two hours)."""
+    """The whisper as a media list: the number's last four digits, the reason (when known), the start
+    of the caller's voicemail (when there is a preview), the wait (under a minute; whole minutes;
+    whole hours from two hours)."""
     digits = "".join(ch for ch in whisper.number if ch.isdigit())[-_DIGITS_SAID:]
     media: list[Media] = [_prompt("whisper-callback"), Media(MediaKind.DIGITS, digits)] if digits else []
     if whisper.reason is not None:
         media.append(_prompt(REASON_PROMPTS[whisper.reason]))
+    if whisper.preview:
+        media.append(Media(MediaKind.SOUND, whisper.preview))  # the caller's own voice
     minutes = int(max(whisper.waited_s, 0.0) // 60)
     if minutes < 1:
         media.append(_prompt("whisper-waited-under-minute"))

@@ -35,6 +35,7 @@ from callcenter.api.sms_schemas import (
     inbound_result_json,
     message_json,
 )
+from callcenter.api.voicemails import VOICEMAIL_SERVICE
 from callcenter.errors import (
     ConflictError,
     DependencyError,
@@ -420,6 +421,10 @@ async def post_erasure(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     reject_unknown_fields(body, ("number",))
     erasure = await sms.engine.erase(text_field(body, "number"))
+    voicemails = request.app.get(VOICEMAIL_SERVICE)
+    if voicemails is not None:
+        # The whisper's previews hold the caller's voice, in the folder shared with Asterisk.
+        await voicemails.erase_caller(erasure.number)
     # The audit entry keeps the pseudonym, never the erased number.
     set_audit_detail(request, {"pseudonym": erasure.pseudonym})
     return web.json_response(erasure_json(erasure))

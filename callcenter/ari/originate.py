@@ -49,8 +49,9 @@ _BUSY_CAUSES: Final = frozenset({17, 21})  # user busy; call rejected (a 603 Dec
 # Unallocated number, no route, out of order, invalid format, congestion and the like: our error.
 _ERROR_CAUSES: Final = frozenset({1, 2, 3, 22, 27, 28, 34, 38, 41, 42, 44, 50, 58, 66, 88})
 _EXTRA_WAIT_S: Final = 10.0  # beyond the ring timeout Asterisk enforces, before we give up waiting
-_QUIET_CHECK_S: Final = 5.0
-_REASON_WAIT_S: Final = 2.0  # an agent on the line waits at most this for the whisper's reason  # a connected call with no event for this long is checked by listing
+_QUIET_CHECK_S: Final = 5.0  # a connected call with no event for this long is checked by listing
+_REASON_WAIT_S: Final = 2.0  # an agent on the line waits at most this for the whisper's reason
+_PREVIEW_WAIT_S: Final = 3.0  # and this for the voicemail preview (its first render decodes the message)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -454,8 +455,9 @@ def _bridge_id(attempt_id: str) -> str:
 
 
 async def _whisper(job: CallJob) -> tuple[str, ...]:
-    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``),
-    with the reason once read (normally long done: it was read while the agent's phone rang)."""
+    """The whisper's media list as ARI media URIs (``sound:callcenter/...``, ``digits:``, ``number:``,
+    ``sound:/spool/callcenter-preview-...``), with the reason and the voicemail preview once ready
+    (normally long done: they were read and rendered while the agent's phone rang)."""
     whisper = job.whisper
     if job.reason is not None:
         try:
@@ -464,5 +466,14 @@ async def _whisper(job: CallJob) -> tuple[str, ...]:
         except TimeoutError:
             logger.warning(
                 "callback attempt %s: its reason was not read in time; not whispered", job.attempt.id
+            )
+    if job.preview is not None:
+        try:
+            async with asyncio.timeout(_PREVIEW_WAIT_S):
+                whisper = dataclasses.replace(whisper, preview=await job.preview)
+        except TimeoutError:
+            # The preview is still written (the next attempt plays it); this agent has waited enough.
+            logger.warning(
+                "callback attempt %s: the voicemail preview was not ready in time; not played", job.attempt.id
             )
     return tuple(f"{item.kind.value}:{item.value}" for item in whisper_media(whisper))

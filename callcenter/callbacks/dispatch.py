@@ -166,3 +166,39 @@ def is_late(callback: Callback, now: datetime, settings: DispatchSettings) -> bo
     if not callback.is_open or callback.first_dial_at is not None:
         return False
     return callback.window.end - now <= timedelta(seconds=settings.late_alert_s)
+
+
+def place_in_line(callback: Callback) -> datetime:
+    """When the callback took its place in its queue's line: a kept place at the caller's enqueue
+    time (released or not), any other when it fell due (else when it was asked for)."""
+    if callback.kind is CallbackKind.KEEP_PLACE and callback.state in (
+        CallbackState.REQUESTED,
+        CallbackState.SCHEDULED,
+    ):
+        return line_key(callback)[0]
+    return callback.due_at or callback.requested_at
+
+
+def callbacks_ahead(callback: Callback, due: Iterable[Callback], now: datetime) -> int:
+    """How many of the ``due`` callbacks of its queue are dialled before ``callback`` (dial order)."""
+    at = place_in_line(callback)
+    key = (at, callback.call_id or callback.id, callback.id)
+    return sum(
+        1
+        for other in dial_order(due, now)
+        if other.queue == callback.queue and other.id != callback.id and _dial_key(other) < key
+    )
+
+
+def expected_dial_at(
+    by: datetime,
+    number: str,
+    settings: DispatchSettings,
+    *,
+    opens_at: datetime | None,
+    fallback_zone: str = "UTC",
+) -> datetime | None:
+    """When a callback an agent is expected to take by ``by`` can be dialled: not before the queue
+    opens (``opens_at``), nor in the customer's quiet hours; ``None`` when they never allow it."""
+    at = max(by, opens_at) if opens_at is not None else by
+    return quiet_until(number, at, settings, fallback_zone=fallback_zone)

@@ -19,6 +19,7 @@ from typing import Protocol
 from callcenter.callbacks.attempts import Attempt, SourceNote
 from callcenter.callbacks.ports import CallbackRepository
 from callcenter.callbacks.reasons import Reason
+from callcenter.capacity.service import Estimate
 from callcenter.errors import ConflictError
 from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.model.vocabulary import AttemptResult, CallbackState
@@ -229,11 +230,14 @@ class Whisper:
     """What the agent hears before the customer is dialled: who, why, how long they waited.
 
     :param reason: why the callback is owed (``None`` when it could not be read: not said).
+    :param preview: for a voicemail's callback, the start of the caller's message as Asterisk names
+        the file (an absolute path without its extension), played after the reason; ``None``: none.
     """
 
     number: str
     waited_s: float
     reason: Reason | None = None
+    preview: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -243,6 +247,7 @@ class CallJob:
     :param customer_first: dial the customer first, then the agent (a queue option).
     :param reason: why the callback is owed, being read while the agent's phone rings: awaited only
         when the whisper is about to play (``None`` resolved: not said), so no dial waits for it.
+    :param preview: the voicemail preview (:attr:`Whisper.preview`), found or rendered the same way.
     """
 
     attempt: Attempt
@@ -251,6 +256,26 @@ class CallJob:
     whisper: Whisper
     customer_first: bool = False
     reason: Awaitable[Reason | None] | None = None
+    preview: Awaitable[str | None] | None = None
+
+
+class PlaceEstimator(Protocol):
+    """The wait of a place in a queue's line (``EstimateService.estimate_place``: QL-A, the model the
+    callback offers announce)."""
+
+    async def estimate_place(self, queue: str, *, joined_at: datetime, callbacks_ahead: int = 0) -> Estimate:
+        """:raises NotFoundError: unknown queue. :raises DependencyError: no live board in this process."""
+        ...
+
+
+class VoicemailPreviews(Protocol):
+    """The start of a voicemail as a file Asterisk can play (rendered once, off the event loop)."""
+
+    async def sound(self, voicemail_id: str) -> str | None:
+        """The preview's sound name (absolute path without extension), rendering it if need be;
+        ``None`` when there is none (no shared folder, audio deleted, voicemail erased, no speech:
+        the reason is logged). Never raises for a missing or bad recording."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

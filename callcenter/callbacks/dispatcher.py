@@ -8,7 +8,8 @@ than one already used), so a process that lost the lease without knowing cannot 
 Each tick:
 
 1. once a second, expires open callbacks older than ``expire_after_s`` and raises
-   ``CallbackPromiseAtRisk`` for promises about to be broken (reading only those two kinds);
+   ``CallbackPromiseAtRisk`` for promises about to be broken (reading only those two kinds), with
+   when the callback is now expected to be dialled (:meth:`CallbackDispatcher._expected_by`);
 2. takes the due callbacks in dial order (:func:`~callcenter.callbacks.dispatch.dial_order`: kept
    places at their place in line, others at their due time) and, for each whose queue is open and
    has a free agent, and whose customer is not in quiet hours, holds the agent and starts a task
@@ -39,21 +40,33 @@ from typing import Any, Final
 
 from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.attempts import Attempt, end_attempt, retry_delay, start_attempt
-from callcenter.callbacks.dispatch import DispatchSettings, dial_order, is_expired, is_late, quiet_until
+from callcenter.callbacks.dispatch import (
+    DispatchSettings,
+    callbacks_ahead,
+    dial_order,
+    expected_dial_at,
+    is_expired,
+    is_late,
+    place_in_line,
+    quiet_until,
+)
 from callcenter.callbacks.dispatch_ports import (
     AgentDesk,
     CallbackCalls,
+    CallbackDetails,
     CallEnd,
     CallJob,
     DispatchStore,
     DoNotCallError,
+    PlaceEstimator,
     StaleLeaderError,
+    VoicemailPreviews,
     Whisper,
 )
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.line import CallbackLine, KeptPlace, line_key
 from callcenter.callbacks.ports import StaleCallbackError
-from callcenter.callbacks.reasons import Reason, reason_of
+from callcenter.callbacks.reasons import Reason, reason_of, voicemail_of
 from callcenter.callbacks.service import state_event
 from callcenter.capacity.ports import QueueSettingsSource
 from callcenter.clock import Clock
@@ -62,7 +75,7 @@ from callcenter.model.callbacks import Actor, Callback, CallbackChange
 from callcenter.model.events import CallbackAttemptEnded, CallbackPromiseAtRisk, CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState, CallOutcome
-from callcenter.queue.hours import business_hours, is_open
+from callcenter.queue.hours import business_hours, is_open, next_open
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +87,11 @@ S = CallbackState
 _WATCHED: Final = frozenset({S.REQUESTED, S.SCHEDULED, S.RETRY_WAIT, S.DIALING, S.CONNECTED})
 _KEPT_WAITING: Final = frozenset({S.REQUESTED, S.SCHEDULED})
 _SWEEP_S: Final = 1.0
+
+
+def _late_id(callback: Callback) -> str:
+    """The id of a callback's late-promise alert: one per callback and promise."""
+    return f"callback-late:{callback.id}:{callback.window.end.isoformat()}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -123,6 +141,9 @@ class CallbackDispatcher:
     :param customer_first: queues whose callbacks dial the customer before the agent.
     :param line: where the kept places waiting for an agent are shown to the queue (refreshed by
         every tick, emptied when this process stops leading).
+    :param previews: the voicemail previews the whisper plays (``None``: the reason only).
+    :param estimator: predicts when a late callback will be dialled, for its alert (``None``: no
+        prediction, the SMS late notice falls back to a fixed slip).
     """
 
     def __init__(
@@ -140,8 +161,12 @@ class CallbackDispatcher:
         caller_ids: CallerIds | None = None,
         customer_first: frozenset[str] = frozenset(),
         line: CallbackLine | None = None,
+        previews: VoicemailPreviews | None = None,
+        estimator: PlaceEstimator | None = None,
     ) -> None:
         self._store = store
+        self._previews = previews
+        self._estimator = estimator
         self._line = line
         self._calls = calls
         self._desk = desk
@@ -215,6 +240,7 @@ class CallbackDispatcher:
 
     async def _expire_and_alert(self, callbacks: tuple[Callback, ...], now: datetime) -> list[Callback]:
         alive: list[Callback] = []
+        due: tuple[Callback, ...] | None = None  # read once, and only for a new alert
         for callback in callbacks:
             if callback.id not in self._running and is_expired(callback, now, self._settings):
                 age_h = (now - callback.requested_at).total_seconds() / 3600
@@ -223,12 +249,14 @@ class CallbackDispatcher:
                 )
                 continue
             alive.append(callback)
-            if is_late(callback, now, self._settings):
-                await self._alert_late(callback, now)
+            if is_late(callback, now, self._settings) and _late_id(callback) not in self._alerted:
+                if due is None and self._estimator is not None:
+                    due = await self._store.due(now)  # its place among the callbacks due before it
+                await self._alert_late(callback, now, due or ())
         return alive
 
-    async def _alert_late(self, callback: Callback, now: datetime) -> None:
-        event_id = f"callback-late:{callback.id}:{callback.window.end.isoformat()}"
+    async def _alert_late(self, callback: Callback, now: datetime, due: tuple[Callback, ...]) -> None:
+        event_id = _late_id(callback)
         if event_id in self._alerted:
             return
         self._alerted.add(event_id)
@@ -238,7 +266,9 @@ class CallbackDispatcher:
             if left_s > 0
             else f"promise ended {-left_s:.0f} s ago and nobody was dialled"
         )
-        logger.warning("callback %s of %s: %s", callback.id, callback.queue, reason)
+        expected_by = await self._expected_by(callback, now, due)
+        expected = f"; expected to be dialled by {expected_by.isoformat()}" if expected_by is not None else ""
+        logger.warning("callback %s of %s: %s%s", callback.id, callback.queue, reason, expected)
         await self._publish(
             CallbackPromiseAtRisk(
                 event_id=event_id,
@@ -249,8 +279,51 @@ class CallbackDispatcher:
                 window_end=callback.window.end,
                 state=callback.state,
                 reason=reason,
+                expected_by=expected_by,
             )
         )
+
+    async def _expected_by(
+        self, callback: Callback, now: datetime, due: tuple[Callback, ...]
+    ) -> datetime | None:
+        """When this callback is now expected to be dialled (80 % sure), from its place in line behind
+        the live callers and the due callbacks before it, the queue's agents and handle times (the
+        estimator of the callback offers), then the queue's hours and the customer's quiet hours;
+        ``None`` (logged) when no estimate can be made."""
+        if self._estimator is None:
+            logger.info("callback %s: no wait estimator in this process; no expected dial time", callback.id)
+            return None
+        try:
+            estimate = await self._estimator.estimate_place(
+                callback.queue,
+                joined_at=place_in_line(callback),
+                callbacks_ahead=callbacks_ahead(callback, due, now),
+            )
+            record = await self._queues.get(callback.queue)
+        except CallCenterError as exc:
+            logger.info("callback %s: no expected dial time (%s)", callback.id, exc)
+            return None
+        if estimate.by is None:
+            logger.info("callback %s: no expected dial time (%s)", callback.id, estimate.wait.message)
+            return None
+        opens_at = next_open(business_hours(record.business_hours, record.holidays, record.time_zone), now)
+        if opens_at is None:
+            logger.info(
+                "callback %s: no expected dial time (queue %s never opens)", callback.id, callback.queue
+            )
+            return None
+        at = expected_dial_at(
+            max(estimate.by, now),
+            callback.number,
+            self._settings,
+            opens_at=opens_at,
+            fallback_zone=record.time_zone,
+        )
+        if at is None:
+            logger.info(
+                "callback %s: no expected dial time (the customer's quiet hours never end)", callback.id
+            )
+        return at
 
     async def _start_due(self, callbacks: list[Callback], now: datetime, token: int) -> int:
         """Hold an agent for each callback that may be dialled now, in dial order, and launch its
@@ -346,24 +419,53 @@ class CallbackDispatcher:
         )
         return moved, change, job
 
-    def _reason_read(self, callback: Callback, job: CallJob) -> asyncio.Future[Reason | None]:
-        """Start reading why the callback is owed (for the whisper; customer first has none)."""
+    def _whisper_read(self, callback: Callback, job: CallJob) -> tuple[CallJob, Callable[[], None]]:
+        """Start reading why the callback is owed and, for a voicemail's, finding its preview (for
+        the whisper; customer first has none): the job carrying both, and how to cancel them."""
         if job.customer_first:
-            done: asyncio.Future[Reason | None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return asyncio.ensure_future(self._reason_of(callback))
+            return job, lambda: None
+        details = asyncio.ensure_future(self._details_of(callback))
+        reason = asyncio.ensure_future(self._reason_of(callback, details))
+        preview = asyncio.ensure_future(self._preview_of(callback, details)) if self._previews else None
 
-    async def _reason_of(self, callback: Callback) -> Reason | None:
-        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        def cancel() -> None:
+            for task in (details, reason, preview):
+                if task is not None:
+                    task.cancel()
+
+        return dataclasses.replace(job, reason=reason, preview=preview), cancel
+
+    async def _details_of(self, callback: Callback) -> CallbackDetails | None:
+        """The callback's sources and first change; ``None`` (nothing whispered) on a read error."""
         try:
-            detail = (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
+            return (await self._store.details([callback.id], now=self._clock.now())).get(callback.id)
         except Exception as exc:
             logger.warning("callback %s: its reason was not read (%s); not whispered", callback.id, exc)
             return None
+
+    async def _reason_of(
+        self, callback: Callback, details: asyncio.Future[CallbackDetails | None]
+    ) -> Reason | None:
+        """Why the callback is owed, as the worklist says it; ``None`` (not whispered) on a read error."""
+        detail = await details
         if detail is None:
             return None
         return reason_of(callback, detail.sources, detail.first_change)
+
+    async def _preview_of(
+        self, callback: Callback, details: asyncio.Future[CallbackDetails | None]
+    ) -> str | None:
+        """The start of the voicemail the callback was made for, as a sound Asterisk plays; ``None``
+        for other callbacks and when there is no preview (the previews log why)."""
+        detail = await details
+        voicemail_id = voicemail_of(detail.sources) if detail is not None else None
+        if voicemail_id is None or self._previews is None:
+            return None
+        try:
+            return await self._previews.sound(voicemail_id)
+        except Exception:
+            logger.exception("callback %s: the preview of voicemail %s failed", callback.id, voicemail_id)
+            return None
 
     async def _record_start(
         self, callback: Callback, moved: Callback, change: CallbackChange, job: CallJob, agent_id: str
@@ -408,20 +510,20 @@ class CallbackDispatcher:
         async def attempt() -> None:
             # Why it is owed (for the whisper) is read while the start is written and the agent's
             # phone rings: no dial waits for it.
-            reason = self._reason_read(callback, job)
+            read, cancel = self._whisper_read(callback, job)
             try:
                 recorded = await self._record_start(callback, moved, change, job, agent[0])
             except asyncio.CancelledError:
-                reason.cancel()
+                cancel()
                 raise
             except Exception:
-                reason.cancel()
+                cancel()
                 logger.exception("callback %s: its dial was not recorded; not dialled", callback.id)
                 return
             if recorded:
-                await self._run_attempt(moved, dataclasses.replace(job, reason=reason), picker)
+                await self._run_attempt(moved, read, picker)
             else:
-                reason.cancel()
+                cancel()
 
         self._track(callback.id, attempt(), f"callback-{job.attempt.id}")
 
@@ -437,11 +539,10 @@ class CallbackDispatcher:
     ) -> bool:
         """Record the start now (the caller waits for it), then run the attempt in its own task."""
         moved, change, job = self._prepare(callback, record, agent, token, now)
-        reason = self._reason_read(callback, job)
+        job, cancel = self._whisper_read(callback, job)
         if not await self._record_start(callback, moved, change, job, agent[0]):
-            reason.cancel()
+            cancel()
             return False
-        job = dataclasses.replace(job, reason=reason)
         picker = _HeldAgents(self._desk, callback.queue, agent, f"callback {callback.id}", only=personal)
         self._track(callback.id, self._run_attempt(moved, job, picker), f"callback-{job.attempt.id}")
         return True

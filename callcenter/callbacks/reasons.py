@@ -50,3 +50,14 @@ def reason_of(callback: Callback, sources: Sequence[SourceNote], first: Callback
     if on_behalf and callback.call_id is not None:
         return Reason.MISSED_CALL
     return Reason.KEPT_PLACE if callback.kind is CallbackKind.KEEP_PLACE else Reason.CHOSEN_TIME
+
+
+def voicemail_of(sources: Sequence[SourceNote]) -> str | None:
+    """The voicemail a callback was made for (its first source), else ``None``."""
+    for note in sources:
+        if note.merged:
+            continue
+        if note.source is CallbackSource.VOICEMAIL and note.ref:
+            return note.ref
+        return None
+    return None

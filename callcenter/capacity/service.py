@@ -244,6 +244,17 @@ class EstimateService:
             position = len(waiting) + 1
         return await self._estimate(live, position=position, elapsed_s=elapsed_s, call_id=call_id)
 
+    async def estimate_place(self, queue: str, *, joined_at: datetime, callbacks_ahead: int = 0) -> Estimate:
+        """The estimate for a place in line taken at ``joined_at`` that is not a live call (a kept
+        place, a callback due since then): behind the live callers who joined before it and
+        ``callbacks_ahead`` callbacks dialled before it. Not logged.
+
+        :raises NotFoundError: for an unknown queue. :raises DependencyError: no live board here.
+        """
+        live = await self._live_queue(queue)
+        ahead = sum(1 for w in live.view.waiting if w.enqueued_at < joined_at) + max(callbacks_ahead, 0)
+        return await self._estimate(live, position=min(ahead + 1, MAX_POSITION), elapsed_s=0.0, call_id=None)
+
     async def estimate_snapshot(
         self, queue: str, snapshot: QueueSnapshot, *, call_id: str | None = None
     ) -> Estimate:

@@ -253,7 +253,12 @@ class CallbackAttemptEnded(DomainEvent):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CallbackPromiseAtRisk(DomainEvent):
     """Nobody has dialled a callback yet and its promised window ends within the alert lead (or has
-    ended): an alert for supervisors, raised once per callback and window end."""
+    ended): an alert for supervisors, raised once per callback and window end.
+
+    ``expected_by`` is when the dispatcher now expects to dial it (80 % sure: its place in line, the
+    queue's agents and handle times, the customer's quiet hours and the queue's opening hours);
+    ``None`` when no estimate could be made (no agent staffed, no handle time known yet).
+    """
 
     event_type: ClassVar[str] = "callback_promise_at_risk"
 
@@ -263,6 +268,7 @@ class CallbackPromiseAtRisk(DomainEvent):
     window_end: datetime
     state: CallbackState
     reason: str = ""
+    expected_by: datetime | None = None
 
 
 EVENT_TYPES.update({cls.event_type: cls for cls in (CallbackAttemptEnded, CallbackPromiseAtRisk)})

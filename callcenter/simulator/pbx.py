@@ -24,12 +24,14 @@ import math
 import random
 import struct
 import uuid
+import wave
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
 
 from callcenter.asterisk_names import STASIS_APP
 from callcenter.clock import Clock, SystemClock
@@ -1480,6 +1482,8 @@ class Pbx:
     def _sound_duration(self, sound: str) -> float | None:
         if sound in self.sounds:
             return self.sounds[sound]
+        if sound.startswith("/"):
+            return _file_sound_s(sound)
         return self.default_sound_s
 
     def media_duration(self, uri: str) -> float | None:
@@ -1866,3 +1870,25 @@ def _atof(text: str) -> float:
 def atoi(text: str) -> int:
     """Public alias of the C-like integer parse used for ARI parameters."""
     return _atoi(text)
+
+
+#: Bytes a second of the headerless formats Asterisk plays from a file, by extension.
+_RAW_BYTES_PER_S: Final = {".sln": 16000, ".ulaw": 8000, ".alaw": 8000, ".gsm": 1650}
+
+
+def _file_sound_s(path: str) -> float | None:
+    """How long Asterisk plays ``sound:/absolute/path``: the first file of that name with a format
+    extension it knows (``.wav`` duration from its header), else ``None``: a missing file, which
+    Asterisk reports as a failed playback, never as a REST error."""
+    wav = Path(path + ".wav")
+    if wav.is_file():
+        try:
+            with wave.open(str(wav), "rb") as audio:
+                return audio.getnframes() / audio.getframerate()
+        except (wave.Error, EOFError, OSError):
+            return None  # Asterisk cannot open it either: the playback fails
+    for extension, per_s in _RAW_BYTES_PER_S.items():
+        raw = Path(path + extension)
+        if raw.is_file():
+            return raw.stat().st_size / per_s
+    return None

@@ -85,7 +85,7 @@ from callcenter.sms.ports import (
     SmsProvider,
     SmsStore,
 )
-from callcenter.sms.quiet import Recipient
+from callcenter.sms.quiet import Recipient, is_allowed, next_opening
 from callcenter.sms.recipient import LineType, line_type, recipient_for
 from callcenter.sms.records import (
     CallbackRequest,
@@ -111,6 +111,9 @@ from callcenter.sms.rules import (
 from callcenter.sms.templates import Notice, Personal, Reply, Templates, describe_window
 
 logger = logging.getLogger(__name__)
+
+#: A late notice's new time is rounded up to this many minutes on the clock.
+_LATE_ROUND_MIN: Final = 15
 
 #: The bus consumer group whose handler is :meth:`SmsEngine.handle`.
 CONSUMER_GROUP: Final = "sms-follow-up"
@@ -148,8 +151,8 @@ class EngineSettings:
         (``CALLCENTER_SMS_REMINDER_LEAD_S``).
     :param promise_grace_s: a kept place's window ends this long after the "by" time we announced
         (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
-    :param late_slip_s: a late notice's new time: this long after the promise it misses (or now)
-        (``CALLCENTER_SMS_LATE_SLIP_S``).
+    :param late_slip_s: a late notice's new time when the dispatcher predicted none: this long after
+        the promise it misses (or now) (``CALLCENTER_SMS_LATE_SLIP_S``).
     :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
     :param report_wait_s: how long a text handed to the provider is held for its delivery report
         before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
@@ -315,13 +318,35 @@ class SmsEngine:
             await self._notice(event.number, key, Notice.REMINDER, event, event.window_start - lead)
 
     async def on_promise_at_risk(self, event: CallbackPromiseAtRisk) -> SmsMessage | None:
-        """An honest late notice with a new time (``late_slip_s`` after the missed promise, at the
-        earliest from now), once per callback and promise (the event's id)."""
+        """An honest late notice with a new time, once per callback and promise (the event's id).
+
+        The new time is the dispatcher's prediction (``expected_by``), else, when it could make none,
+        ``late_slip_s`` after the missed promise; never before now, rounded up to the quarter hour,
+        and moved out of the customer's quiet hours (to when they end).
+        """
         if not event.state.is_open or event.state in _DIALLED:
             return None
         now = self._clock.now()
-        slip = timedelta(seconds=self._settings.late_slip_s)
-        new_by = _round_up(max(now, event.window_end) + slip, minutes=5)
+        if event.expected_by is not None:
+            new_by = max(now, event.expected_by)
+        else:
+            logger.info(
+                "callback %s: no predicted dial time; the late notice says the promise plus %.0f s",
+                event.callback_id,
+                self._settings.late_slip_s,
+            )
+            new_by = max(now, event.window_end) + timedelta(seconds=self._settings.late_slip_s)
+        new_by = _round_up(new_by, minutes=_LATE_ROUND_MIN)
+        number = parse_phone(event.number, self._settings.default_region).e164
+        if number is not None:
+            contact = await self._store.get_contact(number)
+            recipient = recipient_for(
+                number, zone=contact.time_zone if contact and contact.time_zone else None
+            )
+            if not is_allowed(new_by, recipient, self._settings.rules.quiet):
+                new_by = _round_up(
+                    next_opening(new_by, recipient, self._settings.rules.quiet), minutes=_LATE_ROUND_MIN
+                )
         return await self._notice(
             event.number,
             f"callback-late:{event.callback_id}:{event.window_end.isoformat()}",

@@ -293,6 +293,11 @@ class SqlVoicemailRepository(_SqlRepository):
         async with self._session("finding voicemails past retention") as session:
             return tuple(_voicemail(r) for r in (await session.scalars(query)).all())
 
+    async def ids_of_caller(self, number: str) -> tuple[str, ...]:
+        query = select(VoicemailRow.id).where(VoicemailRow.caller == number).order_by(VoicemailRow.id)
+        async with self._session("finding a caller's voicemails") as session:
+            return tuple((await session.scalars(query)).all())
+
     async def audio_deleted(self, voicemail_id: str, at: datetime, *, drop_transcript: bool) -> None:
         async with self._session("recording deleted audio", write=True) as session:
             await session.execute(

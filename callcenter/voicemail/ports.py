@@ -129,6 +129,10 @@ class VoicemailRepository(Protocol):
         """Voicemails recorded before ``before`` whose audio is still kept, oldest first."""
         ...
 
+    async def ids_of_caller(self, number: str) -> tuple[str, ...]:
+        """The ids of every voicemail left by ``number`` (for erasing what is kept beside them)."""
+        ...
+
     async def audio_deleted(self, voicemail_id: str, at: datetime, *, drop_transcript: bool) -> None:
         """Record that the audio is gone; with ``drop_transcript`` delete the transcript as well."""
         ...

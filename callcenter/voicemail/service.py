@@ -36,6 +36,7 @@ from callcenter.voicemail.ports import (
     VoicemailFilter,
     VoicemailRepository,
 )
+from callcenter.voicemail.preview import VoicemailPreviews
 from callcenter.voicemail.records import Voicemail, VoicemailTranscript
 from callcenter.voicemail.triage import DEFAULT_RULES, TriageRules, triage
 from media.errors import AudioDecodeError, EmptyAudioError
@@ -59,6 +60,7 @@ class VoicemailService:
     :param media: the media folder (its blocking calls run in a thread).
     :param attempts: tries per delivery of a job before the bus redelivers it.
     :param sleep: how backoff waits (tests pass a fake).
+    :param previews: the whispers' voicemail previews (deleted with the audio by retention).
     """
 
     def __init__(
@@ -75,7 +77,9 @@ class VoicemailService:
         retention_days: int = 90,
         keep_transcripts: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        previews: VoicemailPreviews | None = None,
     ) -> None:
+        self._previews = previews
         self._repo = repository
         self._bus = bus
         self._media = media
@@ -325,6 +329,16 @@ class VoicemailService:
                 )
             )
 
+    @property
+    def previews(self) -> VoicemailPreviews | None:
+        """The previews of voicemails that the dispatcher's whisper plays, when set up."""
+        return self._previews
+
+    async def erase_caller(self, number: str) -> int:
+        """Delete what a number's erasure must remove beside the voicemail records: the previews of
+        its messages in the folder shared with Asterisk. How many files went."""
+        return await self._previews.erase_number(number) if self._previews is not None else 0
+
     # --- reading ---
 
     async def list(self, flt: VoicemailFilter, *, cursor: str | None, limit: int) -> Page[Voicemail]:
@@ -356,6 +370,8 @@ class VoicemailService:
         for voicemail in due:
             assert voicemail.media_path is not None
             await asyncio.to_thread(self._media.delete, voicemail.media_path)
+            if self._previews is not None:
+                await self._previews.delete(voicemail.id)  # the start of the same message
             await self._repo.audio_deleted(voicemail.id, now, drop_transcript=not self._keep_transcripts)
         if due:
             logger.info(

@@ -35,7 +35,14 @@ from callcenter.ari.originate import AriCallbackCalls, CallbackCallSettings
 from callcenter.bus import Delivery, EventBus
 from callcenter.callbacks.desk import QueueAgentDesk
 from callcenter.callbacks.dispatch import DispatchSettings
-from callcenter.callbacks.dispatch_ports import AgentPicker, CallEnd, CallJob, Progress
+from callcenter.callbacks.dispatch_ports import (
+    AgentPicker,
+    CallEnd,
+    CallJob,
+    PlaceEstimator,
+    Progress,
+    VoicemailPreviews,
+)
 from callcenter.callbacks.dispatcher import CallbackDispatcher, CallerIds
 from callcenter.callbacks.line import CallbackLine
 from callcenter.callbacks.service import CallbackService
@@ -252,11 +259,15 @@ def build_dispatch(
     bus: EventBus,
     clock: Clock,
     ari_link: AriLink | None = None,
+    previews: VoicemailPreviews | None = None,
+    estimator: PlaceEstimator | None = None,
 ) -> DispatchRuntime:
     """The dispatcher runtime; without ARI (or with ``CALLCENTER_DISPATCH_ENABLED=false``) it never
     dials, but its store and the callback sources still serve the API.
 
     :param ari_link: this process's link to Asterisk: the dispatcher leads only while it is up here.
+    :param previews: the voicemail previews the whisper plays (``CALLCENTER_DISPATCH_PREVIEW_S``).
+    :param estimator: the queue's wait estimator: a late callback's alert says when it is now expected.
     """
     config = settings.dispatch
     dispatch = dispatch_settings(settings)
@@ -321,6 +332,8 @@ def build_dispatch(
         caller_ids=CallerIds(default=config.caller_id),
         customer_first=frozenset(config.customer_first_queues),
         line=line,
+        previews=previews,
+        estimator=estimator,
     )
     if lease is not None and ari_calls is not None:
         link = AriLink(

@@ -21,6 +21,7 @@ from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.sql_voicemails import SqlVoicemailCallbackLinks, SqlVoicemailRepository
 from callcenter.voicemail.callbacks import VoicemailCallbacks
 from callcenter.voicemail.ports import SpeechAnalyser
+from callcenter.voicemail.preview import VoicemailPreviews
 from callcenter.voicemail.records import Voicemail
 from callcenter.voicemail.service import VoicemailService
 from callcenter.voicemail.triage import DEFAULT_RULES as DEFAULT_TRIAGE_RULES
@@ -53,10 +54,12 @@ def voicemail_service_for(
     settings: Settings, engine: AsyncEngine, bus: RedisEventBus, clock: Clock, speech: SpeechAnalyser | None
 ) -> VoicemailService:
     """The voicemail service over the store, the bus and the media folder; ``speech`` may be absent."""
+    repository = SqlVoicemailRepository(engine)
+    media = MediaFolder(settings.voicemail_dir)
     return VoicemailService(
-        SqlVoicemailRepository(engine),
+        repository,
         bus,
-        MediaFolder(settings.voicemail_dir),
+        media,
         speech,
         clock,
         rules=triage_rules(settings),
@@ -64,6 +67,9 @@ def voicemail_service_for(
         max_deliveries=settings.bus.max_deliveries,
         retention_days=settings.voicemail.retention_days,
         keep_transcripts=settings.voicemail.keep_transcripts,
+        previews=VoicemailPreviews(
+            repository, media, settings.voicemail.spool_dir, max_s=settings.dispatch.preview_s
+        ),
     )
 
 

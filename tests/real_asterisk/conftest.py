@@ -42,6 +42,9 @@ Environment, read when this module is imported (the autouse ``clean_environ`` fi
                                        number (default ``SIP/{number}@customer``)
 ``CALLCENTER_TEST_CUSTOMER_PHONE``     ``<host>:<port>`` where that customer's phone (a SIPp UAS)
                                        listens (default ``127.0.0.1:5083``)
+``CALLCENTER_TEST_SPOOL_DIR``          a folder the app writes and the Asterisk reads at the same path
+                                       (``CALLCENTER_VOICEMAIL_SPOOL_DIR``: the whisper's voicemail
+                                       previews); unset: the scenarios that need it are skipped
 
 The ``app_queue`` hook scenarios (``test_app_queue_hooks.py``) dial the extensions of
 :data:`APP_QUEUE_EXTENS`, which enter ``Gosub(callcenter-appqueue,...)`` of the repository's dialplan.
@@ -127,6 +130,7 @@ AGI_HOST: Final = _env("CALLCENTER_TEST_AGI_HOST", "127.0.0.1")
 AGI_TOKEN_FILE: Final = os.environ.get("CALLCENTER_TEST_AGI_TOKEN_FILE", "").strip()
 CUSTOMER_DIAL: Final = _env("CALLCENTER_TEST_CUSTOMER_DIAL", "SIP/{number}@customer")
 CUSTOMER_PHONE: Final = _env("CALLCENTER_TEST_CUSTOMER_PHONE", "127.0.0.1:5083")
+SPOOL_DIR: Final = os.environ.get("CALLCENTER_TEST_SPOOL_DIR", "").strip()
 SIPP: Final = shutil.which("sipp")
 
 

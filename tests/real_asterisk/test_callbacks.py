@@ -21,6 +21,7 @@ peer and the settings of ``README.md``.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ import pytest
 from callcenter.callbacks.attempts import customer_channel_id
 from callcenter.model.vocabulary import AgentState, AttemptResult, CallbackState
 from callcenter.wiring.dispatch import DispatchRuntime
+from tests import audio_corpus as corpus
 from tests.real_asterisk import rtp_pcap
 from tests.real_asterisk.conftest import (
     CUSTOMER_DIAL,
@@ -37,6 +39,7 @@ from tests.real_asterisk.conftest import (
     REAL_QUEUE,
     SIP_CALLER_PORT,
     SKIP_REASON,
+    SPOOL_DIR,
     AriObserver,
     Lab,
     new_caller_number,
@@ -324,6 +327,76 @@ async def test_given_a_due_callback_when_agent_and_customer_answer_and_customer_
     assert attempt.customer_dialled_at is not None
     changes = await _dispatch(lab.app).store.changes(callback_id)
     assert [c.state for c in changes] == [S.REQUESTED, S.SCHEDULED, S.DIALING, S.CONNECTED, S.COMPLETED]
+    await eventually(lambda: agent_phone.count("REMOTE_BYE") == 1, what="the agent's leg hung up by the app")
+    await lab.app.wait_agent(first.agent_id, AgentState.AVAILABLE, timeout_s=15)
+
+
+@pytest.mark.skipif(not SPOOL_DIR, reason="CALLCENTER_TEST_SPOOL_DIR is not set (a folder Asterisk reads)")
+@pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING)
+@pytest.mark.parametrize(
+    "app_overrides",
+    [
+        SETTINGS
+        | {
+            "voicemail_spool_dir": SPOOL_DIR,
+            "voicemail_transcribe_processes": "0",
+            "dispatch_preview_s": "4",
+        }
+    ],
+    ids=["shared-spool"],
+)
+async def test_given_a_voicemail_callback_when_the_agent_answers_then_the_whisper_plays_the_start_of_the_message(
+    lab: Lab, observer: AriObserver
+) -> None:
+    """The agent hears the caller's own first words after the reason: a WAV the app wrote to the
+    folder it shares with Asterisk, played as ``sound:<absolute path>`` in the whisper's media list."""
+    await lab.app.put_queue(PATIENT_QUEUE)
+    first = lab.phones[0]
+    agent_phone = await lab.phone(first, ring_ms=500)
+    customer = await lab.customer_phone(key_pcap=key_1_pcap(lab.workdir), ring_ms=500)
+    voicemails = lab.app.services.voicemails
+    assert voicemails is not None
+    number = "+" + new_caller_number()
+    pcm = corpus.join([corpus.prompts()["cannot-complete-as-dialed"]], [2.0, 1.0])
+    left = lab.app.services.clock.now()
+    voicemail = await voicemails.store_recording(
+        corpus.telephone(lab.workdir / "message.ulaw.wav", pcm),
+        suffix=".wav",
+        call_id=f"lab-{number}",
+        queue=QUEUE,
+        caller=number,
+        duration_s=len(pcm) / corpus.RATE,
+        recorded_at=left,
+    )
+    dispatch = _dispatch(lab.app)
+    assert dispatch.link is not None
+    await dispatch.link.wait_up(10.0)
+    await lab.login(first)
+    made = await dispatch.sources.from_voicemail(QUEUE, number, voicemail_id=voicemail.id, left_at=left)
+    callback_id = made.callback.id
+    preview = f"sound:{Path(SPOOL_DIR) / f'callcenter-preview-{voicemail.id}'}"
+
+    await eventually(lambda: customer.sipp.count("ANSWERED") == 1, timeout_s=40, what="the customer answered")
+    [agent_leg] = [c for c in observer.channels_named(first.endpoint + "-")]
+    events = await heard(observer, agent_leg, "sound:callcenter/whisper-callback")
+    played = media_of(events)
+    assert played[:3] == [
+        "sound:callcenter/whisper-callback",
+        f"digits:{number[-4:]}",
+        "sound:callcenter/whisper-voicemail",
+    ]
+    assert played[3] == preview, f"the caller's own words after the reason: {played}"
+    # A missing file in the middle of a list is skipped at once (PlaybackContinuing in the same
+    # millisecond); a played one lasts about its length (at least a second here).
+    item = [e for e in events if e["playback"]["media_uri"] == preview]
+    started, ended = item[0]["timestamp"], item[-1]["timestamp"]
+    assert [e["type"] for e in item] == ["PlaybackStarted", "PlaybackContinuing"], item
+    assert datetime.fromisoformat(ended) - datetime.fromisoformat(started) >= timedelta(seconds=1), item
+
+    await customer.press_1()
+    await _state(lab.app, callback_id, S.CONNECTED)
+    await customer.hang_up()
+    await _state(lab.app, callback_id, S.COMPLETED)
     await eventually(lambda: agent_phone.count("REMOTE_BYE") == 1, what="the agent's leg hung up by the app")
     await lab.app.wait_agent(first.agent_id, AgentState.AVAILABLE, timeout_s=15)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -264,9 +264,41 @@ async def test_expiry_and_the_late_promise_alert(apps: Apps, sim: SimulatedAster
         return any(e.callback_id == callback.id for e in await _events(running, CallbackPromiseAtRisk))
 
     await eventually(alerted, timeout_s=10.0, what="the late-promise alert")
+    [alert] = [e for e in await _events(running, CallbackPromiseAtRisk) if e.callback_id == callback.id]
+    assert alert.expected_by is None, "no agent staffed: no expected dial time is made up"
     expired = await _state(running, callback.id, S.EXPIRED)
     assert expired.attempts == 0
     assert (await _dispatch(running).store.changes(callback.id))[-1].actor.name == "expiry"
+
+
+async def test_a_late_promise_alert_says_when_the_callback_is_now_expected(
+    apps: Apps, sim: SimulatedAsterisk
+) -> None:
+    """Issue #7: an agent is free and the queue's handle time known, but the customer's quiet hours
+    hold the dial: the alert expects it when they end (not the promise plus a fixed slip)."""
+    local = datetime.now(UTC).astimezone(ZoneInfo("America/Los_Angeles"))
+    opens = (local + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    closes = opens + timedelta(hours=1)
+    if closes.date() != local.date() or opens.date() != local.date():
+        pytest.skip("the window would cross midnight at this hour")
+    running = await _start(
+        apps,
+        sim,
+        dispatch_dial_from=opens.strftime("%H:%M"),
+        dispatch_dial_until=closes.strftime("%H:%M"),
+        dispatch_late_alert_s="7200",
+    )
+    await running.answered_history()
+    await _agent(running, sim, "alice")
+    callback = (await _follow_up(running)).callback
+
+    async def alerted() -> bool:
+        return any(e.callback_id == callback.id for e in await _events(running, CallbackPromiseAtRisk))
+
+    await eventually(alerted, timeout_s=10.0, what="the late-promise alert")
+    [alert] = [e for e in await _events(running, CallbackPromiseAtRisk) if e.callback_id == callback.id]
+    assert alert.expected_by == opens.astimezone(UTC), "dialled when the customer's quiet hours end"
+    assert _originates(sim) == []
 
 
 async def test_cancel_by_api_stops_the_dispatch(apps: Apps, sim: SimulatedAsterisk) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import wave
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,6 +283,40 @@ async def test_core_sounds_play_for_their_real_length_and_unknown_ones_fail_at_o
     assert sim.heard(channel_id) == [
         ("sound:pls-try-call-later", "missing"),
         ("sound:tt-allbusy", "complete"),
+    ]
+
+
+async def test_a_sound_by_absolute_path_plays_the_file_for_its_length_and_a_missing_one_fails(
+    ari: Ari, sim: SimulatedAsterisk, tmp_path: Path
+) -> None:
+    """``sound:/path/name`` plays ``/path/name.wav`` from Asterisk's disk (the whisper's voicemail
+    preview) for as long as the file lasts; a file that is not there fails like any missing sound,
+    even where unknown catalogue sounds are given a default length."""
+    sim.default_sound_s = 0.5
+    with wave.open(str(tmp_path / "preview.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 8000 * 2)  # 2 s
+    stream = await ari.events()
+    channel_id = sim.incoming_call("sipp")
+
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": f"sound:{tmp_path}/preview"})
+    await sim.advance(1.99)
+    assert _types(await stream.sync(sim))[1:] == ["PlaybackStarted"]
+    await sim.advance(0.02)
+    await ari.call("POST", f"/ari/channels/{channel_id}/play", {"media": f"sound:{tmp_path}/gone"})
+
+    events = (await stream.sync(sim))[1:]
+    assert [(e["type"], e["playback"]["state"]) for e in events] == [
+        ("PlaybackStarted", "playing"),
+        ("PlaybackFinished", "done"),
+        ("PlaybackStarted", "playing"),
+        ("PlaybackFinished", "failed"),
+    ]
+    assert sim.heard(channel_id) == [
+        (f"sound:{tmp_path}/preview", "complete"),
+        (f"sound:{tmp_path}/gone", "missing"),
     ]
 
 

@@ -80,6 +80,29 @@ async def test_without_a_call_or_position_the_estimate_is_for_a_caller_joining_n
     assert fifth.wait.estimate.mean_s > joining.wait.estimate.mean_s
 
 
+async def test_a_place_taken_earlier_waits_behind_the_callers_who_joined_before_it_and_the_callbacks_ahead(
+    make_capacity: MakeCapacity,
+) -> None:
+    """A late callback's expected dial time (issue #7): QL-A for its place in line, not a new model."""
+    cap = await busy_queue(make_capacity)
+    await cap.queue.arrive("c3")
+    cap.clock.advance(30)
+    kept_since = cap.clock.now()  # a kept place taken between c3 and c4
+    cap.clock.advance(30)
+    await cap.queue.arrive("c4")
+
+    kept = await cap.estimates.estimate_place("sales", joined_at=kept_since)
+    behind_two = await cap.estimates.estimate_place("sales", joined_at=kept_since, callbacks_ahead=2)
+    first = await cap.estimates.estimate_place("sales", joined_at=kept_since - timedelta(hours=1))
+
+    assert (kept.wait.position, kept.call_id, kept.wait.elapsed_s) == (2, None, 0.0), "behind c3, not c4"
+    assert behind_two.wait.position == 4
+    assert first.wait.position == 1
+    assert kept.wait.estimate == (await cap.estimates.estimate("sales", position=2)).wait.estimate
+    assert kept.by is not None and behind_two.by is not None and kept.by < behind_two.by
+    assert not cap.predictions.rows, "an estimate for a callback is not a caller's logged prediction"
+
+
 async def test_a_free_agent_makes_the_next_caller_wait_nothing(make_capacity: MakeCapacity) -> None:
     cap = await make_capacity(agents=[agent("a1")], logged_in=["a1"])
     await cap.history([past_call(1, cap.clock.now() - WEEK)])

@@ -132,7 +132,37 @@ async def test_a_promise_at_risk_gets_an_honest_late_notice_with_a_new_time_once
     await deliver(rig, risk)
     (text,) = await texts(rig)
     assert "we are running late and will not call you by 11:05 as promised" in text
-    assert "We now expect to call you by 11:35" in text and "Reply 2 to cancel" in text
+    # No prediction on the event: the promise plus the 30-minute slip, up to the quarter hour.
+    assert "We now expect to call you by 11:45" in text and "Reply 2 to cancel" in text
+
+
+@pytest.mark.parametrize(
+    ("expected_by", "said"),
+    [
+        (START + timedelta(minutes=47), "by 12:00"),  # 11:47 in New York: up to the quarter hour
+        (START + timedelta(minutes=60), "by 12:00"),  # on a quarter hour already
+        (START - timedelta(minutes=3), "by 11:00"),  # a prediction already past: never earlier than now
+        (START + timedelta(hours=10, minutes=20), "on 24/11 by 08:00"),  # 21:20 is quiet: when they end
+    ],
+)
+async def test_a_late_notice_gives_the_dispatchers_predicted_time(
+    rig: Rig, expected_by: datetime, said: str
+) -> None:
+    """Issue #7: the new time is when the dispatcher expects to dial, not the promise plus a slip."""
+    risk = CallbackPromiseAtRisk(
+        event_id="callback-late:cb-1:p",
+        occurred_at=START,
+        callback_id="cb-1",
+        queue="sales",
+        number=NY_MOBILE,
+        window_end=START + timedelta(minutes=5),  # 11:05 in New York
+        state=S.REQUESTED,
+        expected_by=expected_by,
+    )
+    await deliver(rig, risk)
+    (text,) = await texts(rig)
+    assert "will not call you by 11:05 as promised" in text
+    assert f"We now expect to call you {said}" in text, text
 
 
 async def test_a_late_notice_deferred_by_quiet_hours_is_dropped_once_the_callback_is_dialled(

@@ -20,10 +20,13 @@ from callcenter.callbacks.attempts import (
 )
 from callcenter.callbacks.dispatch import (
     DispatchSettings,
+    callbacks_ahead,
     dial_order,
+    expected_dial_at,
     is_expired,
     is_late,
     number_zones,
+    place_in_line,
     quiet_until,
 )
 from callcenter.callbacks.lifecycle import move, new_callback
@@ -165,6 +168,48 @@ def test_dial_order_ties_on_the_same_enqueue_time_go_by_call_id() -> None:
     b = dataclasses.replace(_scheduled("cb-1", enqueued=at), call_id="1700000000.20")
     a = dataclasses.replace(_scheduled("cb-2", enqueued=at), call_id="1700000000.10")
     assert [c.id for c in dial_order([b, a], T0)] == ["cb-2", "cb-1"]
+
+
+def test_a_late_callback_waits_behind_the_due_callbacks_of_its_queue_dialled_before_it() -> None:
+    """Its place for the expected dial time of a late-promise alert (issue #7)."""
+    first = _scheduled("cb-a", enqueued=T0 - timedelta(minutes=9))
+    second = _scheduled("cb-b", enqueued=T0 - timedelta(minutes=6))
+    third = _scheduled("cb-c", enqueued=T0 - timedelta(minutes=2))
+    elsewhere = dataclasses.replace(_scheduled("cb-x", enqueued=T0 - timedelta(minutes=20)), queue="support")
+    due = [third, elsewhere, first, second]
+    assert [callbacks_ahead(c, due, T0) for c in (first, second, third)] == [0, 1, 2]
+    # A kept place not released yet stands at its caller's enqueue time too.
+    waiting, _ = new_callback(
+        callback_id="cb-w",
+        queue="sales",
+        number="+14155550102",
+        kind=CallbackKind.KEEP_PLACE,
+        window=keep_place_window(T0 - timedelta(minutes=4), T0 + timedelta(minutes=1)),
+        at=T0 - timedelta(minutes=4),
+        actor=SYSTEM,
+        enqueued_at=T0 - timedelta(minutes=5),
+    )
+    assert place_in_line(waiting) == T0 - timedelta(minutes=5)
+    assert callbacks_ahead(waiting, due, T0) == 2
+    retry = dataclasses.replace(first, state=S.RETRY_WAIT, due_at=T0 - timedelta(minutes=1))
+    assert place_in_line(retry) == T0 - timedelta(minutes=1), "a retry is due at its retry time"
+    assert callbacks_ahead(retry, [retry, second, third], T0) == 2
+
+
+@pytest.mark.parametrize(
+    ("by", "opens_at", "expected"),
+    [
+        (T0 + timedelta(minutes=7), T0, T0 + timedelta(minutes=7)),  # 10:07 in California: as predicted
+        (T0 + timedelta(minutes=7), T0 + timedelta(hours=1), T0 + timedelta(hours=1)),  # when the queue opens
+        # 21:10 in California is the customer's quiet time: 08:00 the next morning.
+        (datetime(2026, 11, 24, 5, 10, tzinfo=UTC), T0, datetime(2026, 11, 24, 16, 0, tzinfo=UTC)),
+        (T0, None, T0),
+    ],
+)
+def test_the_expected_dial_time_respects_opening_and_quiet_hours(
+    by: datetime, opens_at: datetime | None, expected: datetime
+) -> None:
+    assert expected_dial_at(by, "+14155550100", SETTINGS, opens_at=opens_at) == expected
 
 
 def test_expiry_and_late_promises() -> None:

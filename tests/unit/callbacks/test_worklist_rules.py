@@ -3,6 +3,7 @@ follow-up falls back to the queue, and when "nobody on the line" is dialled agai
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote
 from callcenter.callbacks.dispatch import DispatchSettings
 from callcenter.callbacks.lifecycle import new_callback
 from callcenter.callbacks.promise import keep_place_window, slot_window
-from callcenter.callbacks.reasons import Reason, reason_of
+from callcenter.callbacks.reasons import Reason, reason_of, voicemail_of
 from callcenter.callbacks.worklist import Timing, next_retry, personal_owner, promise_timing
 from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
 from callcenter.model.vocabulary import ActorKind, CallbackKind
@@ -89,6 +90,17 @@ def test_the_reason_comes_from_the_first_source_then_from_how_it_was_asked(
 ) -> None:
     callback, first = _callback(kind, actor, call_id=call_id)
     assert reason_of(callback, tuple(_note(s) for s in notes), first) is expected
+
+
+def test_the_whispered_voicemail_is_the_one_the_callback_was_made_for() -> None:
+    """Its preview plays in the whisper; a message merged into another callback does not."""
+    made_for = dataclasses.replace(_note(CallbackSource.VOICEMAIL), ref="vm-1")
+    merged = dataclasses.replace(_note(CallbackSource.VOICEMAIL, merged=True), ref="vm-2")
+    assert voicemail_of((made_for, merged)) == "vm-1"
+    assert voicemail_of((merged, made_for)) == "vm-1"
+    assert voicemail_of((_note(CallbackSource.CALL), made_for)) is None
+    assert voicemail_of((merged,)) is None
+    assert voicemail_of(()) is None
 
 
 def test_a_merged_request_does_not_change_the_reason() -> None:

@@ -68,3 +68,20 @@ def test_every_sound_of_a_whisper_is_in_the_catalogue() -> None:
             media = whisper_media(Whisper(number="+14155550100", waited_s=waited_s, reason=reason))
             sounds = [m.value for m in media if m.kind is MediaKind.SOUND]
             assert all(s.removeprefix("callcenter/") in PROMPTS for s in sounds), sounds
+
+
+def test_a_voicemail_preview_is_played_after_the_reason() -> None:
+    """The caller's own first words, by the absolute path Asterisk plays them from."""
+    whisper = Whisper(
+        number="+14155550100",
+        waited_s=30.0,
+        reason=Reason.VOICEMAIL,
+        preview="/var/spool/callcenter/callcenter-preview-vm-1",
+    )
+    assert _said(whisper_media(whisper)) == [
+        "sound:callcenter/whisper-callback",
+        "digits:0100",
+        "sound:callcenter/whisper-voicemail",
+        "sound:/var/spool/callcenter/callcenter-preview-vm-1",
+        "sound:callcenter/whisper-waited-under-minute",
+    ]
