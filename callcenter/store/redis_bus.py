@@ -15,7 +15,10 @@ What a consumer does, in order, until ``stop`` completes:
    acknowledged before a crash or restart;
 3. every ``claim_idle_ms / 2`` takes over entries idle longer than ``claim_idle_ms`` in any consumer of
    the group (XAUTOCLAIM: a dead consumer's entries, and failed deliveries, which stay pending);
-4. otherwise blocks up to ``block_ms`` for new entries (``>``).
+4. otherwise reads new entries (``>``) without blocking and, finding none, waits up to ``block_ms``
+   for the bus's waker: the consumer loops of one bus share their round trips (see
+   :class:`_SharedReads`: one blocking ``XREAD`` per bus wakes them all; their reads and acknowledgements
+   go to Redis in one pipeline).
 
 While entries are in hand a background task touches them (XCLAIM JUSTID) every ``claim_idle_ms / 3``,
 so a slow handler keeps its entries and no other consumer duplicates them. An entry delivered more than
@@ -43,6 +46,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from callcenter.batching import Coalescer
 from callcenter.bus import Delivery, Handler
 from callcenter.config import BusSettings
 from callcenter.errors import RedisUnavailableError, ValidationError
@@ -153,6 +157,7 @@ class RedisEventBus:
         self._touch = client.register_script(_TOUCH_SCRIPT)
         self._dead_letter_script = client.register_script(_DEAD_LETTER_SCRIPT)
         self._counts_script = client.register_script(_COUNTS_SCRIPT)
+        self._shared = _SharedReads(self)
 
     @property
     def settings(self) -> BusSettings:
@@ -284,6 +289,112 @@ class RedisEventBus:
         )
 
 
+class _SharedReads:
+    r"""The round trips of one process's consumer loops on a bus, shared (one per :class:`RedisEventBus`).
+
+    Each group still reads, acknowledges and claims for itself (its own pending list, its own
+    at-least-once delivery), but none blocks in a read of its own: one *waker* task per bus blocks in
+    ``XREAD`` on the stream and, when entries arrive, wakes every waiting loop; their non-blocking
+    ``XREADGROUP``\ s and their ``XACK``\ s, made at about the same time, go to Redis together in one
+    pipeline (:class:`~callcenter.batching.Coalescer`). Seven groups cost about two round trips per
+    wake-up instead of fourteen. A loop waits for the waker at most ``block_ms`` before it reads anyway,
+    so a waker that cannot reach Redis only makes delivery poll.
+    """
+
+    def __init__(self, bus: RedisEventBus) -> None:
+        self._bus = bus
+        self._generation = 0
+        self._bumped: asyncio.Future[None] | None = None
+        self._waker: asyncio.Task[None] | None = None
+        self._users = 0
+        self._commands: Coalescer[tuple[str, tuple[Any, ...]], object] = Coalescer(
+            self._pipeline, max_batch=64, name="bus-commands"
+        )
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the waker saw new entries: take it *before* a read that may find nothing."""
+        return self._generation
+
+    def enter(self) -> None:
+        self._users += 1
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.create_task(self._wake(), name="bus-waker")
+
+    async def leave(self) -> None:
+        self._users -= 1
+        if self._users > 0 or self._waker is None:
+            return
+        waker, self._waker = self._waker, None
+        waker.cancel()
+        # Bounded: redis-py's blocking read was seen ignoring its cancellation under overload.
+        await asyncio.wait({waker}, timeout=1.0)
+
+    async def wait_newer(self, generation: int, timeout_s: float, stop: asyncio.Future[object]) -> None:
+        """Until the waker saw entries after ``generation``, ``stop`` completes, or ``timeout_s`` passed."""
+        if self._generation > generation:
+            return
+        if self._bumped is None or self._bumped.done():
+            self._bumped = asyncio.get_running_loop().create_future()
+        waiters: set[asyncio.Future[Any]] = {self._bumped, stop}
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+
+    async def read_new(self, group: str, consumer: str) -> list[_Entry]:
+        """``XREADGROUP ... >`` without blocking, in the next shared pipeline."""
+        reply = await self._command("xreadgroup", group, consumer)
+        return _entries_of(reply)
+
+    async def ack(self, group: str, ids: Sequence[str]) -> None:
+        """``XACK`` of ``ids`` in the next shared pipeline."""
+        await self._command("xack", group, *ids)
+
+    async def _command(self, name: str, *args: Any) -> object:
+        reply = await self._commands((name, args))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[object]:
+        """One round trip for ``commands``; each gets its own reply, or its own error as a value."""
+        bus = self._bus
+        try:
+            async with asyncio.timeout(_OP_TIMEOUT_S):
+                async with bus._client.pipeline(transaction=False) as pipe:
+                    for name, args in commands:
+                        if name == "xreadgroup":
+                            _ = pipe.xreadgroup(args[0], args[1], {bus._keys.events: ">"}, count=bus._batch)
+                        else:
+                            _ = pipe.xack(bus._keys.events, args[0], *args[1:])
+                    replies: list[object] = await pipe.execute(raise_on_error=False)
+        except _RETRYABLE as exc:
+            return [exc] * len(commands)
+        return replies
+
+    async def _wake(self) -> None:
+        """Block in ``XREAD`` from the newest entry seen; bump the generation whenever entries arrive."""
+        bus = self._bus
+        client, stream = bus._client, bus._keys.events
+        last = "$"
+        delay = _BACKOFF_MIN_S
+        while True:
+            try:
+                async with asyncio.timeout(bus.block_ms / 1000 + _OP_TIMEOUT_S):
+                    reply: Any = await client.xread({stream: last}, count=1000, block=bus.block_ms)
+                delay = _BACKOFF_MIN_S
+            except _RETRYABLE as exc:
+                logger.debug("bus waker: %r; retrying in %.2fs (consumers poll meanwhile)", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                last = "$"
+                continue
+            if not reply:
+                continue
+            last = _text(reply[0][1][-1][0])
+            self._generation += 1
+            if self._bumped is not None and not self._bumped.done():
+                self._bumped.set_result(None)
+
+
 class _ConsumerLoop:
     """One ``consume`` call: the read, claim and deliver loop of one consumer in one group."""
 
@@ -316,6 +427,8 @@ class _ConsumerLoop:
         backlog_from: str | None = "0"  # our own pending entries first: a restart re-delivers them
         next_claim = loop.time()
         toucher = asyncio.create_task(self._keep_in_hand(), name=f"bus-touch-{self._group}-{self._consumer}")
+        shared = self._bus._shared
+        shared.enter()
         try:
             while not self._stop.done():
                 try:
@@ -351,6 +464,7 @@ class _ConsumerLoop:
             toucher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await toucher
+            await shared.leave()
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds`` unless ``stop`` completes first."""
@@ -380,26 +494,15 @@ class _ConsumerLoop:
         return entries[-1].message_id
 
     async def _read_new(self, block_ms: int) -> None:
-        read = asyncio.ensure_future(self._read_new_entries(block_ms))
-        try:
-            waiters: set[asyncio.Future[Any]] = {read, self._stop}
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not read.done():
-                # Entries this read may already have taken stay pending and are delivered again.
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await read
-        if not read.cancelled():
-            entries = read.result()
+        """New entries for this consumer (a shared, non-blocking read); none: wait for the waker."""
+        shared = self._bus._shared
+        generation = shared.generation  # before the read: entries arriving after it bump it
+        entries = await shared.read_new(self._group, self._consumer)
+        if entries:
             await self._deliver_all(entries, {entry.message_id: 1 for entry in entries})
-
-    async def _read_new_entries(self, block_ms: int) -> list[_Entry]:
-        async with asyncio.timeout(block_ms / 1000 + _OP_TIMEOUT_S):
-            reply = await self._client.xreadgroup(
-                self._group, self._consumer, {self._stream: ">"}, count=self._bus._batch, block=block_ms
-            )
-        return _entries_of(reply)
+        if len(entries) < self._bus._batch:
+            # Drained as of the read: what came since bumped the generation (no read to learn it).
+            await shared.wait_newer(generation, block_ms / 1000, self._stop)
 
     async def _claim_idle(self) -> None:
         """Take over entries idle longer than ``claim_idle_ms`` anywhere in the group, and deliver them."""
@@ -476,8 +579,7 @@ class _ConsumerLoop:
                 if handled:
                     # One XACK for the batch's handled entries (they stay in hand, touched, until
                     # then): a round trip per batch instead of per event and group.
-                    async with asyncio.timeout(_OP_TIMEOUT_S):
-                        await self._client.xack(self._stream, self._group, *handled)
+                    await self._bus._shared.ack(self._group, handled)
             finally:
                 self._in_hand.difference_update(entry.message_id for entry in batch)
 
