@@ -1,7 +1,9 @@
 """The event bus on Redis Streams with consumer groups: at-least-once delivery (edge).
 
 One stream (``RedisKeys.events``) holds every domain event in publish order, one field ``event`` with
-the JSON of :func:`callcenter.model.events.encode_event`, trimmed to about ``stream_maxlen`` entries.
+the JSON of :func:`callcenter.model.events.encode_event` and one field ``type`` with its event type (a
+group handling only some types skips the others without parsing them; entries without it are
+peeked), trimmed to about ``stream_maxlen`` entries.
 Each consumer group sees every event; inside a group each event goes to one consumer and is
 acknowledged (XACK) only after the handler returned (one XACK for the handled entries of each batch read).
 
@@ -56,6 +58,8 @@ from callcenter.store.redis_keys import RedisKeys
 logger = logging.getLogger(__name__)
 
 _FIELD: Final = b"event"
+#: The event's type beside its JSON, so a group that handles only some types skips the others unparsed.
+_TYPE_FIELD: Final = b"type"
 _OP_TIMEOUT_S: Final = 10.0
 _BACKOFF_MIN_S: Final = 0.1
 _BACKOFF_MAX_S: Final = 5.0
@@ -179,7 +183,7 @@ class RedisEventBus:
             async with asyncio.timeout(_OP_TIMEOUT_S):
                 message_id = await self._client.xadd(
                     self._keys.events,
-                    {_FIELD: payload.encode()},
+                    {_FIELD: payload.encode(), _TYPE_FIELD: event.event_type.encode()},
                     maxlen=self._settings.stream_maxlen,
                     approximate=True,
                 )
@@ -196,15 +200,15 @@ class RedisEventBus:
         """
         if not events:
             return []
-        payloads = [encode_event(event).encode() for event in events]
+        payloads = [(encode_event(event).encode(), event.event_type.encode()) for event in events]
         try:
             async with asyncio.timeout(_OP_TIMEOUT_S):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
+                    for payload, kind in payloads:
                         # In a pipeline XADD only queues the command (its "awaitable" is the pipeline).
                         _ = pipe.xadd(
                             self._keys.events,
-                            {_FIELD: payload},
+                            {_FIELD: payload, _TYPE_FIELD: kind},
                             maxlen=self._settings.stream_maxlen,
                             approximate=True,
                         )
@@ -592,7 +596,8 @@ class _ConsumerLoop:
             return False
         payload = entry.fields.get(_FIELD, b"")
         if self._only is not None:
-            kind = peek_event_type(payload)
+            stored_kind = entry.fields.get(_TYPE_FIELD)
+            kind = stored_kind.decode() if stored_kind is not None else peek_event_type(payload)
             if kind is not None and kind not in self._only:
                 return True  # not this group's business: acknowledged, as a handler ignoring it would
         try:

@@ -133,6 +133,28 @@ async def test_a_group_given_only_some_types_gets_those_and_the_rest_is_acknowle
     assert await bus.dead_letters() == []
 
 
+async def test_entries_published_without_their_type_field_are_filtered_by_their_json(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """Entries an older publisher wrote (only the ``event`` field) still reach the right groups."""
+    bus = make_bus(redis_client, keys)
+    queued = CallQueued(
+        event_id="queued:c1", occurred_at=call_ended(0).occurred_at, call_id="c1", queue="sales"
+    )
+    for event in (queued, call_ended(1)):
+        await redis_client.xadd(keys.events, {b"event": encode_event(event).encode()})
+    answered_only = Recorder()
+    consumers.start(bus, "stats", "stats-1", answered_only, only=frozenset({CallEnded.event_type}))
+
+    await eventually(lambda: len(answered_only.deliveries) == 1, what="the CallEnded")
+    assert answered_only.event_ids == [call_ended(1).event_id]
+
+    async def all_acked() -> bool:
+        return await bus.pending_count("stats") == 0
+
+    await eventually(all_acked, what="the CallQueued acknowledged unhandled")
+
+
 @pytest.mark.parametrize("how", ["handler raises", "consumer cancelled mid-handling"])
 async def test_events_of_a_consumer_that_died_are_reclaimed_by_another(
     redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers, how: str
