@@ -38,6 +38,7 @@ of a consumer you want to survive.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -246,6 +247,14 @@ class RedisEventBus:
             if stop_future is not stop:
                 stop_future.cancel()
 
+    def subscribe(self, limit: int = 1000) -> Subscription:
+        """Entries as this bus's one blocking read takes them, for a tail of this process
+        (:class:`callcenter.store.redis_tail.RedisEventTail`); end with :meth:`unsubscribe`."""
+        return self._shared.subscribe(limit)
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self._shared.unsubscribe(subscription)
+
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The oldest ``count`` entries of the dead-letter stream (for tools, tests and operators)."""
         if count <= 0:
@@ -293,6 +302,59 @@ class RedisEventBus:
         )
 
 
+class FeedEntry:
+    """One entry of the stream as the bus's waker read it: its id, its payload, and the event decoded
+    once for every tail of the process that asks (:attr:`event`)."""
+
+    __slots__ = ("_event", "message_id", "payload")
+
+    def __init__(self, message_id: str, payload: bytes | None) -> None:
+        self.message_id = message_id
+        self.payload = payload
+        self._event: DomainEvent | None = None
+
+    @property
+    def event(self) -> DomainEvent:
+        """:raises ValidationError: for a payload that is not an event (or a deleted entry's)."""
+        if self._event is None:
+            if self.payload is None:
+                raise ValidationError(f"entry {self.message_id} has no event")
+            self._event = decode_event(self.payload)
+        return self._event
+
+
+class Subscription:
+    """Batches of entries handed on by the bus's waker, up to ``limit`` batches held.
+
+    Past that (a subscriber that cannot keep up) the held batches are dropped and :attr:`lost` is
+    set: the subscriber reads the stream itself from its last entry until it has caught up.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._batches: collections.deque[list[FeedEntry]] = collections.deque()
+        self._arrived: asyncio.Future[None] | None = None
+        self.lost = False
+        self.ready = asyncio.Event()
+        """Set once the waker knows where it starts: read the stream to catch up only after that."""
+
+    def push(self, batch: list[FeedEntry]) -> None:
+        if len(self._batches) >= self._limit:
+            self._batches.clear()
+            self.lost = True
+        else:
+            self._batches.append(batch)
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    async def next(self, timeout_s: float, stop: asyncio.Future[Any]) -> list[FeedEntry] | None:
+        """The oldest batch held, waiting up to ``timeout_s`` for one; ``None`` when none came."""
+        if not self._batches and not self.lost:
+            self._arrived = asyncio.get_running_loop().create_future()
+            await asyncio.wait({self._arrived, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        return self._batches.popleft() if self._batches else None
+
+
 class _SharedReads:
     r"""The round trips of one process's consumer loops on a bus, shared (one per :class:`RedisEventBus`).
 
@@ -311,6 +373,8 @@ class _SharedReads:
         self._bumped: asyncio.Future[None] | None = None
         self._waker: asyncio.Task[None] | None = None
         self._users = 0
+        self._ready = asyncio.Event()
+        self._subscribers: set[Subscription] = set()
         self._commands: Coalescer[tuple[str, tuple[Any, ...]], object] = Coalescer(
             self._pipeline, max_batch=64, name="bus-commands"
         )
@@ -323,7 +387,25 @@ class _SharedReads:
     def enter(self) -> None:
         self._users += 1
         if self._waker is None or self._waker.done():
-            self._waker = asyncio.create_task(self._wake(), name="bus-waker")
+            self._ready = asyncio.Event()
+            self._waker = asyncio.create_task(self._wake(self._ready), name="bus-waker")
+
+    def subscribe(self, limit: int = 1000) -> Subscription:
+        """Every entry the waker reads from now on, in batches (a process's tail). A read of the
+        stream made once ``ready`` is set leaves no gap before the first batch handed on.
+
+        Call :meth:`unsubscribe` when done.
+        """
+        subscription = Subscription(limit)
+        self._subscribers.add(subscription)
+        self.enter()
+        subscription.ready = self._ready
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.discard(subscription)
+            await self.leave()
 
     async def leave(self) -> None:
         self._users -= 1
@@ -374,14 +456,24 @@ class _SharedReads:
             return [exc] * len(commands)
         return replies
 
-    async def _wake(self) -> None:
-        """Block in ``XREAD`` from the newest entry seen; bump the generation whenever entries arrive."""
+    async def _wake(self, ready: asyncio.Event) -> None:
+        """Block in ``XREAD`` from the newest entry seen; bump the generation whenever entries arrive,
+        and hand them to the subscribers (the process's tails).
+
+        It starts from the newest entry at its start (``ready`` is set once that is known) and after a
+        Redis error goes on from the last entry it saw: subscribers miss nothing in between.
+        """
         bus = self._bus
         client, stream = bus._client, bus._keys.events
-        last = "$"
+        last: str | None = None
         delay = _BACKOFF_MIN_S
         while True:
             try:
+                if last is None:
+                    async with asyncio.timeout(_OP_TIMEOUT_S):
+                        newest: Any = await client.xrevrange(stream, count=1)
+                    last = _text(newest[0][0]) if newest else "0-0"
+                    ready.set()
                 async with asyncio.timeout(bus.block_ms / 1000 + _OP_TIMEOUT_S):
                     reply: Any = await client.xread({stream: last}, count=1000, block=bus.block_ms)
                 delay = _BACKOFF_MIN_S
@@ -389,14 +481,20 @@ class _SharedReads:
                 logger.debug("bus waker: %r; retrying in %.2fs (consumers poll meanwhile)", exc, delay)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
-                last = "$"
                 continue
             if not reply:
                 continue
-            last = _text(reply[0][1][-1][0])
+            rows = reply[0][1]
+            last = _text(rows[-1][0])
             self._generation += 1
             if self._bumped is not None and not self._bumped.done():
                 self._bumped.set_result(None)
+            if self._subscribers:
+                batch = [
+                    FeedEntry(_text(mid), fields.get(_FIELD) if fields else None) for mid, fields in rows
+                ]
+                for subscriber in tuple(self._subscribers):
+                    subscriber.push(batch)
 
 
 class _ConsumerLoop:
