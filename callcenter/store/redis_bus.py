@@ -163,6 +163,9 @@ class RedisEventBus:
         self._dead_letter_script = client.register_script(_DEAD_LETTER_SCRIPT)
         self._counts_script = client.register_script(_COUNTS_SCRIPT)
         self._shared = _SharedReads(self)
+        self._publishes: Coalescer[DomainEvent, str] = Coalescer(
+            self._append, max_batch=256, name="bus-publish"
+        )
 
     @property
     def settings(self) -> BusSettings:
@@ -176,29 +179,26 @@ class RedisEventBus:
     async def publish(self, event: DomainEvent) -> str:
         """Append ``event`` (XADD, MAXLEN ~ ``stream_maxlen``) and return its message id.
 
+        Publications made at about the same time share one pipeline (one round trip), in call order.
+
         :raises RedisUnavailableError: when Redis does not take it; the event was then perhaps
             published (the reply was lost), so a retry may duplicate it: consumers de-duplicate.
         """
-        payload = encode_event(event)
         try:
-            async with asyncio.timeout(_OP_TIMEOUT_S):
-                message_id = await self._client.xadd(
-                    self._keys.events,
-                    {_FIELD: payload.encode(), _TYPE_FIELD: event.event_type.encode()},
-                    maxlen=self._settings.stream_maxlen,
-                    approximate=True,
-                )
-        except _RETRYABLE as exc:
+            return await self._publishes(event)
+        except RedisUnavailableError as exc:
             raise RedisUnavailableError(
-                f"could not publish {event.event_type} {event.event_id}: {exc!r}"
+                f"could not publish {event.event_type} {event.event_id}: {exc}"
             ) from exc
-        return _text(message_id)
 
     async def publish_many(self, events: Sequence[DomainEvent]) -> list[str]:
         """Append ``events`` in order with one pipeline of XADDs (one round trip); return their ids.
 
         :raises RedisUnavailableError: when Redis does not take them; some may have been appended.
         """
+        return await self._append(events)
+
+    async def _append(self, events: Sequence[DomainEvent]) -> list[str]:
         if not events:
             return []
         payloads = [(encode_event(event).encode(), event.event_type.encode()) for event in events]

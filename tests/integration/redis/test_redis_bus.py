@@ -528,3 +528,17 @@ async def test_a_consumer_cancelled_mid_batch_gets_only_the_unhandled_events_aga
     consumers.start(bus, "dispatch", "dispatcher", restarted)
     await eventually(lambda: len(restarted.deliveries) == 2, what="the two unhandled events again")
     assert restarted.event_ids == ["call-2", "call-3"]
+
+
+async def test_concurrent_publications_each_get_their_own_id_in_call_order(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    events = [call_ended(n) for n in range(8)]
+
+    ids = await asyncio.gather(*(bus.publish(event) for event in events))
+
+    assert len(set(ids)) == 8
+    rows = await redis_client.xrange(keys.events)
+    assert [_text(row_id) for row_id, _ in rows] == ids
+    assert [decode_event(fields[b"event"]).event_id for _, fields in rows] == [e.event_id for e in events]
