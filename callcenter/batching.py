@@ -27,7 +27,7 @@ class Coalescer(Generic[K, V]):
     request, in the same order. Each caller gets its own result, or the batch's exception (every
     request of a failed batch fails with it: nothing is retried here, as a single call would not be).
     A caller cancelled while waiting is dropped from its batch if the batch had not started; once it
-    has, the batch runs to its end for the others.
+    has, the batch runs to its end for the others, and is cancelled when every caller of it was.
 
     :param name: names the flushing task (diagnostics).
     :raises ValueError: for a ``max_batch`` below 1.
@@ -47,15 +47,26 @@ class Coalescer(Generic[K, V]):
         self._name = name
         self._queued: list[tuple[K, asyncio.Future[V]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._running: asyncio.Future[Sequence[V]] | None = None
+        self._in_flight: list[asyncio.Future[V]] = []
         self.batches = 0
         """Batches run so far (diagnostics and tests)."""
 
     async def __call__(self, request: K) -> V:
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
         self._queued.append((request, future))
-        if self._flusher is None or self._flusher.done():
+        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._flusher = asyncio.create_task(self._flush(), name=self._name)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # A batch nobody waits for any more is cancelled, as each caller's own call would have been
+            # (its connection is given back at once, not left to a task nobody awaits).
+            running = self._running
+            if running is not None and all(f.cancelled() for f in self._in_flight):
+                running.cancel()
+            raise
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # requests made in this loop iteration join the first batch
@@ -67,24 +78,32 @@ class Coalescer(Generic[K, V]):
             if not batch:
                 continue
             self.batches += 1
+            self._in_flight = [future for _, future in batch]
+            self._running = asyncio.ensure_future(self._run_batch([request for request, _ in batch]))
             try:
-                results = await self._run_batch([request for request, _ in batch])
+                results = await self._running
                 if len(results) != len(batch):
                     raise RuntimeError(
                         f"{self._name}: the batch of {len(batch)} requests returned {len(results)} results"
                     )
             except asyncio.CancelledError:
-                for _, future in batch:
-                    future.cancel()
-                for _, future in self._queued:
-                    future.cancel()
-                self._queued.clear()
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    self._running.cancel()
+                    for _, future in batch:
+                        future.cancel()
+                    for _, future in self._queued:
+                        future.cancel()
+                    self._queued.clear()
+                    raise
+                continue  # the batch itself was cancelled: every caller of it had given up
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._running, self._in_flight = None, []
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

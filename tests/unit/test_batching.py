@@ -110,3 +110,27 @@ async def test_a_batch_answering_the_wrong_number_of_results_fails_its_requests(
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Coalescer(Doubler(), max_batch=0)
+
+
+async def test_a_batch_whose_callers_all_gave_up_is_cancelled_and_the_next_one_runs() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hanging(requests: Sequence[int]) -> list[int]:
+        if requests == [1]:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return list(requests)
+
+    echo = Coalescer(hanging)
+    first = asyncio.create_task(echo(1))
+    await started.wait()
+    following = asyncio.create_task(echo(2))
+    await asyncio.sleep(0)
+    first.cancel()
+
+    assert await following == 2
+    assert cancelled.is_set() and first.cancelled()
