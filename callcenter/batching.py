@@ -54,9 +54,13 @@ class Coalescer(Generic[K, V]):
 
     async def __call__(self, request: K) -> V:
         loop = asyncio.get_running_loop()
+        if self._flusher is not None and self._flusher.get_loop() is not loop:
+            # Its loop is gone (an object reused across loops: tests): so are its requests.
+            self._flusher, self._running, self._in_flight = None, None, []
+            self._queued = [(r, f) for r, f in self._queued if f.get_loop() is loop]
         future: asyncio.Future[V] = loop.create_future()
         self._queued.append((request, future))
-        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name=self._name)
         try:
             return await future

@@ -385,6 +385,9 @@ class _SharedReads:
         return self._generation
 
     def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._waker is not None and self._waker.get_loop() is not loop:
+            self._waker, self._users = None, 0  # its loop is gone (a bus reused across loops: tests)
         self._users += 1
         if self._waker is None or self._waker.done():
             self._ready = asyncio.Event()
