@@ -349,7 +349,7 @@ async def build_app(settings: Settings, *, clock: Clock | None = None) -> web.Ap
             stats.feed.close()
 
     app.on_shutdown.append(close_feeds)
-    app.cleanup_ctx.append(statistics(services, RedisEventTail(redis, keys)))
+    app.cleanup_ctx.append(statistics(services, RedisEventTail(redis, keys, bus=bus)))
     app[SERVICES] = services
     app[QUEUE_SERVICE] = queue
     app[ESTIMATE_SERVICE] = estimates

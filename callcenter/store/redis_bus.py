@@ -1,7 +1,9 @@
 """The event bus on Redis Streams with consumer groups: at-least-once delivery (edge).
 
 One stream (``RedisKeys.events``) holds every domain event in publish order, one field ``event`` with
-the JSON of :func:`callcenter.model.events.encode_event`, trimmed to about ``stream_maxlen`` entries.
+the JSON of :func:`callcenter.model.events.encode_event` and one field ``type`` with its event type (a
+group handling only some types skips the others without parsing them; entries without it are
+peeked), trimmed to about ``stream_maxlen`` entries.
 Each consumer group sees every event; inside a group each event goes to one consumer and is
 acknowledged (XACK) only after the handler returned (one XACK for the handled entries of each batch read).
 
@@ -15,7 +17,10 @@ What a consumer does, in order, until ``stop`` completes:
    acknowledged before a crash or restart;
 3. every ``claim_idle_ms / 2`` takes over entries idle longer than ``claim_idle_ms`` in any consumer of
    the group (XAUTOCLAIM: a dead consumer's entries, and failed deliveries, which stay pending);
-4. otherwise blocks up to ``block_ms`` for new entries (``>``).
+4. otherwise reads new entries (``>``) without blocking and, finding none, waits up to ``block_ms``
+   for the bus's waker: the consumer loops of one bus share their round trips (see
+   :class:`_SharedReads`: one blocking ``XREAD`` per bus wakes them all; their reads and acknowledgements
+   go to Redis in one pipeline).
 
 While entries are in hand a background task touches them (XCLAIM JUSTID) every ``claim_idle_ms / 3``,
 so a slow handler keeps its entries and no other consumer duplicates them. An entry delivered more than
@@ -33,6 +38,7 @@ of a consumer you want to survive.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -43,6 +49,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from callcenter.batching import Coalescer
 from callcenter.bus import Delivery, Handler
 from callcenter.config import BusSettings
 from callcenter.errors import RedisUnavailableError, ValidationError
@@ -52,6 +59,8 @@ from callcenter.store.redis_keys import RedisKeys
 logger = logging.getLogger(__name__)
 
 _FIELD: Final = b"event"
+#: The event's type beside its JSON, so a group that handles only some types skips the others unparsed.
+_TYPE_FIELD: Final = b"type"
 _OP_TIMEOUT_S: Final = 10.0
 _BACKOFF_MIN_S: Final = 0.1
 _BACKOFF_MAX_S: Final = 5.0
@@ -153,6 +162,10 @@ class RedisEventBus:
         self._touch = client.register_script(_TOUCH_SCRIPT)
         self._dead_letter_script = client.register_script(_DEAD_LETTER_SCRIPT)
         self._counts_script = client.register_script(_COUNTS_SCRIPT)
+        self._shared = _SharedReads(self)
+        self._publishes: Coalescer[DomainEvent, str] = Coalescer(
+            self._append, max_batch=256, name="bus-publish"
+        )
 
     @property
     def settings(self) -> BusSettings:
@@ -166,40 +179,37 @@ class RedisEventBus:
     async def publish(self, event: DomainEvent) -> str:
         """Append ``event`` (XADD, MAXLEN ~ ``stream_maxlen``) and return its message id.
 
+        Publications made at about the same time share one pipeline (one round trip), in call order.
+
         :raises RedisUnavailableError: when Redis does not take it; the event was then perhaps
             published (the reply was lost), so a retry may duplicate it: consumers de-duplicate.
         """
-        payload = encode_event(event)
         try:
-            async with asyncio.timeout(_OP_TIMEOUT_S):
-                message_id = await self._client.xadd(
-                    self._keys.events,
-                    {_FIELD: payload.encode()},
-                    maxlen=self._settings.stream_maxlen,
-                    approximate=True,
-                )
-        except _RETRYABLE as exc:
+            return await self._publishes(event)
+        except RedisUnavailableError as exc:
             raise RedisUnavailableError(
-                f"could not publish {event.event_type} {event.event_id}: {exc!r}"
+                f"could not publish {event.event_type} {event.event_id}: {exc}"
             ) from exc
-        return _text(message_id)
 
     async def publish_many(self, events: Sequence[DomainEvent]) -> list[str]:
         """Append ``events`` in order with one pipeline of XADDs (one round trip); return their ids.
 
         :raises RedisUnavailableError: when Redis does not take them; some may have been appended.
         """
+        return await self._append(events)
+
+    async def _append(self, events: Sequence[DomainEvent]) -> list[str]:
         if not events:
             return []
-        payloads = [encode_event(event).encode() for event in events]
+        payloads = [(encode_event(event).encode(), event.event_type.encode()) for event in events]
         try:
             async with asyncio.timeout(_OP_TIMEOUT_S):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
+                    for payload, kind in payloads:
                         # In a pipeline XADD only queues the command (its "awaitable" is the pipeline).
                         _ = pipe.xadd(
                             self._keys.events,
-                            {_FIELD: payload},
+                            {_FIELD: payload, _TYPE_FIELD: kind},
                             maxlen=self._settings.stream_maxlen,
                             approximate=True,
                         )
@@ -236,6 +246,14 @@ class RedisEventBus:
         finally:
             if stop_future is not stop:
                 stop_future.cancel()
+
+    def subscribe(self, limit: int = 1000) -> Subscription:
+        """Entries as this bus's one blocking read takes them, for a tail of this process
+        (:class:`callcenter.store.redis_tail.RedisEventTail`); end with :meth:`unsubscribe`."""
+        return self._shared.subscribe(limit)
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self._shared.unsubscribe(subscription)
 
     async def dead_letters(self, count: int = 100) -> list[DeadLetter]:
         """The oldest ``count`` entries of the dead-letter stream (for tools, tests and operators)."""
@@ -284,6 +302,204 @@ class RedisEventBus:
         )
 
 
+class FeedEntry:
+    """One entry of the stream as the bus's waker read it: its id, its payload, and the event decoded
+    once for every tail of the process that asks (:attr:`event`)."""
+
+    __slots__ = ("_event", "message_id", "payload")
+
+    def __init__(self, message_id: str, payload: bytes | None) -> None:
+        self.message_id = message_id
+        self.payload = payload
+        self._event: DomainEvent | None = None
+
+    @property
+    def event(self) -> DomainEvent:
+        """:raises ValidationError: for a payload that is not an event (or a deleted entry's)."""
+        if self._event is None:
+            if self.payload is None:
+                raise ValidationError(f"entry {self.message_id} has no event")
+            self._event = decode_event(self.payload)
+        return self._event
+
+
+class Subscription:
+    """Batches of entries handed on by the bus's waker, up to ``limit`` batches held.
+
+    Past that (a subscriber that cannot keep up) the held batches are dropped and :attr:`lost` is
+    set: the subscriber reads the stream itself from its last entry until it has caught up.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._batches: collections.deque[list[FeedEntry]] = collections.deque()
+        self._arrived: asyncio.Future[None] | None = None
+        self.lost = False
+        self.ready = asyncio.Event()
+        """Set once the waker knows where it starts: read the stream to catch up only after that."""
+
+    def push(self, batch: list[FeedEntry]) -> None:
+        if len(self._batches) >= self._limit:
+            self._batches.clear()
+            self.lost = True
+        else:
+            self._batches.append(batch)
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    async def next(self, timeout_s: float, stop: asyncio.Future[Any]) -> list[FeedEntry] | None:
+        """The oldest batch held, waiting up to ``timeout_s`` for one; ``None`` when none came."""
+        if not self._batches and not self.lost:
+            self._arrived = asyncio.get_running_loop().create_future()
+            await asyncio.wait({self._arrived, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        return self._batches.popleft() if self._batches else None
+
+
+class _SharedReads:
+    r"""The round trips of one process's consumer loops on a bus, shared (one per :class:`RedisEventBus`).
+
+    Each group still reads, acknowledges and claims for itself (its own pending list, its own
+    at-least-once delivery), but none blocks in a read of its own: one *waker* task per bus blocks in
+    ``XREAD`` on the stream and, when entries arrive, wakes every waiting loop; their non-blocking
+    ``XREADGROUP``\ s and their ``XACK``\ s, made at about the same time, go to Redis together in one
+    pipeline (:class:`~callcenter.batching.Coalescer`). Seven groups cost about two round trips per
+    wake-up instead of fourteen. A loop waits for the waker at most ``block_ms`` before it reads anyway,
+    so a waker that cannot reach Redis only makes delivery poll.
+    """
+
+    def __init__(self, bus: RedisEventBus) -> None:
+        self._bus = bus
+        self._generation = 0
+        self._bumped: asyncio.Future[None] | None = None
+        self._waker: asyncio.Task[None] | None = None
+        self._users = 0
+        self._ready = asyncio.Event()
+        self._subscribers: set[Subscription] = set()
+        self._commands: Coalescer[tuple[str, tuple[Any, ...]], object] = Coalescer(
+            self._pipeline, max_batch=64, name="bus-commands"
+        )
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the waker saw new entries: take it *before* a read that may find nothing."""
+        return self._generation
+
+    def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._waker is not None and self._waker.get_loop() is not loop:
+            self._waker, self._users = None, 0  # its loop is gone (a bus reused across loops: tests)
+        self._users += 1
+        if self._waker is None or self._waker.done():
+            self._ready = asyncio.Event()
+            self._waker = asyncio.create_task(self._wake(self._ready), name="bus-waker")
+
+    def subscribe(self, limit: int = 1000) -> Subscription:
+        """Every entry the waker reads from now on, in batches (a process's tail). A read of the
+        stream made once ``ready`` is set leaves no gap before the first batch handed on.
+
+        Call :meth:`unsubscribe` when done.
+        """
+        subscription = Subscription(limit)
+        self._subscribers.add(subscription)
+        self.enter()
+        subscription.ready = self._ready
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.discard(subscription)
+            await self.leave()
+
+    async def leave(self) -> None:
+        self._users -= 1
+        if self._users > 0 or self._waker is None:
+            return
+        waker, self._waker = self._waker, None
+        waker.cancel()
+        # Bounded: redis-py's blocking read was seen ignoring its cancellation under overload.
+        await asyncio.wait({waker}, timeout=1.0)
+
+    async def wait_newer(self, generation: int, timeout_s: float, stop: asyncio.Future[object]) -> None:
+        """Until the waker saw entries after ``generation``, ``stop`` completes, or ``timeout_s`` passed."""
+        if self._generation > generation:
+            return
+        if self._bumped is None or self._bumped.done():
+            self._bumped = asyncio.get_running_loop().create_future()
+        waiters: set[asyncio.Future[Any]] = {self._bumped, stop}
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+
+    async def read_new(self, group: str, consumer: str) -> list[_Entry]:
+        """``XREADGROUP ... >`` without blocking, in the next shared pipeline."""
+        reply = await self._command("xreadgroup", group, consumer)
+        return _entries_of(reply)
+
+    async def ack(self, group: str, ids: Sequence[str]) -> None:
+        """``XACK`` of ``ids`` in the next shared pipeline."""
+        await self._command("xack", group, *ids)
+
+    async def _command(self, name: str, *args: Any) -> object:
+        reply = await self._commands((name, args))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]]) -> list[object]:
+        """One round trip for ``commands``; each gets its own reply, or its own error as a value."""
+        bus = self._bus
+        try:
+            async with asyncio.timeout(_OP_TIMEOUT_S):
+                async with bus._client.pipeline(transaction=False) as pipe:
+                    for name, args in commands:
+                        if name == "xreadgroup":
+                            _ = pipe.xreadgroup(args[0], args[1], {bus._keys.events: ">"}, count=bus._batch)
+                        else:
+                            _ = pipe.xack(bus._keys.events, args[0], *args[1:])
+                    replies: list[object] = await pipe.execute(raise_on_error=False)
+        except _RETRYABLE as exc:
+            return [exc] * len(commands)
+        return replies
+
+    async def _wake(self, ready: asyncio.Event) -> None:
+        """Block in ``XREAD`` from the newest entry seen; bump the generation whenever entries arrive,
+        and hand them to the subscribers (the process's tails).
+
+        It starts from the newest entry at its start (``ready`` is set once that is known) and after a
+        Redis error goes on from the last entry it saw: subscribers miss nothing in between.
+        """
+        bus = self._bus
+        client, stream = bus._client, bus._keys.events
+        last: str | None = None
+        delay = _BACKOFF_MIN_S
+        while True:
+            try:
+                if last is None:
+                    async with asyncio.timeout(_OP_TIMEOUT_S):
+                        newest: Any = await client.xrevrange(stream, count=1)
+                    last = _text(newest[0][0]) if newest else "0-0"
+                    ready.set()
+                async with asyncio.timeout(bus.block_ms / 1000 + _OP_TIMEOUT_S):
+                    reply: Any = await client.xread({stream: last}, count=1000, block=bus.block_ms)
+                delay = _BACKOFF_MIN_S
+            except _RETRYABLE as exc:
+                logger.debug("bus waker: %r; retrying in %.2fs (consumers poll meanwhile)", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            if not reply:
+                continue
+            rows = reply[0][1]
+            last = _text(rows[-1][0])
+            self._generation += 1
+            if self._bumped is not None and not self._bumped.done():
+                self._bumped.set_result(None)
+            if self._subscribers:
+                batch = [
+                    FeedEntry(_text(mid), fields.get(_FIELD) if fields else None) for mid, fields in rows
+                ]
+                for subscriber in tuple(self._subscribers):
+                    subscriber.push(batch)
+
+
 class _ConsumerLoop:
     """One ``consume`` call: the read, claim and deliver loop of one consumer in one group."""
 
@@ -316,6 +532,8 @@ class _ConsumerLoop:
         backlog_from: str | None = "0"  # our own pending entries first: a restart re-delivers them
         next_claim = loop.time()
         toucher = asyncio.create_task(self._keep_in_hand(), name=f"bus-touch-{self._group}-{self._consumer}")
+        shared = self._bus._shared
+        shared.enter()
         try:
             while not self._stop.done():
                 try:
@@ -351,6 +569,7 @@ class _ConsumerLoop:
             toucher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await toucher
+            await shared.leave()
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds`` unless ``stop`` completes first."""
@@ -380,26 +599,15 @@ class _ConsumerLoop:
         return entries[-1].message_id
 
     async def _read_new(self, block_ms: int) -> None:
-        read = asyncio.ensure_future(self._read_new_entries(block_ms))
-        try:
-            waiters: set[asyncio.Future[Any]] = {read, self._stop}
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not read.done():
-                # Entries this read may already have taken stay pending and are delivered again.
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await read
-        if not read.cancelled():
-            entries = read.result()
+        """New entries for this consumer (a shared, non-blocking read); none: wait for the waker."""
+        shared = self._bus._shared
+        generation = shared.generation  # before the read: entries arriving after it bump it
+        entries = await shared.read_new(self._group, self._consumer)
+        if entries:
             await self._deliver_all(entries, {entry.message_id: 1 for entry in entries})
-
-    async def _read_new_entries(self, block_ms: int) -> list[_Entry]:
-        async with asyncio.timeout(block_ms / 1000 + _OP_TIMEOUT_S):
-            reply = await self._client.xreadgroup(
-                self._group, self._consumer, {self._stream: ">"}, count=self._bus._batch, block=block_ms
-            )
-        return _entries_of(reply)
+        if len(entries) < self._bus._batch:
+            # Drained as of the read: what came since bumped the generation (no read to learn it).
+            await shared.wait_newer(generation, block_ms / 1000, self._stop)
 
     async def _claim_idle(self) -> None:
         """Take over entries idle longer than ``claim_idle_ms`` anywhere in the group, and deliver them."""
@@ -476,8 +684,7 @@ class _ConsumerLoop:
                 if handled:
                     # One XACK for the batch's handled entries (they stay in hand, touched, until
                     # then): a round trip per batch instead of per event and group.
-                    async with asyncio.timeout(_OP_TIMEOUT_S):
-                        await self._client.xack(self._stream, self._group, *handled)
+                    await self._bus._shared.ack(self._group, handled)
             finally:
                 self._in_hand.difference_update(entry.message_id for entry in batch)
 
@@ -490,7 +697,8 @@ class _ConsumerLoop:
             return False
         payload = entry.fields.get(_FIELD, b"")
         if self._only is not None:
-            kind = peek_event_type(payload)
+            stored_kind = entry.fields.get(_TYPE_FIELD)
+            kind = stored_kind.decode() if stored_kind is not None else peek_event_type(payload)
             if kind is not None and kind not in self._only:
                 return True  # not this group's business: acknowledged, as a handler ignoring it would
         try:

@@ -3,6 +3,11 @@
 The live board of each API process needs all events, not a share of them as a consumer group would
 give; it starts from the stored state and the id it read just before (``position``), so nothing
 between the two is lost (repeats are harmless: the live fold drops them).
+
+Given the process's :class:`~callcenter.store.redis_bus.RedisEventBus`, a tail reads nothing itself
+once it has caught up: it takes the entries the bus's one blocking read hands on (decoded once for
+every tail of the process), and reads the stream itself only to catch up (at its start, after
+falling behind, and when nothing came for a second, to be sure nothing slipped by).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import redis.asyncio as aioredis
 from callcenter.errors import ValidationError
 from callcenter.model.events import decode_event
 from callcenter.stats.ports import EventSink
+from callcenter.store.redis_bus import FeedEntry, RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
 
 logger = logging.getLogger(__name__)
@@ -31,9 +37,21 @@ _BACKOFF_MAX_S: Final = 5.0
 class RedisEventTail:
     """:class:`callcenter.stats.ports.EventTail` on the events stream."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        *,
+        bus: RedisEventBus | None = None,
+        held_batches: int = 1000,
+    ) -> None:
+        """:param bus: the process's bus, whose one blocking read feeds this tail (without: reads of its own).
+        :param held_batches: batches of the bus held for a slow sink before it catches up by reading.
+        """
         self._client = client
         self._stream = keys.events
+        self._bus = bus
+        self._held = held_batches
 
     async def position(self) -> str:
         newest: Any = await self._client.xrevrange(self._stream, count=1)
@@ -44,8 +62,11 @@ class RedisEventTail:
 
     async def follow(self, after: str, sink: EventSink, *, stop: Awaitable[object]) -> None:
         stopped = asyncio.ensure_future(stop)
-        last, delay = after, 0.1
         try:
+            if self._bus is not None:
+                await self._follow_feed(self._bus, after, sink, stopped)
+                return
+            last, delay = after, 0.1
             while not stopped.done():
                 try:
                     reply: Any = await self._client.xread({self._stream: last}, count=_BATCH, block=_BLOCK_MS)
@@ -76,3 +97,69 @@ class RedisEventTail:
             # tasks (cancelling it would stop them too, and fail the caller's own set_result).
             if stopped is not stop and not stopped.done():
                 stopped.cancel()
+
+    async def _follow_feed(
+        self, bus: RedisEventBus, after: str, sink: EventSink, stopped: asyncio.Future[Any]
+    ) -> None:
+        """Catch up by reading, then take the bus's batches; read again whenever one may be missing."""
+        subscription = bus.subscribe(self._held)  # before the first read: nothing in between is missed
+        try:
+            ready = asyncio.ensure_future(subscription.ready.wait())
+            try:
+                await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+            last, last_key, delay = after, _id_key(after), 0.1
+            catch_up = True
+            while not stopped.done():
+                if catch_up or subscription.lost:
+                    subscription.lost = False
+                    try:
+                        reply: Any = await self._client.xread({self._stream: last}, count=_BATCH)
+                        delay = 0.1
+                    except Exception as exc:  # Redis down, or a client error under load: never dies
+                        logger.warning("event tail: %r; retry in %.1fs", exc, delay)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(stopped), delay * random.uniform(0.8, 1.2))
+                        delay = min(delay * 2, _BACKOFF_MAX_S)
+                        continue
+                    rows = reply[0][1] if reply else []
+                    batch = [
+                        FeedEntry(_text(mid), fields.get(b"event") if fields else None)
+                        for mid, fields in rows
+                    ]
+                    catch_up = len(rows) >= _BATCH
+                else:
+                    held = await subscription.next(_BLOCK_MS / 1000, stopped)
+                    if held is None:
+                        catch_up = True  # quiet for a second: check nothing slipped by
+                        continue
+                    batch = held
+                for entry in batch:
+                    key = _id_key(entry.message_id)
+                    if key <= last_key:
+                        continue  # read while catching up, and handed on by the bus too
+                    last, last_key = entry.message_id, key
+                    if entry.payload is None:
+                        continue
+                    try:
+                        event = entry.event
+                    except ValidationError as exc:
+                        logger.warning("event tail: skipping %s: %s", last, exc)
+                        continue
+                    try:
+                        await sink(event)
+                    except Exception:
+                        logger.exception("event tail: the sink failed on %s", last)
+        finally:
+            await bus.unsubscribe(subscription)
+
+
+def _id_key(message_id: str) -> tuple[int, int]:
+    """A stream id as a number pair, in stream order (``"0"`` and ``"0-0"`` are the start)."""
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

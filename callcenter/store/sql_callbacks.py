@@ -35,18 +35,20 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callcenter.batching import Coalescer
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError, StaleCallbackError
 from callcenter.errors import ConflictError, NotFoundError
 from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
-from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
+from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _page, _SqlRepository, _time_cursor, _upsert
 
 #: The states of an open callback as SQL text (the partial unique index's condition).
 OPEN_STATES: Final = tuple(sorted(s.value for s in CallbackState if s.is_open))
@@ -201,6 +203,12 @@ def _change(row: CallbackChangeRow) -> CallbackChange:
 class SqlCallbackRepository(_SqlRepository):
     """Callbacks, their change log and slot bookings (``callcenter.callbacks.ports.CallbackRepository``)."""
 
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = OPERATION_TIMEOUT_S) -> None:
+        super().__init__(engine, timeout_s=timeout_s)
+        self._open_for: Coalescer[tuple[str, str], Callback | None] = Coalescer(
+            self._open_for_batch, max_batch=256, name="open-callbacks"
+        )
+
     async def add(self, callback: Callback, changes: tuple[CallbackChange, ...]) -> Callback:
         """Insert a new callback and its changes in one transaction (see the port)."""
 
@@ -326,11 +334,29 @@ class SqlCallbackRepository(_SqlRepository):
         return await self._one(select(CallbackRow).where(CallbackRow.client_key == client_key))
 
     async def open_for(self, queue: str, number: str) -> Callback | None:
-        return await self._one(
-            select(CallbackRow).where(
-                CallbackRow.queue == queue, CallbackRow.number == number, CallbackRow.state.in_(OPEN_STATES)
+        """The number's open callback in ``queue`` (the oldest, should there be several).
+
+        Concurrent calls share one query (every arriving caller is checked): a call made while a
+        query is in flight goes with the next one, so it sees everything committed before it was made.
+        """
+        return await self._open_for((queue, number))
+
+    async def _open_for_batch(self, keys: Sequence[tuple[str, str]]) -> list[Callback | None]:
+        table = CallbackRow.__table__.c
+        wanted = set(keys)
+        query = (
+            select(CallbackRow.__table__)
+            .where(
+                tuple_(table.queue, table.number).in_(sorted(wanted)),
+                table.state.in_(OPEN_STATES),
             )
+            .order_by(table.requested_at, table.id)
         )
+        found: dict[tuple[str, str], Callback] = {}
+        async with self._reading("reading repeat callers' callbacks") as connection:
+            for row in (await connection.execute(query)).all():
+                found.setdefault((row.queue, row.number), _callback(row))
+        return [found.get(key) for key in keys]
 
     async def open_for_number(self, number: str) -> tuple[Callback, ...]:
         query = (

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from callcenter.batching import Coalescer
 from callcenter.capacity.accuracy import PredictionRecord
 from callcenter.capacity.predictors import PredictorName
 from callcenter.capacity.schedules import Schedule, Shift
 from callcenter.errors import NotFoundError, ValidationError
 from callcenter.store.sql_models import AgentQueueRow, AgentRow, PredictionRow, ScheduleRow, ShiftRow
-from callcenter.store.sql_repos import _SqlRepository, _upsert
+from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _SqlRepository, _upsert
 
 
 def _shift(row: ShiftRow) -> Shift:
@@ -123,29 +125,52 @@ def _prediction(row: PredictionRow) -> PredictionRecord:
 
 
 class SqlPredictionLog(_SqlRepository):
-    """Every wait prediction made for a waiting caller (``PredictionLog``), append-only."""
+    """Every wait prediction made for a waiting caller (``PredictionLog``), append-only.
+
+    Concurrent :meth:`add` calls share one insert (one transaction): under load every waiting caller's
+    announcement logs its predictions, and a round trip and transaction each cost more than the rows.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = OPERATION_TIMEOUT_S) -> None:
+        super().__init__(engine, timeout_s=timeout_s)
+        self._adds: Coalescer[Sequence[PredictionRecord], None] = Coalescer(
+            self._add_batch, max_batch=128, name="prediction-log"
+        )
 
     async def add(self, predictions: Sequence[PredictionRecord]) -> None:
-        """Append the predictions in one statement. :raises ValidationError: for a naive time."""
+        """Append the predictions, with those of concurrent calls, in one statement; returns once committed.
+
+        :raises ValidationError: for a naive time (nothing of this call is stored; other calls' are).
+        :raises StoreUnavailableError: when the store did not take the batch holding them.
+        """
         if not predictions:
             return
-        async with self._session("logging predictions", write=True) as session:
-            await session.execute(
-                insert(PredictionRow),
-                [
-                    {
-                        "call_id": p.call_id,
-                        "queue": p.queue,
-                        "at": p.at,
-                        "predictor": p.predictor.value,
-                        "mean_s": p.mean_s,
-                        "p80_s": p.p80_s,
-                        "p90_s": p.p90_s,
-                        "announced": p.announced,
-                    }
-                    for p in predictions
-                ],
-            )
+        for p in predictions:
+            if p.at.tzinfo is None or p.at.utcoffset() is None:
+                raise ValidationError(f"prediction time {p.at.isoformat()} has no time zone")
+        await self._adds(tuple(predictions))
+
+    async def _add_batch(self, batches: Sequence[Sequence[PredictionRecord]]) -> list[None]:
+        rows = [
+            {
+                "call_id": p.call_id,
+                "queue": p.queue,
+                "at": p.at,
+                "predictor": p.predictor.value,
+                "mean_s": p.mean_s,
+                "p80_s": p.p80_s,
+                "p90_s": p.p90_s,
+                "announced": p.announced,
+            }
+            for predictions in batches
+            for p in predictions
+        ]
+
+        async def work(connection: AsyncConnection) -> None:
+            await connection.execute(insert(PredictionRow), rows)
+
+        await self._write("logging predictions", work)
+        return [None] * len(batches)
 
     async def between(self, queue: str, since: datetime, until: datetime) -> tuple[PredictionRecord, ...]:
         """The queue's predictions made in ``[since, until)``, oldest first (ties by id).

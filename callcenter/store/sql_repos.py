@@ -105,6 +105,20 @@ class _SqlRepository:
         except (StatementError, OSError) as exc:
             raise store_error(exc, self._engine.url, doing) from exc
 
+    @asynccontextmanager
+    async def _reading(self, doing: str) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for reads (Core statements: no ORM session's cost on the hot path)."""
+        try:
+            async with asyncio.timeout(self._timeout_s), self._engine.connect() as connection:
+                yield connection
+        except TimeoutError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailableError(
+                f"SQL store at {where} did not answer within {self._timeout_s:g} s while {doing}"
+            ) from exc
+        except (StatementError, OSError) as exc:
+            raise store_error(exc, self._engine.url, doing) from exc
+
     async def _write(self, doing: str, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
         """``work`` in one transaction on a plain connection (no ORM session), committed on success.
 

@@ -26,6 +26,7 @@ from callcenter.model.records import CallRecord
 from callcenter.queue.ports import CallFilter
 from callcenter.queue.service import QueueService
 from callcenter.sms.records import Direction
+from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_sms import SqlSmsStore
@@ -118,7 +119,7 @@ def install_agent_page(
     )
     app[WORKLIST] = worklist
     signal = WorklistSignal()
-    tail = RedisEventTail(redis, keys)
+    tail = RedisEventTail(redis, keys, bus=bus if isinstance(bus, RedisEventBus) else None)
 
     async def follow() -> None:
         never: asyncio.Future[None] = asyncio.get_running_loop().create_future()

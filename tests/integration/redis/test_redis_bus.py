@@ -133,6 +133,28 @@ async def test_a_group_given_only_some_types_gets_those_and_the_rest_is_acknowle
     assert await bus.dead_letters() == []
 
 
+async def test_entries_published_without_their_type_field_are_filtered_by_their_json(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """Entries an older publisher wrote (only the ``event`` field) still reach the right groups."""
+    bus = make_bus(redis_client, keys)
+    queued = CallQueued(
+        event_id="queued:c1", occurred_at=call_ended(0).occurred_at, call_id="c1", queue="sales"
+    )
+    for event in (queued, call_ended(1)):
+        await redis_client.xadd(keys.events, {b"event": encode_event(event).encode()})
+    answered_only = Recorder()
+    consumers.start(bus, "stats", "stats-1", answered_only, only=frozenset({CallEnded.event_type}))
+
+    await eventually(lambda: len(answered_only.deliveries) == 1, what="the CallEnded")
+    assert answered_only.event_ids == [call_ended(1).event_id]
+
+    async def all_acked() -> bool:
+        return await bus.pending_count("stats") == 0
+
+    await eventually(all_acked, what="the CallQueued acknowledged unhandled")
+
+
 @pytest.mark.parametrize("how", ["handler raises", "consumer cancelled mid-handling"])
 async def test_events_of_a_consumer_that_died_are_reclaimed_by_another(
     redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers, how: str
@@ -273,7 +295,7 @@ async def test_consume_returns_soon_after_stop_even_while_blocked_reading(
     target: RedisTarget, redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
 ) -> None:
     settings = BusSettings(stream_maxlen=1000, max_deliveries=3, claim_idle_ms=120_000, block_ms=60_000)
-    # No socket timeout on this client: its XREADGROUP really blocks for 60 s.
+    # No socket timeout on this client: its blocking read (the bus's waker, XREAD) really blocks for 60 s.
     name = keys.prefix.replace(":", "-") + "blocking"
     blocking_client = target.client(socket_timeout=None, name=name)
     try:
@@ -283,9 +305,9 @@ async def test_consume_returns_soon_after_stop_even_while_blocked_reading(
 
         async def blocked_in_read() -> bool:
             clients = await redis_client.client_list()
-            return any(c["name"] == name and c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients)
+            return any(c["name"] == name and c["cmd"] == "xread" and "b" in c["flags"] for c in clients)
 
-        await eventually(blocked_in_read, what="the consumer blocked in XREADGROUP")
+        await eventually(blocked_in_read, what="the bus blocked in XREAD")
         await running.stop()  # within 5 s, although its read blocks for 60 s
         assert running.task.exception() is None
     finally:
@@ -426,3 +448,97 @@ async def test_pending_events_trimmed_from_the_stream_are_reported_as_dead_lette
         return await bus.pending_count("sms") == 0
 
     await eventually(nothing_pending, what="no entry left pending")
+
+
+async def test_a_handler_stuck_in_one_group_does_not_hold_up_the_other_groups(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """The groups of one bus share their reads and acknowledgements, not their progress."""
+    bus = make_bus(redis_client, keys)
+    stuck = Recorder(hang=True)
+    stuck_loop = consumers.start(bus, "sms", "sms-1", stuck)
+    others = {group: Recorder() for group in ("stats", "dispatch", "capacity")}
+    for group, recorder in others.items():
+        consumers.start(bus, group, f"{group}-1", recorder)
+    await bus.publish(call_ended(0))
+    async with asyncio.timeout(10):
+        await stuck.arrived.wait()
+
+    later = await bus.publish_many([call_ended(n) for n in range(1, 6)])
+
+    for group, recorder in others.items():
+        await eventually(lambda r=recorder: len(r.deliveries) == 6, what=f"group {group} got all six")  # type: ignore[misc]
+        assert recorder.event_ids == [f"call-{n}" for n in range(6)]
+
+    async def others_acknowledged() -> bool:
+        return all([await bus.pending_count(group) == 0 for group in others])
+
+    await eventually(others_acknowledged, what="the other groups acknowledged everything")
+    assert stuck.event_ids == ["call-0"]
+    assert await bus.pending_count("sms") >= 1 and len(later) == 5
+    stuck_loop.task.cancel()  # stop is honoured between events only; this one never ends
+
+
+async def test_an_event_published_while_every_consumer_waits_is_delivered_before_their_poll_is_due(
+    target: RedisTarget, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """The bus's one blocking read wakes the waiting consumers; they do not wait out ``block_ms``."""
+    settings = BusSettings(stream_maxlen=1000, max_deliveries=3, claim_idle_ms=120_000, block_ms=60_000)
+    client = target.client(socket_timeout=None, name=keys.prefix.replace(":", "-") + "waker")
+    try:
+        bus = make_bus(client, keys, settings)
+        recorders = [Recorder(), Recorder()]
+        consumers.start(bus, "stats", "stats-1", recorders[0])
+        consumers.start(bus, "sms", "sms-1", recorders[1])
+        await asyncio.sleep(0.3)  # both found the stream empty and wait (a poll would be 60 s away)
+
+        await bus.publish(call_ended(7))
+
+        async with asyncio.timeout(10):
+            for recorder in recorders:
+                await recorder.arrived.wait()
+        assert [r.event_ids for r in recorders] == [["call-7"], ["call-7"]]
+        await consumers.close()
+    finally:
+        await client.aclose()
+
+
+async def test_a_consumer_cancelled_mid_batch_gets_only_the_unhandled_events_again(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """Handled events of a batch are acknowledged even when the loop is cancelled in the middle of it."""
+    settings = BusSettings(stream_maxlen=10_000, max_deliveries=3, claim_idle_ms=60_000, block_ms=50)
+    bus = make_bus(redis_client, keys, settings)
+    await bus.publish_many([call_ended(n) for n in range(1, 4)])
+    hang_on = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        if delivery.event.event_id == "call-2":
+            hang_on.set()
+            await asyncio.Event().wait()
+
+    first = consumers.start(bus, "dispatch", "dispatcher", handler)  # one batch of three
+    async with asyncio.timeout(10):
+        await hang_on.wait()
+    first.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+
+    restarted = Recorder()
+    consumers.start(bus, "dispatch", "dispatcher", restarted)
+    await eventually(lambda: len(restarted.deliveries) == 2, what="the two unhandled events again")
+    assert restarted.event_ids == ["call-2", "call-3"]
+
+
+async def test_concurrent_publications_each_get_their_own_id_in_call_order(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    events = [call_ended(n) for n in range(8)]
+
+    ids = await asyncio.gather(*(bus.publish(event) for event in events))
+
+    assert len(set(ids)) == 8
+    rows = await redis_client.xrange(keys.events)
+    assert [_text(row_id) for row_id, _ in rows] == ids
+    assert [decode_event(fields[b"event"]).event_id for _, fields in rows] == [e.event_id for e in events]

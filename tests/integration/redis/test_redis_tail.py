@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -69,3 +70,67 @@ async def test_a_tail_that_ends_leaves_the_stop_it_shares_with_consumers_alone(
     finally:
         stop.set_result(None)  # the owner's stop still works
         await asyncio.wait_for(materialiser, 5)
+
+
+async def test_tails_fed_by_the_bus_each_get_every_event_after_their_position_in_order(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    """Two tails of one process on the bus's one read: the events before they started (read to catch
+    up), and those after (handed on by the bus), each once and in order."""
+    bus = make_bus(redis_client, keys)
+    await bus.publish(call_ended(0))  # before the position: not handed on
+    tails = [RedisEventTail(redis_client, keys, bus=bus) for _ in range(2)]
+    position = await tails[0].position()
+    await bus.publish_many([call_ended(n) for n in range(1, 4)])  # after it, before the tails start
+    seen: list[list[DomainEvent]] = [[], []]
+
+    def sink_for(into: list[DomainEvent]) -> Callable[[DomainEvent], Awaitable[None]]:
+        async def sink(event: DomainEvent) -> None:
+            into.append(event)
+
+        return sink
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    tasks = [
+        asyncio.create_task(t.follow(position, sink_for(s), stop=stop))
+        for t, s in zip(tails, seen, strict=True)
+    ]
+    try:
+        for n in range(4, 40):
+            await bus.publish(call_ended(n))
+        await bus.publish_many([call_ended(n) for n in range(40, 60)])
+        await eventually(lambda: all(len(s) >= 59 for s in seen), what="59 events in each tail")
+        await asyncio.sleep(0.2)
+        for tail_seen in seen:
+            assert [e.event_id for e in tail_seen] == [f"call-{n}" for n in range(1, 60)]
+    finally:
+        stop.set_result(None)
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+
+async def test_a_tail_too_slow_for_the_bus_catches_up_by_reading_and_loses_nothing(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    bus = make_bus(redis_client, keys)
+    tail = RedisEventTail(redis_client, keys, bus=bus, held_batches=2)
+    position = await tail.position()
+    seen: list[DomainEvent] = []
+    release = asyncio.Event()
+
+    async def slow_sink(event: DomainEvent) -> None:
+        await release.wait()  # stuck while the bus hands on batch after batch
+        seen.append(event)
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(tail.follow(position, slow_sink, stop=stop))
+    try:
+        await asyncio.sleep(0.1)
+        for n in range(30):
+            await bus.publish(call_ended(n))  # one batch each: far more than the two held
+        await asyncio.sleep(0.3)
+        release.set()
+        await eventually(lambda: len(seen) >= 30, what="all thirty tailed")
+        assert [e.event_id for e in seen] == [f"call-{n}" for n in range(30)]
+    finally:
+        stop.set_result(None)
+        await asyncio.wait_for(task, 5)

@@ -273,3 +273,31 @@ async def test_racing_requests_for_one_number_leave_exactly_one_open_callback(
             assert all(r == f"exists:{winner.id}" for r in results if r != "stored")
         finally:
             await engine.dispose()
+
+
+async def test_concurrent_repeat_caller_checks_each_get_their_own_callback(repo: CallbackRepository) -> None:
+    sales, change = _kept("cb-1", number="+14155550100")
+    await repo.add(sales, (change,))
+    support, change2 = _kept("cb-2", number="+14155550101", queue="support")
+    await repo.add(support, (change2,))
+
+    found = await asyncio.gather(
+        repo.open_for("sales", "+14155550100"),
+        repo.open_for("support", "+14155550100"),
+        repo.open_for("support", "+14155550101"),
+        repo.open_for("sales", "+14155550100"),
+        repo.open_for("sales", "+14155550199"),
+    )
+
+    assert found == [sales, None, support, sales, None]
+
+
+async def test_a_repeat_caller_check_sees_a_callback_stored_while_another_check_ran(
+    repo: CallbackRepository,
+) -> None:
+    earlier = asyncio.create_task(repo.open_for("sales", "+14155550100"))
+    callback, change = _kept("cb-1")
+    await repo.add(callback, (change,))
+
+    assert await repo.open_for("sales", "+14155550100") == callback
+    assert await earlier in (None, callback)

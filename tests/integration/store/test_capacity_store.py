@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -221,3 +222,17 @@ async def test_a_naive_prediction_time_is_refused(stores: CapacityStores) -> Non
     with pytest.raises(ValidationError):
         await stores.predictions.between("sales", datetime(2026, 11, 23), T0)
     assert await stores.predictions.for_call("c1") == ()
+
+
+async def test_concurrent_prediction_logs_are_all_stored_and_a_naive_one_fails_alone(
+    stores: CapacityStores,
+) -> None:
+    good = [stores.predictions.add([_prediction(f"c{n}", T0, PredictorName.QLA)]) for n in range(4)]
+    naive = stores.predictions.add([_prediction("bad", datetime(2026, 11, 23, 14, 0), PredictorName.QLA)])
+
+    results = await asyncio.gather(*good, naive, return_exceptions=True)
+
+    assert results[:4] == [None] * 4
+    assert isinstance(results[4], ValidationError)
+    found = await stores.predictions.between("sales", T0, T0 + timedelta(seconds=1))
+    assert sorted(p.call_id for p in found) == ["c0", "c1", "c2", "c3"]
