@@ -859,7 +859,12 @@ class SmsEngine:
         """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message.
 
         Reports arriving together (a provider reports many texts at once) are stored in one transaction.
+
+        :raises ValidationError: for an empty id or one with control characters (it could name no
+            message, and an empty one would match every text not yet answered).
         """
+        if not provider_id or not provider_id.isprintable():
+            raise ValidationError("a delivery report must name a message id (printable characters)")
         applied = await self._reports.submit(Report(provider, provider_id, status, error))
         if applied.moved is not None:
             message_id, kind = applied.moved

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from callcenter.errors import ConflictError, ValidationError
 from callcenter.model.vocabulary import CallOutcome
 from callcenter.sms.consent import ALL_PROGRAMS, ConsentAction, ConsentSource, ConsentStatus, verify_chain
 from callcenter.sms.keywords import Intent
+from callcenter.sms.outbox import Handed
 from callcenter.sms.ports import Outgoing, ProviderError
 from callcenter.sms.records import Contact, MessageStatus
 from callcenter.sms.service import Inbound, SmsEngine
@@ -232,6 +234,28 @@ async def test_delivery_reports_update_the_status(rig: Rig) -> None:
     assert await rig.engine.delivery_report("recording", message.provider_id, MessageStatus.DELIVERED)
     assert (await rig.store.get_message(message.id)).status is MessageStatus.DELIVERED
     assert not await rig.engine.delivery_report("recording", "unknown", MessageStatus.DELIVERED)
+
+
+async def test_a_delivery_report_without_a_usable_id_is_refused_and_moves_nothing(rig: Rig) -> None:
+    """An empty id would name every text handed over and not yet answered; control characters name
+    no message (and PostgreSQL refuses a NUL, which would fail the other reports of its round)."""
+    message = await rig.engine.send_manual(NY_MOBILE, "hello", actor="t")
+    (claimed,) = await rig.store.claim_due(rig.clock.now(), lease_s=60, limit=10)
+    hold = rig.clock.now() + timedelta(minutes=10)
+    await rig.store.record_outcomes([Handed(claimed.id, "recording", hold)], rig.clock.now())
+    for bad in ("", "a\x00b", "x\ny"):
+        with pytest.raises(ValidationError):
+            await rig.engine.delivery_report("recording", bad, MessageStatus.DELIVERED)
+    assert (await rig.store.get_message(message.id)).status is MessageStatus.SENDING
+    # Reports arriving together with a bad one are applied.
+    results = await asyncio.gather(
+        rig.engine.delivery_report("recording", "a\x00b", MessageStatus.DELIVERED),
+        rig.engine.delivery_report("recording", message.id, MessageStatus.DELIVERED),
+        rig.engine.delivery_report("recording", "no-such-text", MessageStatus.DELIVERED),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ValidationError) and results[1:] == [True, False]
+    assert (await rig.store.get_message(message.id)).status is MessageStatus.DELIVERED
 
 
 @pytest.mark.parametrize("crash_point", ["before_claim", "after_claim", "after_provider_took_it"])
