@@ -61,7 +61,7 @@ from callcenter.sms.outbox import (
     Sent,
     Unknown,
 )
-from callcenter.sms.ports import ReportApplied, SendFacts, SmsDay
+from callcenter.sms.ports import ClaimChecks, ReportApplied, SendFacts, SmsDay
 from callcenter.sms.records import (
     CallbackRequest,
     CallbackRequestState,
@@ -366,17 +366,30 @@ class SqlSmsStore(_SqlRepository):
                 results.append((_message(existing[key]), False))
         return results
 
-    async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
+    async def claim_due(
+        self, now: datetime, *, lease_s: float, limit: int, checks: ClaimChecks | None = None
+    ) -> tuple[SmsMessage, ...]:
         claim = _CLAIM[self._engine.dialect.name == "postgresql"]
         params = {"c_now": now, "c_until": now + timedelta(seconds=lease_s), "c_limit": limit}
 
-        async def work(connection: AsyncConnection) -> list[Any]:
-            return list(await connection.execute(claim, params))
+        async def work(connection: AsyncConnection) -> tuple[SmsMessage, ...]:
+            # The claiming statement returns the rows: no second read per batch.
+            rows = await connection.execute(claim, params)
+            messages = tuple(
+                sorted(
+                    (_message(cast(SmsMessageRow, row)) for row in rows),
+                    key=lambda m: (m.due_at or m.created_at, m.id),
+                )
+            )
+            fresh = [m for m in messages if not m.provider]
+            if checks is not None and fresh:
+                targets = [(m.number, checks.key(m.number)) for m in fresh]
+                facts = await _read_facts(connection, targets, checks.since)
+                outcomes = await checks.decide(fresh, facts)
+                await _store_outcomes(connection, outcomes, now)
+            return messages
 
-        claimed = await self._write("claiming due messages", work)
-        # The claiming statement returns the rows: no second read per batch.
-        messages = [_message(cast(SmsMessageRow, row)) for row in claimed]
-        return tuple(sorted(messages, key=lambda m: (m.due_at or m.created_at, m.id)))
+        return await self._write("claiming due messages", work)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
         """Store what the sender did with a batch of claimed messages, in one transaction.
@@ -385,21 +398,8 @@ class SqlSmsStore(_SqlRepository):
         being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
         meanwhile is never overwritten.
         """
-        by_kind: dict[type, list[dict[str, object]]] = {}
-        for outcome in outcomes:
-            by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
-        if not by_kind:
-            return
-
-        async def work(connection: AsyncConnection) -> None:
-            for kind, params in by_kind.items():
-                # Rows are locked in one order (by id) so concurrent senders never deadlock.
-                params.sort(key=lambda p: str(p["m_id"]))
-                for p in params:
-                    p["m_now"] = at
-                await connection.execute(_OUTCOME_UPDATES[kind], params)
-
-        await self._write("recording what the sender did", work)
+        if outcomes:
+            await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -524,43 +524,8 @@ class SqlSmsStore(_SqlRepository):
         """:meth:`send_facts` of many ``(number, key)`` at once (three queries), keyed by number."""
         if not targets:
             return {}
-        numbers = sorted({number for number, _ in targets})
-        keys = sorted({key for _, key in targets})
-        consent = (
-            select(SmsConsentRow)
-            .where(SmsConsentRow.number_key.in_(keys))
-            .order_by(SmsConsentRow.number_key, SmsConsentRow.seq)
-        )
-        contacts = select(SmsContactRow).where(SmsContactRow.number.in_(numbers))
-        sends = select(SmsMessageRow.number, SmsMessageRow.kind, SmsMessageRow.sent_at).where(
-            SmsMessageRow.number.in_(numbers),
-            SmsMessageRow.kind.in_([k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]),
-            SmsMessageRow.sent_at > since,
-        )
-        records: dict[str, list[ConsentRecord]] = {}
-        sent: dict[str, list[tuple[str | None, datetime | None]]] = {}
         async with self._session("reading what a batch of sends depends on") as session:
-            for row in await session.scalars(consent):
-                records.setdefault(row.number_key, []).append(_consent(row))
-            known = {row.number: _contact(row) for row in await session.scalars(contacts)}
-            for number, kind, at in (await session.execute(sends)).all():
-                sent.setdefault(number, []).append((kind, at))
-        capped = {k.value for k in CAPPED_KINDS}
-        return {
-            number: SendFacts(
-                consent=tuple(records.get(key, ())),
-                contact=known.get(number),
-                capped_sends=tuple(
-                    at for kind, at in sent.get(number, ()) if kind in capped and at is not None
-                ),
-                follow_up_sends=tuple(
-                    at
-                    for kind, at in sent.get(number, ())
-                    if kind == MessageKind.FOLLOW_UP.value and at is not None
-                ),
-            )
-            for number, key in targets
-        }
+            return await _read_facts(await session.connection(), targets, since)
 
     async def last_follow_up(self, number: str) -> datetime | None:
         query = select(func.max(SmsMessageRow.created_at)).where(
@@ -858,6 +823,72 @@ _ENQUEUE: Final = {
 }
 
 _SENDING: Final = MessageStatus.SENDING.value
+
+
+async def _store_outcomes(connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime) -> None:
+    """Each kind of outcome as one executemany (see :meth:`SqlSmsStore.record_outcomes`)."""
+    by_kind: dict[type, list[dict[str, object]]] = {}
+    for outcome in outcomes:
+        by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+    for kind, params in by_kind.items():
+        # Rows are locked in one order (by id) so concurrent senders never deadlock.
+        params.sort(key=lambda p: str(p["m_id"]))
+        for p in params:
+            p["m_now"] = at
+        await connection.execute(_OUTCOME_UPDATES[kind], params)
+
+
+#: What a send depends on (:func:`_read_facts`), built once; bound: f_keys, f_numbers, f_since.
+_FACT_KINDS: Final = [k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]
+_CAPPED: Final = frozenset(k.value for k in CAPPED_KINDS)
+_FACTS_CONSENT: Final = (
+    select(SmsConsentRow.__table__)
+    .where(SmsConsentRow.number_key.in_(bindparam("f_keys", expanding=True)))
+    .order_by(SmsConsentRow.number_key, SmsConsentRow.seq)
+)
+_FACTS_CONTACTS: Final = select(SmsContactRow.__table__).where(
+    SmsContactRow.number.in_(bindparam("f_numbers", expanding=True))
+)
+_FACTS_SENDS: Final = select(SmsMessageRow.number, SmsMessageRow.kind, SmsMessageRow.sent_at).where(
+    SmsMessageRow.number.in_(bindparam("f_numbers", expanding=True)),
+    SmsMessageRow.kind.in_(_FACT_KINDS),
+    SmsMessageRow.sent_at > bindparam("f_since", type_=SmsMessageRow.sent_at.type),
+)
+
+
+async def _read_facts(
+    connection: AsyncConnection, targets: Sequence[tuple[str, str]], since: datetime
+) -> dict[str, SendFacts]:
+    """The send facts of ``(number, key)`` pairs (three queries on ``connection``), keyed by number."""
+    numbers = sorted({number for number, _ in targets})
+    params = {"f_keys": sorted({key for _, key in targets}), "f_numbers": numbers, "f_since": since}
+    records: dict[str, list[ConsentRecord]] = {}
+    for row in await connection.execute(_FACTS_CONSENT, params):
+        records.setdefault(row.number_key, []).append(_consent(cast(SmsConsentRow, row)))
+    known = {
+        row.number: _contact(cast(SmsContactRow, row))
+        for row in await connection.execute(_FACTS_CONTACTS, params)
+    }
+    capped: dict[str, list[datetime]] = {}
+    follow_ups: dict[str, list[datetime]] = {}
+    for number, kind, at in await connection.execute(_FACTS_SENDS, params):
+        if at is None:
+            continue
+        if kind in _CAPPED:
+            capped.setdefault(number, []).append(at)
+        if kind == MessageKind.FOLLOW_UP.value:
+            follow_ups.setdefault(number, []).append(at)
+    return {
+        number: SendFacts(
+            consent=tuple(records.get(key, ())),
+            contact=known.get(number),
+            capped_sends=tuple(capped.get(number, ())),
+            follow_up_sends=tuple(follow_ups.get(number, ())),
+        )
+        for number, key in targets
+    }
+
+
 _m = SmsMessageRow
 
 
