@@ -151,7 +151,8 @@ class EngineSettings:
         (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
     :param late_slip_s: a late notice's new time: this long after the promise it misses (or now)
         (``CALLCENTER_SMS_LATE_SLIP_S``).
-    :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
+    :param passes: claimed batches being started at once by :meth:`SmsEngine.run` (a batch whose texts
+        are all under way no longer counts); all share ``send_concurrency``.
     :param report_wait_s: how long a text handed to the provider is held for its delivery report
         before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
         marked ``unknown``, never re-sent blindly.
