@@ -5,7 +5,7 @@ The SQL store is ``callcenter/store/sql_sms.py``; providers are in ``callcenter/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -33,6 +33,23 @@ class SendFacts:
     contact: Contact | None
     capped_sends: tuple[datetime, ...]
     follow_up_sends: tuple[datetime, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimChecks:
+    """The send-time checks :meth:`SmsStore.claim_due` runs in the claim's own transaction.
+
+    The facts of the claimed messages not yet handed to a provider are read (the ledger of
+    ``key(number)``, the contact, the sends since ``since``); ``decide`` turns them into outcomes
+    (cancelled, deferred, or :class:`~callcenter.sms.outbox.Handed` for those about to go), which
+    are stored before the claim commits: one transaction between a due text and its request. If
+    the transaction fails, nothing of it holds (the messages stay queued). ``decide`` may be called
+    again when the store retries the transaction on a fresh connection.
+    """
+
+    since: datetime
+    key: Callable[[str], str]
+    decide: Callable[[Sequence[SmsMessage], Mapping[str, SendFacts]], Awaitable[Sequence[Outcome]]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,10 +104,14 @@ class SmsStore(Protocol):
         """Queue ``draft`` unless its key is known; returns the stored message and whether it is new."""
         ...
 
-    async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
+    async def claim_due(
+        self, now: datetime, *, lease_s: float, limit: int, checks: ClaimChecks | None = None
+    ) -> tuple[SmsMessage, ...]:
         """Move due queued messages (and ``sending`` ones whose claim expired) to ``sending``.
 
-        A message is handed to one claimer only; its claim lasts ``lease_s``.
+        A message is handed to one claimer only; its claim lasts ``lease_s``. With ``checks``, the
+        send-time checks run and their outcomes are stored in the same transaction (see
+        :class:`ClaimChecks`).
         """
         ...
 

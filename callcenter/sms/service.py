@@ -77,6 +77,7 @@ from callcenter.sms.outbox import (
 from callcenter.sms.ports import (
     CallbackDesk,
     CallbackTicket,
+    ClaimChecks,
     Outgoing,
     ProviderError,
     ReportApplied,
@@ -153,7 +154,8 @@ class EngineSettings:
         (``CALLCENTER_CALLBACK_GRACE_S``): texts say the announced time.
     :param late_slip_s: a late notice's new time when the dispatcher predicted none: this long after
         the promise it misses (or now) (``CALLCENTER_SMS_LATE_SLIP_S``).
-    :param passes: claimed batches worked at once by :meth:`SmsEngine.run` (sharing ``send_concurrency``).
+    :param passes: claimed batches being started at once by :meth:`SmsEngine.run` (a batch whose texts
+        are all under way no longer counts); all share ``send_concurrency``.
     :param report_wait_s: how long a text handed to the provider is held for its delivery report
         before a sender that died with it is presumed lost: it is then asked about (``sent_before``) or
         marked ``unknown``, never re-sent blindly.
@@ -884,7 +886,12 @@ class SmsEngine:
         """Apply ``provider``'s report on a message it sent; ``False`` when it sent no such message.
 
         Reports arriving together (a provider reports many texts at once) are stored in one transaction.
+
+        :raises ValidationError: for an empty id or one with control characters (it could name no
+            message, and an empty one would match every text not yet answered).
         """
+        if not provider_id or not provider_id.isprintable():
+            raise ValidationError("a delivery report must name a message id (printable characters)")
         applied = await self._reports.submit(Report(provider, provider_id, status, error))
         if applied.moved is not None:
             message_id, kind = applied.moved
@@ -897,78 +904,166 @@ class SmsEngine:
     # -- the outbox sender ------------------------------------------------------------------------
 
     async def send_due(self) -> int:
-        """Claim due messages and act on each; returns how many were claimed.
+        """Claim due messages and act on each; returns how many were claimed, once all are settled.
 
-        The send-time checks of the whole batch are read in one go and decided in memory; messages
-        to different numbers go side by side (``send_concurrency``), those to one number in order;
-        every outcome is written through a group commit (:mod:`callcenter.sms.outbox`).
+        The claim, the send-time checks of the whole batch (one read of its facts, decided in
+        memory) and the hand-over of its first texts are one transaction (:class:`ClaimChecks`);
+        messages to different numbers go side by side (``send_concurrency``), those to one number in
+        order; every later outcome is written through a group commit (:mod:`callcenter.sms.outbox`).
         """
+        return await self._send_due(None)
+
+    async def _send_due(self, background: asyncio.TaskGroup | None) -> int:
+        """:meth:`send_due`; with ``background``, the batch goes on in a task of that group and this
+        returns as soon as every text of it is under way (its pass is free to claim again)."""
         now = self._clock.now()
-        async with self._claiming:  # one claim at a time: the next one sees what this one took
-            claimed = await self._store.claim_due(
-                now, lease_s=self._settings.lease_s, limit=self._settings.batch
-            )
+        plan = _Plan()
+        checks = ClaimChecks(
+            since=min(now - CAP_PERIOD, now - self._settings.rules.resend_after),
+            key=self._key,
+            decide=lambda fresh, facts: self._plan(plan, fresh, facts, now),
+        )
+        try:
+            async with self._claiming:  # one claim at a time: the next one sees what this one took
+                claimed = await self._store.claim_due(
+                    now, lease_s=self._settings.lease_s, limit=self._settings.batch, checks=checks
+                )
+        except BaseException:
+            # The claim's transaction failed: nothing was handed over.
+            self._give_back(plan.spare + len(plan.held))
+            raise
+        # Permits the claim took for texts it did not hand over after all (a retried transaction
+        # that found fewer to send); those it handed over belong to the texts (``plan.held``).
+        self._give_back(plan.spare)
+        plan.spare = 0
         if not claimed:
             return 0
-        commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
-        started: set[str] = set()
+        full = len(claimed) >= self._settings.batch
+        if background is None:
+            await self._work(claimed, plan, full=full, under_way=None)
+            return len(claimed)
+        under_way = asyncio.Event()
+        batch = background.create_task(self._work_logged(claimed, plan, full=full, under_way=under_way))
+        waiting = asyncio.ensure_future(under_way.wait())
         try:
-            return await self._work(claimed, commit, now, started, full=len(claimed) >= self._settings.batch)
-        except asyncio.CancelledError:
-            # Not handed over (never claimed before, never started): safe to give back now.
-            await self._release([m.id for m in claimed if not m.provider and m.id not in started])
-            raise
+            await asyncio.wait((batch, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        return len(claimed)
+
+    def _give_back(self, permits: int) -> None:
+        for _ in range(permits):
+            self._ahead.release()
+
+    async def _plan(
+        self, plan: _Plan, fresh: Sequence[SmsMessage], facts: Mapping[str, SendFacts], now: datetime
+    ) -> list[Outcome]:
+        """Inside the claim's transaction: each fresh message's verdict, and the hand-over of those to
+        send, as many as the texts-ahead limit allows without waiting (the others are handed over
+        when a permit frees up, as before)."""
+        verdicts = await self._decide(fresh, facts, now)
+        to_send = [m for m in fresh if verdicts[m.id] is None]
+        # A retried transaction reuses the permits its first attempt took.
+        permits = plan.spare + len(plan.held)
+        # Never waits: a permit is taken only while one is free (and nobody queues for one).
+        while permits < len(to_send) and not self._ahead.locked():
+            await self._ahead.acquire()
+            permits += 1
+        handed = to_send[:permits]
+        plan.verdicts = verdicts
+        plan.held = {m.id for m in handed}
+        plan.spare = permits - len(handed)
+        hold = now + self._hold()
+        outcomes: list[Outcome] = [o for o in verdicts.values() if o is not None]
+        outcomes += [Handed(m.id, self._provider.name, hold) for m in handed]
+        return outcomes
+
+    def _hold(self) -> timedelta:
+        """How long a handed-over text's claim lasts: the wait for its delivery report."""
+        return timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
+
+    async def _work_logged(
+        self, claimed: tuple[SmsMessage, ...], plan: _Plan, *, full: bool, under_way: asyncio.Event
+    ) -> None:
+        """:meth:`_work` in the background: a failure is logged (its texts' claims expire and another
+        pass looks at them again), never the end of the sender."""
+        try:
+            await self._work(claimed, plan, full=full, under_way=under_way)
+        except CallCenterError:
+            logger.exception("an SMS outbox batch failed; its texts will be looked at again")
+        finally:
+            under_way.set()
 
     async def _work(
         self,
         claimed: tuple[SmsMessage, ...],
-        commit: GroupCommit[Outcome, None],
-        now: datetime,
-        started: set[str],
+        plan: _Plan,
         *,
         full: bool,
-    ) -> int:
-        to_send = await self._settle(claimed, commit, now)
-        # A full batch: more may be due. The next claim starts once this batch's last text is
-        # under way (its tail), so its texts queue behind this tail rather than after it.
-        tail = len(to_send) if full else None
-        if tail == 0:
-            self.wake()
-        # Texts to one number go in order; different numbers go side by side.
-        by_number: dict[str, list[SmsMessage]] = {}
-        for message in to_send:
-            by_number.setdefault(message.number, []).append(message)
+        under_way: asyncio.Event | None,
+    ) -> None:
+        """Send a claimed batch; ``under_way`` is set once every text of it has started."""
+        commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
+        started: set[str] = set()
+        try:
+            to_send = await self._settle(claimed, plan, commit)
+            # A full batch: more may be due. The next claim starts when only a round of requests is
+            # left to start in this batch, so its texts are checked and ready before this batch ends.
+            early = max(1, len(to_send) - self._settings.send_concurrency) if full else None
+            if full and not to_send:
+                self.wake()
+            if not to_send and under_way is not None:
+                under_way.set()
 
-        async def in_order(messages: list[SmsMessage]) -> None:
-            for message in messages:
-                try:
-                    await self._send_one(message, commit, started, tail)
-                except CallCenterError:
-                    # The claim expires and another pass looks at it again; nothing is lost.
-                    logger.exception("sending message %s failed; it will be looked at again", message.id)
+            def on_start() -> None:
+                if len(started) == early:
+                    self.wake()
+                if len(started) == len(to_send) and under_way is not None:
+                    under_way.set()
 
-        async with asyncio.TaskGroup() as group:
-            for messages in by_number.values():
-                group.create_task(in_order(messages))
-        return len(claimed)
+            # Texts to one number go in order; different numbers go side by side.
+            by_number: dict[str, list[SmsMessage]] = {}
+            for message in to_send:
+                by_number.setdefault(message.number, []).append(message)
+
+            async def in_order(messages: list[SmsMessage]) -> None:
+                for message in messages:
+                    try:
+                        await self._send_one(message, commit, started, plan, on_start)
+                    except CallCenterError:
+                        # The claim expires and another pass looks at it again; nothing is lost.
+                        logger.exception("sending message %s failed; it will be looked at again", message.id)
+
+            async with asyncio.TaskGroup() as group:
+                for messages in by_number.values():
+                    group.create_task(in_order(messages))
+        except asyncio.CancelledError:
+            # Not requested (never claimed before, never started, or handed over by this claim
+            # and not started): safe to give back now.
+            await self._release([m.id for m in claimed if not m.provider and m.id not in started])
+            raise
+        finally:
+            # Texts handed over by the claim whose sending never started hold a permit each.
+            self._give_back(len(plan.held))
+            plan.held = set()
 
     async def _settle(
-        self, claimed: tuple[SmsMessage, ...], commit: GroupCommit[Outcome, None], now: datetime
+        self, claimed: tuple[SmsMessage, ...], plan: _Plan, commit: GroupCommit[Outcome, None]
     ) -> list[SmsMessage]:
-        """Store what the checks decided for the batch (one write); returns the messages to send."""
-        handed = [m for m in claimed if m.provider]
-        fresh = [m for m in claimed if not m.provider]
-        decided = await self._decide(fresh, now)
-        settled = [o for o in decided.values() if o is not None]
-        settled += [await self._overdue(m) for m in handed]
-        if settled:
-            await commit.submit_all(settled)
-        for outcome in settled:
+        """Announce what the claim's checks decided, settle texts a dead sender had handed over;
+        returns the messages to send."""
+        for outcome in plan.verdicts.values():
+            if isinstance(outcome, Cancelled):
+                logger.info("message %s cancelled: %s", outcome.message_id, outcome.reason)
+        overdue = [await self._overdue(m) for m in claimed if m.provider]
+        if overdue:
+            await commit.submit_all(overdue)
+        for outcome in overdue:
             if isinstance(outcome, Sent):
                 await self._announce_status(outcome.message_id, MessageStatus.SENT, _kind(claimed, outcome))
-            elif isinstance(outcome, Cancelled):
-                logger.info("message %s cancelled: %s", outcome.message_id, outcome.reason)
-        return [m for m in fresh if decided[m.id] is None]
+        return [
+            m for m in claimed if not m.provider and m.id in plan.verdicts and plan.verdicts[m.id] is None
+        ]
 
     async def _release(self, unsent: list[str]) -> None:
         """Shutting down: texts not yet handed over are given back at once rather than when their
@@ -1004,20 +1099,27 @@ class SmsEngine:
         message: SmsMessage,
         commit: GroupCommit[Outcome, None],
         started: set[str],
-        tail: int | None = None,
+        plan: _Plan,
+        on_start: Callable[[], None],
     ) -> None:
-        hold = timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
         outcome: Outcome
         # Up to ``send_concurrency`` texts are handed over ahead of those in flight, so a free request
         # slot never waits for a hand-over commit; ``_gate`` covers the provider's request only, and
-        # the "sent" write waits outside both.
-        async with self._ahead:
+        # the "sent" write waits outside both. A text the claim handed over holds its permit already.
+        handed = message.id in plan.held
+        if handed:
+            plan.held.discard(message.id)
+        else:
+            await self._ahead.acquire()
+        try:
             started.add(message.id)
-            if len(started) == tail:
-                self.wake()  # the last text of a full batch is under way: claim the next batch
+            on_start()
             try:
-                # Stored before the provider gets it: after a crash this text is not re-sent blindly.
-                await commit.submit(Handed(message.id, self._provider.name, self._clock.now() + hold))
+                if not handed:
+                    # Stored before the provider gets it: after a crash this text is not re-sent blindly.
+                    await commit.submit(
+                        Handed(message.id, self._provider.name, self._clock.now() + self._hold())
+                    )
                 await self._gate.acquire()
             except (asyncio.CancelledError, CallCenterError):
                 # Never requested (the hand-over may or may not be stored): a stopping sender gives
@@ -1044,6 +1146,8 @@ class SmsEngine:
                     outcome = Sent(message.id, self._provider.name, provider_id, self._clock.now())
             finally:
                 self._gate.release()
+        finally:
+            self._ahead.release()
         await commit.submit(outcome)
         if isinstance(outcome, Sent):
             await self._announce_status(message.id, MessageStatus.SENT, message.kind)
@@ -1068,10 +1172,10 @@ class SmsEngine:
                 await self._store.record_outcomes([outcome], self._clock.now())
             raise
 
-    async def _decide(self, messages: list[SmsMessage], now: datetime) -> dict[str, Outcome | None]:
+    async def _decide(
+        self, messages: Sequence[SmsMessage], facts: Mapping[str, SendFacts], now: datetime
+    ) -> dict[str, Outcome | None]:
         """Each message's fate from one read of the batch's facts: an outcome, or ``None`` to send it."""
-        since = min(now - CAP_PERIOD, now - self._settings.rules.resend_after)
-        facts = await self._store.send_facts_many([(m.number, self._key(m.number)) for m in messages], since)
         closed = {
             m.call_id: await self._closed(m.call_id)
             for m in messages
@@ -1152,21 +1256,23 @@ class SmsEngine:
     async def run(self) -> None:
         """Send due messages until cancelled: at once when something is queued, else every ``poll_s``.
 
-        ``passes`` batches are worked at once, so the next batch is claimed and checked while the
-        last texts of the previous one are still with the provider; they share one limit of
-        ``send_concurrency`` requests in flight, and a claim never takes a number that has a text
-        in flight (texts to one number stay in order). A wake starts one claim, not one per pass:
-        a new text wakes one, and a full batch wakes the next one when its own last texts are under
-        way (its tail), so the batches follow each other without a gap and without all ending at once.
+        Up to ``passes`` claims are being started at once, so the next batch is claimed and checked
+        while the last texts of the previous one are still with the provider; a pass is free again
+        once every text of its batch is under way (the batch finishes in the background). All share
+        one limit of ``send_concurrency`` requests in flight, and a claim never takes a number that
+        has a text in flight (texts to one number stay in order). A wake starts one claim, not one
+        per pass: a new text wakes one, and a full batch wakes the next one when only a round of
+        requests is left to start in it, so the batches follow each other without a gap.
         """
         self.wake()
         async with asyncio.TaskGroup() as group:
             for index in range(max(1, self._settings.passes)):
-                group.create_task(self._pass_loop(polls=index == 0))
+                group.create_task(self._pass_loop(group, polls=index == 0))
 
-    async def _pass_loop(self, *, polls: bool) -> None:
+    async def _pass_loop(self, group: asyncio.TaskGroup, *, polls: bool) -> None:
         """One pass: a claim per wake taken (see :meth:`run`); only the first pass also polls (an
-        empty claim costs a write)."""
+        empty claim costs a write). A pass is free again once every text of its batch is under way
+        (the rest of the batch goes on in ``group``), not when the last one is answered."""
         while True:
             polled = False
             try:
@@ -1180,7 +1286,7 @@ class SmsEngine:
                 continue
             self._wanted = False
             try:
-                await self.send_due()
+                await self._send_due(group)
             except CallCenterError:
                 logger.exception("the SMS outbox pass failed; retrying")
 
@@ -1230,6 +1336,20 @@ class SmsEngine:
             await self.publish(event)
         except Exception:
             logger.exception("publishing %s failed; the live board misses it", event.event_type)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one claim's checks decided (filled inside its transaction, see :meth:`SmsEngine._plan`).
+
+    ``verdicts``: each fresh message's outcome, ``None`` to send it; ``held``: the texts the claim
+    handed over whose sending has not started, each holding one of the texts-ahead permits;
+    ``spare``: permits taken beyond those (given back once the claim is done).
+    """
+
+    verdicts: dict[str, Outcome | None] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    spare: int = 0
 
 
 def _round_up(at: datetime, *, minutes: int) -> datetime:

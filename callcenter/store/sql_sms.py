@@ -18,10 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
 from sqlalchemy import (
+    ColumnElement,
+    Integer,
     String,
     and_,
     bindparam,
     case,
+    column,
     delete,
     func,
     insert,
@@ -29,6 +32,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
@@ -56,7 +61,7 @@ from callcenter.sms.outbox import (
     Sent,
     Unknown,
 )
-from callcenter.sms.ports import ReportApplied, SendFacts, SmsDay
+from callcenter.sms.ports import ClaimChecks, ReportApplied, SendFacts, SmsDay
 from callcenter.sms.records import (
     CallbackRequest,
     CallbackRequestState,
@@ -334,11 +339,10 @@ class SqlSmsStore(_SqlRepository):
         rows = [_queued_row(m) for m in first.values()]
 
         async def work(connection: AsyncConnection) -> tuple[set[str], dict[str, SmsMessageRow]]:
-            upsert = _upsert(self._engine, SmsMessageRow)
-            statement = upsert.values(rows).on_conflict_do_nothing(
-                index_elements=[SmsMessageRow.__table__.c.key]
-            )
-            inserted = {row.key for row in await connection.execute(statement.returning(SmsMessageRow.key))}
+            # One statement built once, run for all the rows (SQLAlchemy's "insertmanyvalues" sends
+            # them as one multi-row INSERT): no statement to build and compile per round.
+            statement = _ENQUEUE[self._engine.dialect.name == "postgresql"]
+            inserted = {row.key for row in await connection.execute(statement, rows)}
             existing: dict[str, SmsMessageRow] = {}
             missing = [key for key in first if key not in inserted]
             if missing:
@@ -362,56 +366,30 @@ class SqlSmsStore(_SqlRepository):
                 results.append((_message(existing[key]), False))
         return results
 
-    async def claim_due(self, now: datetime, *, lease_s: float, limit: int) -> tuple[SmsMessage, ...]:
-        other = aliased(SmsMessageRow)
-        # A number with a text in flight (claimed, its claim alive) is left alone: its texts go in order.
-        in_flight = (
-            select(other.id)
-            .where(
-                other.number == SmsMessageRow.number,
-                other.status == MessageStatus.SENDING.value,
-                other.claimed_until >= now,
-            )
-            .exists()
-        )
-        due = and_(
-            or_(
-                and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
-                and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
-            ),
-            ~in_flight,
-        )
-        candidates = (
-            select(SmsMessageRow.id).where(due).order_by(SmsMessageRow.due_at, SmsMessageRow.id).limit(limit)
-        )
-        values = {
-            "status": MessageStatus.SENDING.value,
-            "claimed_until": now + timedelta(seconds=lease_s),
-            "attempts": SmsMessageRow.attempts + 1,
-            "updated_at": now,
-        }
-        claim: Update
-        if self._engine.dialect.name == "postgresql":
-            # A locking CTE runs once (an IN subquery with LIMIT may be re-scanned and take more rows);
-            # concurrent claimers skip each other's rows instead of queueing behind them.
-            chosen = candidates.with_for_update(skip_locked=True).cte("chosen")
-            claim = update(SmsMessageRow).where(SmsMessageRow.id == chosen.c.id).values(**values)
-        else:
-            # SQLite has one writer at a time: the statement is the claim.
-            claim = (
-                update(SmsMessageRow)
-                .where(SmsMessageRow.id.in_(candidates.scalar_subquery()), due)
-                .values(**values)
-            )
-        claim = claim.returning(*SmsMessageRow.__table__.c)
+    async def claim_due(
+        self, now: datetime, *, lease_s: float, limit: int, checks: ClaimChecks | None = None
+    ) -> tuple[SmsMessage, ...]:
+        claim = _CLAIM[self._engine.dialect.name == "postgresql"]
+        params = {"c_now": now, "c_until": now + timedelta(seconds=lease_s), "c_limit": limit}
 
-        async def work(connection: AsyncConnection) -> list[Any]:
-            return list(await connection.execute(claim))
+        async def work(connection: AsyncConnection) -> tuple[SmsMessage, ...]:
+            # The claiming statement returns the rows: no second read per batch.
+            rows = await connection.execute(claim, params)
+            messages = tuple(
+                sorted(
+                    (_message(cast(SmsMessageRow, row)) for row in rows),
+                    key=lambda m: (m.due_at or m.created_at, m.id),
+                )
+            )
+            fresh = [m for m in messages if not m.provider]
+            if checks is not None and fresh:
+                targets = [(m.number, checks.key(m.number)) for m in fresh]
+                facts = await _read_facts(connection, targets, checks.since)
+                outcomes = await checks.decide(fresh, facts)
+                await _store_outcomes(connection, outcomes, now)
+            return messages
 
-        claimed = await self._write("claiming due messages", work)
-        # The claiming statement returns the rows: no second read per batch.
-        messages = [_message(cast(SmsMessageRow, row)) for row in claimed]
-        return tuple(sorted(messages, key=lambda m: (m.due_at or m.created_at, m.id)))
+        return await self._write("claiming due messages", work)
 
     async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
         """Store what the sender did with a batch of claimed messages, in one transaction.
@@ -420,21 +398,8 @@ class SqlSmsStore(_SqlRepository):
         being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
         meanwhile is never overwritten.
         """
-        by_kind: dict[type, list[dict[str, object]]] = {}
-        for outcome in outcomes:
-            by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
-        if not by_kind:
-            return
-
-        async def work(connection: AsyncConnection) -> None:
-            for kind, params in by_kind.items():
-                # Rows are locked in one order (by id) so concurrent senders never deadlock.
-                params.sort(key=lambda p: str(p["m_id"]))
-                for p in params:
-                    p["m_now"] = at
-                await connection.execute(_OUTCOME_UPDATES[kind], params)
-
-        await self._write("recording what the sender did", work)
+        if outcomes:
+            await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -503,6 +468,12 @@ class SqlSmsStore(_SqlRepository):
         return applied
 
     async def delivery_reports(self, reports: Sequence[Report], at: datetime) -> list[ReportApplied]:
+        """Each report applied in arrival order, in one transaction: on PostgreSQL as one statement
+        per round (two when a round holds two reports on one message), elsewhere one per report."""
+        if not reports:
+            return []
+        if self._engine.dialect.name == "postgresql":
+            return await self._write("applying delivery reports", lambda c: _apply_round(c, reports, at))
         # Rows are locked in one order (by id) so two processes' batches never deadlock each other.
         order = sorted(range(len(reports)), key=lambda i: reports[i].provider_id)
 
@@ -553,43 +524,8 @@ class SqlSmsStore(_SqlRepository):
         """:meth:`send_facts` of many ``(number, key)`` at once (three queries), keyed by number."""
         if not targets:
             return {}
-        numbers = sorted({number for number, _ in targets})
-        keys = sorted({key for _, key in targets})
-        consent = (
-            select(SmsConsentRow)
-            .where(SmsConsentRow.number_key.in_(keys))
-            .order_by(SmsConsentRow.number_key, SmsConsentRow.seq)
-        )
-        contacts = select(SmsContactRow).where(SmsContactRow.number.in_(numbers))
-        sends = select(SmsMessageRow.number, SmsMessageRow.kind, SmsMessageRow.sent_at).where(
-            SmsMessageRow.number.in_(numbers),
-            SmsMessageRow.kind.in_([k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]),
-            SmsMessageRow.sent_at > since,
-        )
-        records: dict[str, list[ConsentRecord]] = {}
-        sent: dict[str, list[tuple[str | None, datetime | None]]] = {}
         async with self._session("reading what a batch of sends depends on") as session:
-            for row in await session.scalars(consent):
-                records.setdefault(row.number_key, []).append(_consent(row))
-            known = {row.number: _contact(row) for row in await session.scalars(contacts)}
-            for number, kind, at in (await session.execute(sends)).all():
-                sent.setdefault(number, []).append((kind, at))
-        capped = {k.value for k in CAPPED_KINDS}
-        return {
-            number: SendFacts(
-                consent=tuple(records.get(key, ())),
-                contact=known.get(number),
-                capped_sends=tuple(
-                    at for kind, at in sent.get(number, ()) if kind in capped and at is not None
-                ),
-                follow_up_sends=tuple(
-                    at
-                    for kind, at in sent.get(number, ())
-                    if kind == MessageKind.FOLLOW_UP.value and at is not None
-                ),
-            )
-            for number, key in targets
-        }
+            return await _read_facts(await session.connection(), targets, since)
 
     async def last_follow_up(self, number: str) -> datetime | None:
         query = select(func.max(SmsMessageRow.created_at)).where(
@@ -826,7 +762,133 @@ class SqlSmsStore(_SqlRepository):
         return await self._write("erasing a number", work)
 
 
+def _claim_statement(*, skip_locked: bool) -> Update:
+    """The claim (bound: c_now, c_until, c_limit), built once per dialect: PostgreSQL's locks the rows
+    it takes and skips those another claimer holds (``skip_locked``); SQLite's is one plain UPDATE."""
+    now = bindparam("c_now", type_=SmsMessageRow.due_at.type)
+    other = aliased(SmsMessageRow)
+    # A number with a text in flight (claimed, its claim alive) is left alone: its texts go in order.
+    in_flight = (
+        select(other.id)
+        .where(
+            other.number == SmsMessageRow.number,
+            other.status == MessageStatus.SENDING.value,
+            other.claimed_until >= now,
+        )
+        .exists()
+    )
+    due = and_(
+        or_(
+            and_(SmsMessageRow.status == MessageStatus.QUEUED.value, SmsMessageRow.due_at <= now),
+            and_(SmsMessageRow.status == MessageStatus.SENDING.value, SmsMessageRow.claimed_until < now),
+        ),
+        ~in_flight,
+    )
+    candidates = (
+        select(SmsMessageRow.id)
+        .where(due)
+        .order_by(SmsMessageRow.due_at, SmsMessageRow.id)
+        .limit(bindparam("c_limit", type_=Integer()))
+    )
+    values = {
+        "status": MessageStatus.SENDING.value,
+        "claimed_until": bindparam("c_until", type_=SmsMessageRow.claimed_until.type),
+        "attempts": SmsMessageRow.attempts + 1,
+        "updated_at": now,
+    }
+    claim: Update
+    if skip_locked:  # PostgreSQL
+        # A locking CTE runs once (an IN subquery with LIMIT may be re-scanned and take more rows);
+        # concurrent claimers skip each other's rows instead of queueing behind them.
+        chosen = candidates.with_for_update(skip_locked=True).cte("chosen")
+        claim = update(SmsMessageRow).where(SmsMessageRow.id == chosen.c.id).values(**values)
+    else:
+        # SQLite has one writer at a time: the statement is the claim.
+        claim = (
+            update(SmsMessageRow)
+            .where(SmsMessageRow.id.in_(candidates.scalar_subquery()), due)
+            .values(**values)
+        )
+    return claim.returning(*SmsMessageRow.__table__.c)
+
+
+#: The claim and the enqueue of each dialect (key: is it PostgreSQL), built once: SQLAlchemy finds
+#: them compiled in its cache instead of building and keying a new statement per call.
+_CLAIM: Final = {True: _claim_statement(skip_locked=True), False: _claim_statement(skip_locked=False)}
+_ENQUEUE: Final = {
+    is_postgresql: insert_of(SmsMessageRow)
+    .on_conflict_do_nothing(index_elements=[SmsMessageRow.__table__.c.key])
+    .returning(SmsMessageRow.key)
+    for is_postgresql, insert_of in ((True, postgresql.insert), (False, sqlite.insert))
+}
+
 _SENDING: Final = MessageStatus.SENDING.value
+
+
+async def _store_outcomes(connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime) -> None:
+    """Each kind of outcome as one executemany (see :meth:`SqlSmsStore.record_outcomes`)."""
+    by_kind: dict[type, list[dict[str, object]]] = {}
+    for outcome in outcomes:
+        by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+    for kind, params in by_kind.items():
+        # Rows are locked in one order (by id) so concurrent senders never deadlock.
+        params.sort(key=lambda p: str(p["m_id"]))
+        for p in params:
+            p["m_now"] = at
+        await connection.execute(_OUTCOME_UPDATES[kind], params)
+
+
+#: What a send depends on (:func:`_read_facts`), built once; bound: f_keys, f_numbers, f_since.
+_FACT_KINDS: Final = [k.value for k in (*CAPPED_KINDS, MessageKind.FOLLOW_UP)]
+_CAPPED: Final = frozenset(k.value for k in CAPPED_KINDS)
+_FACTS_CONSENT: Final = (
+    select(SmsConsentRow.__table__)
+    .where(SmsConsentRow.number_key.in_(bindparam("f_keys", expanding=True)))
+    .order_by(SmsConsentRow.number_key, SmsConsentRow.seq)
+)
+_FACTS_CONTACTS: Final = select(SmsContactRow.__table__).where(
+    SmsContactRow.number.in_(bindparam("f_numbers", expanding=True))
+)
+_FACTS_SENDS: Final = select(SmsMessageRow.number, SmsMessageRow.kind, SmsMessageRow.sent_at).where(
+    SmsMessageRow.number.in_(bindparam("f_numbers", expanding=True)),
+    SmsMessageRow.kind.in_(_FACT_KINDS),
+    SmsMessageRow.sent_at > bindparam("f_since", type_=SmsMessageRow.sent_at.type),
+)
+
+
+async def _read_facts(
+    connection: AsyncConnection, targets: Sequence[tuple[str, str]], since: datetime
+) -> dict[str, SendFacts]:
+    """The send facts of ``(number, key)`` pairs (three queries on ``connection``), keyed by number."""
+    numbers = sorted({number for number, _ in targets})
+    params = {"f_keys": sorted({key for _, key in targets}), "f_numbers": numbers, "f_since": since}
+    records: dict[str, list[ConsentRecord]] = {}
+    for row in await connection.execute(_FACTS_CONSENT, params):
+        records.setdefault(row.number_key, []).append(_consent(cast(SmsConsentRow, row)))
+    known = {
+        row.number: _contact(cast(SmsContactRow, row))
+        for row in await connection.execute(_FACTS_CONTACTS, params)
+    }
+    capped: dict[str, list[datetime]] = {}
+    follow_ups: dict[str, list[datetime]] = {}
+    for number, kind, at in await connection.execute(_FACTS_SENDS, params):
+        if at is None:
+            continue
+        if kind in _CAPPED:
+            capped.setdefault(number, []).append(at)
+        if kind == MessageKind.FOLLOW_UP.value:
+            follow_ups.setdefault(number, []).append(at)
+    return {
+        number: SendFacts(
+            consent=tuple(records.get(key, ())),
+            contact=known.get(number),
+            capped_sends=tuple(capped.get(number, ())),
+            follow_up_sends=tuple(follow_ups.get(number, ())),
+        )
+        for number, key in targets
+    }
+
+
 _m = SmsMessageRow
 
 
@@ -919,11 +981,14 @@ def _outcome_params(outcome: Outcome) -> dict[str, object]:
             return {"m_id": message_id, "m_error": reason[:500]}
 
 
-def _report_statements() -> tuple[Any, Select[Any]]:
-    """The report's UPDATE and its "do we know it" SELECT, built once (bound: r_provider, r_id,
-    r_status, r_allowed_delivered, r_error, r_now)."""
-    provider = bindparam("r_provider", type_=String())
-    provider_id = bindparam("r_id", type_=String())
+def _report_update(
+    provider: ColumnElement[str],
+    provider_id: ColumnElement[str],
+    status: ColumnElement[str],
+    error: ColumnElement[str],
+) -> tuple[Update, ColumnElement[bool]]:
+    """A report's UPDATE (without its RETURNING) and its "do we know it" condition, for a report's
+    fields given as bound parameters (one report) or as the columns of a list of them (a round)."""
     # Providers that carry our id (Kannel's dlr-url) may report before we recorded the send, or
     # after its sender died: the report then names our id and the row is still "sending".
     named = and_(
@@ -938,35 +1003,89 @@ def _report_statements() -> tuple[Any, Select[Any]]:
     )
     # A report never moves a message backwards (a late "sent" after "delivered" is ignored; only a
     # "failed" may follow "delivered"). An "unknown" message (handed over, no report in time) is
-    # settled by a report however late.
+    # settled by a report however late. A cancelled, failed or queued message is not moved.
     allowed = or_(
         SmsMessageRow.status.in_(
             [MessageStatus.SENDING.value, MessageStatus.SENT.value, MessageStatus.UNKNOWN.value]
         ),
         and_(
             SmsMessageRow.status == MessageStatus.DELIVERED.value,
-            bindparam("r_status", type_=String()) == MessageStatus.FAILED.value,
+            status == MessageStatus.FAILED.value,
         ),
     )
+    now = bindparam("r_now", type_=SmsMessageRow.updated_at.type)
     statement = (
         update(SmsMessageRow)
         .where(named, allowed)
         .values(
-            status=bindparam("r_status"),
-            error=bindparam("r_error"),
-            updated_at=bindparam("r_now"),
+            status=status,
+            error=error,
+            updated_at=now,
             claimed_until=None,
             needs_person=False,
             provider=provider,
             provider_id=case((SmsMessageRow.provider_id == "", provider_id), else_=SmsMessageRow.provider_id),
-            sent_at=func.coalesce(SmsMessageRow.sent_at, bindparam("r_now")),
+            sent_at=func.coalesce(SmsMessageRow.sent_at, now),
         )
-        .returning(SmsMessageRow.id, SmsMessageRow.kind)
     )
-    return statement, select(SmsMessageRow.id).where(named)
+    return statement, named
+
+
+def _report_statements() -> tuple[Any, Select[Any]]:
+    """One report's UPDATE and its "do we know it" SELECT, built once (bound: r_provider, r_id,
+    r_status, r_error, r_now)."""
+    statement, named = _report_update(
+        bindparam("r_provider", type_=String()),
+        bindparam("r_id", type_=String()),
+        bindparam("r_status", type_=String()),
+        bindparam("r_error", type_=String()),
+    )
+    return statement.returning(SmsMessageRow.id, SmsMessageRow.kind), select(SmsMessageRow.id).where(named)
+
+
+def _round_statements() -> tuple[Any, Select[Any]]:
+    """A round of reports as one UPDATE (PostgreSQL): the reports are arrays unnested into rows
+    (bound: r_providers, r_ids, r_statuses, r_errors, r_ords, r_now); it returns each moved message
+    with the position of its report (``ord``). Its SELECT gives the positions of the reports that
+    name a message we sent."""
+    rows = (
+        func.unnest(
+            bindparam("r_providers", type_=ARRAY(String())),
+            bindparam("r_ids", type_=ARRAY(String())),
+            bindparam("r_statuses", type_=ARRAY(String())),
+            bindparam("r_errors", type_=ARRAY(String())),
+            bindparam("r_ords", type_=ARRAY(Integer())),
+        )
+        .table_valued(
+            column("provider", String()),
+            column("provider_id", String()),
+            column("status", String()),
+            column("error", String()),
+            column("ord", Integer()),
+        )
+        .render_derived(name="r")
+    )
+    r = rows.c
+    statement, named = _report_update(r.provider, r.provider_id, r.status, r.error)
+    # The rows are locked first, in id order, as the sender's writes lock theirs: one statement's
+    # join would lock them in whatever order its plan visits them, and deadlock with a sender's
+    # "sent" round holding some of them (PostgreSQL then aborts one after a second).
+    locked = (
+        select(SmsMessageRow.id)
+        .select_from(rows)
+        .join(SmsMessageRow, named)
+        .order_by(SmsMessageRow.id)
+        .with_for_update(of=SmsMessageRow)
+        .cte("locked")
+    )
+    returning = statement.where(SmsMessageRow.id.in_(select(locked.c.id))).returning(
+        SmsMessageRow.id, SmsMessageRow.kind, r.ord
+    )
+    return returning, select(r.ord).select_from(rows).join(SmsMessageRow, named)
 
 
 _REPORT, _REPORT_KNOWN = _report_statements()
+_ROUND, _ROUND_KNOWN = _round_statements()
 
 
 async def _apply_report(connection: AsyncConnection, report: Report, at: datetime) -> ReportApplied:
@@ -983,3 +1102,49 @@ async def _apply_report(connection: AsyncConnection, report: Report, at: datetim
     # Nothing changed: a report we already have (fine) or a message we never sent.
     known = (await connection.execute(_REPORT_KNOWN, params)).first() is not None
     return ReportApplied(known=known)
+
+
+async def _apply_round(
+    connection: AsyncConnection, reports: Sequence[Report], at: datetime
+) -> list[ReportApplied]:
+    """Every report of a round in one UPDATE (PostgreSQL), in layers: a statement changes a row once,
+    so the second report on the same message in a round (Kannel's "accepted", then "delivered") goes
+    in the next statement, after the first; one SELECT then tells the reports that moved nothing
+    apart (known and already applied, or naming no message of ours)."""
+    layers: list[list[int]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, report in enumerate(reports):
+        which = (report.provider, report.provider_id)
+        depth = seen.get(which, 0)
+        seen[which] = depth + 1
+        if depth == len(layers):
+            layers.append([])
+        layers[depth].append(i)
+    moved: dict[int, tuple[str, MessageKind | None]] = {}
+    for layer in layers:
+        # Rows are locked in one order (by the id the reports name) so two processes' rounds never
+        # deadlock each other.
+        layer.sort(key=lambda i: (reports[i].provider_id, i))
+        result = await connection.execute(_ROUND, _round_params(reports, layer, at))
+        for row in result:
+            if row.ord not in moved:
+                moved[row.ord] = (row.id, MessageKind(row.kind) if row.kind else None)
+    unmoved = [i for i in range(len(reports)) if i not in moved]
+    known: set[int] = set()
+    if unmoved:
+        known = set((await connection.execute(_ROUND_KNOWN, _round_params(reports, unmoved, at))).scalars())
+    return [
+        ReportApplied(known=True, moved=moved[i]) if i in moved else ReportApplied(known=i in known)
+        for i in range(len(reports))
+    ]
+
+
+def _round_params(reports: Sequence[Report], which: Sequence[int], at: datetime) -> dict[str, object]:
+    return {
+        "r_providers": [reports[i].provider for i in which],
+        "r_ids": [reports[i].provider_id for i in which],
+        "r_statuses": [reports[i].status.value for i in which],
+        "r_errors": [reports[i].error[:500] for i in which],
+        "r_ords": list(which),
+        "r_now": at,
+    }

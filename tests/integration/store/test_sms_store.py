@@ -194,6 +194,54 @@ async def test_outcomes_of_a_batch_are_stored_in_one_go(engine: AsyncEngine) -> 
     assert (await store.get_message(ids[0])).status is MessageStatus.DELIVERED
 
 
+async def test_a_round_of_reports_applies_each_in_order_and_skips_the_unknown_and_the_cancelled(
+    engine: AsyncEngine,
+) -> None:
+    """Reports arriving together are one round: two on one text keep their order, an unknown id in the
+    middle neither fails nor blocks the others, and a cancelled text stays cancelled."""
+    store = SqlSmsStore(engine)
+    for i in range(4):
+        await store.enqueue(dataclasses.replace(draft(f"r{i}"), number=f"+1212555{i:04d}"))
+    a, b, c, d = await store.claim_due(T0, lease_s=60, limit=10)
+    await store.record_outcomes([Cancelled(c.id, "opted_out")], T0)
+    later = T0 + timedelta(minutes=1)
+    applied = await store.delivery_reports(
+        [
+            Report("kannel", a.id, MessageStatus.SENT),
+            Report("kannel", b.id, MessageStatus.DELIVERED),
+            Report("kannel", "no-such-text", MessageStatus.DELIVERED),
+            Report("kannel", a.id, MessageStatus.DELIVERED),
+            Report("kannel", c.id, MessageStatus.DELIVERED),
+            Report("kannel", d.id, MessageStatus.FAILED, "undeliverable"),
+            Report("kannel", b.id, MessageStatus.SENT),  # late: never moves "delivered" back
+        ],
+        later,
+    )
+    assert [(x.known, x.moved is not None) for x in applied] == [
+        (True, True),
+        (True, True),
+        (False, False),
+        (True, True),
+        (True, False),
+        (True, True),
+        (True, False),
+    ]
+    assert applied[3].moved == (a.id, MessageKind.FOLLOW_UP)
+    stored = {m.id: await store.get_message(m.id) for m in (a, b, c, d)}
+    assert [stored[m.id].status for m in (a, b, c, d)] == [
+        MessageStatus.DELIVERED,
+        MessageStatus.DELIVERED,
+        MessageStatus.CANCELLED,
+        MessageStatus.FAILED,
+    ]
+    assert (stored[a.id].provider, stored[a.id].sent_at, stored[d.id].error) == (
+        "kannel",
+        later,
+        "undeliverable",
+    )
+    assert (stored[c.id].provider, stored[c.id].sent_at) == ("", None)
+
+
 async def test_a_claim_left_by_a_dead_worker_is_taken_again_after_its_lease(engine: AsyncEngine) -> None:
     store = SqlSmsStore(engine)
     message, _ = await store.enqueue(draft("k"))

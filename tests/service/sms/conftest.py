@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.config import DatabaseSettings
 from callcenter.model.events import CallEnded
@@ -37,6 +38,7 @@ class Rig:
     clock: FakeClock
     settings: EngineSettings
     make: Callable[[RecordingSmsGateway], SmsEngine]
+    sql: AsyncEngine
 
     async def missed(
         self, call_id: str, caller: str = NY_MOBILE, outcome: CallOutcome = CallOutcome.ABANDONED
@@ -85,6 +87,6 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
     gateway = RecordingSmsGateway(clock)
     try:
-        yield Rig(make(gateway), store, calls, gateway, clock, settings, make)
+        yield Rig(make(gateway), store, calls, gateway, clock, settings, make, sql)
     finally:
         await sql.dispose()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callcenter.errors import ConflictError, ValidationError
+from callcenter.errors import ConflictError, StoreUnavailableError, ValidationError
+from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import CallOutcome
 from callcenter.sms.consent import ALL_PROGRAMS, ConsentAction, ConsentSource, ConsentStatus, verify_chain
 from callcenter.sms.keywords import Intent
+from callcenter.sms.outbox import Handed
 from callcenter.sms.ports import Outgoing, ProviderError
 from callcenter.sms.records import Contact, MessageStatus
 from callcenter.sms.service import Inbound, SmsEngine
+from callcenter.store.sql_repos import SqlCallRepository
 from tests.fakes.sms import RecordingSmsGateway, SenderCrashed
 from tests.service.sms.conftest import NY_MOBILE, Rig
 
@@ -234,6 +238,47 @@ async def test_delivery_reports_update_the_status(rig: Rig) -> None:
     assert not await rig.engine.delivery_report("recording", "unknown", MessageStatus.DELIVERED)
 
 
+async def test_a_delivery_report_without_a_usable_id_is_refused_and_moves_nothing(rig: Rig) -> None:
+    """An empty id would name every text handed over and not yet answered; control characters name
+    no message (and PostgreSQL refuses a NUL, which would fail the other reports of its round)."""
+    message = await rig.engine.send_manual(NY_MOBILE, "hello", actor="t")
+    (claimed,) = await rig.store.claim_due(rig.clock.now(), lease_s=60, limit=10)
+    hold = rig.clock.now() + timedelta(minutes=10)
+    await rig.store.record_outcomes([Handed(claimed.id, "recording", hold)], rig.clock.now())
+    for bad in ("", "a\x00b", "x\ny"):
+        with pytest.raises(ValidationError):
+            await rig.engine.delivery_report("recording", bad, MessageStatus.DELIVERED)
+    assert (await rig.store.get_message(message.id)).status is MessageStatus.SENDING
+    # Reports arriving together with a bad one are applied.
+    results = await asyncio.gather(
+        rig.engine.delivery_report("recording", "a\x00b", MessageStatus.DELIVERED),
+        rig.engine.delivery_report("recording", message.id, MessageStatus.DELIVERED),
+        rig.engine.delivery_report("recording", "no-such-text", MessageStatus.DELIVERED),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ValidationError) and results[1:] == [True, False]
+    assert (await rig.store.get_message(message.id)).status is MessageStatus.DELIVERED
+
+
+async def test_a_claim_whose_checks_cannot_be_made_leaves_its_texts_queued(rig: Rig) -> None:
+    """The claim, the send-time checks and the hand-over are one transaction: when a check cannot be
+    made (here the calls store is down), nothing of the claim holds, and the text goes at the next
+    pass rather than when its claim expires."""
+    await rig.missed("call-1")
+
+    class CallsDown(SqlCallRepository):
+        async def get(self, call_id: str) -> CallRecord:
+            raise StoreUnavailableError("the calls store is down")
+
+    down = SmsEngine(rig.store, rig.gateway, CallsDown(rig.sql), None, rig.clock, rig.settings)
+    with pytest.raises(StoreUnavailableError):
+        await down.send_due()
+    (waiting,) = (await rig.engine.messages(number=NY_MOBILE, needs_person=None, cursor=None, limit=10)).items
+    assert (waiting.status, waiting.attempts, waiting.provider) == (MessageStatus.QUEUED, 0, "")
+    assert await rig.engine.send_due() == 1  # at once: no lease to wait out
+    assert len(rig.gateway.to(NY_MOBILE)) == 1
+
+
 @pytest.mark.parametrize("crash_point", ["before_claim", "after_claim", "after_provider_took_it"])
 async def test_outbox_crash_and_restart_loses_nothing_and_sends_nothing_twice(
     rig: Rig, crash_point: str
@@ -327,6 +372,36 @@ async def test_unrelated_provider_gateway_is_independent(rig: Rig) -> None:
     await engine.send_manual(NY_MOBILE, "hi", actor="a")
     await engine.send_due()
     assert len(other.delivered) == 1 and rig.gateway.delivered == []
+
+
+async def test_a_sender_dying_mid_batch_leaves_at_most_twice_its_concurrency_handed_over(rig: Rig) -> None:
+    """Texts are handed over (stored as such) before their request, at most ``2 * send_concurrency``
+    ahead of the answers, also those the claim itself hands over: a process dying now would leave
+    that many for a person, and the rest of the batch to be sent again by itself."""
+    numbers = [f"+1212555{i:04d}" for i in range(6)]
+    for i, number in enumerate(numbers):
+        await rig.engine.send_manual(number, f"text {i}", actor="test")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class StuckNetwork(RecordingSmsGateway):
+        async def send(self, message: Outgoing) -> str:
+            entered.set()
+            await release.wait()  # the provider answers late: the process could die meanwhile
+            return await super().send(message)
+
+    one_at_a_time = dataclasses.replace(rig.settings, send_concurrency=1)
+    engine = SmsEngine(rig.store, StuckNetwork(rig.clock), rig.calls, None, rig.clock, one_at_a_time)
+    sender = asyncio.create_task(engine.send_due())
+    await asyncio.wait_for(entered.wait(), 5)
+    for _ in range(20):  # the other texts' tasks run as far as they can
+        await asyncio.sleep(0)
+    stored = (await rig.engine.messages(number=None, needs_person=None, cursor=None, limit=10)).items
+    assert sorted(m.status.value for m in stored) == ["sending"] * 6
+    assert len([m for m in stored if m.provider]) == 2
+    sender.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await sender
 
 
 async def test_a_stopped_sender_finishes_its_requests_in_flight_and_gives_back_the_rest(rig: Rig) -> None:
