@@ -23,7 +23,7 @@ from typing import Final
 from aiohttp import web
 
 from callcenter.api.jsonio import iso
-from callcenter.api.session import asset_response, page_principal, page_response
+from callcenter.api.session import page_principal, serve_asset, serve_page
 from callcenter.api.worklist import WORKLIST, item_json
 from callcenter.auth.tokens import Principal
 from callcenter.callbacks.worklist import WorkItem, Worklist
@@ -160,7 +160,7 @@ def viewed_agent(principal: Principal, named: str | None) -> str | None:
 
 
 async def get_agent_page(request: web.Request) -> web.StreamResponse:
-    return await page_response(request, Role.AGENT, "agent.html")
+    return await serve_page(request, Role.AGENT, "agent.html")
 
 
 async def get_agent_me(request: web.Request) -> web.Response:
@@ -286,7 +286,7 @@ _NOT_CLOSING: Final = _Closing()
 
 
 async def get_asset(request: web.Request) -> web.StreamResponse:
-    return asset_response(request, ASSETS)
+    return serve_asset(request, ASSETS)
 
 
 def install_agent_routes(

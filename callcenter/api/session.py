@@ -77,7 +77,7 @@ async def page_principal(request: web.Request, role: Role) -> Principal | web.Re
     return principal
 
 
-async def page_response(request: web.Request, role: Role, page: str) -> web.StreamResponse:
+async def serve_page(request: web.Request, role: Role, page: str) -> web.StreamResponse:
     """The page ``WEB_DIR/<page>`` for a principal signed in with ``role``, else a redirect or 403."""
     answer = await page_principal(request, role)
     if isinstance(answer, web.Response):
@@ -92,7 +92,7 @@ async def page_response(request: web.Request, role: Role, page: str) -> web.Stre
     )
 
 
-def asset_response(request: web.Request, assets: Mapping[str, str]) -> web.StreamResponse:
+def serve_asset(request: web.Request, assets: Mapping[str, str]) -> web.StreamResponse:
     """The script or style ``{name}`` of the request if ``assets`` lists it (name to content type)."""
     name = request.match_info["name"]
     content_type = assets.get(name)

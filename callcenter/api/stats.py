@@ -68,7 +68,7 @@ def missed_json(missed: MissedCall) -> JsonObject:
 
 def wallboard_json(snapshot: Snapshot, *, waiting: int = 50, missed: int = 50) -> JsonObject:
     """What the wallboard feed sends: the live figures, the longest ``waiting`` callers, the newest
-    ``missed`` open missed calls, and today's charts."""
+    ``missed`` open missed calls, the promised callbacks at risk, and today's charts."""
     body = live_json(snapshot)
     body["since"] = snapshot.since.isoformat()
     body["waiting"] = [
@@ -82,6 +82,17 @@ def wallboard_json(snapshot: Snapshot, *, waiting: int = 50, missed: int = 50) -
         for w in snapshot.waiting[:waiting]
     ]
     body["open_missed"] = [missed_json(m) for m in snapshot.open_missed[-missed:]]
+    body["at_risk"] = [
+        {
+            "callback_id": r.callback_id,
+            "queue": r.queue,
+            "number": r.number,
+            "window_end": r.window_end.isoformat(),
+            "ends_in_s": round((r.window_end - snapshot.at).total_seconds()),
+            "expected_by": iso(r.expected_by),
+        }
+        for r in snapshot.at_risk
+    ]
     body["day"] = [
         {
             "start": p.start.isoformat(),

@@ -15,7 +15,7 @@ from typing import Final
 
 from aiohttp import web
 
-from callcenter.api.session import asset_response, page_principal, page_response
+from callcenter.api.session import page_principal, serve_asset, serve_page
 from callcenter.api.stats import STATS_SERVICE
 from callcenter.errors import AuthenticationError, DependencyError
 from callcenter.model.vocabulary import Role
@@ -38,7 +38,7 @@ def _feed(request: web.Request) -> SnapshotFeed:
 
 
 async def get_wallboard(request: web.Request) -> web.StreamResponse:
-    return await page_response(request, Role.SUPERVISOR, "wallboard.html")
+    return await serve_page(request, Role.SUPERVISOR, "wallboard.html")
 
 
 async def get_feed(request: web.Request) -> web.StreamResponse:
@@ -85,7 +85,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
 
 
 async def get_static(request: web.Request) -> web.StreamResponse:
-    return asset_response(request, STATIC)
+    return serve_asset(request, STATIC)
 
 
 def install_wallboard_routes(app: web.Application) -> None:

@@ -163,9 +163,15 @@ def is_expired(callback: Callback, now: datetime, settings: DispatchSettings) ->
 
 def is_late(callback: Callback, now: datetime, settings: DispatchSettings) -> bool:
     """Nobody dialled yet and the promise ends within ``late_alert_s`` (or has ended)."""
+    return promise_at_risk(callback, now, settings.late_alert_s)
+
+
+def promise_at_risk(callback: Callback, now: datetime, lead_s: float) -> bool:
+    """An open callback nobody has dialled yet whose promised window ends within ``lead_s`` of
+    ``now``, or has ended: what the dispatcher alerts on and the wallboard lists."""
     if not callback.is_open or callback.first_dial_at is not None:
         return False
-    return callback.window.end - now <= timedelta(seconds=settings.late_alert_s)
+    return callback.window.end - now <= timedelta(seconds=lead_s)
 
 
 def place_in_line(callback: Callback) -> datetime:

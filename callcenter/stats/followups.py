@@ -16,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
+from callcenter.callbacks.dispatch import promise_at_risk
 from callcenter.callbacks.promise import kept_rate, promise_outcome
 from callcenter.model.callbacks import Callback, PromiseWindow
 from callcenter.model.events import (
+    CallbackPromiseAtRisk,
     CallbackStateChanged,
     CallEnded,
     CallLeftQueue,
@@ -102,6 +104,18 @@ class TrackedCallback:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AtRisk:
+    """A promise about to be broken (or broken) with nobody dialled yet: a line of the wallboard's
+    alert list. ``expected_by``: when the dispatcher now expects to dial it (its latest alert)."""
+
+    callback_id: str
+    queue: str
+    number: str
+    window_end: datetime
+    expected_by: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TrackedVoicemail:
     queue: str
     caller: str
@@ -151,9 +165,16 @@ def callback_from_event(event: CallbackStateChanged, known: Callback | None) -> 
 
 @dataclass(slots=True)
 class FollowUps:
-    """Callbacks, voicemails and SMS seen today (see the module docstring)."""
+    """Callbacks, voicemails and SMS seen today (see the module docstring).
 
+    :param late_alert_s: a promise is listed as at risk from this long before its window ends (the
+        dispatcher's ``CALLCENTER_DISPATCH_LATE_ALERT_S``), as long as nobody has dialled it.
+    """
+
+    late_alert_s: float = 120.0
     callbacks: dict[str, TrackedCallback] = field(default_factory=dict)
+    #: The dispatcher's latest expected dial time per callback at risk (``CallbackPromiseAtRisk``).
+    expected: dict[str, datetime | None] = field(default_factory=dict)
     voicemails: dict[str, TrackedVoicemail] = field(default_factory=dict)
     #: SMS events of the day: (message id, status) -> (queue, at); opt-outs: event id -> at.
     sms: dict[tuple[str, str], datetime] = field(default_factory=dict)
@@ -167,6 +188,14 @@ class FollowUps:
         match event:
             case CallbackStateChanged():
                 return self._callback(event)
+            case CallbackPromiseAtRisk():
+                if (
+                    event.callback_id in self.expected
+                    and self.expected[event.callback_id] == event.expected_by
+                ):
+                    return False
+                self.expected[event.callback_id] = event.expected_by
+                return True
             case VoicemailRecorded() | VoicemailTranscribed() | VoicemailSilent():
                 return self._voicemail(event)
             case WaitAnnounced() | CallLeftQueue() | CallEnded():
@@ -267,6 +296,7 @@ class FollowUps:
         self.callbacks = {
             k: t for k, t in self.callbacks.items() if t.callback.is_open or t.callback.window.end >= start
         }
+        self.expected = {k: at for k, at in self.expected.items() if k in self.callbacks}
         self.voicemails = {
             k: v
             for k, v in self.voicemails.items()
@@ -278,6 +308,22 @@ class FollowUps:
         self.announced = {
             c: told for c, told in self.announced.items() if max(told) >= start - timedelta(days=1)
         }
+
+    def at_risk(self, now: datetime) -> tuple[AtRisk, ...]:
+        """The promises at risk at ``now`` (every queue), the soonest broken first."""
+        listed = (
+            t.callback for t in self.callbacks.values() if promise_at_risk(t.callback, now, self.late_alert_s)
+        )
+        return tuple(
+            AtRisk(
+                callback_id=c.id,
+                queue=c.queue,
+                number=c.number,
+                window_end=c.window.end,
+                expected_by=self.expected.get(c.id),
+            )
+            for c in sorted(listed, key=lambda c: (c.window.end, c.id))
+        )
 
     def _open_callback(self, queue: str, number: str) -> bool:
         return any(

@@ -24,7 +24,7 @@ from callcenter.model.events import (
 )
 from callcenter.model.vocabulary import AgentState, CallOutcome
 from callcenter.stats.definitions import Counts, StatsConfig, figures, total
-from callcenter.stats.followups import FollowUps
+from callcenter.stats.followups import AtRisk, FollowUps
 from callcenter.stats.intervals import (
     NO_QUEUE,
     IntervalBook,
@@ -87,6 +87,8 @@ class Snapshot:
     waiting: tuple[Waiting, ...]
     open_missed: tuple[MissedCall, ...]
     day: tuple[IntervalPoint, ...]
+    #: Promised callbacks about to be (or already) broken with nobody dialled yet.
+    at_risk: tuple[AtRisk, ...] = ()
 
 
 @dataclass(slots=True)
@@ -248,6 +250,7 @@ class LiveStats:
             waiting=waiting,
             open_missed=open_missed,
             day=self._day_points(rows),
+            at_risk=self.followups.at_risk(now),
         )
 
     def _figures(self, queue: str | None, counts: list[Counts], now: datetime, since: datetime) -> Figures:

@@ -26,6 +26,7 @@ from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import AgentState, CallbackState, VoicemailStatus
 from callcenter.stats.definitions import StatsConfig
 from callcenter.stats.feed import SnapshotFeed
+from callcenter.stats.followups import FollowUps
 from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
 from callcenter.stats.intervals import MissedCall, ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats, Snapshot
@@ -53,16 +54,23 @@ class StatsService:
     :param clock: the time of snapshots and of "today".
     :param config: the metric definitions' parameters.
     :param zone: the time zone of "today" on the live board.
+    :param late_alert_s: how long before its window ends an undialled promise is listed as at risk.
     """
 
     def __init__(
-        self, repo: StatsRepository, clock: Clock, config: StatsConfig, *, zone: tzinfo = UTC
+        self,
+        repo: StatsRepository,
+        clock: Clock,
+        config: StatsConfig,
+        *,
+        zone: tzinfo = UTC,
+        late_alert_s: float = 120.0,
     ) -> None:
         self._repo = repo
         self._clock = clock
         self.config = config
         self.zone = zone
-        self.live = LiveStats(config=config, zone=zone)
+        self.live = LiveStats(config=config, zone=zone, followups=FollowUps(late_alert_s=late_alert_s))
         self.feed: SnapshotFeed | None = None
         #: Calls ended since start-up by (queue, outcome): the Prometheus counters.
         self.ended_totals: dict[tuple[str, str], int] = {}

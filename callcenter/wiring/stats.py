@@ -47,7 +47,11 @@ def build_stats(settings: Settings, store: Store, clock: Clock) -> StatsService:
     """The statistics service over the store, with the settings' definitions and time zone."""
     config = stats_config(settings)
     stats = StatsService(
-        SqlStatsRepository(store.engine), clock, config, zone=ZoneInfo(settings.stats.time_zone)
+        SqlStatsRepository(store.engine),
+        clock,
+        config,
+        zone=ZoneInfo(settings.stats.time_zone),
+        late_alert_s=settings.dispatch.late_alert_s,
     )
     stats.feed = SnapshotFeed(lambda: render_wallboard(stats))
     return stats

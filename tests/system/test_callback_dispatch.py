@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from callcenter.api.stats import render_wallboard
 from callcenter.callbacks.attempts import customer_channel_id
 from callcenter.callbacks.sources import SourcedRequest
 from callcenter.model.callbacks import Actor
@@ -299,6 +301,19 @@ async def test_a_late_promise_alert_says_when_the_callback_is_now_expected(
     [alert] = [e for e in await _events(running, CallbackPromiseAtRisk) if e.callback_id == callback.id]
     assert alert.expected_by == opens.astimezone(UTC), "dialled when the customer's quiet hours end"
     assert _originates(sim) == []
+
+    # The supervisors' wallboard lists it, with the same expected time.
+    stats = running.services.stats
+    assert stats is not None
+
+    async def listed() -> list[dict[str, Any]]:
+        board = json.loads(render_wallboard(stats))
+        return [r for r in board["at_risk"] if r["callback_id"] == callback.id]
+
+    await eventually(listed, timeout_s=10.0, what="the promise at risk on the wallboard")
+    [row] = await listed()
+    assert (row["number"], row["queue"]) == (callback.number, callback.queue)
+    assert datetime.fromisoformat(row["expected_by"]) == opens.astimezone(UTC)
 
 
 async def test_cancel_by_api_stops_the_dispatch(apps: Apps, sim: SimulatedAsterisk) -> None:

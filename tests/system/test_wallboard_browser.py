@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import pytest
 
-from callcenter.model.events import CallbackStateChanged, VoicemailRecorded
+from callcenter.model.events import CallbackPromiseAtRisk, CallbackStateChanged, VoicemailRecorded
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState
 from callcenter.simulator import SimulatedAsterisk
@@ -145,3 +145,49 @@ async def test_the_wallboard_in_chromium_follows_a_call_arriving_and_answered(
     due = await in_thread(lambda: browser.find_element(By.ID, "callbacks-due").text)
     assert due.startswith("due 15 min 1 · 60 min 1")
     await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard-followups.png"))
+
+    # A promise about to be broken (its window ends within the 2-minute alert lead), nobody dialled:
+    # the alert panel appears, with when the dispatcher now expects to call.
+    assert not await in_thread(lambda: browser.find_element(By.ID, "at-risk-panel").is_displayed())
+    ends = now + timedelta(minutes=1)
+    await system.services.bus.publish(
+        CallbackStateChanged(
+            event_id="callback:cb-late:requested:0",
+            occurred_at=now,
+            callback_id="cb-late",
+            queue=QUEUE,
+            number="+14155550144",
+            kind=CallbackKind.KEEP_PLACE,
+            state=CallbackState.REQUESTED,
+            window_start=now - timedelta(minutes=9),
+            window_end=ends,
+            actor_kind=ActorKind.CUSTOMER,
+        )
+    )
+    await system.services.bus.publish(
+        CallbackPromiseAtRisk(
+            event_id="callback-late:cb-late",
+            occurred_at=now,
+            callback_id="cb-late",
+            queue=QUEUE,
+            number="+14155550144",
+            window_end=ends,
+            state=CallbackState.REQUESTED,
+            expected_by=now + timedelta(minutes=20),
+        )
+    )
+    await shown(browser, "callbacks_pending", "2")
+
+    def first_row() -> list[str]:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#at-risk tbody tr")
+        return [cell.text for cell in rows[0].find_elements(By.TAG_NAME, "td")] if rows else []
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    cells: list[str] = []
+    while loop.time() < deadline and not cells[3:4]:
+        cells = await in_thread(first_row)
+        await asyncio.sleep(0.05)
+    assert await in_thread(lambda: browser.find_element(By.ID, "at-risk-panel").is_displayed())
+    assert cells[:2] == ["+14155550144", QUEUE] and cells[3] != "no estimate", cells
+    await in_thread(browser.save_screenshot, str(ARTIFACTS / "wallboard-at-risk.png"))

@@ -79,6 +79,19 @@
     missed.replaceChildren(
       ...snap.open_missed.filter(inScope).reverse().map((m) => row([m.caller, m.queue || "–", m.outcome.replace(/_/g, " "), time(m.ended_at)])),
     );
+    // Promises about to be broken (or broken) with nobody dialled: shown only while there are some.
+    const atRisk = snap.at_risk.filter(inScope);
+    $("at-risk-panel").hidden = atRisk.length === 0;
+    $("at-risk-count").textContent = String(atRisk.length);
+    $("at-risk").tBodies[0].replaceChildren(
+      ...atRisk.map((r) => {
+        const tr = row([r.number, r.queue, `${time(r.window_end)}${r.ends_in_s < 0 ? ` (${secs(-r.ends_in_s)} ago)` : ""}`,
+          r.expected_by ? time(r.expected_by) : "no estimate"]);
+        tr.dataset.callback = r.callback_id;
+        tr.dataset.level = r.ends_in_s < 0 ? "alert" : "warn";
+        return tr;
+      }),
+    );
     const queues = $("queues").tBodies[0];
     queues.replaceChildren(
       ...Object.entries(snap.queues).map(([name, f]) =>

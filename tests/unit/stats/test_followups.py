@@ -17,6 +17,7 @@ from callcenter.capacity.accuracy import PredictionRecord, accuracy
 from callcenter.capacity.predictors import PredictorName
 from callcenter.model.callbacks import Actor, Callback, CallbackChange
 from callcenter.model.events import (
+    CallbackPromiseAtRisk,
     CallEnded,
     CallLeftQueue,
     DomainEvent,
@@ -159,6 +160,38 @@ def test_pending_due_and_overdue_callbacks_by_state_and_due_time() -> None:
     assert figures["callbacks_due_60m"] == 4  # and s2 (due at 75)
     assert figures["callbacks_overdue"] == 2  # k1 (window ended at 20) and k3, never dialled
     assert live.snapshot(at(30)).queues["sales"]["callbacks_pending"] == 6
+
+
+def test_promises_at_risk_are_listed_until_someone_dials_them_with_the_dispatchers_new_time() -> None:
+    """Issue #7: supervisors see each promise about to be broken (the dispatcher's late-alert lead,
+    2 minutes by default) or broken, with nobody dialled yet, and when it is now expected."""
+    ends_soon = Story.keep_place("k1", asked=0, by=31)  # window ends at 31
+    broken = Story.keep_place("k2", asked=0, by=25, number="+14155550101")  # ended at 25
+    far = Story.keep_place("k3", asked=0, by=60, number="+14155550102")
+    dialled = Story.keep_place("k4", asked=0, by=31, number="+14155550103").to(S.DIALING, 29)
+    live = board(*events_of(ends_soon, broken, far, dialled))
+    alert = CallbackPromiseAtRisk(
+        event_id="late:k1",
+        occurred_at=at(29),
+        callback_id="k1",
+        queue="sales",
+        number=NUMBER,
+        window_end=at(31),
+        state=S.REQUESTED,
+        expected_by=at(38),
+    )
+    assert live.apply(alert) is True and live.apply(alert) is False, "a repeat changes nothing"
+
+    listed = live.snapshot(at(30)).at_risk
+    assert [(r.callback_id, r.window_end, r.expected_by) for r in listed] == [
+        ("k2", at(25), None),  # broken first; no alert seen for it (say, raised before a restart)
+        ("k1", at(31), at(38)),
+    ]
+    assert listed[1].number == NUMBER and listed[1].queue == "sales"
+
+    live.apply(ends_soon.to(S.DIALING, 30.5).events[-1])
+    assert [r.callback_id for r in live.snapshot(at(31)).at_risk] == ["k2"], "dialled: no longer at risk"
+    assert [r.callback_id for r in live.snapshot(at(59)).at_risk] == ["k2", "k3"]
 
 
 def test_a_repeated_or_late_callback_event_changes_nothing() -> None:
