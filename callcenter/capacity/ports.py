@@ -16,7 +16,7 @@ from callcenter.capacity.schedules import Schedule
 from callcenter.model.paging import Page
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.queue.ports import CallFilter
-from callcenter.queue.state import QueueView
+from callcenter.queue.state import QueueStanding, QueueView
 
 
 class LiveQueue(Protocol):
@@ -37,6 +37,16 @@ class LiveQueueSource(Protocol):
 
     async def live(self, queue: str) -> LiveQueue:
         """The queue's picture now. :raises NotFoundError: for a queue not configured."""
+        ...
+
+    async def standing(
+        self, queue: str, *, call_id: str | None = None, joined_at: datetime | None = None
+    ) -> QueueStanding:
+        """The queue's line and staffing now in counts, with the place of ``call_id`` (``None`` when
+        it is not waiting here) and the callers queued before ``joined_at``.
+
+        :raises NotFoundError: for a queue not configured.
+        """
         ...
 
 

@@ -51,7 +51,6 @@ from callcenter.capacity.forecast import (
 )
 from callcenter.capacity.ports import (
     CallHistory,
-    LiveQueue,
     LiveQueueSource,
     PredictionLog,
     QueueSettingsSource,
@@ -65,6 +64,7 @@ from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState
 from callcenter.queue.hours import zone_of
 from callcenter.queue.ports import CallFilter
+from callcenter.queue.state import STAFFED_STATES, QueueStanding
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,6 @@ CONSUMER_GROUP: Final = "capacity-estimates"
 
 #: The event types :meth:`EstimateService.handle` acts on; the bus acknowledges the others unread (``only``).
 HANDLED_EVENTS: Final = frozenset({CallEnded.event_type})
-#: Agents in these states serve the queue (free or on a call); paused and logged-out ones do not.
-STAFFED_STATES: Final = frozenset(
-    {AgentState.AVAILABLE, AgentState.RINGING, AgentState.BUSY, AgentState.WRAP_UP}
-)
 _PAGE: Final = 500
 # CallEnded ids remembered to recognise a redelivery.
 _SEEN_EVENTS: Final = 50_000
@@ -232,17 +228,15 @@ class EstimateService:
             raise ValidationError("ask for a call_id or a position, not both")
         if position is not None:
             check_position(position)
-        live = await self._live_queue(queue)
-        waiting = live.view.waiting
+        standing = await self._standing(queue, call_id=call_id)
         elapsed_s = 0.0
         if call_id is not None:
-            caller = next((w for w in waiting if w.call_id == call_id), None)
-            if caller is None:
+            if standing.position is None:
                 raise NotFoundError(f"call {call_id!r} is not waiting in queue {queue!r}")
-            position, elapsed_s = caller.position, caller.wait_s
+            position, elapsed_s = standing.position, standing.elapsed_s
         elif position is None:
-            position = len(waiting) + 1
-        return await self._estimate(live, position=position, elapsed_s=elapsed_s, call_id=call_id)
+            position = standing.waiting + 1
+        return await self._estimate(standing, position=position, elapsed_s=elapsed_s, call_id=call_id)
 
     async def estimate_place(self, queue: str, *, joined_at: datetime, callbacks_ahead: int = 0) -> Estimate:
         """The estimate for a place in line taken at ``joined_at`` that is not a live call (a kept
@@ -251,9 +245,11 @@ class EstimateService:
 
         :raises NotFoundError: for an unknown queue. :raises DependencyError: no live board here.
         """
-        live = await self._live_queue(queue)
-        ahead = sum(1 for w in live.view.waiting if w.enqueued_at < joined_at) + max(callbacks_ahead, 0)
-        return await self._estimate(live, position=min(ahead + 1, MAX_POSITION), elapsed_s=0.0, call_id=None)
+        standing = await self._standing(queue, joined_at=joined_at)
+        ahead = standing.ahead + max(callbacks_ahead, 0)
+        return await self._estimate(
+            standing, position=min(ahead + 1, MAX_POSITION), elapsed_s=0.0, call_id=None
+        )
 
     async def estimate_snapshot(
         self, queue: str, snapshot: QueueSnapshot, *, call_id: str | None = None
@@ -315,7 +311,16 @@ class EstimateService:
     async def _capture_queue(self, queue: str, waiting_now: set[str]) -> int:
         assert self._live is not None
         live = await self._live.live(queue)
-        staffing = _staffing(live)
+        waiting = live.view.waiting
+        agents = live.view.agents
+        standing = QueueStanding(
+            queue=live.queue,
+            at=live.at,
+            waiting=len(waiting),
+            hol_wait_s=max(0.0, waiting[0].wait_s) if waiting else 0.0,
+            staffed=sum(1 for a in agents if a.state in STAFFED_STATES),
+            free=sum(1 for a in agents if a.state is AgentState.AVAILABLE),
+        )
         records: list[PredictionRecord] = []
         captured: list[str] = []
         made = 0
@@ -330,11 +335,7 @@ class EstimateService:
                 # estimates keep the snapshot taken above, so nothing changes under them.
                 await asyncio.sleep(0)
             estimate = await self._estimate(
-                live,
-                position=caller.position,
-                elapsed_s=caller.wait_s,
-                call_id=caller.call_id,
-                staffing=staffing,
+                standing, position=caller.position, elapsed_s=caller.wait_s, call_id=caller.call_id
             )
             if estimate.wait.estimate is None:
                 continue
@@ -347,35 +348,30 @@ class EstimateService:
         self._captured.update(captured)
         return len(captured)
 
-    async def _live_queue(self, queue: str) -> LiveQueue:
+    async def _standing(
+        self, queue: str, *, call_id: str | None = None, joined_at: datetime | None = None
+    ) -> QueueStanding:
         if self._live is None:
             raise DependencyError("live queue state is not available in this process")
-        return await self._live.live(queue)
+        return await self._live.standing(queue, call_id=call_id, joined_at=joined_at)
 
     async def _estimate(
-        self,
-        live: LiveQueue,
-        *,
-        position: int,
-        elapsed_s: float,
-        call_id: str | None,
-        staffing: tuple[int, int] | None = None,
+        self, standing: QueueStanding, *, position: int, elapsed_s: float, call_id: str | None
     ) -> Estimate:
-        """:param staffing: ``_staffing(live)``, when the caller computed it already."""
-        waiting = live.view.waiting
-        staffed, free = staffing if staffing is not None else _staffing(live)
         snapshot = QueueSnapshot(
             position=position,
             elapsed_s=max(0.0, elapsed_s),
-            agents_staffed=staffed,
-            agents_free=free,
-            hol_wait_s=max(0.0, waiting[0].wait_s) if waiting else 0.0,
+            agents_staffed=standing.staffed,
+            agents_free=standing.free,
+            hol_wait_s=max(0.0, standing.hol_wait_s),
         )
-        name = live.view.queue
+        name = standing.queue.name
         online = self.online(name)
-        prior = await self._prior(live.queue, live.at)
+        prior = await self._prior(standing.queue, standing.at)
         inputs = model_inputs(online, prior, prior_calls=self._settings.prior_calls)
-        return Estimate(queue=name, at=live.at, call_id=call_id, wait=estimate_wait(snapshot, inputs, online))
+        return Estimate(
+            queue=name, at=standing.at, call_id=call_id, wait=estimate_wait(snapshot, inputs, online)
+        )
 
     async def _prior(self, queue: QueueRecord, now: datetime) -> IntervalForecast | None:
         """The current interval's forecast from history (cached), ``None`` without history."""
@@ -541,14 +537,6 @@ def _check_window(since: datetime, until: datetime) -> None:
         raise ValidationError("until must be after since")
     if until - since > timedelta(days=MAX_HISTORY_DAYS):
         raise ValidationError(f"the window may span at most {MAX_HISTORY_DAYS} days")
-
-
-def _staffing(live: LiveQueue) -> tuple[int, int]:
-    """Agents of the queue staffed, and free, in a live picture."""
-    agents = live.view.agents
-    staffed = sum(1 for a in agents if a.state in STAFFED_STATES)
-    free = sum(1 for a in agents if a.state is AgentState.AVAILABLE)
-    return staffed, free
 
 
 def _records(estimate: Estimate, call_id: str, *, announced: bool) -> list[PredictionRecord]:

@@ -95,6 +95,7 @@ from callcenter.queue.ports import (
     VoicemailTaker,
 )
 from callcenter.queue.state import (
+    STAFFED_STATES,
     AgentLive,
     AgentLoggedIn,
     AgentLoggedOut,
@@ -106,6 +107,7 @@ from callcenter.queue.state import (
     AnyAgentFact,
     Fact,
     QueueBoard,
+    QueueStanding,
     QueueView,
     Step,
     WaitingKey,
@@ -1900,6 +1902,38 @@ class QueueService:
             at=now,
             open_now=is_open(self._hours[queue], now),
             view=self._board.view(queue, now),
+        )
+
+    async def standing(
+        self, queue: str, *, call_id: str | None = None, joined_at: datetime | None = None
+    ) -> QueueStanding:
+        """The queue's line and staffing now, with the place of ``call_id`` (when it waits here) and
+        the callers queued before ``joined_at``: what a wait estimate reads, in counts (each
+        announcement asks; :meth:`live` would list every caller and agent for it).
+
+        :raises NotFoundError: for a queue not configured.
+        """
+        settings = self._queues.get(queue)
+        if settings is None:
+            settings = await self._queue_repo.get(queue)
+            self._set_queue(settings)
+        now = self._clock.now()
+        board = self._board
+        position, elapsed_s = None, 0.0
+        track = board.call(call_id) if call_id is not None else None
+        if track is not None and track.queue == queue:
+            position = board.position(track.call_id)
+            elapsed_s = (track.wait_s(now) or 0.0) if position is not None else 0.0
+        return QueueStanding(
+            queue=settings,
+            at=now,
+            waiting=board.waiting_count(queue),
+            hol_wait_s=board.head_wait_s(queue, now),
+            staffed=board.members_in(queue, STAFFED_STATES),
+            free=board.members_in(queue, (AgentState.AVAILABLE,)),
+            position=position,
+            elapsed_s=elapsed_s,
+            ahead=board.waiting_before(queue, joined_at) if joined_at is not None else 0,
         )
 
     async def list_calls(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:

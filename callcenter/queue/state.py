@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from callcenter.model.events import AgentStateChanged, CallEnded, CallLeftQueue, DomainEvent
 from callcenter.model.events import CallQueued as CallQueuedEvent
@@ -149,6 +149,35 @@ class WaitingCaller:
     wait_s: float
     position: int
     ringing_agent: str | None
+
+
+#: Agents in these states serve their queues (free or on a call); paused and logged-out ones do not.
+STAFFED_STATES: Final = frozenset(
+    {AgentState.AVAILABLE, AgentState.RINGING, AgentState.BUSY, AgentState.WRAP_UP}
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueStanding:
+    """A queue's line and staffing at ``at``, as a wait estimate reads them: counts only, without the
+    list of every caller and agent that :class:`QueueView` builds.
+
+    :param waiting: callers waiting. :param hol_wait_s: how long the first of them has waited (0: none).
+    :param staffed: members in :data:`STAFFED_STATES`. :param free: members available now.
+    :param position: the asked call's place in line (1 is next); ``None`` when it is not waiting here.
+    :param elapsed_s: how long the asked call has waited.
+    :param ahead: callers waiting who joined before the asked time.
+    """
+
+    queue: QueueRecord
+    at: datetime
+    waiting: int
+    hol_wait_s: float
+    staffed: int
+    free: int
+    position: int | None = None
+    elapsed_s: float = 0.0
+    ahead: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -372,6 +401,25 @@ class QueueBoard:
         for index in range(start, len(entries)):
             entry = entries[index]
             yield entry, self._calls[entry[2]].ringing_agent
+
+    def members_in(self, queue: str, states: Collection[AgentState]) -> int:
+        """How many members of ``queue`` are in one of ``states`` (from the indexes, no scan)."""
+        members = self._members.get(queue, set())
+        return sum(len(members.intersection(self._in_state[state])) for state in states)
+
+    def waiting_count(self, queue: str) -> int:
+        return len(self._waiting.get(queue, ()))
+
+    def head_wait_s(self, queue: str, now: datetime) -> float:
+        """How long the first caller waiting in ``queue`` has waited (0 with nobody waiting)."""
+        entries = self._waiting.get(queue)
+        if not entries:
+            return 0.0
+        return self._calls[entries[0][2]].wait_s(now) or 0.0
+
+    def waiting_before(self, queue: str, at: datetime) -> int:
+        """Callers waiting in ``queue`` who were queued before ``at``."""
+        return bisect.bisect_left(self._waiting.get(queue, []), (at,))
 
     def view(self, queue: str, now: datetime) -> QueueView:
         """What ``GET /api/v1/queues/{queue}/live`` shows."""

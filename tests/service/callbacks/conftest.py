@@ -13,7 +13,7 @@ from callcenter.errors import NotFoundError
 from callcenter.model.phone import parse_phone
 from callcenter.model.records import QueueRecord
 from callcenter.model.vocabulary import AgentState
-from callcenter.queue.state import AgentLive, QueueView, WaitingCaller
+from callcenter.queue.state import STAFFED_STATES, AgentLive, QueueStanding, QueueView, WaitingCaller
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner, InMemoryCallbackRepository
 from tests.fakes.store import InMemoryQueueRepository
@@ -48,6 +48,25 @@ class LiveBoard:
             queue=record,
             at=self.clock.now(),
             view=QueueView(queue=queue, waiting=tuple(self.waiting), agents=tuple(self.agents)),
+        )
+
+    async def standing(
+        self, queue: str, *, call_id: str | None = None, joined_at: datetime | None = None
+    ) -> QueueStanding:
+        """The counts of the same board, as ``QueueService.standing`` gives them."""
+        live = await self.live(queue)
+        waiting, agents = live.view.waiting, live.view.agents
+        asked = next((w for w in waiting if w.call_id == call_id), None)
+        return QueueStanding(
+            queue=live.queue,
+            at=live.at,
+            waiting=len(waiting),
+            hol_wait_s=waiting[0].wait_s if waiting else 0.0,
+            staffed=sum(1 for a in agents if a.state in STAFFED_STATES),
+            free=sum(1 for a in agents if a.state is AgentState.AVAILABLE),
+            position=asked.position if asked is not None else None,
+            elapsed_s=asked.wait_s if asked is not None else 0.0,
+            ahead=sum(1 for w in waiting if joined_at is not None and w.enqueued_at < joined_at),
         )
 
     def caller(self, call_id: str, enqueued_s_ago: float, *, ringing: str | None = None) -> None:
