@@ -25,11 +25,17 @@ from callcenter.sms.records import MessageStatus
 
 @dataclass(frozen=True, slots=True)
 class Handed:
-    """About to go to ``provider``; the claim now lasts until ``hold_until`` (the wait for a report)."""
+    """About to go to ``provider``; the claim now lasts until ``hold_until`` (the wait for a report).
+
+    ``claim`` is the message's ``claimed_until`` as the sender's claim set it: the hand-over is stored
+    only while that claim is still the message's (not expired and taken by another sender, not
+    cancelled by an opt-out), so exactly one sender ever hands a text over.
+    """
 
     message_id: str
     provider: str
     hold_until: datetime
+    claim: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -975,7 +975,7 @@ class SmsEngine:
         plan.spare = permits - len(handed)
         hold = now + self._hold()
         outcomes: list[Outcome] = [o for o in verdicts.values() if o is not None]
-        outcomes += [Handed(m.id, self._provider.name, hold) for m in handed]
+        outcomes += [Handed(m.id, self._provider.name, hold, m.claimed_until) for m in handed]
         return outcomes
 
     def _hold(self) -> timedelta:
@@ -1003,7 +1003,7 @@ class SmsEngine:
         under_way: asyncio.Event | None,
     ) -> None:
         """Send a claimed batch; ``under_way`` is set once every text of it has started."""
-        commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
+        commit: GroupCommit[Outcome, bool] = GroupCommit(self._record)
         started: set[str] = set()
         try:
             to_send = await self._settle(claimed, plan, commit)
@@ -1048,7 +1048,7 @@ class SmsEngine:
             plan.held = set()
 
     async def _settle(
-        self, claimed: tuple[SmsMessage, ...], plan: _Plan, commit: GroupCommit[Outcome, None]
+        self, claimed: tuple[SmsMessage, ...], plan: _Plan, commit: GroupCommit[Outcome, bool]
     ) -> list[SmsMessage]:
         """Announce what the claim's checks decided, settle texts a dead sender had handed over;
         returns the messages to send."""
@@ -1074,9 +1074,11 @@ class SmsEngine:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(self._store.record_outcomes(release, self._clock.now()))
 
-    async def _record(self, outcomes: Sequence[Outcome]) -> list[None]:
-        await self._store.record_outcomes(outcomes, self._clock.now())
-        return [None] * len(outcomes)
+    async def _record(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """One round of outcomes; each answer says whether it took (a hand-over may not, see
+        :meth:`SmsStore.record_outcomes`; the others are conditional updates nobody waits on)."""
+        handed = await self._store.record_outcomes(outcomes, self._clock.now())
+        return [not isinstance(o, Handed) or o.message_id in handed for o in outcomes]
 
     async def _overdue(self, message: SmsMessage) -> Outcome:
         """A message handed to the provider whose sender died and whose report is overdue."""
@@ -1097,7 +1099,7 @@ class SmsEngine:
     async def _send_one(
         self,
         message: SmsMessage,
-        commit: GroupCommit[Outcome, None],
+        commit: GroupCommit[Outcome, bool],
         started: set[str],
         plan: _Plan,
         on_start: Callable[[], None],
@@ -1116,10 +1118,23 @@ class SmsEngine:
             on_start()
             try:
                 if not handed:
-                    # Stored before the provider gets it: after a crash this text is not re-sent blindly.
-                    await commit.submit(
-                        Handed(message.id, self._provider.name, self._clock.now() + self._hold())
+                    # Stored before the provider gets it: after a crash this text is not re-sent
+                    # blindly. Stored only under this pass's claim: one that ran out meanwhile (the
+                    # text may be another sender's now) or a text an opt-out cancelled is not sent.
+                    hand_over = Handed(
+                        message.id,
+                        self._provider.name,
+                        self._clock.now() + self._hold(),
+                        message.claimed_until,
                     )
+                    if not await commit.submit(hand_over):
+                        logger.warning(
+                            "message %s to %s not sent by this pass: its claim ran out before the "
+                            "hand-over, or an opt-out cancelled it",
+                            message.id,
+                            mask_number(message.number),
+                        )
+                        return
                 await self._gate.acquire()
             except (asyncio.CancelledError, CallCenterError):
                 # Never requested (the hand-over may or may not be stored): a stopping sender gives

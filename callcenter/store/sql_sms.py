@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -139,6 +140,7 @@ def _message(row: SmsMessageRow) -> SmsMessage:
         encoding=row.encoding,
         actor=row.actor,
         needs_person=row.needs_person,
+        claimed_until=row.claimed_until,
     )
 
 
@@ -391,15 +393,19 @@ class SqlSmsStore(_SqlRepository):
 
         return await self._write("claiming due messages", work)
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
-        """Store what the sender did with a batch of claimed messages, in one transaction.
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> frozenset[str]:
+        """Store what the sender did with a batch of claimed messages, in one transaction; returns the
+        ids of the :class:`Handed` messages whose hand-over was stored.
 
         Each kind of outcome is one executemany; every update is conditional on the message still
         being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
-        meanwhile is never overwritten.
+        meanwhile is never overwritten. A hand-over also needs the claim it names to be the message's
+        (``claimed_until`` as claimed, nothing handed over yet): one statement with ``RETURNING``
+        says which were stored.
         """
-        if outcomes:
-            await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
+        if not outcomes:
+            return frozenset()
+        return await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -425,19 +431,29 @@ class SqlSmsStore(_SqlRepository):
         await self.record_outcomes([Cancelled(message_id, reason)], at)
 
     async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
+        """Cancel ``number``'s capped and reply messages not yet handed to a provider (an opt-out).
+
+        That is the queued ones and those a sender has claimed (even checked) but not handed over:
+        the sender's hand-over then finds the text cancelled and does not send it. A text already
+        handed over (``provider`` set) may be on its way and cannot be recalled.
+        """
+
         async def work(connection: AsyncConnection) -> int:
             result = await connection.execute(
                 update(SmsMessageRow)
                 .where(
                     SmsMessageRow.number == number,
-                    SmsMessageRow.status == MessageStatus.QUEUED.value,
+                    or_(
+                        SmsMessageRow.status == MessageStatus.QUEUED.value,
+                        and_(SmsMessageRow.status == _SENDING, SmsMessageRow.provider == ""),
+                    ),
                     SmsMessageRow.kind.in_(_CANCELLED_BY_OPT_OUT),
                 )
-                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at)
+                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at, claimed_until=None)
             )
             return int(result.rowcount)
 
-        return await self._write("cancelling queued messages", work)
+        return await self._write("cancelling pending messages", work)
 
     async def cancel_queued(
         self, number: str, prefixes: Sequence[str], keep: str, reason: str, at: datetime
@@ -825,17 +841,37 @@ _ENQUEUE: Final = {
 _SENDING: Final = MessageStatus.SENDING.value
 
 
-async def _store_outcomes(connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime) -> None:
-    """Each kind of outcome as one executemany (see :meth:`SqlSmsStore.record_outcomes`)."""
+async def _store_outcomes(
+    connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime
+) -> frozenset[str]:
+    """Each kind of outcome as one executemany, the hand-overs as one statement per provider; returns
+    the ids of those handed over (see :meth:`SqlSmsStore.record_outcomes`)."""
     by_kind: dict[type, list[dict[str, object]]] = {}
+    handed: dict[str, list[Handed]] = {}
     for outcome in outcomes:
-        by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+        if isinstance(outcome, Handed):
+            handed.setdefault(outcome.provider, []).append(outcome)
+        else:
+            by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+    stored: set[str] = set()
+    for provider, hand_overs in handed.items():
+        # One statement (PostgreSQL locks its rows in scan order, not by id): the rows it can match
+        # are this sender's own live claims, which no other sender's round updates meanwhile.
+        hand_over = {
+            "h_claims": [(h.message_id, h.claim) for h in hand_overs],
+            "h_provider": provider,
+            # One wait for the round's reports: the latest asked for (a few ms apart at most).
+            "h_until": max(h.hold_until for h in hand_overs),
+            "h_now": at,
+        }
+        stored.update(row.id for row in await connection.execute(_HAND_OVER, hand_over))
     for kind, params in by_kind.items():
         # Rows are locked in one order (by id) so concurrent senders never deadlock.
         params.sort(key=lambda p: str(p["m_id"]))
         for p in params:
             p["m_now"] = at
         await connection.execute(_OUTCOME_UPDATES[kind], params)
+    return frozenset(stored)
 
 
 #: What a send depends on (:func:`_read_facts`), built once; bound: f_keys, f_numbers, f_since.
@@ -901,15 +937,28 @@ def _outcome_update(*allowed: str, **values: object) -> Update:
     )
 
 
-#: One UPDATE per kind of outcome, run with executemany (parameters from :func:`_outcome_params`);
+#: The hand-over of a round's texts to one provider (bound: h_claims, a list of (id, claimed_until as
+#: claimed), h_provider, h_until, h_now): stored only for a text still ``sending`` under the claim the
+#: sender made and not handed over yet. A claim that ran out and was taken by another sender, or a
+#: text an opt-out cancelled, does not match: its sender learns it from the ids returned.
+_HAND_OVER: Final = (
+    update(SmsMessageRow)
+    .where(
+        tuple_(SmsMessageRow.id, SmsMessageRow.claimed_until).in_(bindparam("h_claims", expanding=True)),
+        SmsMessageRow.status == _SENDING,
+        SmsMessageRow.provider == "",
+    )
+    .values(
+        provider=bindparam("h_provider"),
+        claimed_until=bindparam("h_until", type_=_m.claimed_until.type),
+        updated_at=bindparam("h_now", type_=_m.updated_at.type),
+    )
+    .returning(SmsMessageRow.id)
+)
+
+#: One UPDATE per other kind of outcome, run with executemany (parameters from :func:`_outcome_params`);
 #: built once, so SQLAlchemy finds each compiled in its cache without rebuilding it.
 _OUTCOME_UPDATES: Final[dict[type, Update]] = {
-    Handed: _outcome_update(
-        _SENDING,
-        provider=bindparam("m_provider"),
-        claimed_until=bindparam("m_until"),
-        updated_at=bindparam("m_now"),
-    ),
     Sent: _outcome_update(
         _SENDING,
         MessageStatus.QUEUED.value,
@@ -966,8 +1015,8 @@ _OUTCOME_UPDATES: Final[dict[type, Update]] = {
 
 def _outcome_params(outcome: Outcome) -> dict[str, object]:
     match outcome:
-        case Handed(message_id, provider, hold_until):
-            return {"m_id": message_id, "m_provider": provider, "m_until": hold_until}
+        case Handed():  # pragma: no cover - stored by _HAND_OVER
+            raise AssertionError("a hand-over is not an executemany outcome")
         case Sent(message_id, provider, provider_id, sent_at):
             return {"m_id": message_id, "m_provider": provider, "m_provider_id": provider_id, "m_at": sent_at}
         case Failed(message_id, error, retry_at):
