@@ -9,6 +9,8 @@ goes on before its own outcome is stored.
 A message is marked :class:`Handed` (committed) *before* the provider gets it. After a crash, a
 ``sending`` message that was never handed over is sent again safely; one that was handed over may
 already be on the customer's phone, so it is not sent again blindly (see ``SmsEngine.send_due``).
+The hand-over is stored only under the claim that made it (:attr:`Handed.claim`): a sender whose
+claim ran out meanwhile, or whose text an opt-out cancelled, is told so and does not send.
 """
 
 from __future__ import annotations
