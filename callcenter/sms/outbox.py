@@ -65,11 +65,18 @@ class Cancelled:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Back to ``queued`` until ``until`` (quiet hours, the cap); not counted as an attempt."""
+    """Back to ``queued`` until ``until`` (quiet hours, the cap); not counted as an attempt.
+
+    With ``claim`` (and ``hold``), only while the message's ``claimed_until`` is still one of them
+    (the sender's own claim, or its own hand-over's hold): a sender giving texts back never takes one
+    from another sender whose claim came after its own ran out.
+    """
 
     message_id: str
     until: datetime
     reason: str
+    claim: datetime | None = None
+    hold: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

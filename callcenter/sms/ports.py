@@ -115,9 +115,10 @@ class SmsStore(Protocol):
         """
         ...
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> frozenset[str]:
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> dict[str, datetime]:
         """Store what the sender did with claimed messages, all in one transaction; returns the ids of
-        the :class:`~callcenter.sms.outbox.Handed` messages whose hand-over was stored.
+        the :class:`~callcenter.sms.outbox.Handed` messages whose hand-over was stored, each with the
+        hold it now has (its ``claimed_until``).
 
         Updates only messages still ``sending`` (a "sent" also settles ``queued`` and ``unknown``), so
         a delivery report or an opt-out that moved one meanwhile wins. A hand-over is stored only

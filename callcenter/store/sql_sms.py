@@ -393,9 +393,10 @@ class SqlSmsStore(_SqlRepository):
 
         return await self._write("claiming due messages", work)
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> frozenset[str]:
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> dict[str, datetime]:
         """Store what the sender did with a batch of claimed messages, in one transaction; returns the
-        ids of the :class:`Handed` messages whose hand-over was stored.
+        ids of the :class:`Handed` messages whose hand-over was stored, each with the ``claimed_until``
+        it now has (its hold).
 
         Each kind of outcome is one executemany; every update is conditional on the message still
         being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
@@ -404,7 +405,7 @@ class SqlSmsStore(_SqlRepository):
         says which were stored.
         """
         if not outcomes:
-            return frozenset()
+            return {}
         return await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
@@ -843,35 +844,35 @@ _SENDING: Final = MessageStatus.SENDING.value
 
 async def _store_outcomes(
     connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime
-) -> frozenset[str]:
+) -> dict[str, datetime]:
     """Each kind of outcome as one executemany, the hand-overs as one statement per provider; returns
-    the ids of those handed over (see :meth:`SqlSmsStore.record_outcomes`)."""
+    the ids of those handed over with their hold (see :meth:`SqlSmsStore.record_outcomes`); one
+    hand-over statement per provider and hold (a sender's texts of one claim share theirs)."""
     by_kind: dict[type, list[dict[str, object]]] = {}
-    handed: dict[str, list[Handed]] = {}
+    handed: dict[tuple[str, datetime], list[Handed]] = {}
     for outcome in outcomes:
         if isinstance(outcome, Handed):
-            handed.setdefault(outcome.provider, []).append(outcome)
+            handed.setdefault((outcome.provider, outcome.hold_until), []).append(outcome)
         else:
             by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
-    stored: set[str] = set()
-    for provider, hand_overs in handed.items():
+    stored: dict[str, datetime] = {}
+    for (provider, hold), hand_overs in handed.items():
         # One statement (PostgreSQL locks its rows in scan order, not by id): the rows it can match
         # are this sender's own live claims, which no other sender's round updates meanwhile.
         hand_over = {
             "h_claims": [(h.message_id, h.claim) for h in hand_overs],
             "h_provider": provider,
-            # One wait for the round's reports: the latest asked for (a few ms apart at most).
-            "h_until": max(h.hold_until for h in hand_overs),
+            "h_until": hold,
             "h_now": at,
         }
-        stored.update(row.id for row in await connection.execute(_HAND_OVER, hand_over))
+        stored.update((row.id, hold) for row in await connection.execute(_HAND_OVER, hand_over))
     for kind, params in by_kind.items():
         # Rows are locked in one order (by id) so concurrent senders never deadlock.
         params.sort(key=lambda p: str(p["m_id"]))
         for p in params:
             p["m_now"] = at
         await connection.execute(_OUTCOME_UPDATES[kind], params)
-    return frozenset(stored)
+    return stored
 
 
 #: What a send depends on (:func:`_read_facts`), built once; bound: f_keys, f_numbers, f_since.
@@ -928,13 +929,20 @@ async def _read_facts(
 _m = SmsMessageRow
 
 
-def _outcome_update(*allowed: str, **values: object) -> Update:
-    return (
-        update(SmsMessageRow)
+def _outcome_update(*allowed: str, condition: ColumnElement[bool] | None = None, **values: object) -> Update:
+    statement = update(SmsMessageRow).where(
         # Plain equalities: an IN list would be an "expanding" parameter, which executemany refuses.
-        .where(SmsMessageRow.id == bindparam("m_id"), or_(*(SmsMessageRow.status == a for a in allowed)))
-        .values(**values)
+        SmsMessageRow.id == bindparam("m_id"),
+        or_(*(SmsMessageRow.status == a for a in allowed)),
     )
+    if condition is not None:
+        statement = statement.where(condition)
+    return statement.values(**values)
+
+
+#: A deferral's claim and hold (see :class:`Deferred`): none, or what ``claimed_until`` may be.
+_DEFER_CLAIM: Final = bindparam("m_claim", type_=_m.claimed_until.type)
+_DEFER_HOLD: Final = bindparam("m_hold", type_=_m.claimed_until.type)
 
 
 #: The hand-over of a round's texts to one provider (bound: h_claims, a list of (id, claimed_until as
@@ -991,6 +999,11 @@ _OUTCOME_UPDATES: Final[dict[type, Update]] = {
     ),
     Deferred: _outcome_update(
         _SENDING,
+        condition=or_(
+            and_(_DEFER_CLAIM.is_(None), _DEFER_HOLD.is_(None)),
+            SmsMessageRow.claimed_until == _DEFER_CLAIM,
+            SmsMessageRow.claimed_until == _DEFER_HOLD,
+        ),
         status=MessageStatus.QUEUED.value,
         due_at=bindparam("m_until"),
         claimed_until=None,
@@ -1024,8 +1037,9 @@ def _outcome_params(outcome: Outcome) -> dict[str, object]:
             return {"m_id": message_id, "m_status": status.value, "m_until": retry_at, "m_error": error[:500]}
         case Cancelled(message_id, reason):
             return {"m_id": message_id, "m_error": reason[:500]}
-        case Deferred(message_id, until, reason):
-            return {"m_id": message_id, "m_until": until, "m_error": f"deferred: {reason}"[:500]}
+        case Deferred(message_id, until, reason, claim, hold):
+            error = f"deferred: {reason}"[:500]
+            return {"m_id": message_id, "m_until": until, "m_error": error, "m_claim": claim, "m_hold": hold}
         case Unknown(message_id, reason):
             return {"m_id": message_id, "m_error": reason[:500]}
 

@@ -418,16 +418,16 @@ async def test_only_the_sender_still_holding_the_claim_hands_a_text_over(engine:
     (second,) = await store.claim_due(later, lease_s=60, limit=10)  # the first claim ran out
     assert second.id == first.id and second.claimed_until != first.claimed_until
     hold = later + timedelta(hours=1)
-    assert await store.record_outcomes([Handed(first.id, "p", hold, first.claimed_until)], later) == set()
+    assert await store.record_outcomes([Handed(first.id, "p", hold, first.claimed_until)], later) == {}
     assert (await store.get_message(first.id)).provider == ""
     assert await store.record_outcomes([Handed(second.id, "p", hold, second.claimed_until)], later) == {
-        second.id
+        second.id: hold
     }
     stored = await store.get_message(second.id)
     assert stored.status is MessageStatus.SENDING and stored.provider == "p" and stored.claimed_until == hold
     # Once handed over, neither claim hands it over again (the first sender's retry included).
     for claim in (first.claimed_until, second.claimed_until):
-        assert await store.record_outcomes([Handed(first.id, "q", hold, claim)], later) == set()
+        assert await store.record_outcomes([Handed(first.id, "q", hold, claim)], later) == {}
     assert (await store.get_message(first.id)).provider == "p"
 
 
@@ -447,7 +447,7 @@ async def test_two_senders_handing_over_the_same_text_at_once_store_one_hand_ove
         store.record_outcomes([Handed(m.id, "p", hold, m.claimed_until) for m in firsts], later),
         store.record_outcomes([Handed(m.id, "p", hold, m.claimed_until) for m in seconds], later),
     )
-    assert handed == [set(), {m.id for m in seconds}]
+    assert handed == [{}, {m.id: hold for m in seconds}]
 
 
 async def test_an_opt_out_cancels_texts_claimed_but_not_yet_handed_over(engine: AsyncEngine) -> None:
@@ -463,16 +463,42 @@ async def test_an_opt_out_cancels_texts_claimed_but_not_yet_handed_over(engine: 
     (handed,) = await store.claim_due(T0, lease_s=60, limit=10)
     hold = T0 + timedelta(hours=1)
     assert await store.record_outcomes([Handed(handed.id, "p", hold, handed.claimed_until)], T0) == {
-        handed.id
+        handed.id: hold
     }
 
     assert await store.cancel_pending(NUMBER, "opted_out", T0) == 2
     for message_id in (claimed.id, queued.id):
         stored = await store.get_message(message_id)
         assert (stored.status, stored.error) == (MessageStatus.CANCELLED, "opted_out")
-    assert await store.record_outcomes([Handed(claimed.id, "p", hold, claimed.claimed_until)], T0) == set()
+    assert await store.record_outcomes([Handed(claimed.id, "p", hold, claimed.claimed_until)], T0) == {}
     assert (await store.get_message(claimed.id)).status is MessageStatus.CANCELLED
 
     assert await store.cancel_pending(elsewhere, "opted_out", T0) == 0
     stored = await store.get_message(handed.id)
     assert stored.status is MessageStatus.SENDING and stored.provider == "p"
+
+
+async def test_a_sender_giving_back_a_text_never_takes_it_from_the_sender_that_claimed_it_after(
+    engine: AsyncEngine,
+) -> None:
+    """A stopping sender gives its unsent texts back (deferred to now) naming its claim and hold: a
+    text whose claim ran out and that another sender claimed and handed over stays with that one."""
+    store = SqlSmsStore(engine)
+    await store.enqueue(draft("given-back"))
+    (first,) = await store.claim_due(T0, lease_s=60, limit=10)
+    later = T0 + timedelta(seconds=61)
+    (second,) = await store.claim_due(later, lease_s=60, limit=10)
+    hold = later + timedelta(hours=1)
+    await store.record_outcomes([Handed(second.id, "p", hold, second.claimed_until)], later)
+    first_hold = T0 + timedelta(hours=1)
+    await store.record_outcomes(
+        [Deferred(first.id, later, "released at shutdown", first.claimed_until, first_hold)], later
+    )
+    stored = await store.get_message(first.id)
+    assert (stored.status, stored.provider, stored.claimed_until) == (MessageStatus.SENDING, "p", hold)
+    # The sender that holds it gives it back: its own hold matches.
+    await store.record_outcomes(
+        [Deferred(second.id, later, "released at shutdown", second.claimed_until, hold)], later
+    )
+    stored = await store.get_message(second.id)
+    assert (stored.status, stored.provider, stored.attempts) == (MessageStatus.QUEUED, "", 1)

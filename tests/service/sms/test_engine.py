@@ -520,3 +520,28 @@ async def test_stop_between_the_claim_and_the_hand_over_cancels_the_text(rig: Ri
     assert sorted(d.to for d in network.delivered if d.text.startswith("text")) == sorted(
         n for n in numbers if n != number
     )
+
+
+async def test_a_stopping_sender_whose_claim_ran_out_leaves_the_text_to_the_sender_holding_it(
+    rig: Rig,
+) -> None:
+    """The sender that lost its claim is stopped (SIGTERM) while the text waits: it gives back only
+    what is still its own, so the text another sender handed over is not queued again and sent twice."""
+    slow, first, _, waiting = await _stalled_pass(rig, 3)
+    rig.clock.advance(rig.settings.lease_s + 1)
+    stuck = _StallFirst(rig.clock)  # the second sender's request hangs too
+    second = asyncio.create_task(rig.make(stuck).send_due())
+    await asyncio.wait_for(stuck.entered.wait(), 5)
+    assert (await rig.store.get_message(waiting)).provider == "recording"  # handed over by the second
+    first.cancel()
+    slow.release.set()  # the first sender finishes its request in flight, then stops
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.SENDING
+    third = RecordingSmsGateway(rig.clock)
+    await rig.make(third).send_due()
+    stuck.release.set()
+    assert await asyncio.wait_for(second, 5) == 1
+    got = [d.message_id for n in (slow, stuck, third) for d in n.delivered]
+    assert got.count(waiting) == 1
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.SENT
