@@ -9,6 +9,8 @@ goes on before its own outcome is stored.
 A message is marked :class:`Handed` (committed) *before* the provider gets it. After a crash, a
 ``sending`` message that was never handed over is sent again safely; one that was handed over may
 already be on the customer's phone, so it is not sent again blindly (see ``SmsEngine.send_due``).
+The hand-over is stored only under the claim that made it (:attr:`Handed.claim`): a sender whose
+claim ran out meanwhile, or whose text an opt-out cancelled, is told so and does not send.
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ from callcenter.sms.records import MessageStatus
 
 @dataclass(frozen=True, slots=True)
 class Handed:
-    """About to go to ``provider``; the claim now lasts until ``hold_until`` (the wait for a report)."""
+    """About to go to ``provider``; the claim now lasts until ``hold_until`` (the wait for a report).
+
+    ``claim`` is the message's ``claimed_until`` as the sender's claim set it: the hand-over is stored
+    only while that claim is still the message's (not expired and taken by another sender, not
+    cancelled by an opt-out), so exactly one sender ever hands a text over.
+    """
 
     message_id: str
     provider: str
     hold_until: datetime
+    claim: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +65,18 @@ class Cancelled:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Back to ``queued`` until ``until`` (quiet hours, the cap); not counted as an attempt."""
+    """Back to ``queued`` until ``until`` (quiet hours, the cap); not counted as an attempt.
+
+    With ``claim`` (and ``hold``), only while the message's ``claimed_until`` is still one of them
+    (the sender's own claim, or its own hand-over's hold): a sender giving texts back never takes one
+    from another sender whose claim came after its own ran out.
+    """
 
     message_id: str
     until: datetime
     reason: str
+    claim: datetime | None = None
+    hold: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

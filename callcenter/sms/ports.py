@@ -115,11 +115,16 @@ class SmsStore(Protocol):
         """
         ...
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
-        """Store what the sender did with claimed messages, all in one transaction.
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> dict[str, datetime]:
+        """Store what the sender did with claimed messages, all in one transaction; returns the ids of
+        the :class:`~callcenter.sms.outbox.Handed` messages whose hand-over was stored, each with the
+        hold it now has (its ``claimed_until``).
 
         Updates only messages still ``sending`` (a "sent" also settles ``queued`` and ``unknown``), so
-        a delivery report or an opt-out that moved one meanwhile wins.
+        a delivery report or an opt-out that moved one meanwhile wins. A hand-over is stored only
+        while the claim it names (``Handed.claim``) is the message's and nothing was handed over
+        yet: a sender whose claim ran out, or whose text an opt-out cancelled, finds its id missing
+        and must not send it.
         """
         ...
 
@@ -136,7 +141,9 @@ class SmsStore(Protocol):
     async def cancel(self, message_id: str, reason: str, at: datetime) -> None: ...
 
     async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
-        """Cancel every queued capped or reply message to ``number`` (an opt-out); returns how many."""
+        """Cancel every capped or reply message to ``number`` not yet handed to a provider (an
+        opt-out): queued, or claimed by a sender and not handed over (its hand-over then fails and it
+        is not sent); returns how many. One already handed over cannot be recalled."""
         ...
 
     async def cancel_queued(

@@ -91,6 +91,9 @@ class SmsMessage:
     encoding: str = "gsm7"
     actor: str = ""
     needs_person: bool = False
+    #: While ``sending``: until when its claim (or, once handed over, the wait for its report) holds.
+    #: Each claim sets a later value than the one before, so it also names the claim.
+    claimed_until: datetime | None = None
 
 
 class CallbackRequestState(StrEnum):

@@ -973,14 +973,19 @@ class SmsEngine:
         plan.verdicts = verdicts
         plan.held = {m.id for m in handed}
         plan.spare = permits - len(handed)
-        hold = now + self._hold()
+        hold = plan.hold = now + self._hold()
         outcomes: list[Outcome] = [o for o in verdicts.values() if o is not None]
-        outcomes += [Handed(m.id, self._provider.name, hold) for m in handed]
+        outcomes += [Handed(m.id, self._provider.name, hold, m.claimed_until) for m in handed]
         return outcomes
 
     def _hold(self) -> timedelta:
         """How long a handed-over text's claim lasts: the wait for its delivery report."""
         return timedelta(seconds=max(self._settings.lease_s, self._settings.report_wait_s))
+
+    def _hold_of(self, message: SmsMessage) -> datetime:
+        """The hold of a text handed over after its claim: counted from the claim's end (the hand-over
+        comes before it, or not at all), so at least the wait for a report from the hand-over."""
+        return (message.claimed_until or self._clock.now()) + self._hold()
 
     async def _work_logged(
         self, claimed: tuple[SmsMessage, ...], plan: _Plan, *, full: bool, under_way: asyncio.Event
@@ -1003,7 +1008,7 @@ class SmsEngine:
         under_way: asyncio.Event | None,
     ) -> None:
         """Send a claimed batch; ``under_way`` is set once every text of it has started."""
-        commit: GroupCommit[Outcome, None] = GroupCommit(self._record)
+        commit: GroupCommit[Outcome, datetime | None] = GroupCommit(self._record)
         started: set[str] = set()
         try:
             to_send = await self._settle(claimed, plan, commit)
@@ -1040,7 +1045,13 @@ class SmsEngine:
         except asyncio.CancelledError:
             # Not requested (never claimed before, never started, or handed over by this claim
             # and not started): safe to give back now.
-            await self._release([m.id for m in claimed if not m.provider and m.id not in started])
+            await self._release(
+                [
+                    (m.id, m.claimed_until, plan.hold if m.id in plan.held else None)
+                    for m in claimed
+                    if not m.provider and m.id not in started
+                ]
+            )
             raise
         finally:
             # Texts handed over by the claim whose sending never started hold a permit each.
@@ -1048,7 +1059,7 @@ class SmsEngine:
             plan.held = set()
 
     async def _settle(
-        self, claimed: tuple[SmsMessage, ...], plan: _Plan, commit: GroupCommit[Outcome, None]
+        self, claimed: tuple[SmsMessage, ...], plan: _Plan, commit: GroupCommit[Outcome, datetime | None]
     ) -> list[SmsMessage]:
         """Announce what the claim's checks decided, settle texts a dead sender had handed over;
         returns the messages to send."""
@@ -1065,18 +1076,23 @@ class SmsEngine:
             m for m in claimed if not m.provider and m.id in plan.verdicts and plan.verdicts[m.id] is None
         ]
 
-    async def _release(self, unsent: list[str]) -> None:
-        """Shutting down: texts not yet handed over are given back at once rather than when their
-        claim expires (best effort: if this write is lost, the claim still expires)."""
+    async def _release(self, unsent: list[tuple[str, datetime | None, datetime | None]]) -> None:
+        """Shutting down: texts not yet requested are given back at once rather than when their
+        claim expires (best effort: if this write is lost, the claim still expires). Each comes with
+        the ``claimed_until`` values this sender gave it (its claim, its hand-over's hold if any): one
+        whose claim ran out and was taken by another sender meanwhile is that sender's, not given back."""
         if not unsent:
             return
-        release = [Deferred(i, self._clock.now(), "released at shutdown") for i in unsent]
+        now = self._clock.now()
+        release = [Deferred(i, now, "released at shutdown", claim, hold) for i, claim, hold in unsent]
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(self._store.record_outcomes(release, self._clock.now()))
 
-    async def _record(self, outcomes: Sequence[Outcome]) -> list[None]:
-        await self._store.record_outcomes(outcomes, self._clock.now())
-        return [None] * len(outcomes)
+    async def _record(self, outcomes: Sequence[Outcome]) -> list[datetime | None]:
+        """One round of outcomes; a hand-over's answer is the hold it got, ``None`` if it was refused
+        (see :meth:`SmsStore.record_outcomes`); the others' answers are ``None`` (nobody reads them)."""
+        handed = await self._store.record_outcomes(outcomes, self._clock.now())
+        return [handed.get(o.message_id) if isinstance(o, Handed) else None for o in outcomes]
 
     async def _overdue(self, message: SmsMessage) -> Outcome:
         """A message handed to the provider whose sender died and whose report is overdue."""
@@ -1097,7 +1113,7 @@ class SmsEngine:
     async def _send_one(
         self,
         message: SmsMessage,
-        commit: GroupCommit[Outcome, None],
+        commit: GroupCommit[Outcome, datetime | None],
         started: set[str],
         plan: _Plan,
         on_start: Callable[[], None],
@@ -1107,6 +1123,9 @@ class SmsEngine:
         # slot never waits for a hand-over commit; ``_gate`` covers the provider's request only, and
         # the "sent" write waits outside both. A text the claim handed over holds its permit already.
         handed = message.id in plan.held
+        # The claimed_until values this text has while it is this sender's (see :meth:`_release`): a
+        # hand-over's hold counts from the claim, so each sender's is its own and known in advance.
+        hold = plan.hold if handed else self._hold_of(message)
         if handed:
             plan.held.discard(message.id)
         else:
@@ -1116,16 +1135,27 @@ class SmsEngine:
             on_start()
             try:
                 if not handed:
-                    # Stored before the provider gets it: after a crash this text is not re-sent blindly.
-                    await commit.submit(
-                        Handed(message.id, self._provider.name, self._clock.now() + self._hold())
+                    # Stored before the provider gets it: after a crash this text is not re-sent
+                    # blindly. Stored only under this pass's claim: one that ran out meanwhile (the
+                    # text may be another sender's now) or a text an opt-out cancelled is not sent.
+                    hand_over = Handed(
+                        message.id, self._provider.name, self._hold_of(message), message.claimed_until
                     )
+                    if await commit.submit(hand_over) is None:
+                        logger.warning(
+                            "message %s to %s not sent by this pass: its claim ran out before the "
+                            "hand-over, or an opt-out cancelled it",
+                            message.id,
+                            mask_number(message.number),
+                        )
+                        return
                 await self._gate.acquire()
             except (asyncio.CancelledError, CallCenterError):
                 # Never requested (the hand-over may or may not be stored): a stopping sender gives
-                # it back. A sender that dies right here leaves it handed over: it waits for its
-                # report, then becomes ``unknown`` for a person, never sent twice.
-                await self._release([message.id])
+                # it back, if it is still its own (its claim, or its hand-over's hold). A sender that
+                # dies right here leaves it handed over: it waits for its report, then becomes
+                # ``unknown`` for a person, never sent twice.
+                await self._release([(message.id, message.claimed_until, hold)])
                 raise
             try:
                 try:
@@ -1191,7 +1221,9 @@ class SmsEngine:
             if isinstance(verdict, Cancel):
                 decided[message.id] = Cancelled(message.id, verdict.reason)
             elif isinstance(verdict, Defer):
-                decided[message.id] = Deferred(message.id, verdict.until, verdict.reason)
+                decided[message.id] = Deferred(
+                    message.id, verdict.until, verdict.reason, message.claimed_until
+                )
             else:
                 decided[message.id] = None
                 mine.append((kind, now))
@@ -1350,6 +1382,8 @@ class _Plan:
     verdicts: dict[str, Outcome | None] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     spare: int = 0
+    #: The hold the claim's hand-overs got (their ``claimed_until``).
+    hold: datetime | None = None
 
 
 def _round_up(at: datetime, *, minutes: int) -> datetime:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -139,6 +140,7 @@ def _message(row: SmsMessageRow) -> SmsMessage:
         encoding=row.encoding,
         actor=row.actor,
         needs_person=row.needs_person,
+        claimed_until=row.claimed_until,
     )
 
 
@@ -391,15 +393,20 @@ class SqlSmsStore(_SqlRepository):
 
         return await self._write("claiming due messages", work)
 
-    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> None:
-        """Store what the sender did with a batch of claimed messages, in one transaction.
+    async def record_outcomes(self, outcomes: Sequence[Outcome], at: datetime) -> dict[str, datetime]:
+        """Store what the sender did with a batch of claimed messages, in one transaction; returns the
+        ids of the :class:`Handed` messages whose hand-over was stored, each with the ``claimed_until``
+        it now has (its hold).
 
         Each kind of outcome is one executemany; every update is conditional on the message still
         being ``sending`` (or ``queued``, for a late "sent"), so a report or an opt-out that moved it
-        meanwhile is never overwritten.
+        meanwhile is never overwritten. A hand-over also needs the claim it names to be the message's
+        (``claimed_until`` as claimed, nothing handed over yet): one statement with ``RETURNING``
+        says which were stored.
         """
-        if outcomes:
-            await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
+        if not outcomes:
+            return {}
+        return await self._write("recording what the sender did", lambda c: _store_outcomes(c, outcomes, at))
 
     async def _set(self, doing: str, message_id: str, *conditions: object, **values: object) -> int:
         async def work(connection: AsyncConnection) -> int:
@@ -425,19 +432,29 @@ class SqlSmsStore(_SqlRepository):
         await self.record_outcomes([Cancelled(message_id, reason)], at)
 
     async def cancel_pending(self, number: str, reason: str, at: datetime) -> int:
+        """Cancel ``number``'s capped and reply messages not yet handed to a provider (an opt-out).
+
+        That is the queued ones and those a sender has claimed (even checked) but not handed over:
+        the sender's hand-over then finds the text cancelled and does not send it. A text already
+        handed over (``provider`` set) may be on its way and cannot be recalled.
+        """
+
         async def work(connection: AsyncConnection) -> int:
             result = await connection.execute(
                 update(SmsMessageRow)
                 .where(
                     SmsMessageRow.number == number,
-                    SmsMessageRow.status == MessageStatus.QUEUED.value,
+                    or_(
+                        SmsMessageRow.status == MessageStatus.QUEUED.value,
+                        and_(SmsMessageRow.status == _SENDING, SmsMessageRow.provider == ""),
+                    ),
                     SmsMessageRow.kind.in_(_CANCELLED_BY_OPT_OUT),
                 )
-                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at)
+                .values(status=MessageStatus.CANCELLED.value, error=reason, updated_at=at, claimed_until=None)
             )
             return int(result.rowcount)
 
-        return await self._write("cancelling queued messages", work)
+        return await self._write("cancelling pending messages", work)
 
     async def cancel_queued(
         self, number: str, prefixes: Sequence[str], keep: str, reason: str, at: datetime
@@ -825,17 +842,37 @@ _ENQUEUE: Final = {
 _SENDING: Final = MessageStatus.SENDING.value
 
 
-async def _store_outcomes(connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime) -> None:
-    """Each kind of outcome as one executemany (see :meth:`SqlSmsStore.record_outcomes`)."""
+async def _store_outcomes(
+    connection: AsyncConnection, outcomes: Sequence[Outcome], at: datetime
+) -> dict[str, datetime]:
+    """Each kind of outcome as one executemany, the hand-overs as one statement per provider; returns
+    the ids of those handed over with their hold (see :meth:`SqlSmsStore.record_outcomes`); one
+    hand-over statement per provider and hold (a sender's texts of one claim share theirs)."""
     by_kind: dict[type, list[dict[str, object]]] = {}
+    handed: dict[tuple[str, datetime], list[Handed]] = {}
     for outcome in outcomes:
-        by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+        if isinstance(outcome, Handed):
+            handed.setdefault((outcome.provider, outcome.hold_until), []).append(outcome)
+        else:
+            by_kind.setdefault(type(outcome), []).append(_outcome_params(outcome))
+    stored: dict[str, datetime] = {}
+    for (provider, hold), hand_overs in handed.items():
+        # One statement (PostgreSQL locks its rows in scan order, not by id): the rows it can match
+        # are this sender's own live claims, which no other sender's round updates meanwhile.
+        hand_over = {
+            "h_claims": [(h.message_id, h.claim) for h in hand_overs],
+            "h_provider": provider,
+            "h_until": hold,
+            "h_now": at,
+        }
+        stored.update((row.id, hold) for row in await connection.execute(_HAND_OVER, hand_over))
     for kind, params in by_kind.items():
         # Rows are locked in one order (by id) so concurrent senders never deadlock.
         params.sort(key=lambda p: str(p["m_id"]))
         for p in params:
             p["m_now"] = at
         await connection.execute(_OUTCOME_UPDATES[kind], params)
+    return stored
 
 
 #: What a send depends on (:func:`_read_facts`), built once; bound: f_keys, f_numbers, f_since.
@@ -892,24 +929,44 @@ async def _read_facts(
 _m = SmsMessageRow
 
 
-def _outcome_update(*allowed: str, **values: object) -> Update:
-    return (
-        update(SmsMessageRow)
+def _outcome_update(*allowed: str, condition: ColumnElement[bool] | None = None, **values: object) -> Update:
+    statement = update(SmsMessageRow).where(
         # Plain equalities: an IN list would be an "expanding" parameter, which executemany refuses.
-        .where(SmsMessageRow.id == bindparam("m_id"), or_(*(SmsMessageRow.status == a for a in allowed)))
-        .values(**values)
+        SmsMessageRow.id == bindparam("m_id"),
+        or_(*(SmsMessageRow.status == a for a in allowed)),
     )
+    if condition is not None:
+        statement = statement.where(condition)
+    return statement.values(**values)
 
 
-#: One UPDATE per kind of outcome, run with executemany (parameters from :func:`_outcome_params`);
+#: A deferral's claim and hold (see :class:`Deferred`): none, or what ``claimed_until`` may be.
+_DEFER_CLAIM: Final = bindparam("m_claim", type_=_m.claimed_until.type)
+_DEFER_HOLD: Final = bindparam("m_hold", type_=_m.claimed_until.type)
+
+
+#: The hand-over of a round's texts to one provider (bound: h_claims, a list of (id, claimed_until as
+#: claimed), h_provider, h_until, h_now): stored only for a text still ``sending`` under the claim the
+#: sender made and not handed over yet. A claim that ran out and was taken by another sender, or a
+#: text an opt-out cancelled, does not match: its sender learns it from the ids returned.
+_HAND_OVER: Final = (
+    update(SmsMessageRow)
+    .where(
+        tuple_(SmsMessageRow.id, SmsMessageRow.claimed_until).in_(bindparam("h_claims", expanding=True)),
+        SmsMessageRow.status == _SENDING,
+        SmsMessageRow.provider == "",
+    )
+    .values(
+        provider=bindparam("h_provider"),
+        claimed_until=bindparam("h_until", type_=_m.claimed_until.type),
+        updated_at=bindparam("h_now", type_=_m.updated_at.type),
+    )
+    .returning(SmsMessageRow.id)
+)
+
+#: One UPDATE per other kind of outcome, run with executemany (parameters from :func:`_outcome_params`);
 #: built once, so SQLAlchemy finds each compiled in its cache without rebuilding it.
 _OUTCOME_UPDATES: Final[dict[type, Update]] = {
-    Handed: _outcome_update(
-        _SENDING,
-        provider=bindparam("m_provider"),
-        claimed_until=bindparam("m_until"),
-        updated_at=bindparam("m_now"),
-    ),
     Sent: _outcome_update(
         _SENDING,
         MessageStatus.QUEUED.value,
@@ -942,6 +999,11 @@ _OUTCOME_UPDATES: Final[dict[type, Update]] = {
     ),
     Deferred: _outcome_update(
         _SENDING,
+        condition=or_(
+            and_(_DEFER_CLAIM.is_(None), _DEFER_HOLD.is_(None)),
+            SmsMessageRow.claimed_until == _DEFER_CLAIM,
+            SmsMessageRow.claimed_until == _DEFER_HOLD,
+        ),
         status=MessageStatus.QUEUED.value,
         due_at=bindparam("m_until"),
         claimed_until=None,
@@ -966,8 +1028,8 @@ _OUTCOME_UPDATES: Final[dict[type, Update]] = {
 
 def _outcome_params(outcome: Outcome) -> dict[str, object]:
     match outcome:
-        case Handed(message_id, provider, hold_until):
-            return {"m_id": message_id, "m_provider": provider, "m_until": hold_until}
+        case Handed():  # pragma: no cover - stored by _HAND_OVER
+            raise AssertionError("a hand-over is not an executemany outcome")
         case Sent(message_id, provider, provider_id, sent_at):
             return {"m_id": message_id, "m_provider": provider, "m_provider_id": provider_id, "m_at": sent_at}
         case Failed(message_id, error, retry_at):
@@ -975,8 +1037,9 @@ def _outcome_params(outcome: Outcome) -> dict[str, object]:
             return {"m_id": message_id, "m_status": status.value, "m_until": retry_at, "m_error": error[:500]}
         case Cancelled(message_id, reason):
             return {"m_id": message_id, "m_error": reason[:500]}
-        case Deferred(message_id, until, reason):
-            return {"m_id": message_id, "m_until": until, "m_error": f"deferred: {reason}"[:500]}
+        case Deferred(message_id, until, reason, claim, hold):
+            error = f"deferred: {reason}"[:500]
+            return {"m_id": message_id, "m_until": until, "m_error": error, "m_claim": claim, "m_hold": hold}
         case Unknown(message_id, reason):
             return {"m_id": message_id, "m_error": reason[:500]}
 

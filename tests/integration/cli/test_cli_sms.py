@@ -102,7 +102,7 @@ async def test_a_person_resolves_a_text_whose_outcome_is_unknown(
     async with open_store(settings) as store:
         sql = SqlSmsStore(store.engine)
         (claimed,) = await sql.claim_due(now + timedelta(seconds=1), lease_s=60, limit=5)
-        await sql.record_outcomes([Handed(claimed.id, "console", now)], now)
+        await sql.record_outcomes([Handed(claimed.id, "console", now, claimed.claimed_until)], now)
         await sql.record_outcomes([Unknown(claimed.id, "no report")], now)
     (waiting,) = [json.loads(x) for x in await sms(settings, capsys, "messages", "--needs-person")]
     assert (waiting["id"], waiting["status"]) == (message_id, "unknown")

@@ -169,7 +169,7 @@ async def test_outcomes_of_a_batch_are_stored_in_one_go(engine: AsyncEngine) -> 
             Sent(ids[1], "p", "p-1", T0),
             Cancelled(ids[2], "opted_out"),
             Deferred(ids[3], later, "quiet_hours"),
-            Handed(ids[4], "p", later),
+            Handed(ids[4], "p", later, claimed[4].claimed_until),
         ],
         T0,
     )
@@ -406,3 +406,99 @@ async def test_a_report_naming_our_id_lands_even_before_the_send_was_recorded(en
     assert await store.claim_due(T0 + timedelta(minutes=5), lease_s=60, limit=10) == ()
     # Another provider cannot report on it.
     assert not (await store.delivery_report("twilio", claimed.id, MessageStatus.FAILED, "", T0)).known
+
+
+async def test_only_the_sender_still_holding_the_claim_hands_a_text_over(engine: AsyncEngine) -> None:
+    """A claim that ran out before its hand-over was taken by another sender: the first sender's
+    hand-over is refused (it must not send), the second's is stored, and nobody hands it over twice."""
+    store = SqlSmsStore(engine)
+    await store.enqueue(draft("slow"))
+    (first,) = await store.claim_due(T0, lease_s=60, limit=10)
+    later = T0 + timedelta(seconds=61)
+    (second,) = await store.claim_due(later, lease_s=60, limit=10)  # the first claim ran out
+    assert second.id == first.id and second.claimed_until != first.claimed_until
+    hold = later + timedelta(hours=1)
+    assert await store.record_outcomes([Handed(first.id, "p", hold, first.claimed_until)], later) == {}
+    assert (await store.get_message(first.id)).provider == ""
+    assert await store.record_outcomes([Handed(second.id, "p", hold, second.claimed_until)], later) == {
+        second.id: hold
+    }
+    stored = await store.get_message(second.id)
+    assert stored.status is MessageStatus.SENDING and stored.provider == "p" and stored.claimed_until == hold
+    # Once handed over, neither claim hands it over again (the first sender's retry included).
+    for claim in (first.claimed_until, second.claimed_until):
+        assert await store.record_outcomes([Handed(first.id, "q", hold, claim)], later) == {}
+    assert (await store.get_message(first.id)).provider == "p"
+
+
+async def test_two_senders_handing_over_the_same_text_at_once_store_one_hand_over(
+    engine: AsyncEngine,
+) -> None:
+    """Both senders race their hand-overs in concurrent transactions: exactly one is stored."""
+    store = SqlSmsStore(engine)
+    for i in range(4):
+        await store.enqueue(draft(f"race{i}", number=f"+1415555{i:04d}"))
+    firsts = await store.claim_due(T0, lease_s=60, limit=10)
+    later = T0 + timedelta(seconds=61)
+    seconds = await store.claim_due(later, lease_s=60, limit=10)
+    assert {m.id for m in seconds} == {m.id for m in firsts}
+    hold = later + timedelta(hours=1)
+    handed = await asyncio.gather(
+        store.record_outcomes([Handed(m.id, "p", hold, m.claimed_until) for m in firsts], later),
+        store.record_outcomes([Handed(m.id, "p", hold, m.claimed_until) for m in seconds], later),
+    )
+    assert handed == [{}, {m.id: hold for m in seconds}]
+
+
+async def test_an_opt_out_cancels_texts_claimed_but_not_yet_handed_over(engine: AsyncEngine) -> None:
+    """STOP wins over a text a sender has claimed (and checked) but not handed to the provider: it is
+    cancelled and its hand-over then fails. A text already handed over cannot be recalled."""
+    store = SqlSmsStore(engine)
+    claimed_text, _ = await store.enqueue(draft("claimed"))
+    (claimed,) = await store.claim_due(T0, lease_s=60, limit=10)
+    assert claimed.id == claimed_text.id
+    queued, _ = await store.enqueue(draft("queued"))  # waits behind the one in flight
+    elsewhere = "+14155550199"
+    await store.enqueue(draft("handed", number=elsewhere))
+    (handed,) = await store.claim_due(T0, lease_s=60, limit=10)
+    hold = T0 + timedelta(hours=1)
+    assert await store.record_outcomes([Handed(handed.id, "p", hold, handed.claimed_until)], T0) == {
+        handed.id: hold
+    }
+
+    assert await store.cancel_pending(NUMBER, "opted_out", T0) == 2
+    for message_id in (claimed.id, queued.id):
+        stored = await store.get_message(message_id)
+        assert (stored.status, stored.error) == (MessageStatus.CANCELLED, "opted_out")
+    assert await store.record_outcomes([Handed(claimed.id, "p", hold, claimed.claimed_until)], T0) == {}
+    assert (await store.get_message(claimed.id)).status is MessageStatus.CANCELLED
+
+    assert await store.cancel_pending(elsewhere, "opted_out", T0) == 0
+    stored = await store.get_message(handed.id)
+    assert stored.status is MessageStatus.SENDING and stored.provider == "p"
+
+
+async def test_a_sender_giving_back_a_text_never_takes_it_from_the_sender_that_claimed_it_after(
+    engine: AsyncEngine,
+) -> None:
+    """A stopping sender gives its unsent texts back (deferred to now) naming its claim and hold: a
+    text whose claim ran out and that another sender claimed and handed over stays with that one."""
+    store = SqlSmsStore(engine)
+    await store.enqueue(draft("given-back"))
+    (first,) = await store.claim_due(T0, lease_s=60, limit=10)
+    later = T0 + timedelta(seconds=61)
+    (second,) = await store.claim_due(later, lease_s=60, limit=10)
+    hold = later + timedelta(hours=1)
+    await store.record_outcomes([Handed(second.id, "p", hold, second.claimed_until)], later)
+    first_hold = T0 + timedelta(hours=1)
+    await store.record_outcomes(
+        [Deferred(first.id, later, "released at shutdown", first.claimed_until, first_hold)], later
+    )
+    stored = await store.get_message(first.id)
+    assert (stored.status, stored.provider, stored.claimed_until) == (MessageStatus.SENDING, "p", hold)
+    # The sender that holds it gives it back: its own hold matches.
+    await store.record_outcomes(
+        [Deferred(second.id, later, "released at shutdown", second.claimed_until, hold)], later
+    )
+    stored = await store.get_message(second.id)
+    assert (stored.status, stored.provider, stored.attempts) == (MessageStatus.QUEUED, "", 1)

@@ -340,7 +340,7 @@ async def test_a_supervisor_decides_on_a_text_whose_outcome_is_unknown(api: SmsA
         "not unknown",
     )
     (claimed,) = await api.store.claim_due(START, lease_s=60, limit=5)
-    await api.store.record_outcomes([Handed(claimed.id, "console", START)], START)
+    await api.store.record_outcomes([Handed(claimed.id, "console", START, claimed.claimed_until)], START)
     await api.store.record_outcomes([Unknown(claimed.id, "no report")], START)
     await assert_error(
         await api.client.post(path, json={"action": "resend"}, headers=api.as_role(Role.AGENT)),

@@ -18,6 +18,7 @@ from callcenter.sms.ports import Outgoing, ProviderError
 from callcenter.sms.records import Contact, MessageStatus
 from callcenter.sms.service import Inbound, SmsEngine
 from callcenter.store.sql_repos import SqlCallRepository
+from tests.conftest import FakeClock
 from tests.fakes.sms import RecordingSmsGateway, SenderCrashed
 from tests.service.sms.conftest import NY_MOBILE, Rig
 
@@ -244,7 +245,9 @@ async def test_a_delivery_report_without_a_usable_id_is_refused_and_moves_nothin
     message = await rig.engine.send_manual(NY_MOBILE, "hello", actor="t")
     (claimed,) = await rig.store.claim_due(rig.clock.now(), lease_s=60, limit=10)
     hold = rig.clock.now() + timedelta(minutes=10)
-    await rig.store.record_outcomes([Handed(claimed.id, "recording", hold)], rig.clock.now())
+    await rig.store.record_outcomes(
+        [Handed(claimed.id, "recording", hold, claimed.claimed_until)], rig.clock.now()
+    )
     for bad in ("", "a\x00b", "x\ny"):
         with pytest.raises(ValidationError):
             await rig.engine.delivery_report("recording", bad, MessageStatus.DELIVERED)
@@ -441,3 +444,104 @@ async def test_a_stopped_sender_finishes_its_requests_in_flight_and_gives_back_t
     assert len(given_back) == 2 and all(m.attempts == 0 and not m.provider for m in given_back)
     await rig.make(network).send_due()  # at once: no claim to wait for
     assert sorted(d.to for d in network.delivered) == sorted(numbers)
+
+
+class _StallFirst(RecordingSmsGateway):
+    """A phone network whose first request hangs until ``release`` (a slow provider); later ones,
+    from any sender, go through at once."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    async def send(self, message: Outgoing) -> str:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+        return await super().send(message)
+
+
+async def _stalled_pass(rig: Rig, count: int) -> tuple[_StallFirst, asyncio.Task[int], list[str], str]:
+    """``count`` texts to as many numbers; a sender (one request at a time) claims them all and hangs
+    on its first request. Returns the network, the pass, the numbers and the id of the one text the
+    claim could not hand over yet (it waits for a texts-ahead permit)."""
+    numbers = [f"+1212555{i:04d}" for i in range(count)]
+    for i, number in enumerate(numbers):
+        await rig.engine.send_manual(number, f"text {i}", actor="test")
+    network = _StallFirst(rig.clock)
+    one_at_a_time = dataclasses.replace(rig.settings, send_concurrency=1)
+    engine = SmsEngine(rig.store, network, rig.calls, None, rig.clock, one_at_a_time)
+    sender = asyncio.create_task(engine.send_due())
+    await asyncio.wait_for(network.entered.wait(), 5)
+    for _ in range(20):  # the other texts' tasks run as far as they can
+        await asyncio.sleep(0)
+    stored = (await rig.engine.messages(number=None, needs_person=None, cursor=None, limit=10)).items
+    (waiting,) = [m for m in stored if m.status is MessageStatus.SENDING and not m.provider]
+    return network, sender, numbers, waiting.id
+
+
+async def test_a_slow_provider_never_gets_a_text_twice_when_its_claim_runs_out(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9: a claimed text waits so long behind a slow request that its claim runs out; another
+    sender claims and sends it. The first sender's hand-over is refused: it does not send it (and
+    says so), and the phone network gets it once."""
+    network, first, _, waiting = await _stalled_pass(rig, 3)
+    rig.clock.advance(rig.settings.lease_s + 1)  # the claim ran out; the handed-over ones are held
+    second = rig.make(network)
+    assert await second.send_due() == 1
+    assert [d.message_id for d in network.delivered] == [waiting]
+    network.release.set()
+    assert await asyncio.wait_for(first, 5) == 3
+    assert sorted(d.message_id for d in network.delivered).count(waiting) == 1
+    assert len(network.delivered) == 3
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.SENT
+    assert any("not sent by this pass" in r.getMessage() for r in caplog.records)
+    await rig.make(network).send_due()
+    assert len(network.delivered) == 3
+
+
+async def test_stop_between_the_claim_and_the_hand_over_cancels_the_text(rig: Rig) -> None:
+    """Issue 9: opt-out wins at every moment. STOP arrives after a sender claimed and checked a text
+    (consent was fine then) but before it handed it to the provider: it is cancelled, never sent."""
+    network, sender, numbers, waiting = await _stalled_pass(rig, 3)
+    number = (await rig.store.get_message(waiting)).number
+    await rig.engine.receive(inbound("STOP", sender=number))
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.CANCELLED
+    network.release.set()
+    assert await asyncio.wait_for(sender, 5) == 3
+    assert waiting not in {d.message_id for d in network.delivered}
+    stored = await rig.store.get_message(waiting)
+    assert (stored.status, stored.error, stored.provider) == (MessageStatus.CANCELLED, "opted_out", "")
+    # Later passes send the opt-out confirmation only, never the cancelled text.
+    rig.clock.advance(rig.settings.report_wait_s + 1)
+    await rig.make(network).send_due()
+    assert waiting not in {d.message_id for d in network.delivered}
+    assert sorted(d.to for d in network.delivered if d.text.startswith("text")) == sorted(
+        n for n in numbers if n != number
+    )
+
+
+async def test_a_stopping_sender_whose_claim_ran_out_leaves_the_text_to_the_sender_holding_it(
+    rig: Rig,
+) -> None:
+    """The sender that lost its claim is stopped (SIGTERM) while the text waits: it gives back only
+    what is still its own, so the text another sender handed over is not queued again and sent twice."""
+    slow, first, _, waiting = await _stalled_pass(rig, 3)
+    rig.clock.advance(rig.settings.lease_s + 1)
+    stuck = _StallFirst(rig.clock)  # the second sender's request hangs too
+    second = asyncio.create_task(rig.make(stuck).send_due())
+    await asyncio.wait_for(stuck.entered.wait(), 5)
+    assert (await rig.store.get_message(waiting)).provider == "recording"  # handed over by the second
+    first.cancel()
+    slow.release.set()  # the first sender finishes its request in flight, then stops
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.SENDING
+    third = RecordingSmsGateway(rig.clock)
+    await rig.make(third).send_due()
+    stuck.release.set()
+    assert await asyncio.wait_for(second, 5) == 1
+    got = [d.message_id for n in (slow, stuck, third) for d in n.delivered]
+    assert got.count(waiting) == 1
+    assert (await rig.store.get_message(waiting)).status is MessageStatus.SENT
