@@ -193,6 +193,7 @@ ERASURE: Final = _object(
         },
         "callback_attempts": {"type": "integer", "description": "dial attempts pseudonymised"},
         "callback_notes": {"type": "integer", "description": "callback notes and people's reasons emptied"},
+        "audit_entries": {"type": "integer", "description": "audit log targets renamed to the pseudonym"},
         "do_not_call_kept": {
             "type": "boolean",
             "description": "the number stays on the do-not-call list (a legal block, kept readable)",
@@ -319,5 +320,6 @@ def erasure_json(e: Erasure) -> JsonObject:
         "callbacks_connected": e.callbacks_connected,
         "callback_attempts": e.callback_attempts,
         "callback_notes": e.callback_notes,
+        "audit_entries": e.audit_entries,
         "do_not_call_kept": e.do_not_call_kept,
     }

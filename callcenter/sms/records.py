@@ -138,6 +138,7 @@ class Erasure:
     callbacks_connected: int = 0
     callback_attempts: int = 0
     callback_notes: int = 0
+    audit_entries: int = 0
     do_not_call_kept: bool = False
     audio_files: int = 0
     previews: int = 0

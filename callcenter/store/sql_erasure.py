@@ -21,6 +21,9 @@ transaction as its own SMS tables, so an erasure is all or nothing. What it does
   transaction with the dial) compares readable numbers; a keyed hash there would need the consent
   secret in the dispatcher.
 
+``audit_log``: a target naming the number (``number=<it>``, the path of a contact, consent or
+do-not-call write) names the pseudonym instead; who did what and when stays.
+
 The call timeline (``call_events``) holds no number (queue, agent, reason, outcome), so it is left alone.
 """
 
@@ -44,6 +47,7 @@ from callcenter.store.sql_dispatch import (
     CallbackSourceRow,
     DoNotCallRow,
 )
+from callcenter.store.sql_models import AuditRow
 from callcenter.store.sql_stats import StatsMissedRow
 from callcenter.store.sql_voicemails import VoicemailRow, VoicemailTranscriptRow
 
@@ -68,6 +72,7 @@ class OutsideSms:
     callback_notes: int
     do_not_call_kept: bool
     connected: int
+    audit_entries: int
     cancelled: tuple[tuple[Callback, CallbackChange], ...]
 
 
@@ -181,6 +186,20 @@ async def erase_outside_sms(
     )
 
     missed = await run(update(StatsMissedRow).where(StatsMissedRow.caller == number).values(caller=pseudonym))
+    # The audit trail keeps who did what and when, naming the number by its pseudonym (``number=…``).
+    audited = 0
+    for entry_id, target in (
+        await connection.execute(select(AuditRow.id, AuditRow.target).where(AuditRow.target.contains(number)))
+    ).all():
+        parts = target.split(",")
+        renamed = [
+            f"{name}={pseudonym}" if value == number else f"{name}={value}"
+            for name, _, value in (part.partition("=") for part in parts)
+        ]
+        if renamed != parts:
+            audited += await run(
+                update(AuditRow).where(AuditRow.id == entry_id).values(target=",".join(renamed))
+            )
     blocked = await connection.scalar(select(DoNotCallRow.number).where(DoNotCallRow.number == number))
     return OutsideSms(
         missed_calls=missed,
@@ -193,5 +212,6 @@ async def erase_outside_sms(
         callback_notes=notes,
         do_not_call_kept=blocked is not None,
         connected=connected,
+        audit_entries=audited,
         cancelled=tuple(cancelled),
     )

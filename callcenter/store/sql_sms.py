@@ -768,6 +768,7 @@ class SqlSmsStore(_SqlRepository):
                 callbacks_connected=outside.connected,
                 callback_attempts=outside.callback_attempts,
                 callback_notes=outside.callback_notes,
+                audit_entries=outside.audit_entries,
                 do_not_call_kept=outside.do_not_call_kept,
                 audio_paths=outside.audio_paths,
                 voicemail_ids=outside.voicemail_ids,

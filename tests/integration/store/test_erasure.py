@@ -22,13 +22,14 @@ from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.model.callbacks import Actor
 from callcenter.model.events import CallbackStateChanged, CallEnded
-from callcenter.model.records import CallRecord, QueueRecord
+from callcenter.model.records import AuditEntry, CallRecord, QueueRecord
 from callcenter.model.vocabulary import (
     ActorKind,
     AttemptResult,
     CallbackState,
     CallOutcome,
     EntryPoint,
+    Role,
     VoicemailStatus,
 )
 from callcenter.sms.consent import ConsentStatus
@@ -38,7 +39,7 @@ from callcenter.sms.templates import parse_templates
 from callcenter.store.media_files import MediaFolder
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_models import Base, CallRow
-from callcenter.store.sql_repos import SqlCallRepository, SqlQueueRepository
+from callcenter.store.sql_repos import SqlAuditLog, SqlCallRepository, SqlQueueRepository
 from callcenter.store.sql_sms import SqlSmsStore
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail.records import TranscriptSegment, VoicemailTranscript
@@ -204,6 +205,11 @@ async def test_erasure_leaves_no_row_or_file_with_the_number_and_keeps_the_count
     moved, change, attempt = start_attempt(dialled, at=T0, fence=1, actor=DISPATCHER)
     await world.callbacks.start_attempt(moved, change, attempt, role=ROLE)
     await world.callbacks.block_number(NUMBER, by="supervisor:sue", reason="asked by phone", at=T0)
+    audit = SqlAuditLog(world.sql)
+    for target in (f"number={NUMBER}", f"number={NUMBER}9"):  # the second is another number
+        await audit.append(
+            AuditEntry(at=T0, actor="token:sue", role=Role.SUPERVISOR, action="PUT /contacts", target=target)
+        )
     assert await _rows_naming(world.sql, NUMBER)  # the scan below can see the number
 
     world.clock.advance(60)
@@ -212,9 +218,12 @@ async def test_erasure_leaves_no_row_or_file_with_the_number_and_keeps_the_count
     assert erased.calls == 1 and erased.voicemails == 1 and erased.transcripts == 1
     assert erased.audio_files == 1 and erased.files_not_deleted == ()
     assert (erased.callbacks, erased.callbacks_cancelled, erased.callback_attempts) == (2, 2, 1)
-    assert erased.callback_notes >= 2 and erased.do_not_call_kept
-    # No row anywhere still holds the number, but the do-not-call list (a legal block, kept on purpose).
-    assert await _rows_naming(world.sql, NUMBER) == {"do_not_call.number": 1}
+    assert erased.callback_notes >= 2 and erased.do_not_call_kept and erased.audit_entries == 1
+    # No row anywhere still holds the number, but the do-not-call list (a legal block, kept on purpose)
+    # and the audit entry about another number that begins with it.
+    assert await _rows_naming(world.sql, NUMBER) == {"do_not_call.number": 1, "audit_log.target": 1}
+    targets = {e.target for e in (await audit.list(cursor=None, limit=10)).items}
+    assert targets == {f"number={erased.pseudonym}", f"number={NUMBER}9"}
     assert await _rows_naming(world.sql, "Ann") == {}, "no name, note, preview or transcript is left"
     assert not world.media.path(audio).exists()
     assert world.media.path(other_audio).exists(), "another caller's voicemail is untouched"
