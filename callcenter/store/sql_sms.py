@@ -721,6 +721,15 @@ class SqlSmsStore(_SqlRepository):
                 result = await connection.execute(statement)  # type: ignore[call-overload]
                 return int(result.rowcount)
 
+            # An open "call me" would be taken over to dial the pseudonym: it is closed first.
+            await run(
+                update(SmsCallbackRequestRow)
+                .where(
+                    SmsCallbackRequestRow.number == number,
+                    SmsCallbackRequestRow.state == CallbackRequestState.REQUESTED.value,
+                )
+                .values(state=CallbackRequestState.CANCELLED.value, cancelled_at=at)
+            )
             requests = await run(
                 update(SmsCallbackRequestRow)
                 .where(SmsCallbackRequestRow.number == number)

@@ -33,7 +33,7 @@ from callcenter.model.vocabulary import (
     VoicemailStatus,
 )
 from callcenter.sms.consent import ConsentStatus
-from callcenter.sms.records import Erasure
+from callcenter.sms.records import CallbackRequestState, Erasure
 from callcenter.sms.service import EngineSettings, Inbound, SmsEngine
 from callcenter.sms.templates import parse_templates
 from callcenter.store.media_files import MediaFolder
@@ -197,6 +197,8 @@ async def test_erasure_leaves_no_row_or_file_with_the_number_and_keeps_the_count
     audio = await world.voicemail("call-1")
     await world.call("call-2", caller=OTHER)
     other_audio = await world.voicemail("call-2", caller=OTHER)
+    await world.sms.receive(Inbound(sender=NUMBER, text="1", provider="recording", provider_id="in-0"))
+    assert len(await world.sms.callback_requests(number=NUMBER, open_only=True)) == 1
     await world.sms.receive(Inbound(sender=NUMBER, text="STOP", provider="recording", provider_id="in-1"))
     await world.sms.send_due()
     sent_before = len(world.gateway.to(NUMBER))
@@ -248,6 +250,9 @@ async def test_erasure_leaves_no_row_or_file_with_the_number_and_keeps_the_count
     with pytest.raises(StaleCallbackError):
         await world.callbacks.start_attempt(moved, change, attempt, role=ROLE)
     assert await world.callbacks.open_for_number(erased.pseudonym) == ()
+    assert erased.callback_requests == 1
+    (request,) = await SqlSmsStore(world.sql).callback_requests(number=erased.pseudonym, open_only=False)
+    assert request.state is CallbackRequestState.CANCELLED, "an open request by text is closed too"
 
     # The calls still count: same rows, same outcomes, under the pseudonym.
     async with world.sql.connect() as connection:
