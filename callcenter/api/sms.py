@@ -8,6 +8,7 @@ refused request stores nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import ipaddress
@@ -430,8 +431,13 @@ async def post_erasure(request: web.Request) -> web.Response:
     erasure = await sms.engine.erase(text_field(body, "number"))
     voicemails = request.app.get(VOICEMAIL_SERVICE)
     if voicemails is not None:
-        # The whisper's previews hold the caller's voice, in the folder shared with Asterisk.
-        await voicemails.erase_caller(erasure.number)
+        # After the commit: the recorded audio, and the whisper's previews in the folder shared
+        # with Asterisk. A file that stays is logged and reported in the answer.
+        audio, previews, failed = await voicemails.erase_files(erasure.audio_paths, erasure.voicemail_ids)
+        erasure = dataclasses.replace(erasure, audio_files=audio, previews=previews, files_not_deleted=failed)
+    elif erasure.audio_paths:
+        # No voicemail service in this process: the files are not deleted here, and the answer says so.
+        erasure = dataclasses.replace(erasure, files_not_deleted=erasure.audio_paths)
     # The audit entry keeps the pseudonym, never the erased number.
     set_audit_detail(request, {"pseudonym": erasure.pseudonym})
     return web.json_response(erasure_json(erasure))

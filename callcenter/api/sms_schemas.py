@@ -167,8 +167,37 @@ ERASURE: Final = _object(
         "messages": {"type": "integer"},
         "contacts": {"type": "integer"},
         "consent_records": {"type": "integer"},
-        "calls": {"type": "integer"},
+        "calls": {"type": "integer", "description": "call records pseudonymised (they still count)"},
         "callback_requests": {"type": "integer"},
+        "missed_calls": {"type": "integer", "description": "missed-call statistics rows pseudonymised"},
+        "voicemails": {"type": "integer", "description": "voicemail records pseudonymised, preview emptied"},
+        "transcripts": {"type": "integer", "description": "voicemail transcripts deleted"},
+        "audio_files": {
+            "type": "integer",
+            "description": "voicemail recordings deleted from the media folder",
+        },
+        "previews": {"type": "integer", "description": "whisper previews deleted from the shared folder"},
+        "files_not_deleted": {
+            "type": "array",
+            "items": _TEXT,
+            "description": "files that could not be deleted (logged; delete them by hand)",
+        },
+        "callbacks": {"type": "integer", "description": "callbacks pseudonymised"},
+        "callbacks_cancelled": {
+            "type": "integer",
+            "description": "open callbacks cancelled (reason erased; never dialled afterwards)",
+        },
+        "callbacks_connected": {
+            "type": "integer",
+            "description": "callbacks on the line at the time: the call goes on; never dialled again",
+        },
+        "callback_attempts": {"type": "integer", "description": "dial attempts pseudonymised"},
+        "callback_notes": {"type": "integer", "description": "callback notes and people's reasons emptied"},
+        "audit_entries": {"type": "integer", "description": "audit log targets renamed to the pseudonym"},
+        "do_not_call_kept": {
+            "type": "boolean",
+            "description": "the number stays on the do-not-call list (a legal block, kept readable)",
+        },
     }
 )
 
@@ -280,4 +309,17 @@ def erasure_json(e: Erasure) -> JsonObject:
         "consent_records": e.consent_records,
         "calls": e.calls,
         "callback_requests": e.callback_requests,
+        "missed_calls": e.missed_calls,
+        "voicemails": e.voicemails,
+        "transcripts": e.transcripts,
+        "audio_files": e.audio_files,
+        "previews": e.previews,
+        "files_not_deleted": list(e.files_not_deleted),
+        "callbacks": e.callbacks,
+        "callbacks_cancelled": e.callbacks_cancelled,
+        "callbacks_connected": e.callbacks_connected,
+        "callback_attempts": e.callback_attempts,
+        "callback_notes": e.callback_notes,
+        "audit_entries": e.audit_entries,
+        "do_not_call_kept": e.do_not_call_kept,
     }

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import phonenumbers
 
 from callcenter.errors import InvalidPhoneNumberError
+
+#: How a number erased for data protection reads where it was (``erased:<keyed hash>``): never dialled.
+ERASED_PREFIX: Final = "erased:"
 
 #: Caller ids Asterisk and carriers use for a withheld number.
 _WITHHELD = frozenset({"", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld"})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from callcenter.model.callbacks import Callback, CallbackChange
 from callcenter.sms.rules import MessageKind
 
 
@@ -115,7 +116,15 @@ class CallbackRequest:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Erasure:
-    """What an erasure removed."""
+    """What an erasure removed (counts of rows changed; a repeat finds less or nothing to do).
+
+    The SQL part is one transaction; the files go after its commit: ``audio_paths`` (relative to the
+    voicemail media folder) and the previews of ``voicemail_ids`` are what the store handed over for
+    deletion, ``audio_files``/``previews`` what was deleted and ``files_not_deleted`` what could not be
+    (logged, reported, never silently kept). ``cancelled`` are the open callbacks the erasure closed, for
+    their state events; ``callbacks_connected`` were on the line and keep going (pseudonymised, never
+    dialled again). ``do_not_call_kept``: the number stays on the do-not-call list (a legal block).
+    """
 
     number: str
     pseudonym: str
@@ -124,3 +133,19 @@ class Erasure:
     consent_records: int
     calls: int
     callback_requests: int
+    missed_calls: int = 0
+    voicemails: int = 0
+    transcripts: int = 0
+    callbacks: int = 0
+    callbacks_cancelled: int = 0
+    callbacks_connected: int = 0
+    callback_attempts: int = 0
+    callback_notes: int = 0
+    audit_entries: int = 0
+    do_not_call_kept: bool = False
+    audio_files: int = 0
+    previews: int = 0
+    files_not_deleted: tuple[str, ...] = ()
+    audio_paths: tuple[str, ...] = ()
+    voicemail_ids: tuple[str, ...] = ()
+    cancelled: tuple[tuple[Callback, CallbackChange], ...] = ()

@@ -29,6 +29,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from callcenter.bus import Delivery
+from callcenter.callbacks.service import state_event
 from callcenter.clock import Clock
 from callcenter.errors import CallCenterError, ConflictError, NotFoundError, ValidationError
 from callcenter.model.events import (
@@ -42,7 +43,7 @@ from callcenter.model.events import (
     VoicemailTranscribed,
 )
 from callcenter.model.paging import Page
-from callcenter.model.phone import mask_number, parse_phone
+from callcenter.model.phone import ERASED_PREFIX, mask_number, parse_phone
 from callcenter.model.vocabulary import CallbackKind, CallbackState, CallOutcome, EntryPoint
 from callcenter.queue.hours import business_hours, is_open
 from callcenter.queue.ports import CallRepository, QueueRepository
@@ -875,10 +876,24 @@ class SmsEngine:
         return await self._store.mark_handled(message_id)
 
     async def erase(self, raw: str) -> Erasure:
-        """Erase a number's personal data; its opt-out (by keyed hash) stays in force."""
+        """Erase a number's personal data; its opt-out (by keyed hash) stays in force.
+
+        The open callbacks it cancelled publish their ``CallbackStateChanged`` (with the pseudonym),
+        as any other cancellation. The voicemail audio and previews it hands back in the
+        :class:`Erasure` are for the caller to delete (:meth:`VoicemailService.erase_files`).
+
+        :raises ConflictError: a callback to the number is connected (nothing is erased).
+        """
         number = self._number(raw)
-        pseudonym = "erased:" + self._key(number)[:16]
-        return await self._store.erase(number, pseudonym, self._clock.now())
+        pseudonym = ERASED_PREFIX + self._key(number)[:16]
+        erasure = await self._store.erase(number, pseudonym, self._clock.now())
+        if self.publish is not None:
+            for callback, change in erasure.cancelled:
+                try:
+                    await self.publish(state_event(callback, change))
+                except Exception as exc:  # the store is the truth: a lost event is logged, not raised
+                    logger.error("event bus: callback %s cancellation not published: %s", callback.id, exc)
+        return erasure
 
     async def delivery_report(
         self, provider: str, provider_id: str, status: MessageStatus, error: str = ""

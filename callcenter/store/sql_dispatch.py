@@ -49,6 +49,7 @@ from callcenter.callbacks.dispatch_ports import (
 )
 from callcenter.callbacks.ports import CallbackExistsError, StaleCallbackError
 from callcenter.model.callbacks import Callback, CallbackChange
+from callcenter.model.phone import ERASED_PREFIX
 from callcenter.model.vocabulary import AttemptResult, CallbackState
 from callcenter.store.sql_callbacks import (
     CallbackChangeRow,
@@ -298,6 +299,9 @@ class SqlDispatchStore(SqlCallbackRepository):
             )
             if blocked is not None:
                 raise DoNotCallError(f"{attempt.number} is on the do-not-call list")
+            if attempt.number.startswith(ERASED_PREFIX):
+                # A callback connected while its number was erased keeps the pseudonym: never dialled.
+                raise DoNotCallError(f"callback {callback.id}: its number was erased")
             await _move_from(connection, callback.id, previous, values, why=": not dialled")
             await connection.execute(insert(CallbackAttemptRow), [_attempt_values(attempt)])
             await self._insert_changes(connection, (change,))

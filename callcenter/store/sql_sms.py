@@ -74,6 +74,7 @@ from callcenter.sms.records import (
     SmsMessage,
 )
 from callcenter.sms.rules import CAPPED_KINDS, MessageKind
+from callcenter.store.sql_erasure import erase_outside_sms
 from callcenter.store.sql_models import CallRow
 from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
 from callcenter.store.sql_sms_models import SmsCallbackRequestRow, SmsConsentRow, SmsContactRow, SmsMessageRow
@@ -737,6 +738,15 @@ class SqlSmsStore(_SqlRepository):
                 result = await connection.execute(statement)  # type: ignore[call-overload]
                 return int(result.rowcount)
 
+            # An open "call me" would be taken over to dial the pseudonym: it is closed first.
+            await run(
+                update(SmsCallbackRequestRow)
+                .where(
+                    SmsCallbackRequestRow.number == number,
+                    SmsCallbackRequestRow.state == CallbackRequestState.REQUESTED.value,
+                )
+                .values(state=CallbackRequestState.CANCELLED.value, cancelled_at=at)
+            )
             requests = await run(
                 update(SmsCallbackRequestRow)
                 .where(SmsCallbackRequestRow.number == number)
@@ -766,6 +776,8 @@ class SqlSmsStore(_SqlRepository):
             calls = await run(
                 update(CallRow).where(CallRow.caller == number).values(caller=pseudonym, caller_name="")
             )
+            # Voicemails, callbacks and statistics, in this same transaction (all or nothing).
+            outside = await erase_outside_sms(connection, number, pseudonym, at)
             return Erasure(
                 number=number,
                 pseudonym=pseudonym,
@@ -774,6 +786,19 @@ class SqlSmsStore(_SqlRepository):
                 consent_records=consent,
                 calls=calls,
                 callback_requests=requests,
+                missed_calls=outside.missed_calls,
+                voicemails=outside.voicemails,
+                transcripts=outside.transcripts,
+                callbacks=outside.callbacks,
+                callbacks_cancelled=len(outside.cancelled),
+                callbacks_connected=outside.connected,
+                callback_attempts=outside.callback_attempts,
+                callback_notes=outside.callback_notes,
+                audit_entries=outside.audit_entries,
+                do_not_call_kept=outside.do_not_call_kept,
+                audio_paths=outside.audio_paths,
+                voicemail_ids=outside.voicemail_ids,
+                cancelled=outside.cancelled,
             )
 
         return await self._write("erasing a number", work)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Final
 
 from callcenter.bus import Delivery, EventBus
 from callcenter.clock import Clock
-from callcenter.errors import ConflictError
+from callcenter.errors import CallCenterError, ConflictError
 from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
 from callcenter.model.paging import Page
 from callcenter.model.vocabulary import VoicemailStatus
@@ -338,6 +338,33 @@ class VoicemailService:
         """Delete what a number's erasure must remove beside the voicemail records: the previews of
         its messages in the folder shared with Asterisk. How many files went."""
         return await self._previews.erase_number(number) if self._previews is not None else 0
+
+    async def erase_files(
+        self, audio_paths: Iterable[str], voicemail_ids: Iterable[str]
+    ) -> tuple[int, int, tuple[str, ...]]:
+        """Delete the files of an erased number's voicemails, after the erasure's commit: the audio
+        (paths relative to the media folder) and the whispers' previews.
+
+        A file that cannot be deleted is logged and returned (it is never silently kept); the others
+        are still deleted. Files already gone count for nothing (a repeat is harmless).
+        Returns (audio files deleted, previews deleted, the files not deleted).
+        """
+        audio = previews = 0
+        failed: list[str] = []
+        for relative in audio_paths:
+            try:
+                audio += await asyncio.to_thread(self._media.delete, relative)
+            except (OSError, CallCenterError) as exc:
+                logger.error("erasure: voicemail audio %s not deleted: %s", relative, exc)
+                failed.append(relative)
+        if self._previews is not None:
+            for voicemail_id in voicemail_ids:
+                try:
+                    previews += await self._previews.delete(voicemail_id)
+                except OSError as exc:
+                    logger.error("erasure: preview of voicemail %s not deleted: %s", voicemail_id, exc)
+                    failed.append(f"preview:{voicemail_id}")
+        return audio, previews, tuple(failed)
 
     # --- reading ---
 
