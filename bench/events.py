@@ -73,28 +73,25 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 from redis import asyncio as aioredis
-from sqlalchemy import text
 
 from callcenter.app import SERVICES, Services, build_app, settle_garbage_collector
 from callcenter.ari.events import AriEvent, ChannelHangupRequest, StasisEnd, StasisStart, parse_event
 from callcenter.ari.link import AriLink, ReceivedAt
 from callcenter.ari.translate import ORIGINATED_TAGS
-from callcenter.config import DatabaseSettings, LogSettings, Settings
+from callcenter.config import LogSettings, Settings
 from callcenter.logs import configure_logging
 from callcenter.model.events import CallEnded, DomainEvent
 from callcenter.model.records import QueueRecord
 from callcenter.queue.detection import AgentLeg
-from callcenter.store.database import create_engine
 from callcenter.tasks import where_waiting
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import CallProfile, ChildSim, InlineSim, SimControl  # noqa: E402
+from _postgres import scratch_schema  # noqa: E402
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 TARGET_P99_MS = 50.0
@@ -493,23 +490,6 @@ def ramp_handle_s(rate: float, open_target: float) -> float:
     return max(MIN_HANDLE_S, min(PHASE1_HANDLE_S, open_target / rate - ANSWER_MEAN_S))
 
 
-@contextlib.asynccontextmanager
-async def postgres_schema() -> AsyncIterator[str]:
-    """A schema of our own for the run (dropped after); yields the app's database URL."""
-    schema = f"cc_bench_events_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
-    try:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}', safe='')}"
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
-        progress(f"dropped schema {schema}")
-
-
 async def delete_keys(prefix: str) -> int:
     client = aioredis.from_url(REDIS_URL)
     try:
@@ -795,7 +775,8 @@ async def open_world(args: argparse.Namespace, agents: int, label: str) -> Async
     sim: SimControl = await opener.open(users={"bench": password}, seed=args.seed)
     progress(f"{label}: simulated Asterisk at {sim.url} ({sim.where}); Redis prefix {prefix}")
     try:
-        async with postgres_schema() as database_url:
+        async with scratch_schema("events", migrated=False) as database:  # the app migrates
+            database_url = database.url
             with tempfile.TemporaryDirectory(prefix="bench-events-") as data_dir:
                 settings = Settings.from_env(
                     {

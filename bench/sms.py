@@ -25,22 +25,19 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from callcenter.api.app import build_api
 from callcenter.api.sms import SMS_HTTP, SmsHttp, WebhookSettings
@@ -62,12 +59,14 @@ from callcenter.sms_gateways.kannel_lab import (
     kannel_lab,
     missing_binaries,
 )
-from callcenter.store.database import create_engine, migrate
+from callcenter.store.database import create_engine
 from callcenter.store.sql_repos import SqlAuditLog, SqlCallRepository, SqlTokenRepository
 from callcenter.store.sql_sms import SqlSmsStore
 from callcenter.store.sql_sms_models import SmsMessageRow
 
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _postgres import scratch_schema  # noqa: E402
+
 SECRET = "bench-secret"
 SENDER = "5550"
 
@@ -294,107 +293,103 @@ async def _run(n: int, concurrency: int, stops: int, kannel_stops: int) -> dict[
         raise SystemExit(
             f"Kannel is not installed ({', '.join(missing)}): apt-get install kannel kannel-extras"
         )
-    schema = f"cc_bench_sms_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
-    async with admin.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    settings = DatabaseSettings(url=f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}', safe='')}")
+    async with scratch_schema("sms") as settings:
+        return await _run_in(settings, n, concurrency, stops, kannel_stops)
+
+
+async def _run_in(
+    settings: DatabaseSettings, n: int, concurrency: int, stops: int, kannel_stops: int
+) -> dict[str, object]:
     api_port = free_port()
     api_base = f"http://127.0.0.1:{api_port}"
     get_url = f"{api_base}/api/v1/sms/kannel/inbound?secret={SECRET}&from=%p&to=%P&text=%a&id=%I"
     report: dict[str, object] = {"n": n, "concurrency": concurrency}
-    try:
-        await migrate(settings)
-        sql = create_engine(settings)
-        with tempfile.TemporaryDirectory(prefix="bench-sms-") as scratch:
-            async with (
-                kannel_lab(Path(scratch) / "kannel", get_url) as lab,
-                aiohttp.ClientSession() as session,
-            ):
-                store = SqlSmsStore(sql)
-                provider = KannelProvider(
-                    session,
-                    KannelSettings(
-                        sendsms_url=lab.sendsms_url,
-                        username=USERNAME,
-                        password=PASSWORD,
-                        sender=SENDER,
-                        callback_base=f"{api_base}/api/v1/sms/kannel",
-                        secret=SECRET,
-                    ),
-                )
-                templates = parse_templates(
-                    resources.files("callcenter.sms").joinpath("templates.toml").read_text(encoding="utf-8")
-                )
-                engine_settings = EngineSettings(
-                    rules=SmsRules(daily_cap=1_000_000),
-                    templates=templates,
-                    consent_secret=b"bench",
-                    lease_s=15.0,
-                    batch=100,
-                    send_concurrency=concurrency,
-                    poll_s=0.05,
-                )
-                clock = DaytimeClock()
+    sql = create_engine(settings)
+    with tempfile.TemporaryDirectory(prefix="bench-sms-") as scratch:
+        async with (
+            kannel_lab(Path(scratch) / "kannel", get_url) as lab,
+            aiohttp.ClientSession() as session,
+        ):
+            store = SqlSmsStore(sql)
+            provider = KannelProvider(
+                session,
+                KannelSettings(
+                    sendsms_url=lab.sendsms_url,
+                    username=USERNAME,
+                    password=PASSWORD,
+                    sender=SENDER,
+                    callback_base=f"{api_base}/api/v1/sms/kannel",
+                    secret=SECRET,
+                ),
+            )
+            templates = parse_templates(
+                resources.files("callcenter.sms").joinpath("templates.toml").read_text(encoding="utf-8")
+            )
+            engine_settings = EngineSettings(
+                rules=SmsRules(daily_cap=1_000_000),
+                templates=templates,
+                consent_secret=b"bench",
+                lease_s=15.0,
+                batch=100,
+                send_concurrency=concurrency,
+                poll_s=0.05,
+            )
+            clock = DaytimeClock()
 
-                def make_engine() -> SmsEngine:
-                    return SmsEngine(store, provider, SqlCallRepository(sql), None, clock, engine_settings)
+            def make_engine() -> SmsEngine:
+                return SmsEngine(store, provider, SqlCallRepository(sql), None, clock, engine_settings)
 
-                webhook_engine = make_engine()
-                deliveries = Deliveries()
-                webhook_engine.publish = deliveries.publish
-                app = build_api(
-                    auth=AuthService(SqlTokenRepository(sql), SqlAuditLog(sql), clock),
-                    health_checks={"db": _ok, "redis": _ok, "ari": None},
-                    registry=CollectorRegistry(),
-                    settings=HttpSettings(),
+            webhook_engine = make_engine()
+            deliveries = Deliveries()
+            webhook_engine.publish = deliveries.publish
+            app = build_api(
+                auth=AuthService(SqlTokenRepository(sql), SqlAuditLog(sql), clock),
+                health_checks={"db": _ok, "redis": _ok, "ari": None},
+                registry=CollectorRegistry(),
+                settings=HttpSettings(),
+            )
+            app[SMS_HTTP] = SmsHttp(
+                engine=webhook_engine,
+                webhooks=WebhookSettings(kannel_secret=SECRET, rate_per_s=1e6, burst=1_000_000),
+            )
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", api_port).start()
+            try:
+                log(f"bare: {n} texts straight to Kannel, {concurrency} at a time")
+                # Both paths warm up first (connections, compiled statements), then run back to back.
+                warm = min(50, n)
+                await _bare(lab.sendsms_url, warm, concurrency, lab.received, label="warm-bare")
+                await _outbox(
+                    store, make_engine, deliveries, "warm", warm, restart=False, lab_received=lab.received
                 )
-                app[SMS_HTTP] = SmsHttp(
-                    engine=webhook_engine,
-                    webhooks=WebhookSettings(kannel_secret=SECRET, rate_per_s=1e6, burst=1_000_000),
+                report["bare"] = await _bare(lab.sendsms_url, n, concurrency, lab.received)
+                log(f"  {report['bare']}")
+                log(f"outbox: {n} texts through our outbox")
+                report["outbox"] = await _outbox(
+                    store, make_engine, deliveries, "outbox", n, restart=False, lab_received=lab.received
                 )
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                await web.TCPSite(runner, "127.0.0.1", api_port).start()
+                log(f"  {report['outbox']}")
+                log(f"restart: {n} texts, sender killed halfway")
+                report["restart"] = await _outbox(
+                    store, make_engine, deliveries, "restart", n, restart=True, lab_received=lab.received
+                )
+                log(f"  {report['restart']}")
+                bare_rate = float(report["bare"]["per_s"])  # type: ignore[index]
+                report["ratio"] = round(float(report["outbox"]["per_s"]) / bare_rate, 3)  # type: ignore[index]
+                report["restart_ratio"] = round(float(report["restart"]["per_s"]) / bare_rate, 3)  # type: ignore[index]
+                log(f"opt-out: {stops} STOPs at the webhook, {kannel_stops} through Kannel")
+                sender = make_engine()
+                sending = asyncio.create_task(sender.run())  # confirmations go out meanwhile
                 try:
-                    log(f"bare: {n} texts straight to Kannel, {concurrency} at a time")
-                    # Both paths warm up first (connections, compiled statements), then run back to back.
-                    warm = min(50, n)
-                    await _bare(lab.sendsms_url, warm, concurrency, lab.received, label="warm-bare")
-                    await _outbox(
-                        store, make_engine, deliveries, "warm", warm, restart=False, lab_received=lab.received
-                    )
-                    report["bare"] = await _bare(lab.sendsms_url, n, concurrency, lab.received)
-                    log(f"  {report['bare']}")
-                    log(f"outbox: {n} texts through our outbox")
-                    report["outbox"] = await _outbox(
-                        store, make_engine, deliveries, "outbox", n, restart=False, lab_received=lab.received
-                    )
-                    log(f"  {report['outbox']}")
-                    log(f"restart: {n} texts, sender killed halfway")
-                    report["restart"] = await _outbox(
-                        store, make_engine, deliveries, "restart", n, restart=True, lab_received=lab.received
-                    )
-                    log(f"  {report['restart']}")
-                    bare_rate = float(report["bare"]["per_s"])  # type: ignore[index]
-                    report["ratio"] = round(float(report["outbox"]["per_s"]) / bare_rate, 3)  # type: ignore[index]
-                    report["restart_ratio"] = round(float(report["restart"]["per_s"]) / bare_rate, 3)  # type: ignore[index]
-                    log(f"opt-out: {stops} STOPs at the webhook, {kannel_stops} through Kannel")
-                    sender = make_engine()
-                    sending = asyncio.create_task(sender.run())  # confirmations go out meanwhile
-                    try:
-                        report["opt_out"] = await _opt_out(webhook_engine, api_base, lab, stops, kannel_stops)
-                    finally:
-                        sending.cancel()
-                        await asyncio.gather(sending, return_exceptions=True)
-                    log(f"  {report['opt_out']}")
+                    report["opt_out"] = await _opt_out(webhook_engine, api_base, lab, stops, kannel_stops)
                 finally:
-                    await runner.cleanup()
-        await sql.dispose()
-    finally:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await admin.dispose()
+                    sending.cancel()
+                    await asyncio.gather(sending, return_exceptions=True)
+                log(f"  {report['opt_out']}")
+            finally:
+                await runner.cleanup()
+    await sql.dispose()
     return report
 
 
