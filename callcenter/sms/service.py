@@ -882,7 +882,11 @@ class SmsEngine:
         as any other cancellation. The voicemail audio and previews it hands back in the
         :class:`Erasure` are for the caller to delete (:meth:`VoicemailService.erase_files`).
 
-        :raises ConflictError: a callback to the number is connected (nothing is erased).
+        A callback connected at that moment goes on under the pseudonym (the dispatcher never
+        dials a pseudonym again).
+
+        :raises ConflictError: a callback to the number changed during the erasure (nothing is
+            erased; try again).
         """
         number = self._number(raw)
         pseudonym = ERASED_PREFIX + self._key(number)[:16]
