@@ -88,15 +88,11 @@ class _SqlRepository:
         self._timeout_s = timeout_s
 
     @asynccontextmanager
-    async def _session(self, doing: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
-        """A session; with ``write`` it is one transaction, committed on success, else rolled back."""
+    async def _bounded(self, doing: str) -> AsyncIterator[None]:
+        """At most ``timeout_s``; a timeout or a driver error becomes the store's own error."""
         try:
-            async with asyncio.timeout(self._timeout_s), self._sessions() as session:
-                if write:
-                    async with session.begin():
-                        yield session
-                else:
-                    yield session
+            async with asyncio.timeout(self._timeout_s):
+                yield
         except TimeoutError as exc:
             where = self._engine.url.render_as_string(hide_password=True)
             raise StoreUnavailableError(
@@ -106,18 +102,20 @@ class _SqlRepository:
             raise store_error(exc, self._engine.url, doing) from exc
 
     @asynccontextmanager
+    async def _session(self, doing: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session; with ``write`` it is one transaction, committed on success, else rolled back."""
+        async with self._bounded(doing), self._sessions() as session:
+            if write:
+                async with session.begin():
+                    yield session
+            else:
+                yield session
+
+    @asynccontextmanager
     async def _reading(self, doing: str) -> AsyncIterator[AsyncConnection]:
         """A plain connection for reads (Core statements: no ORM session's cost on the hot path)."""
-        try:
-            async with asyncio.timeout(self._timeout_s), self._engine.connect() as connection:
-                yield connection
-        except TimeoutError as exc:
-            where = self._engine.url.render_as_string(hide_password=True)
-            raise StoreUnavailableError(
-                f"SQL store at {where} did not answer within {self._timeout_s:g} s while {doing}"
-            ) from exc
-        except (StatementError, OSError) as exc:
-            raise store_error(exc, self._engine.url, doing) from exc
+        async with self._bounded(doing), self._engine.connect() as connection:
+            yield connection
 
     async def _write(self, doing: str, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
         """``work`` in one transaction on a plain connection (no ORM session), committed on success.
