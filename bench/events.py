@@ -43,6 +43,10 @@ Targets on the 2-core CI machine: ``p99_ms`` at most 50 at 100 calls/s and ``max
 least 200, each with a pass/fail boolean. Progress and the app's logs (repeated warnings counted, not
 repeated) on stderr; the last line of stdout is one JSON object.
 
+The app sends its ARI requests as it does by default: over the events WebSocket, which the simulator
+answers as Asterisk 20.14 and later do (``--ari-rest http``: over HTTP only, the other half of an A/B
+run; ``phase1.link`` counts the requests the socket carried and its stalls).
+
 Run from a checkout: ``callcenter bench events --json`` (``--quick``: 10 s at 20 calls/s and a short
 ramp). ``BENCH_POSTGRES_URL`` and ``BENCH_REDIS_URL`` override the servers.
 """
@@ -780,6 +784,8 @@ async def open_world(args: argparse.Namespace, agents: int, label: str) -> Async
             with tempfile.TemporaryDirectory(prefix="bench-events-") as data_dir:
                 settings = Settings.from_env(
                     {
+                        # Other settings from the environment apply (an A/B run of one of them).
+                        **{k: v for k, v in os.environ.items() if k.startswith("CALLCENTER_")},
                         "CALLCENTER_DATA_DIR": data_dir,
                         "CALLCENTER_DATABASE_URL": database_url,
                         "CALLCENTER_REDIS_URL": REDIS_URL,
@@ -788,6 +794,7 @@ async def open_world(args: argparse.Namespace, agents: int, label: str) -> Async
                         "CALLCENTER_ARI_USERNAME": "bench",
                         "CALLCENTER_ARI_PASSWORD": password,
                         "CALLCENTER_LOG_LEVEL": args.log_level,
+                        "CALLCENTER_ARI_REST_OVER_WEBSOCKET": str(args.ari_rest == "websocket").lower(),
                     }
                 )
                 try:
@@ -923,6 +930,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "connects": world.link.connects,
             "loop_late_max_s": round(max(world.loop_late_max_s, world.link.loop_late_max_s), 3),
         }
+        if world.link.rest is not None:
+            link_one["rest_over_websocket_sent"] = world.link.rest.sent
+            link_one["rest_over_websocket_stalls"] = world.link.rest.stalls
         ended_without_hangup = world.probe.ended_without_hangup
     progress(
         f"phase 1: {one.calls} calls, {one.events} events, p50 {one.p50_ms} ms, p99 {one.p99_ms} ms "
@@ -1012,6 +1022,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "phase1_handle_mean_s": PHASE1_HANDLE_S,
             "patience_mean_s": CallProfile().patience_mean_s,
             "simulator": "same process" if args.inline_sim else "child process",
+            "ari_rest": args.ari_rest,
             "store": "postgresql",
             "bus": "redis",
             "quick": bool(args.quick),
@@ -1049,6 +1060,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="S",
         default=None,
         help="diagnostics: print where the event loop was in each stall longer than S seconds (phase 1)",
+    )
+    parser.add_argument(
+        "--ari-rest",
+        choices=("websocket", "http"),
+        default="websocket",
+        help="how the app sends ARI requests: over the events WebSocket (the default, where Asterisk "
+        "answers it) or HTTP only (CALLCENTER_ARI_REST_OVER_WEBSOCKET=false)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log-level", default="WARNING")

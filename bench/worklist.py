@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,8 +34,7 @@ from callcenter.callbacks.dispatch import DispatchSettings
 from callcenter.callbacks.lifecycle import move
 from callcenter.callbacks.service import CallbackService
 from callcenter.callbacks.sources import CallbackSources
-from callcenter.callbacks.worklist import VoicemailNote, Worklist
-from callcenter.errors import NotFoundError
+from callcenter.callbacks.worklist import Worklist
 from callcenter.model.callbacks import Actor
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import (
@@ -46,7 +45,6 @@ from callcenter.model.vocabulary import (
     EntryPoint,
     VoicemailStatus,
 )
-from callcenter.queue.ports import CallFilter
 from callcenter.sms.records import Direction, MessageStatus, SmsMessage
 from callcenter.store.database import create_engine
 from callcenter.store.sql_dispatch import SqlDispatchStore
@@ -54,7 +52,7 @@ from callcenter.store.sql_repos import SqlCallRepository, SqlQueueRepository
 from callcenter.store.sql_sms import SqlSmsStore
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail.records import Voicemail, VoicemailTranscript
-from callcenter.wiring.agent import SmsThread
+from callcenter.wiring.agent import SmsThreads, VoicemailNotes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _postgres import scratch_schema  # noqa: E402
@@ -91,27 +89,10 @@ class _Agents:
     async def queues_of(self, agent_id: str) -> tuple[str, ...]:
         return (QUEUE,)
 
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        return (await self._calls.list(CallFilter(caller=number), cursor=None, limit=limit)).items
-
-
-class _Voicemails:
-    def __init__(self, repository: SqlVoicemailRepository) -> None:
-        self._repository = repository
-
-    async def voicemail(self, voicemail_id: str) -> VoicemailNote | None:
-        try:
-            voicemail = await self._repository.get(voicemail_id)
-        except NotFoundError:
-            return None
-        transcript = await self._repository.transcript(voicemail_id)
-        return VoicemailNote(
-            id=voicemail.id,
-            recorded_at=voicemail.recorded_at,
-            duration_s=voicemail.duration_s,
-            status=voicemail.status.value,
-            transcript=transcript.text if transcript else "",
-        )
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        return await self._calls.recent_of(numbers, limit)
 
 
 class _Planner:
@@ -221,8 +202,8 @@ async def _seed(engine: AsyncEngine, n: int, clock: _Clock) -> tuple[SqlDispatch
         agents,
         clock,
         sources=sources,
-        voicemails=_Voicemails(voicemails),
-        texts=SmsThread(sms),
+        voicemails=VoicemailNotes(voicemails),
+        texts=SmsThreads(sms),
         dispatch=DispatchSettings(),
     )
     return store, worklist

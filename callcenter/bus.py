@@ -24,6 +24,8 @@ class Delivery:
 
 #: A consumer's handler: return normally to acknowledge; raise to leave the event for redelivery.
 Handler = Callable[[Delivery], Awaitable[None]]
+#: A consumer's handler of several events at once, in stream order: all or nothing (see ``consume``).
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
 class EventBus(Protocol):
@@ -49,6 +51,7 @@ class EventBus(Protocol):
         *,
         stop: Awaitable[object],
         only: Collection[str] | None = None,
+        batch: BatchHandler | None = None,
     ) -> None:
         """Deliver events to ``handler`` until ``stop`` completes.
 
@@ -57,6 +60,12 @@ class EventBus(Protocol):
         acknowledged after ``handler`` returns. Events a dead consumer left pending are
         re-claimed after the configured idle time; an event that failed ``max_deliveries`` times goes
         to the dead-letter stream and is acknowledged.
+
+        With ``batch``, the events read together (two or more) go to ``batch`` in one call, in
+        stream order, and are acknowledged together when it returns. Should it raise, they are
+        handed to ``handler`` one by one instead, so a failure stays with its event (and only that
+        one is redelivered or dead-lettered). What ``batch`` did before it raised is therefore done
+        again: it must be idempotent, as ``handler`` must be for redeliveries.
         """
         ...
 

@@ -61,6 +61,7 @@ class BusSettings:
     max_deliveries: int = 5
     claim_idle_ms: int = 30_000
     block_ms: int = 1_000
+    linger_ms: int = 50
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,6 +82,7 @@ class AriSettings:
     username: str = "callcenter"
     password: str = field(default="", repr=False)
     app: str = "callcenter"
+    rest_over_websocket: bool = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -298,6 +300,7 @@ class Settings:
                 max_deliveries=_i(v("BUS_MAX_DELIVERIES")),
                 claim_idle_ms=_i(v("BUS_CLAIM_IDLE_MS")),
                 block_ms=_i(v("BUS_BLOCK_MS")),
+                linger_ms=_i(v("BUS_LINGER_MS")),
             ),
             http=HttpSettings(
                 host=str(v("HTTP_HOST")),
@@ -310,6 +313,7 @@ class Settings:
                 username=str(v("ARI_USERNAME")),
                 password=str(v("ARI_PASSWORD")),
                 app=str(v("ARI_APP")),
+                rest_over_websocket=bool(v("ARI_REST_OVER_WEBSOCKET")),
             ),
             agi=AgiSettings(enabled=bool(v("AGI_ENABLED")), host=str(v("AGI_HOST")), port=_i(v("AGI_PORT"))),
             transcription=TranscriptionSettings(
@@ -757,6 +761,14 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         f"{PREFIX}BUS_BLOCK_MS", "1000", _positive_int, "How long a consumer blocks waiting for new events."
     ),
+    SettingSpec(
+        f"{PREFIX}BUS_LINGER_MS",
+        "50",
+        _non_negative_int,
+        "How long the background consumers (statistics, callbacks, SMS, voicemail, capacity) let new "
+        "events gather before reading them, so that under load each reads and stores many at a time "
+        "(0: at once). A call's outcome is stored and published before; nobody waits on it.",
+    ),
     SettingSpec(f"{PREFIX}HTTP_HOST", "127.0.0.1", _text, "Address the HTTP API binds to."),
     SettingSpec(f"{PREFIX}HTTP_PORT", "8080", _port, "Port of the HTTP API."),
     SettingSpec(
@@ -774,6 +786,14 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(f"{PREFIX}ARI_USERNAME", "callcenter", _text, "ARI user (`ari.conf`)."),
     SettingSpec(f"{PREFIX}ARI_PASSWORD", "", _text, "ARI password.", secret=True),
     SettingSpec(f"{PREFIX}ARI_APP", "callcenter", _text, "Stasis application name used in the dialplan."),
+    SettingSpec(
+        f"{PREFIX}ARI_REST_OVER_WEBSOCKET",
+        "true",
+        _bool,
+        "Send ARI requests (queue, voice flows, dispatcher) over the link's events WebSocket where Asterisk "
+        "answers them there (20.14, 21.9, 22.4 and later); HTTP otherwise, for files, and while the socket "
+        "lags. `false`: HTTP only.",
+    ),
     SettingSpec(
         f"{PREFIX}AGI_ENABLED",
         "false",

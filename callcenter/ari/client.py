@@ -42,6 +42,7 @@ from callcenter.ari.events import (
     parse_channel,
     parse_time,
 )
+from callcenter.ari.wsrest import WebSocketRest
 from callcenter.config import AriSettings
 from callcenter.errors import (
     AsteriskUnavailableError,
@@ -157,9 +158,11 @@ class AriClient:
     """The ARI REST calls we use, with basic auth on a shared :class:`aiohttp.ClientSession`.
 
     :param timeout_s: the limit of each request once sent, connection included.
-    :param max_in_flight: requests sent at once; later ones wait their turn (their ``timeout_s``
+    :param max_in_flight: HTTP requests sent at once; later ones wait their turn (their ``timeout_s``
         starts when they are sent). A burst of calls then queues here instead of timing out
         together, and Asterisk's HTTP server (``sessionlimit``, 100 by default) is not flooded.
+        Requests over the events socket (:meth:`use_websocket`) are not counted: Asterisk runs those
+        one at a time anyway, and the stall guard sends new ones over HTTP when they pile up.
 
     Channel methods raise :class:`ChannelGoneError` when the channel is gone; every method raises
     :class:`AsteriskUnavailableError` when ARI cannot be reached or answers 5xx, and
@@ -179,6 +182,11 @@ class AriClient:
         self._base = ari_base_url(settings)
         self._headers = ari_auth_headers(settings)
         self._timeout_s = timeout_s
+        self._websocket: WebSocketRest | None = None
+
+    def use_websocket(self, rest: WebSocketRest) -> None:
+        """Send requests over the events socket behind ``rest`` while it is usable (HTTP otherwise)."""
+        self._websocket = rest
 
     @property
     def base_url(self) -> str:
@@ -435,7 +443,7 @@ class AriClient:
     async def get_recording_file(self, name: str) -> bytes:
         """The stored file's bytes (a WAV is 16-bit signed PCM, 8 kHz, mono after a 44-byte header)."""
         path = f"/recordings/stored/{_seg(name)}/file"
-        status, raw = await self._send("GET", path)
+        status, raw = await self._send("GET", path, http_only=True)  # Asterisk sends no file in a frame
         _check("GET", path, status, raw, decode=False)
         return raw
 
@@ -526,7 +534,18 @@ class AriClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, object] | None = None,
+        http_only: bool = False,
     ) -> tuple[int, bytes]:
+        rest = self._websocket
+        # Asterisk does not percent-decode a request frame's uri: such paths go over HTTP.
+        if rest is not None and not http_only and "%" not in path and rest.usable():
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    return await rest.request(method, path, params=params, json_body=json_body)
+            except TimeoutError as exc:
+                raise AsteriskUnavailableError(
+                    f"ARI {method} {path}: no answer within {self._timeout_s:g}s (events socket)"
+                ) from exc
         url = self._base + path
         if self._session.closed:
             # At shutdown, flows still running (an offer stopping its prompt) meet a closed session;

@@ -31,6 +31,7 @@ from callcenter.ari.events import (
     UnknownEvent,
     parse_event,
 )
+from callcenter.ari.wsrest import WebSocketRest
 from callcenter.bus import Lease
 from callcenter.clock import Clock, SystemClock
 from callcenter.config import AriSettings
@@ -88,6 +89,9 @@ class AriLink:
         notices a dead peer (no PONG within half of it closes the socket).
     :param reconnect_min_s, reconnect_max_s: the capped exponential backoff (with jitter).
     :param standby_retry_s: how often a standby process tries to take the lease.
+    :param rest: REST over this socket (:mod:`callcenter.ari.wsrest`): the link probes it after every
+        connect, hands it the ``RESTResponse`` frames as they are read (ahead of the events queued for
+        the handler), and closes it when the socket ends.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class AriLink:
         resync_timeout_s: float = 60.0,
         standby_retry_s: float = 2.0,
         clock: Clock | None = None,
+        rest: WebSocketRest | None = None,
     ) -> None:
         if not 0 < reconnect_min_s <= reconnect_max_s:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
@@ -122,6 +127,7 @@ class AriLink:
         self._resync_timeout_s = resync_timeout_s
         self._standby_retry_s = standby_retry_s
         self._clock = clock or SystemClock()
+        self._rest = rest
         self._probe = AriClient(session, settings, timeout_s=min(connect_timeout_s, 3.0))
         self._status = LinkStatus.DOWN
         self._changed = asyncio.Event()
@@ -139,6 +145,11 @@ class AriLink:
     @property
     def status(self) -> LinkStatus:
         return self._status
+
+    @property
+    def rest(self) -> WebSocketRest | None:
+        """REST over this link's socket, when it was given one."""
+        return self._rest
 
     @property
     def last_error(self) -> str | None:
@@ -294,12 +305,16 @@ class AriLink:
         inbox: asyncio.Queue[_Frame | _End] = asyncio.Queue()
         reader = asyncio.create_task(self._read(ws, inbox), name="ari-link-reader")
         try:
+            if self._rest is not None:
+                await self._rest.open(ws)
             async with asyncio.timeout(self._resync_timeout_s):
                 await self._on_connected()
             self._set_status(LinkStatus.UP)
             await self._dispatch_until_end(inbox)
             return True
         finally:
+            if self._rest is not None:
+                self._rest.close(self._last_error or "socket closed")
             reader.cancel()
             await asyncio.wait([reader])
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
@@ -312,7 +327,8 @@ class AriLink:
             while True:
                 msg = await ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
-                    inbox.put_nowait(_Frame(msg.data, self._stamp()))
+                    if self._rest is None or not self._rest.take(msg.data):
+                        inbox.put_nowait(_Frame(msg.data, self._stamp()))
                     continue
                 if msg.type is aiohttp.WSMsgType.ERROR:
                     # A missing PONG lands here (ServerTimeoutError), as do broken connections.
@@ -357,7 +373,7 @@ class AriLink:
             )
             return True
         if isinstance(event, UnknownEvent):
-            # Includes RESTResponse frames (Asterisk 20 answers client text frames with them).
+            # Includes RESTResponse frames when the link has no WebSocketRest to take them.
             logger.debug(
                 "ARI link: skipped an event of unknown type %s (keys %s)", event.raw_type, event.keys
             )

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -693,16 +693,32 @@ class CallbackDispatcher:
         Callbacks being dialled or connected are left to their attempt. Idempotent: a redelivered
         event finds nothing left to close.
         """
-        ended = delivery.event
-        if not isinstance(ended, CallEnded) or ended.outcome is not CallOutcome.ANSWERED:
+        await self.handle_many((delivery,))
+
+    async def handle_many(self, deliveries: Sequence[Delivery]) -> None:
+        """:meth:`handle` of the events read together, with one read of their callers' callbacks."""
+        answered = [
+            d.event
+            for d in deliveries
+            if isinstance(d.event, CallEnded)
+            and d.event.outcome is CallOutcome.ANSWERED
+            and d.event.caller.startswith("+")
+        ]
+        if not answered:
             return
-        if not ended.caller.startswith("+"):
-            return
-        for callback in await self._store.open_for_number(ended.caller):
-            if callback.state in (S.DIALING, S.CONNECTED) or callback.id in self._running:
-                continue
-            reason = f"the caller called in and was answered (call {ended.call_id})"
-            await self._move(callback, S.COMPLETED_INBOUND, INBOUND, reason)
+        open_by_number = await self._store.open_for_numbers({ended.caller for ended in answered})
+        closed: set[str] = set()
+        for ended in answered:
+            for callback in open_by_number.get(ended.caller, ()):
+                if (
+                    callback.state in (S.DIALING, S.CONNECTED)
+                    or callback.id in self._running
+                    or callback.id in closed
+                ):
+                    continue
+                reason = f"the caller called in and was answered (call {ended.call_id})"
+                await self._move(callback, S.COMPLETED_INBOUND, INBOUND, reason)
+                closed.add(callback.id)
 
     # -- after taking the lease ---------------------------------------------------------------------
 

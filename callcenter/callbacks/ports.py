@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from typing import Protocol
 
@@ -89,6 +89,10 @@ class CallbackRepository(Protocol):
 
     async def open_for_number(self, number: str) -> tuple[Callback, ...]:
         """Every open callback of ``number`` (any queue), oldest first."""
+        ...
+
+    async def open_for_numbers(self, numbers: Collection[str]) -> Mapping[str, tuple[Callback, ...]]:
+        """:meth:`open_for_number` of several numbers in one read; numbers with none are absent."""
         ...
 
     async def changes(self, callback_id: str) -> tuple[CallbackChange, ...]:

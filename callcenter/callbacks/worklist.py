@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from callcenter.callbacks.attempts import Attempt, CallbackSource, SourceNote, retry_delay
 from callcenter.callbacks.dispatch import DispatchSettings, quiet_until
@@ -131,8 +131,11 @@ class AgentQueues(Protocol):
 
 
 class CallerHistory(Protocol):
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        """The caller's latest inbound calls, newest first."""
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        """Each caller's latest ``limit`` inbound calls, newest first (a number without calls may be
+        left out), read at once."""
         ...
 
 
@@ -165,14 +168,15 @@ class TextLine:
 
 
 class VoicemailReader(Protocol):
-    async def voicemail(self, voicemail_id: str) -> VoicemailNote | None:
-        """The voicemail with its transcript; ``None`` when it is gone (deleted by retention)."""
+    async def voicemails(self, voicemail_ids: Collection[str]) -> Mapping[str, VoicemailNote]:
+        """The voicemails with their transcripts, read at once; one gone (erased) is left out."""
         ...
 
 
 class TextReader(Protocol):
-    async def thread(self, number: str, limit: int) -> Sequence[TextLine]:
-        """The latest text messages with ``number``, oldest first."""
+    async def threads(self, numbers: Collection[str], limit: int) -> Mapping[str, Sequence[TextLine]]:
+        """The latest ``limit`` text messages with each number, oldest first (a number without texts
+        may be left out), read at once."""
         ...
 
 
@@ -199,8 +203,7 @@ class Worklist:
     """:param claim_s: how long a claim holds without renewal.
     :param publish: where the changes it makes are announced (the event bus).
     :param dispatch: the dispatcher's retry rules (for ``no_answer``).
-    :param callbacks: the callback service, which cancels (for :meth:`close`).
-    :param reads_at_once: items whose calls, voicemails and texts are read at the same time."""
+    :param callbacks: the callback service, which cancels (for :meth:`close`)."""
 
     def __init__(
         self,
@@ -215,7 +218,6 @@ class Worklist:
         voicemails: VoicemailReader | None = None,
         texts: TextReader | None = None,
         texts_limit: int = 20,
-        reads_at_once: int = 4,
         publish: Callable[[DomainEvent], Awaitable[object]] | None = None,
         dispatch: DispatchSettings | None = None,
         callbacks: CallbackService | None = None,
@@ -231,7 +233,6 @@ class Worklist:
         self._voicemails = voicemails
         self._texts = texts
         self._texts_limit = texts_limit
-        self._reads_at_once = reads_at_once
         self._publish = publish
         self._dispatch = dispatch or DispatchSettings()
 
@@ -251,8 +252,8 @@ class Worklist:
         """:meth:`items`, and the next moment another agent's follow-up falls back to the queue (it
         then appears on this list without any event saying so). :raises NotFoundError:
 
-        The callbacks' own details are read for all of them at once; the caller's calls, voicemails
-        and texts a few numbers at a time (``reads_at_once``).
+        Everything is read for the whole list at once: the callbacks' own details, then the callers'
+        calls, the voicemails and the texts side by side (a query each, however long the list).
         """
         queues = await self._agents.queues_of(agent_id)
         now = self._clock.now()
@@ -270,18 +271,39 @@ class Worklist:
             until = [n.owner_until for n in detail.sources if n.owner_agent == owner and n.owner_until]
             if until and (reveal is None or min(until) < reveal):
                 reveal = min(until)
-        gate = asyncio.Semaphore(self._reads_at_once)
-
-        async def item(callback: Callback, detail: CallbackDetails, owner: str | None) -> WorkItem:
-            async with gate:
-                return await self._item(callback, detail, owner, now)
-
-        found = list(await asyncio.gather(*(item(*s) for s in shown)))
+        numbers = {callback.number for callback, _, _ in shown}
+        refs = {callback.id: _voicemail_refs(detail.sources) for callback, detail, _ in shown}
+        voicemail_ids = {ref for ids in refs.values() for ref in ids}
+        history, voicemails, texts = await asyncio.gather(
+            self._history.recent_calls_of(numbers, self._history_limit),
+            self._voicemails.voicemails(voicemail_ids) if self._voicemails and voicemail_ids else _nothing(),
+            self._texts.threads(numbers, self._texts_limit) if self._texts and numbers else _nothing(),
+        )
+        found = [
+            self._item(
+                callback,
+                detail,
+                owner,
+                now,
+                history=history.get(callback.number, ()),
+                voicemails=tuple(voicemails[r] for r in refs[callback.id] if r in voicemails),
+                texts=texts.get(callback.number, ()),
+            )
+            for callback, detail, owner in shown
+        ]
         found.sort(key=lambda i: (not i.overdue, not i.due, i.callback.due_at or i.callback.window.end))
         return tuple(found), reveal
 
-    async def _item(
-        self, callback: Callback, detail: CallbackDetails, owner: str | None, now: datetime
+    def _item(
+        self,
+        callback: Callback,
+        detail: CallbackDetails,
+        owner: str | None,
+        now: datetime,
+        *,
+        history: Sequence[CallRecord],
+        voicemails: tuple[VoicemailNote, ...],
+        texts: Sequence[TextLine],
     ) -> WorkItem:
         first = detail.first_change
         return WorkItem(
@@ -294,24 +316,11 @@ class Worklist:
             sources=detail.sources,
             attempts=detail.attempts,
             claim=detail.claim,
-            history=tuple(await self._history.recent_calls(callback.number, self._history_limit)),
+            history=tuple(history),
             owner=owner,
-            voicemails=await self._voicemail_notes(detail.sources),
-            texts=tuple(await self._texts.thread(callback.number, self._texts_limit)) if self._texts else (),
+            voicemails=voicemails,
+            texts=tuple(texts),
         )
-
-    async def _voicemail_notes(self, sources: Sequence[SourceNote]) -> tuple[VoicemailNote, ...]:
-        if self._voicemails is None:
-            return ()
-        notes: list[VoicemailNote] = []
-        seen: set[str] = set()
-        for source in sources:
-            if source.source is CallbackSource.VOICEMAIL and source.ref and source.ref not in seen:
-                seen.add(source.ref)
-                note = await self._voicemails.voicemail(source.ref)
-                if note is not None:
-                    notes.append(note)
-        return tuple(notes)
 
     async def claim(self, callback_id: str, agent_id: str) -> Claim:
         """Claim a waiting callback for ``claim_s`` (a repeat by the same agent renews it).
@@ -513,3 +522,12 @@ class Worklist:
             await self._publish(event)
         except Exception:  # the store holds the truth; the pages refresh on their next event
             logger.exception("worklist: %s %s not published", event.event_type, event.event_id)
+
+
+def _voicemail_refs(sources: Sequence[SourceNote]) -> list[str]:
+    """The voicemails behind a callback, each once, in the order its sources name them."""
+    return list(dict.fromkeys(s.ref for s in sources if s.source is CallbackSource.VOICEMAIL and s.ref))
+
+
+async def _nothing() -> Mapping[str, Any]:
+    return {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +43,10 @@ class CallRepository(Protocol):
 
     async def list(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
         """Calls matching ``flt``, newest arrival first."""
+        ...
+
+    async def recent_of(self, callers: Collection[str], limit: int) -> dict[str, tuple[CallRecord, ...]]:
+        """The latest ``limit`` calls of each of ``callers``, newest first; callers without calls left out."""
         ...
 
     async def append_event(

@@ -31,7 +31,7 @@ import logging
 import re
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -1093,16 +1093,16 @@ class QueueService:
                     continue
                 head = self._kept_head(queue, now, kept)
                 found: tuple[tuple[datetime, str], str, str, str | None] | None = None
-                for place, ringing_agent in self._board.waiting_order(queue, after=resume.get(queue)):
+                # Callers an agent is ringing for are not offered again: only the others are looked at.
+                for place in self._board.waiting_unrung(queue, after=resume.get(queue)):
                     enqueued_at, _, call_id = place
                     if head is not None and head[0] < (enqueued_at, call_id):
                         break  # the kept place comes first: callers from here on are behind it
-                    if ringing_agent is None:
-                        skipped = self._skipped_agents(call_id, now)
-                        agent = self._board.pick_agent(queue, exclude=skipped | kept.agents)
-                        if agent is not None:
-                            found = ((enqueued_at, call_id), call_id, agent, None)
-                            break
+                    skipped = self._skipped_agents(call_id, now)
+                    agent = self._board.pick_agent(queue, exclude=skipped | kept.agents)
+                    if agent is not None:
+                        found = ((enqueued_at, call_id), call_id, agent, None)
+                        break
                     resume[queue] = place
                 if found is None and head is not None:
                     agent = self._board.pick_agent(queue, exclude=kept.agents)
@@ -1939,6 +1939,13 @@ class QueueService:
     async def list_calls(self, flt: CallFilter, *, cursor: str | None, limit: int) -> Page[CallRecord]:
         await self.flush()  # what this process decided so far reads back
         return await self._calls.list(flt, cursor=cursor, limit=limit)
+
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> dict[str, tuple[CallRecord, ...]]:
+        """The latest ``limit`` calls from each of ``numbers``, newest first (an agent's worklist)."""
+        await self.flush()  # what this process decided so far reads back
+        return await self._calls.recent_of(numbers, limit)
 
     async def get_call(self, call_id: str) -> CallDetail:
         """:raises NotFoundError:"""

@@ -246,8 +246,12 @@ class QueueBoard:
         self._logged_in: dict[str, set[str]] = {}
         self._members: dict[str, set[str]] = {}  # every member, logged in or not
         self._in_state: dict[AgentState, set[str]] = {state: set() for state in AgentState}
+        self._members_in_state: dict[tuple[str, AgentState], int] = {}  # (queue, state): members
         # Per queue: (enqueued_at, arrival sequence, call_id), kept sorted: FIFO by enqueue time.
         self._waiting: dict[str, list[WaitingKey]] = {}
+        # The same, of the waiting calls no agent is ringing for: what the dispatcher looks through.
+        self._unrung: dict[str, list[WaitingKey]] = {}
+        self._place_of: dict[str, WaitingKey] = {}  # call_id: its key in the lists above
         self._sequence = itertools.count()
 
     # -- configuration -------------------------------------------------------------------------
@@ -298,8 +302,10 @@ class QueueBoard:
             self._unindex(old)
         self._agents[agent.agent_id] = agent
         self._in_state[agent.state].add(agent.agent_id)
-        for queue in agent.queues:
+        for queue in dict.fromkeys(agent.queues):
             self._members.setdefault(queue, set()).add(agent.agent_id)
+            counted = (queue, agent.state)
+            self._members_in_state[counted] = self._members_in_state.get(counted, 0) + 1
         if agent.state is not AgentState.LOGGED_OUT:
             for queue in agent.queues:
                 self._logged_in.setdefault(queue, set()).add(agent.agent_id)
@@ -323,11 +329,12 @@ class QueueBoard:
 
     def _unindex(self, agent: AgentLive) -> None:
         self._in_state[agent.state].discard(agent.agent_id)
-        for queue in agent.queues:
+        for queue in dict.fromkeys(agent.queues):
             members = self._logged_in.get(queue)
             if members is not None:
                 members.discard(agent.agent_id)
             self._members.get(queue, set()).discard(agent.agent_id)
+            self._members_in_state[(queue, agent.state)] -= 1
 
     def _is_idle_entry(self, queue: str, since: datetime, agent_id: str) -> bool:
         agent = self._agents.get(agent_id)
@@ -362,12 +369,10 @@ class QueueBoard:
     def position(self, call_id: str) -> int | None:
         """The call's place in its waiting list (1 is next), ``None`` when it is not waiting."""
         track = self._calls.get(call_id)
-        if track is None or not track.is_waiting or track.queue is None:
+        place = self._place_of.get(call_id)
+        if track is None or not track.is_waiting or track.queue is None or place is None:
             return None
-        for index, (_, _, waiting_id) in enumerate(self._waiting.get(track.queue, ())):
-            if waiting_id == call_id:
-                return index + 1
-        return None
+        return bisect.bisect_left(self._waiting.get(track.queue, []), place) + 1
 
     def waiting(self, queue: str, now: datetime) -> tuple[WaitingCaller, ...]:
         """The queue's waiting callers in FIFO order of enqueue time, with their wait so far."""
@@ -388,24 +393,22 @@ class QueueBoard:
             )
         return tuple(callers)
 
-    def waiting_order(
-        self, queue: str, *, after: WaitingKey | None = None
-    ) -> Iterator[tuple[WaitingKey, str | None]]:
-        """The queue's waiting calls in FIFO order, each as its place key and the agent ringing for it.
+    def waiting_unrung(self, queue: str, *, after: WaitingKey | None = None) -> Iterator[WaitingKey]:
+        """The places of the queue's waiting calls no agent is ringing for, in FIFO order (from their
+        own index: with agents slow to answer, most of the line may be ringing).
 
         The key is ``(enqueued_at, arrival sequence, call_id)``; ``after`` starts past that place.
         Lazy, for the dispatcher: iterate without changing the board meanwhile.
         """
-        entries = self._waiting.get(queue, [])
+        entries = self._unrung.get(queue, [])
         start = 0 if after is None else bisect.bisect_right(entries, after)
         for index in range(start, len(entries)):
-            entry = entries[index]
-            yield entry, self._calls[entry[2]].ringing_agent
+            yield entries[index]
 
     def members_in(self, queue: str, states: Collection[AgentState]) -> int:
-        """How many members of ``queue`` are in one of ``states`` (from the indexes, no scan)."""
-        members = self._members.get(queue, set())
-        return sum(len(members.intersection(self._in_state[state])) for state in states)
+        """How many members of ``queue`` are in one of ``states`` (counts kept on each change, no scan:
+        every announcement's estimate asks)."""
+        return sum(self._members_in_state.get((queue, state), 0) for state in states)
 
     def waiting_count(self, queue: str) -> int:
         return len(self._waiting.get(queue, ()))
@@ -555,12 +558,25 @@ class QueueBoard:
             self._ended.popitem(last=False)
 
     def _sync_waiting(self, old: CallTrack, new: CallTrack) -> None:
-        if old.is_waiting and not new.is_waiting and old.queue is not None:
-            entries = self._waiting.get(old.queue, [])
-            entries[:] = [entry for entry in entries if entry[2] != old.call_id]
+        """Keep the waiting lists (every waiting call, and those no agent rings for) in step."""
+        place = self._place_of.get(old.call_id)
+        if old.is_waiting and old.queue is not None and place is not None:
+            was_unrung = old.ringing_agent is None
+            if not new.is_waiting:
+                del self._place_of[old.call_id]
+                _discard(self._waiting.get(old.queue, []), place)
+                if was_unrung:
+                    _discard(self._unrung.get(old.queue, []), place)
+            elif was_unrung and new.ringing_agent is not None:
+                _discard(self._unrung.get(old.queue, []), place)
+            elif not was_unrung and new.ringing_agent is None:
+                bisect.insort(self._unrung.setdefault(old.queue, []), place)
         if new.is_waiting and not old.is_waiting and new.queue is not None and new.queued_at is not None:
-            entry = (new.queued_at, next(self._sequence), new.call_id)
-            bisect.insort(self._waiting.setdefault(new.queue, []), entry)
+            place = (new.queued_at, next(self._sequence), new.call_id)
+            self._place_of[new.call_id] = place
+            bisect.insort(self._waiting.setdefault(new.queue, []), place)
+            if new.ringing_agent is None:
+                bisect.insort(self._unrung.setdefault(new.queue, []), place)
 
     # -- agents following calls -----------------------------------------------------------------
 
@@ -771,3 +787,10 @@ def _waiting_events(old: CallTrack, new: CallTrack, at: datetime) -> tuple[Domai
 def _concerns(fact: AnyCallFact, agent_id: str) -> bool:
     """True when ``fact`` itself settles ``agent_id``'s offer (their own no-answer or answer)."""
     return isinstance(fact, AgentNoAnswer | CallAnswered) and fact.agent_id == agent_id
+
+
+def _discard(entries: list[WaitingKey], place: WaitingKey) -> None:
+    """Remove ``place`` from the sorted ``entries`` if it is there."""
+    index = bisect.bisect_left(entries, place)
+    if index < len(entries) and entries[index] == place:
+        del entries[index]

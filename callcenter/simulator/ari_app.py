@@ -89,6 +89,8 @@ class RecordedRequest:
     query: dict[str, str]
     body: object
     status: int
+    websocket: bool = False
+    """Sent as a ``RESTRequest`` frame on the events WebSocket rather than over HTTP."""
 
 
 @dataclass(slots=True)
@@ -215,7 +217,10 @@ class SimulatedAsterisk(Pbx):
         the default virtual time that only moves in :meth:`advance`.
     :param clock: the time source; with virtual time, a settable clock (``FakeClock``) is moved along.
     :param start: where virtual time starts when no clock is given.
-    :param max_recorded_requests: how many REST calls :attr:`requests` keeps (0 keeps none).
+    :param max_recorded_requests: how many REST calls :attr:`requests` keeps (0 keeps none), over HTTP
+        and over the events WebSocket alike (:attr:`RecordedRequest.websocket` tells which).
+    :param rest_over_websocket: answer ``RESTRequest`` frames on the events WebSocket, as Asterisk 20.14,
+        21.9, 22.4 and later do; ``False`` reads and drops client text frames, as older ones do.
     """
 
     def __init__(
@@ -230,6 +235,7 @@ class SimulatedAsterisk(Pbx):
         inbound_trunk: str = "trunk",
         default_sound_s: float | None = None,
         max_recorded_requests: int = 10_000,
+        rest_over_websocket: bool = True,
     ) -> None:
         scheduler: Scheduler
         if realtime:
@@ -248,6 +254,7 @@ class SimulatedAsterisk(Pbx):
         self.users = dict(users) if users is not None else {"asterisk": "asterisk"}
         self.requests: deque[RecordedRequest] = deque(maxlen=max_recorded_requests or None)
         self._record_requests = max_recorded_requests > 0
+        self.rest_over_websocket = rest_over_websocket
         self._sockets: set[_EventSocket] = set()
         self._faults: list[_Fault] = []
         self._ponging = True
@@ -404,10 +411,22 @@ class SimulatedAsterisk(Pbx):
             if self._pushed_marker() != pushed:
                 # Let the event writers run first: events overtake the REST response that caused them.
                 await asyncio.sleep(0)
+        self._record(request.method, request.path, params, body, reply.status)
+        return self._to_response(reply)
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        body: object,
+        status: int,
+        *,
+        websocket: bool = False,
+    ) -> None:
         if self._record_requests:
             query = {k: v for k, v in params.items() if k != "api_key"}
-            self.requests.append(RecordedRequest(request.method, request.path, query, body, reply.status))
-        return self._to_response(reply)
+            self.requests.append(RecordedRequest(method, path, query, body, status, websocket))
 
     def _pushed_marker(self) -> int:
         return sum(len(sock.queue) for sock in self._sockets)
@@ -545,8 +564,9 @@ class SimulatedAsterisk(Pbx):
                 if msg.type is WSMsgType.PING:
                     if self._ponging:
                         await ws.pong(msg.data)
-                elif msg.type is WSMsgType.TEXT:
-                    # Asterisk 20.20 treats client text frames as REST-over-WebSocket requests.
+                elif msg.type is WSMsgType.TEXT and self.rest_over_websocket:
+                    # Asterisk 20.14 and later treat client text frames as REST-over-WebSocket requests
+                    # and run them one after the other (older ones read and drop them).
                     sock.push(self._rest_over_ws(msg.data, apps[0]))
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
@@ -595,7 +615,11 @@ class SimulatedAsterisk(Pbx):
             body = self._parse_body(
                 str(message.get("content_type") or ""), str(message["message_body"]).encode(), params
             )
-        reply = self._dispatch(method, path, params, body)
+        reply = self._fault(method, f"/ari/{path}") or self._dispatch(method, path, params, body)
+        if reply.body is not None:
+            # ari_websockets.c send_rest_response: a file answer cannot go in a frame.
+            reply = _Reply(406, "Not Acceptable.  Use HTTP GET")
+        self._record(method, f"/ari/{path}", params, body, reply.status, websocket=True)
         base["status_code"] = reply.status
         base["reason_phrase"] = reply.reason
         return self._ws_reply(base, reply.text, app)

@@ -26,6 +26,10 @@ class StatsRepository(Protocol):
         """Fold one ended call once (idempotent); ``False`` when it was folded before."""
         ...
 
+    async def materialise_many(self, calls: Sequence[EndedCall], config: StatsConfig) -> int:
+        """Fold ``calls`` in order, each once, all or nothing; return how many were new."""
+        ...
+
     async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
         """Close the open missed calls a connected callback reached (idempotent); return how many."""
         ...

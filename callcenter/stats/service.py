@@ -5,7 +5,8 @@ Two event paths, both from the bus:
 - every process **tails** the stream (:meth:`StatsService.observe`) to keep its live board, starting
   from the stored rows of today and the stream position read just before loading them;
 - one consumer group (:data:`CONSUMER_GROUP`) **materialises** ``CallEnded`` into the interval rows
-  and the missed-call list (:meth:`StatsService.handle`), once per call whatever the deliveries, and
+  and the missed-call list (:meth:`StatsService.handle`, or :meth:`StatsService.handle_many` for the
+  events read together: one transaction per run of ended calls), once per call whatever the deliveries, and
   closes missed calls whose caller a callback reached (``CallbackStateChanged`` to ``connected``).
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
 
@@ -24,7 +25,7 @@ from callcenter.errors import NotFoundError
 from callcenter.model.events import CallbackStateChanged, CallEnded, DomainEvent
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import AgentState, CallbackState, VoicemailStatus
-from callcenter.stats.definitions import StatsConfig
+from callcenter.stats.definitions import EndedCall, StatsConfig
 from callcenter.stats.feed import SnapshotFeed
 from callcenter.stats.followups import FollowUps
 from callcenter.stats.history import HistoryFilter, HistoryRow, Period, rollup
@@ -196,6 +197,21 @@ class StatsService:
             reached = reached_from_event(event)
             if reached is not None:
                 await self._repo.materialise_reach(reached, self.config)
+
+    async def handle_many(self, deliveries: Sequence[Delivery]) -> None:
+        """The materialiser's batches: each run of ended calls is folded in one transaction; a
+        reaching between two runs keeps its place (:meth:`handle` one by one)."""
+        run: list[EndedCall] = []
+        for delivery in deliveries:
+            if isinstance(delivery.event, CallEnded):
+                run.append(ended_from_event(delivery.event))
+                continue
+            if run:
+                await self._repo.materialise_many(run, self.config)
+                run = []
+            await self.handle(delivery)
+        if run:
+            await self._repo.materialise_many(run, self.config)
 
     # -- reading ------------------------------------------------------------------------------------
 

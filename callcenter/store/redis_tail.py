@@ -22,7 +22,6 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from callcenter.errors import ValidationError
-from callcenter.model.events import decode_event
 from callcenter.stats.ports import EventSink
 from callcenter.store.redis_bus import FeedEntry, RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
@@ -57,8 +56,7 @@ class RedisEventTail:
         newest: Any = await self._client.xrevrange(self._stream, count=1)
         if not newest:
             return "0-0"
-        message_id = newest[0][0]
-        return message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+        return _text(newest[0][0])
 
     async def follow(self, after: str, sink: EventSink, *, stop: Awaitable[object]) -> None:
         stopped = asyncio.ensure_future(stop)
@@ -72,26 +70,11 @@ class RedisEventTail:
                     reply: Any = await self._client.xread({self._stream: last}, count=_BATCH, block=_BLOCK_MS)
                     delay = 0.1
                 except Exception as exc:  # Redis down, or a client error under load: never dies
-                    logger.warning("event tail: %r; retry in %.1fs", exc, delay)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stopped), delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, _BACKOFF_MAX_S)
+                    delay = await _back_off(exc, delay, stopped)
                     continue
-                for _, entries in reply or ():
-                    for message_id, fields in entries:
-                        last = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
-                        payload = fields.get(b"event") if fields else None
-                        if payload is None:
-                            continue
-                        try:
-                            event = decode_event(payload)
-                        except ValidationError as exc:
-                            logger.warning("event tail: skipping %s: %s", last, exc)
-                            continue
-                        try:
-                            await sink(event)
-                        except Exception:
-                            logger.exception("event tail: the sink failed on %s", last)
+                for entry in _entries(reply):
+                    last = entry.message_id
+                    await _hand_on(entry, sink)
         finally:
             # Only a future made here is ours to cancel: ``stop`` is shared with the caller's other
             # tasks (cancelling it would stop them too, and fail the caller's own set_result).
@@ -118,17 +101,10 @@ class RedisEventTail:
                         reply: Any = await self._client.xread({self._stream: last}, count=_BATCH)
                         delay = 0.1
                     except Exception as exc:  # Redis down, or a client error under load: never dies
-                        logger.warning("event tail: %r; retry in %.1fs", exc, delay)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(asyncio.shield(stopped), delay * random.uniform(0.8, 1.2))
-                        delay = min(delay * 2, _BACKOFF_MAX_S)
+                        delay = await _back_off(exc, delay, stopped)
                         continue
-                    rows = reply[0][1] if reply else []
-                    batch = [
-                        FeedEntry(_text(mid), fields.get(b"event") if fields else None)
-                        for mid, fields in rows
-                    ]
-                    catch_up = len(rows) >= _BATCH
+                    batch = _entries(reply)
+                    catch_up = len(batch) >= _BATCH
                 else:
                     held = await subscription.next(_BLOCK_MS / 1000, stopped)
                     if held is None:
@@ -140,19 +116,39 @@ class RedisEventTail:
                     if key <= last_key:
                         continue  # read while catching up, and handed on by the bus too
                     last, last_key = entry.message_id, key
-                    if entry.payload is None:
-                        continue
-                    try:
-                        event = entry.event
-                    except ValidationError as exc:
-                        logger.warning("event tail: skipping %s: %s", last, exc)
-                        continue
-                    try:
-                        await sink(event)
-                    except Exception:
-                        logger.exception("event tail: the sink failed on %s", last)
+                    await _hand_on(entry, sink)
         finally:
             await bus.unsubscribe(subscription)
+
+
+def _entries(reply: Any) -> list[FeedEntry]:
+    """The entries of an ``XREAD`` reply on one stream (none for an empty reply)."""
+    rows = reply[0][1] if reply else []
+    return [FeedEntry(_text(mid), fields.get(b"event") if fields else None) for mid, fields in rows]
+
+
+async def _hand_on(entry: FeedEntry, sink: EventSink) -> None:
+    """Give ``entry``'s event to ``sink``; an entry that is no event is skipped (logged unless it is
+    empty: a deleted entry's), a failing sink logged. Neither stops the tail."""
+    if entry.payload is None:
+        return
+    try:
+        event = entry.event
+    except ValidationError as exc:
+        logger.warning("event tail: skipping %s: %s", entry.message_id, exc)
+        return
+    try:
+        await sink(event)
+    except Exception:
+        logger.exception("event tail: the sink failed on %s", entry.message_id)
+
+
+async def _back_off(exc: Exception, delay: float, stopped: asyncio.Future[Any]) -> float:
+    """Wait about ``delay`` after a failed read (less if ``stopped`` completes); the next delay."""
+    logger.warning("event tail: %r; retry in %.1fs", exc, delay)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(stopped), delay * random.uniform(0.8, 1.2))
+    return min(delay * 2, _BACKOFF_MAX_S)
 
 
 def _id_key(message_id: str) -> tuple[int, int]:

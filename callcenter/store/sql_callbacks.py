@@ -17,7 +17,7 @@ Three tables, created by migration 0004:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -29,10 +29,8 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    and_,
     func,
     insert,
-    or_,
     select,
     text,
     tuple_,
@@ -48,7 +46,7 @@ from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseW
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
-from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _page, _SqlRepository, _time_cursor, _upsert
+from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _newest_first, _page, _SqlRepository, _upsert
 
 #: The states of an open callback as SQL text (the partial unique index's condition).
 OPEN_STATES: Final = tuple(sorted(s.value for s in CallbackState if s.is_open))
@@ -359,12 +357,22 @@ class SqlCallbackRepository(_SqlRepository):
         return [found.get(key) for key in keys]
 
     async def open_for_number(self, number: str) -> tuple[Callback, ...]:
+        return (await self.open_for_numbers((number,))).get(number, ())
+
+    async def open_for_numbers(self, numbers: Collection[str]) -> dict[str, tuple[Callback, ...]]:
+        if not numbers:
+            return {}
+        table = CallbackRow.__table__.c
         query = (
-            select(CallbackRow)
-            .where(CallbackRow.number == number, CallbackRow.state.in_(OPEN_STATES))
-            .order_by(CallbackRow.requested_at, CallbackRow.id)
+            select(CallbackRow.__table__)
+            .where(table.number.in_(sorted(set(numbers))), table.state.in_(OPEN_STATES))
+            .order_by(table.requested_at, table.id)
         )
-        return await self._all(query, "reading a number's callbacks")
+        found: dict[str, list[Callback]] = {}
+        async with self._reading("reading numbers' callbacks") as connection:
+            for row in (await connection.execute(query)).all():
+                found.setdefault(row.number, []).append(_callback(row))
+        return {number: tuple(callbacks) for number, callbacks in found.items()}
 
     async def changes(self, callback_id: str) -> tuple[CallbackChange, ...]:
         await self.get(callback_id)
@@ -405,15 +413,7 @@ class SqlCallbackRepository(_SqlRepository):
             query = query.where(CallbackRow.queue == queue)
         if state is not None:
             query = query.where(CallbackRow.state == state.value)
-        if cursor is not None:
-            at, callback_id = _time_cursor(cursor, str)
-            query = query.where(
-                or_(
-                    CallbackRow.requested_at < at,
-                    and_(CallbackRow.requested_at == at, CallbackRow.id < callback_id),
-                )
-            )
-        query = query.order_by(CallbackRow.requested_at.desc(), CallbackRow.id.desc()).limit(limit + 1)
+        query = _newest_first(query, CallbackRow.requested_at, CallbackRow.id, cursor, limit)
         async with self._session("listing callbacks") as session:
             rows = (await session.scalars(query)).all()
         kept, after = _page(rows, limit, lambda r: (r.requested_at.isoformat(), r.id))

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any, Final, TypeVar, cast
@@ -46,6 +46,8 @@ from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import Select
 
 from callcenter.errors import NotFoundError, StoreUnavailableError, ValidationError
 from callcenter.model.paging import Page, check_limit, decode_cursor, encode_cursor
@@ -170,6 +172,48 @@ def _page(
         return rows, None
     kept = rows[:limit]
     return kept, encode_cursor(key(kept[-1]))
+
+
+def _newest_first(
+    query: Select[Any],
+    at: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[Any],
+    cursor: str | None,
+    limit: int,
+    *,
+    second: type[str] | type[int] = str,
+) -> Select[Any]:
+    """``query`` newest first by ``at`` (ties by ``key``, descending), from after ``cursor`` (a
+    ``(time, key)`` cursor :func:`_page` made), at most ``limit + 1`` rows: keyset paging.
+
+    :raises ValidationError: for a cursor we did not make.
+    """
+    if cursor is not None:
+        after_at, after_key = _time_cursor(cursor, second)
+        query = query.where(or_(at < after_at, and_(at == after_at, key < after_key)))
+    return query.order_by(at.desc(), key.desc()).limit(limit + 1)
+
+
+def _latest_of_each(
+    model: type[Any],
+    group: InstrumentedAttribute[str],
+    at: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[Any],
+    groups: Collection[str],
+    limit: int,
+) -> Select[Any]:
+    """The rows of ``model`` whose ``group`` is one of ``groups``, at most ``limit`` of each: the newest
+    by ``at`` (ties by ``key``, descending), ordered by group and then newest first, in one query (a
+    window function ranks each group's rows)."""
+    newest_first = (at.desc(), key.desc())
+    rank = func.row_number().over(partition_by=group, order_by=newest_first).label("rank")
+    ranked = select(key, rank).where(group.in_(set(groups))).subquery()
+    return (
+        select(model)
+        .join(ranked, ranked.c[key.key] == key)
+        .where(ranked.c.rank <= limit)
+        .order_by(group, *newest_first)
+    )
 
 
 def _time_cursor(cursor: str, second: type[str] | type[int]) -> tuple[datetime, Any]:
@@ -335,16 +379,24 @@ class SqlCallRepository(_SqlRepository):
             query = query.where(CallRow.arrived_at >= flt.since)
         if flt.until is not None:
             query = query.where(CallRow.arrived_at < flt.until)
-        if cursor is not None:
-            at, call_id = _time_cursor(cursor, str)
-            query = query.where(
-                or_(CallRow.arrived_at < at, and_(CallRow.arrived_at == at, CallRow.id < call_id))
-            )
-        query = query.order_by(CallRow.arrived_at.desc(), CallRow.id.desc()).limit(limit + 1)
+        query = _newest_first(query, CallRow.arrived_at, CallRow.id, cursor, limit)
         async with self._session("listing calls") as session:
             rows = (await session.scalars(query)).all()
         kept, after = _page(rows, limit, lambda r: (r.arrived_at.isoformat(), r.id))
         return Page(items=tuple(_call_record(r) for r in kept), next=after)
+
+    async def recent_of(self, callers: Collection[str], limit: int) -> dict[str, tuple[CallRecord, ...]]:
+        """The latest ``limit`` calls of each of ``callers``, newest first (ties by id, descending),
+        in one query; a caller without calls is left out."""
+        if not callers:
+            return {}
+        query = _latest_of_each(CallRow, CallRow.caller, CallRow.arrived_at, CallRow.id, callers, limit)
+        async with self._session("reading callers' recent calls") as session:
+            rows = (await session.scalars(query)).all()
+        recent: dict[str, list[CallRecord]] = {}
+        for row in rows:
+            recent.setdefault(row.caller, []).append(_call_record(row))
+        return {caller: tuple(calls) for caller, calls in recent.items()}
 
     async def append_event(
         self, call_id: str, at: datetime, kind: str, detail: dict[str, object] | None = None
@@ -827,16 +879,7 @@ class SqlTokenRepository(_SqlRepository):
     async def list(self, *, cursor: str | None, limit: int) -> Page[ApiToken]:
         """Tokens, newest first (by ``created_at``, ties by id descending)."""
         check_limit(limit)
-        query = select(ApiTokenRow)
-        if cursor is not None:
-            at, token_id = _time_cursor(cursor, str)
-            query = query.where(
-                or_(
-                    ApiTokenRow.created_at < at,
-                    and_(ApiTokenRow.created_at == at, ApiTokenRow.id < token_id),
-                )
-            )
-        query = query.order_by(ApiTokenRow.created_at.desc(), ApiTokenRow.id.desc()).limit(limit + 1)
+        query = _newest_first(select(ApiTokenRow), ApiTokenRow.created_at, ApiTokenRow.id, cursor, limit)
         async with self._session("listing API tokens") as session:
             rows = (await session.scalars(query)).all()
         kept, after = _page(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
@@ -910,11 +953,7 @@ class SqlAuditLog(_SqlRepository):
     async def list(self, *, cursor: str | None, limit: int) -> Page[AuditEntry]:
         """Entries, newest first (by ``at``, ties by id descending)."""
         check_limit(limit)
-        query = select(AuditRow)
-        if cursor is not None:
-            at, entry_id = _time_cursor(cursor, int)
-            query = query.where(or_(AuditRow.at < at, and_(AuditRow.at == at, AuditRow.id < entry_id)))
-        query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit + 1)
+        query = _newest_first(select(AuditRow), AuditRow.at, AuditRow.id, cursor, limit, second=int)
         async with self._session("reading the audit log") as session:
             rows = (await session.scalars(query)).all()
         kept, after = _page(rows, limit, lambda r: (r.at.isoformat(), r.id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -76,7 +76,7 @@ from callcenter.sms.records import (
 from callcenter.sms.rules import CAPPED_KINDS, MessageKind
 from callcenter.store.sql_erasure import erase_outside_sms
 from callcenter.store.sql_models import CallRow
-from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
+from callcenter.store.sql_repos import _latest_of_each, _newest_first, _page, _SqlRepository, _upsert
 from callcenter.store.sql_sms_models import SmsCallbackRequestRow, SmsConsentRow, SmsContactRow, SmsMessageRow
 
 #: Kinds an opt-out cancels while they wait (compliance texts go regardless).
@@ -608,19 +608,25 @@ class SqlSmsStore(_SqlRepository):
             query = query.where(SmsMessageRow.number == number)
         if needs_person is not None:
             query = query.where(SmsMessageRow.needs_person.is_(needs_person))
-        if cursor is not None:
-            at, last_id = _time_cursor(cursor, str)
-            query = query.where(
-                or_(
-                    SmsMessageRow.created_at < at,
-                    and_(SmsMessageRow.created_at == at, SmsMessageRow.id < last_id),
-                )
-            )
-        query = query.order_by(SmsMessageRow.created_at.desc(), SmsMessageRow.id.desc()).limit(limit + 1)
+        query = _newest_first(query, SmsMessageRow.created_at, SmsMessageRow.id, cursor, limit)
         async with self._session("listing messages") as session:
             rows = list(await session.scalars(query))
         kept, next_cursor = _page(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
         return Page(items=tuple(_message(r) for r in kept), next=next_cursor)
+
+    async def latest_of(self, numbers: Collection[str], limit: int) -> dict[str, tuple[SmsMessage, ...]]:
+        """The latest ``limit`` messages with each of ``numbers``, newest first (ties by id,
+        descending), in one query; a number without messages is left out."""
+        if not numbers:
+            return {}
+        model = SmsMessageRow
+        query = _latest_of_each(model, model.number, model.created_at, model.id, numbers, limit)
+        async with self._session("reading numbers' latest messages") as session:
+            rows = list(await session.scalars(query))
+        latest: dict[str, list[SmsMessage]] = {}
+        for row in rows:
+            latest.setdefault(row.number, []).append(_message(row))
+        return {number: tuple(messages) for number, messages in latest.items()}
 
     async def mark_handled(self, message_id: str) -> SmsMessage:
         if await self._set("marking a message handled", message_id, needs_person=False) == 0:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Boolean, Float, Index, Integer, String, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callcenter.errors import ValidationError
@@ -25,22 +25,20 @@ from callcenter.stats.definitions import (
     EndedCall,
     StatsConfig,
     closure_contribution,
-    contribution,
 )
 from callcenter.stats.intervals import (
+    IntervalBook,
     IntervalKey,
     MissedCall,
     Reached,
-    close_missed,
     close_reached,
     closure_key,
-    interval_start,
     missed_of,
     rebuild,
 )
 from callcenter.store.sql_callbacks import CallbackChangeRow, CallbackRow
 from callcenter.store.sql_models import Base, CallRow
-from callcenter.store.sql_repos import _call_record, _page, _SqlRepository, _upsert
+from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _call_record, _page, _SqlRepository, _upsert
 
 
 class StatsIntervalRow(Base):
@@ -118,6 +116,11 @@ def _missed(row: StatsMissedRow) -> MissedCall:
     )
 
 
+def _count_values(key: IntervalKey, delta: Counts) -> dict[str, Any]:
+    """The parameters of the interval upsert: the row's key and the counts to add."""
+    return {"queue": key.queue, "start": key.start, **{name: getattr(delta, name) for name in COUNT_FIELDS}}
+
+
 def _missed_values(missed: MissedCall) -> dict[str, Any]:
     return {
         "call_id": missed.call_id,
@@ -133,60 +136,118 @@ def _missed_values(missed: MissedCall) -> dict[str, Any]:
 
 
 class SqlStatsRepository(_SqlRepository):
-    """Interval rows and the missed-call list (``callcenter.stats.ports.StatsRepository``)."""
+    """Interval rows and the missed-call list (``callcenter.stats.ports.StatsRepository``).
+
+    The statements :meth:`materialise` runs for every ended call are built once, with bound
+    parameters: building and keying a new statement per call cost more than running it.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = OPERATION_TIMEOUT_S) -> None:
+        super().__init__(engine, timeout_s=timeout_s)
+        marker = _upsert(engine, StatsAppliedRow).values(
+            call_id=bindparam("call_id"), ended_at=bindparam("ended_at")
+        )
+        self._mark = marker.on_conflict_do_nothing(index_elements=["call_id"]).returning(
+            StatsAppliedRow.call_id
+        )
+        add = _upsert(engine, StatsIntervalRow).values(
+            {name: bindparam(name) for name in ("queue", "start", *COUNT_FIELDS)}
+        )
+        table = StatsIntervalRow.__table__.c
+        self._add_counts = add.on_conflict_do_update(
+            index_elements=[table.queue, table.start],
+            set_={name: table[name] + add.excluded[name] for name in COUNT_FIELDS},
+        )
+        self._close_missed = (
+            update(StatsMissedRow)
+            .where(StatsMissedRow.call_id == bindparam("target"))
+            .values(
+                closed_at=bindparam("closed_at"),
+                closed_by_agent=bindparam("closed_by_agent"),
+                closed_by_call=bindparam("closed_by_call"),
+            )
+        )
+        self._open_missed_of = select(StatsMissedRow).where(
+            StatsMissedRow.caller == bindparam("caller"), StatsMissedRow.closed_at.is_(None)
+        )
 
     async def materialise(self, call: EndedCall, config: StatsConfig) -> bool:
         """Fold one ended call into the rows, once: ``False`` when it was folded before.
 
         One transaction: the marker, the call's interval, its missed-call entry, and the closing of
-        the caller's earlier missed calls with their intervals.
+        the caller's earlier missed calls with their intervals (:meth:`materialise_many` of one).
         """
+        return await self.materialise_many([call], config) == 1
 
-        async def work(connection: AsyncConnection) -> bool:
-            marker = _upsert(self._engine, StatsAppliedRow).values(
-                call_id=call.call_id, ended_at=call.ended_at
+    async def materialise_many(self, calls: Sequence[EndedCall], config: StatsConfig) -> int:
+        """Fold ``calls`` in this order, each once, in one transaction; return how many were new.
+
+        The same rows as :meth:`materialise` for each call in turn, in a few statements for the lot:
+        the markers (one insert, which names the calls not folded before), one upsert per interval
+        touched (the calls' contributions summed first), the new missed calls, one read of the
+        answered callers' open missed calls, and the closings. A missed call ended earlier in the
+        batch is closed by a later answered call of the same caller, as one by one.
+        """
+        if not calls:
+            return 0
+
+        async def work(connection: AsyncConnection) -> int:
+            marked = await connection.execute(
+                self._mark,
+                [{"call_id": c.call_id, "ended_at": c.ended_at} for c in calls],
             )
-            result = await connection.execute(marker.on_conflict_do_nothing(index_elements=["call_id"]))
-            if result.rowcount == 0:
-                return False
-            key = IntervalKey(queue=call.queue or "", start=interval_start(call.ended_at))
-            await self._add(connection, key, contribution(call, config))
-            missed = missed_of(call)
-            if missed is not None:
-                await connection.execute(insert(StatsMissedRow).values(**_missed_values(missed)))
-            elif call.caller:
+            fresh_ids = set(marked.scalars().all())
+            fresh: list[EndedCall] = []
+            for call in calls:  # in order, once each (a batch may repeat a call)
+                if call.call_id in fresh_ids:
+                    fresh_ids.discard(call.call_id)
+                    fresh.append(call)
+            callers = sorted({c.caller for c in fresh if c.caller and missed_of(c) is None})
+            open_missed: list[MissedCall] = []
+            if callers:
                 rows = await connection.execute(
                     select(StatsMissedRow).where(
-                        StatsMissedRow.caller == call.caller, StatsMissedRow.closed_at.is_(None)
+                        StatsMissedRow.caller.in_(callers), StatsMissedRow.closed_at.is_(None)
                     )
                 )
-                candidates = [_missed(StatsMissedRow(**r._mapping)) for r in rows.all()]
-                for item in close_missed(candidates, call):
-                    await connection.execute(
-                        update(StatsMissedRow)
-                        .where(StatsMissedRow.call_id == item.call_id)
-                        .values(
-                            closed_at=item.closed_at,
-                            closed_by_agent=item.closed_by_agent,
-                            closed_by_call=item.closed_by_call,
-                        )
-                    )
-                    delta = closure_contribution(item.ended_at, call.reached_at, config)
-                    await self._add(connection, closure_key(item), delta)
-            return True
+                open_missed = [_missed(StatsMissedRow(**row._mapping)) for row in rows.all()]
+            # The pure fold, over the callers' open missed calls: what it adds is what to store.
+            book = IntervalBook(config=config)
+            for missed in open_missed:
+                book.add_missed(missed)
+            stored = set(book.missed)
+            for call in fresh:
+                book.apply(call)
+            new_missed = [m for call_id, m in book.missed.items() if call_id not in stored]
+            closed = [m for call_id, m in book.missed.items() if call_id in stored and not m.is_open]
+            counts = [_count_values(key, delta) for key, delta in book.counts.items() if not delta.is_empty]
+            if counts:
+                await connection.execute(self._add_counts, counts)
+            if new_missed:
+                await connection.execute(insert(StatsMissedRow), [_missed_values(m) for m in new_missed])
+            if closed:
+                await connection.execute(
+                    self._close_missed,
+                    [
+                        {
+                            "target": m.call_id,
+                            "closed_at": m.closed_at,
+                            "closed_by_agent": m.closed_by_agent,
+                            "closed_by_call": m.closed_by_call,
+                        }
+                        for m in closed
+                    ],
+                )
+            return len(fresh)
 
-        return await self._write("folding a call into the statistics", work)
+        return await self._write("folding calls into the statistics", work)
 
     async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
         """Close the open missed calls of the number a callback reached, with their intervals'
         ``missed_closed``; a row closed meanwhile (by a call or a repeat) is not counted twice."""
 
         async def work(connection: AsyncConnection) -> int:
-            rows = await connection.execute(
-                select(StatsMissedRow).where(
-                    StatsMissedRow.caller == reached.number, StatsMissedRow.closed_at.is_(None)
-                )
-            )
+            rows = await connection.execute(self._open_missed_of, {"caller": reached.number})
             candidates = [_missed(StatsMissedRow(**r._mapping)) for r in rows.all()]
             closed = 0
             for item in close_reached(candidates, reached):
@@ -208,17 +269,8 @@ class SqlStatsRepository(_SqlRepository):
         return await self._write("closing missed calls by a callback", work)
 
     async def _add(self, connection: AsyncConnection, key: IntervalKey, delta: Counts) -> None:
-        if delta.is_empty:
-            return
-        values = {name: getattr(delta, name) for name in COUNT_FIELDS}
-        statement = _upsert(self._engine, StatsIntervalRow).values(queue=key.queue, start=key.start, **values)
-        table = StatsIntervalRow.__table__.c
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[table.queue, table.start],
-                set_={name: table[name] + statement.excluded[name] for name in COUNT_FIELDS},
-            )
-        )
+        if not delta.is_empty:
+            await connection.execute(self._add_counts, _count_values(key, delta))
 
     async def rebuild(self, config: StatsConfig) -> int:
         """Replace every row by the fold of the stored calls in the order they ended, with the missed

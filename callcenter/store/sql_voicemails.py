@@ -8,6 +8,7 @@ times, named constraints) and are imported by the Alembic environment through ``
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    and_,
     delete,
-    or_,
     select,
     update,
 )
@@ -33,7 +32,7 @@ from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.store.sql_dispatch import CallbackSourceRow
 from callcenter.store.sql_models import Base, JsonDocument
-from callcenter.store.sql_repos import _page, _SqlRepository, _time_cursor, _upsert
+from callcenter.store.sql_repos import _newest_first, _page, _SqlRepository, _upsert
 from callcenter.voicemail.ports import VoicemailFilter
 from callcenter.voicemail.records import TranscriptSegment, Voicemail, VoicemailTranscript
 
@@ -177,15 +176,7 @@ class SqlVoicemailRepository(_SqlRepository):
             query = query.where(VoicemailRow.status == flt.status.value)
         if flt.queue is not None:
             query = query.where(VoicemailRow.queue == flt.queue)
-        if cursor is not None:
-            at, voicemail_id = _time_cursor(cursor, str)
-            query = query.where(
-                or_(
-                    VoicemailRow.recorded_at < at,
-                    and_(VoicemailRow.recorded_at == at, VoicemailRow.id < voicemail_id),
-                )
-            )
-        query = query.order_by(VoicemailRow.recorded_at.desc(), VoicemailRow.id.desc()).limit(limit + 1)
+        query = _newest_first(query, VoicemailRow.recorded_at, VoicemailRow.id, cursor, limit)
         async with self._session("listing voicemails") as session:
             rows = (await session.scalars(query)).all()
         kept, after = _page(rows, limit, lambda r: (r.recorded_at.isoformat(), r.id))
@@ -195,6 +186,24 @@ class SqlVoicemailRepository(_SqlRepository):
         async with self._session("reading a transcript") as session:
             row = await session.get(VoicemailTranscriptRow, voicemail_id)
             return _transcript(row) if row is not None else None
+
+    async def with_transcripts(
+        self, voicemail_ids: Collection[str]
+    ) -> dict[str, tuple[Voicemail, VoicemailTranscript | None]]:
+        if not voicemail_ids:
+            return {}
+        query = (
+            select(VoicemailRow, VoicemailTranscriptRow)
+            .outerjoin(VoicemailTranscriptRow, VoicemailTranscriptRow.voicemail_id == VoicemailRow.id)
+            .where(VoicemailRow.id.in_(set(voicemail_ids)))
+        )
+        async with self._session("reading voicemails with their transcripts") as session:
+            rows = (await session.execute(query)).all()
+        found: dict[str, tuple[Voicemail, VoicemailTranscript | None]] = {}
+        for voicemail, transcript in rows:
+            text: VoicemailTranscriptRow | None = transcript  # None where the outer join found none
+            found[voicemail.id] = (_voicemail(voicemail), _transcript(text) if text is not None else None)
+        return found
 
     async def save_result(self, voicemail: Voicemail, transcript: VoicemailTranscript | None) -> bool:
         """Write the result of ``voicemail.revision`` if it is still the current, unfinished request."""

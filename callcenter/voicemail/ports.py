@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,12 @@ class VoicemailRepository(Protocol):
 
     async def transcript(self, voicemail_id: str) -> VoicemailTranscript | None:
         """The voicemail's transcript, ``None`` when it has none (silent, pending, failed, dropped)."""
+        ...
+
+    async def with_transcripts(
+        self, voicemail_ids: Collection[str]
+    ) -> dict[str, tuple[Voicemail, VoicemailTranscript | None]]:
+        """The voicemails of ``voicemail_ids`` with their transcripts, in one read; unknown ids left out."""
         ...
 
     async def save_result(

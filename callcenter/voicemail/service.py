@@ -17,15 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from callcenter.bus import Delivery, EventBus
 from callcenter.clock import Clock
-from callcenter.errors import CallCenterError, ConflictError
+from callcenter.errors import CallCenterError, ConflictError, DependencyError
 from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
 from callcenter.model.paging import Page
 from callcenter.model.vocabulary import VoicemailStatus
@@ -43,6 +43,8 @@ from media.errors import AudioDecodeError, EmptyAudioError
 
 logger = logging.getLogger(__name__)
 
+R = TypeVar("R")
+
 #: The bus consumer group of transcription workers.
 CONSUMER_GROUP: Final = "voicemail-transcription"
 
@@ -50,6 +52,9 @@ CONSUMER_GROUP: Final = "voicemail-transcription"
 HANDLED_EVENTS: Final = frozenset({VoicemailRecorded.event_type})
 BACKOFF_MIN_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
+#: Tries to store a recording's voicemail, and to queue its job, while the store or the bus cannot
+#: be reached (with the backoff above: about a minute and a half in all).
+STORE_TRIES: Final = 8
 #: How many voicemails one retention pass deletes at most (the next pass continues).
 PURGE_BATCH: Final = 500
 
@@ -109,6 +114,12 @@ class VoicemailService:
 
         One voicemail per call: storing the same call's recording again returns the first voicemail
         (its id is derived from the call id), and its job is published again (harmless).
+
+        A store or bus that cannot be reached is tried again with backoff (:data:`STORE_TRIES`), so a
+        blip does not lose the message; both steps are idempotent.
+
+        :raises DependencyError: the store or the bus stayed unreachable. The audio is in the media
+            folder, and the caller still holds its source (Asterisk's copy, the spool file).
         """
         at = recorded_at or self._clock.now()
         voicemail_id = (
@@ -118,23 +129,43 @@ class VoicemailService:
         )
         stored = await asyncio.to_thread(self._media.save, source, name=voicemail_id, suffix=suffix, at=at)
         relative, checksum, size = stored.relative_path, stored.checksum, stored.size_bytes
-        voicemail = await self._repo.add(
-            Voicemail(
-                id=voicemail_id,
-                call_id=call_id,
-                queue=queue,
-                caller=caller,
-                recorded_at=at,
-                media_path=relative,
-                checksum=checksum,
-                size_bytes=size,
-                duration_s=round(duration_s, 3),
-                status=VoicemailStatus.RECORDED,
-                updated_at=self._clock.now(),
-            )
+        voicemail = Voicemail(
+            id=voicemail_id,
+            call_id=call_id,
+            queue=queue,
+            caller=caller,
+            recorded_at=at,
+            media_path=relative,
+            checksum=checksum,
+            size_bytes=size,
+            duration_s=round(duration_s, 3),
+            status=VoicemailStatus.RECORDED,
+            updated_at=self._clock.now(),
         )
-        await self._publish_job(voicemail)
-        return voicemail
+        stored_voicemail = await self._persisting(
+            "storing it", voicemail_id, lambda: self._repo.add(voicemail)
+        )
+        await self._persisting(
+            "queueing its transcription", voicemail_id, lambda: self._publish_job(stored_voicemail)
+        )
+        return stored_voicemail
+
+    async def _persisting(self, doing: str, voicemail_id: str, step: Callable[[], Awaitable[R]]) -> R:
+        """``step`` (idempotent), tried again with backoff while the store or the bus is unreachable."""
+        delay = BACKOFF_MIN_S
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                return await step()
+            except DependencyError as exc:
+                if attempt == STORE_TRIES:
+                    logger.error("voicemail %s: %s failed %d times: %s", voicemail_id, doing, attempt, exc)
+                    raise
+                logger.warning(
+                    "voicemail %s: %s failed (%s); trying again in %.0fs", voicemail_id, doing, exc, delay
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def retranscribe(self, voicemail_id: str) -> Voicemail:
         """Queue a voicemail for transcription again (a better model, a fixed failure); idempotent per request."""
@@ -379,6 +410,12 @@ class VoicemailService:
         if voicemail.media_path is None:
             raise ConflictError(f"the audio of voicemail {voicemail.id!r} was deleted (retention)")
         return self._media.path(voicemail.media_path)
+
+    async def with_transcripts(
+        self, voicemail_ids: Collection[str]
+    ) -> dict[str, tuple[Voicemail, VoicemailTranscript | None]]:
+        """The voicemails of ``voicemail_ids`` with their transcripts; ids not stored are left out."""
+        return await self._repo.with_transcripts(voicemail_ids)
 
     async def transcript(self, voicemail_id: str) -> VoicemailTranscript | None:
         """:raises NotFoundError: for an unknown voicemail."""

@@ -9,7 +9,8 @@ page's feed follows the event bus (a tail, like the wallboard's: every process s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
 
 from aiohttp import web
 from redis import asyncio as aioredis
@@ -21,15 +22,14 @@ from callcenter.bus import EventBus
 from callcenter.callbacks.worklist import TextLine, VoicemailNote, Worklist
 from callcenter.clock import Clock
 from callcenter.config import Settings
-from callcenter.errors import NotFoundError
 from callcenter.model.records import CallRecord
-from callcenter.queue.ports import CallFilter
 from callcenter.queue.service import QueueService
 from callcenter.sms.records import Direction
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_tail import RedisEventTail
 from callcenter.store.sql_sms import SqlSmsStore
+from callcenter.voicemail.records import Voicemail, VoicemailTranscript
 from callcenter.voicemail.service import VoicemailService
 from callcenter.wiring.dispatch import DispatchRuntime, dispatch_settings
 
@@ -43,51 +43,59 @@ class QueueAgents:
     async def queues_of(self, agent_id: str) -> tuple[str, ...]:
         return (await self._queue.get_agent(agent_id)).record.queues
 
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        return (await self._queue.list_calls(CallFilter(caller=number), cursor=None, limit=limit)).items
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        return await self._queue.recent_calls_of(numbers, limit)
+
+
+class _VoicemailsWithTranscripts(Protocol):
+    async def with_transcripts(
+        self, voicemail_ids: Collection[str]
+    ) -> dict[str, tuple[Voicemail, VoicemailTranscript | None]]: ...
 
 
 class VoicemailNotes:
-    """A voicemail and its transcript, through the voicemail service."""
+    """Voicemails and their transcripts, through the voicemail service (or its repository)."""
 
-    def __init__(self, voicemails: VoicemailService) -> None:
+    def __init__(self, voicemails: _VoicemailsWithTranscripts) -> None:
         self._voicemails = voicemails
 
-    async def voicemail(self, voicemail_id: str) -> VoicemailNote | None:
-        try:
-            voicemail = await self._voicemails.get(voicemail_id)
-        except NotFoundError:
-            return None
-        transcript = await self._voicemails.transcript(voicemail_id)
-        return VoicemailNote(
-            id=voicemail.id,
-            recorded_at=voicemail.recorded_at,
-            duration_s=voicemail.duration_s,
-            status=voicemail.status.value,
-            transcript=transcript.text if transcript is not None else "",
-            silent=voicemail.silent,
-            urgency=voicemail.urgency,
-        )
+    async def voicemails(self, voicemail_ids: Collection[str]) -> Mapping[str, VoicemailNote]:
+        return {
+            voicemail.id: VoicemailNote(
+                id=voicemail.id,
+                recorded_at=voicemail.recorded_at,
+                duration_s=voicemail.duration_s,
+                status=voicemail.status.value,
+                transcript=transcript.text if transcript is not None else "",
+                silent=voicemail.silent,
+                urgency=voicemail.urgency,
+            )
+            for voicemail, transcript in (await self._voicemails.with_transcripts(voicemail_ids)).values()
+        }
 
 
-class SmsThread:
-    """The texts with a number, from the SMS store (whether or not this process sends texts)."""
+class SmsThreads:
+    """The texts with numbers, from the SMS store (whether or not this process sends texts)."""
 
     def __init__(self, store: SqlSmsStore) -> None:
         self._store = store
 
-    async def thread(self, number: str, limit: int) -> Sequence[TextLine]:
-        page = await self._store.messages(number=number, needs_person=None, cursor=None, limit=limit)
-        return tuple(
-            TextLine(
-                id=m.id,
-                at=m.created_at,
-                direction="in" if m.direction is Direction.INBOUND else "out",
-                text=m.text,
-                status=m.status.value,
+    async def threads(self, numbers: Collection[str], limit: int) -> Mapping[str, Sequence[TextLine]]:
+        return {
+            number: tuple(
+                TextLine(
+                    id=m.id,
+                    at=m.created_at,
+                    direction="in" if m.direction is Direction.INBOUND else "out",
+                    text=m.text,
+                    status=m.status.value,
+                )
+                for m in reversed(messages)  # newest first from the store; a thread reads oldest first
             )
-            for m in reversed(page.items)  # newest first from the store; a thread reads oldest first
-        )
+            for number, messages in (await self._store.latest_of(numbers, limit)).items()
+        }
 
 
 def install_agent_page(
@@ -112,7 +120,7 @@ def install_agent_page(
         clock,
         sources=dispatch.sources,
         voicemails=VoicemailNotes(voicemails),
-        texts=SmsThread(SqlSmsStore(engine)),
+        texts=SmsThreads(SqlSmsStore(engine)),
         publish=bus.publish,
         dispatch=dispatch_settings(settings),
         callbacks=dispatch.callbacks,

@@ -17,6 +17,7 @@ from callcenter.ari.client import AriClient
 from callcenter.ari.link import AriLink
 from callcenter.ari.offers import AriCallbackOffers, ari_channels
 from callcenter.ari.stasis import StasisDispatcher
+from callcenter.ari.wsrest import WebSocketRest
 from callcenter.callbacks.service import CallbackService
 from callcenter.clock import Clock
 from callcenter.config import AriSettings, Settings
@@ -83,7 +84,11 @@ def ari_link(
         if offers is not None:
             await offers.adopt(queue)  # restored callers are not queued again: no step starts them
 
-    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease)
+    rest: WebSocketRest | None = None
+    if settings.ari.rest_over_websocket:
+        rest = WebSocketRest()
+        client.use_websocket(rest)  # the queue's, the flows' and the dispatcher's requests
+    link = AriLink(session, settings.ari, dispatcher.on_event, on_connected=resync, lease=lease, rest=rest)
     flow = VoicemailFlow(max_s=settings.voicemail.max_s, max_silence_s=settings.voicemail.max_silence_s)
     taker = AriVoicemailTaker(client, dispatcher, queue, voicemails, clock, flow)
     queue.use_voicemail(taker)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import time
 from typing import Final, NoReturn
@@ -54,7 +54,6 @@ from callcenter.errors import LeaseLostError
 from callcenter.model.events import AgentQueuesChanged, AgentScheduleChanged, CallEnded
 from callcenter.model.records import CallRecord, QueueRecord
 from callcenter.model.vocabulary import AttemptResult
-from callcenter.queue.ports import CallFilter
 from callcenter.queue.service import QueueService
 from callcenter.store.redis_keys import RedisKeys
 from callcenter.store.redis_lease import RedisLease, default_owner_id
@@ -162,7 +161,14 @@ class DispatchRuntime:
         """The link (lease and events), the tick loop and the inbound-call consumer, until cancelled."""
         never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         consumer = asyncio.create_task(
-            bus.consume(CONSUMER_GROUP, default_owner_id(), self.handle, stop=never, only=HANDLED_EVENTS),
+            bus.consume(
+                CONSUMER_GROUP,
+                default_owner_id(),
+                self.handle,
+                stop=never,
+                only=HANDLED_EVENTS,
+                batch=self.handle_many,
+            ),
             name="callback-inbound-consumer",
         )
         try:
@@ -185,9 +191,14 @@ class DispatchRuntime:
 
     async def handle(self, delivery: Delivery) -> None:
         """Bus handler: inbound answers close callbacks; staffing changes check booked slots at once."""
-        await self.dispatcher.handle(delivery)
+        await self.handle_many((delivery,))
+
+    async def handle_many(self, deliveries: Sequence[Delivery]) -> None:
+        """:meth:`handle` of the events read together (the callers' callbacks read at once)."""
+        await self.dispatcher.handle_many(deliveries)
         if self.callbacks is not None:
-            await self.callbacks.handle_staffing(delivery.event)
+            for delivery in deliveries:
+                await self.callbacks.handle_staffing(delivery.event)
 
 
 async def run_dispatch_loop(
@@ -385,8 +396,10 @@ class _QueueAgents:
     async def queues_of(self, agent_id: str) -> tuple[str, ...]:
         return (await self._queue.get_agent(agent_id)).record.queues
 
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        return (await self._queue.list_calls(CallFilter(caller=number), cursor=None, limit=limit)).items
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        return await self._queue.recent_calls_of(numbers, limit)
 
 
 class NoPbxCalls:

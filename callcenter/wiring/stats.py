@@ -106,6 +106,7 @@ def statistics(services: Services, tail: RedisEventTail) -> Callable[[web.Applic
                     stats.handle,
                     stop=stop,
                     only=STATS_HANDLED_EVENTS,
+                    batch=stats.handle_many,
                 ),
                 name="stats-materialiser",
             ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Collection, Sequence
 
-from callcenter.bus import Delivery, Handler
+from callcenter.bus import BatchHandler, Delivery, Handler
 from callcenter.model.events import DomainEvent, decode_event, encode_event
 
 
@@ -49,23 +49,37 @@ class InMemoryEventBus:
         *,
         stop: Awaitable[object],
         only: Collection[str] | None = None,
+        batch: BatchHandler | None = None,
     ) -> None:
         """Deliver every event published (before or during the call) to ``handler``, once per group
-        (with ``only``, those of the types named)."""
+        (with ``only``, those of the types named); with ``batch``, those waiting together in one call,
+        one by one should it raise (as the Redis bus does)."""
         stopping = asyncio.ensure_future(stop)
         try:
             while not stopping.done():
                 position = self._positions.get(group, 0)
-                while position < len(self.published):
-                    event = self.published[position]
-                    if only is None or event.event_type in only:
-                        await handler(Delivery(message_id=f"{position + 1}-0", event=event, deliveries=1))
-                    position += 1
-                    self._positions[group] = position
+                waiting = [
+                    Delivery(message_id=f"{index + 1}-0", event=event, deliveries=1)
+                    for index, event in enumerate(self.published[position:], start=position)
+                    if only is None or event.event_type in only
+                ]
+                self._positions[group] = len(self.published)
+                together = batch is not None and len(waiting) > 1
+                if together:
+                    assert batch is not None
+                    try:
+                        await batch(waiting)
+                    except Exception:
+                        together = False
+                if not together:
+                    for delivery in waiting:
+                        await handler(delivery)
                 self._changed.clear()
-                waiting = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
+                if self._positions[group] < len(self.published):
+                    continue
+                woken = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait({woken, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
         finally:
             if stopping is not stop and not stopping.done():  # a shared stop is its owner's
                 stopping.cancel()

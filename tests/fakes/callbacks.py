@@ -8,7 +8,7 @@ refused when the stored state changed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError, StaleCallbackError
@@ -122,6 +122,10 @@ class InMemoryCallbackRepository:
     async def open_for_number(self, number: str) -> tuple[Callback, ...]:
         found = [c for c in self.callbacks.values() if c.number == number and c.is_open]
         return tuple(sorted(found, key=lambda c: (c.requested_at, c.id)))
+
+    async def open_for_numbers(self, numbers: Collection[str]) -> dict[str, tuple[Callback, ...]]:
+        found = {number: await self.open_for_number(number) for number in set(numbers)}
+        return {number: callbacks for number, callbacks in found.items() if callbacks}
 
     async def changes(self, callback_id: str) -> tuple[CallbackChange, ...]:
         await self.get(callback_id)

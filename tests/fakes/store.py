@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -141,6 +141,16 @@ class InMemoryCallRepository:
         return _paged(
             matching, lambda c: (c.arrived_at, c.id), (datetime, str), cursor, limit, descending=True
         )
+
+    async def recent_of(self, callers: Collection[str], limit: int) -> dict[str, tuple[CallRecord, ...]]:
+        recent: dict[str, tuple[CallRecord, ...]] = {}
+        for caller in set(callers):
+            mine = sorted(
+                (c for c in self.calls.values() if c.caller == caller), key=lambda c: (c.arrived_at, c.id)
+            )
+            if mine:
+                recent[caller] = tuple(reversed(mine))[:limit]
+        return recent
 
     async def append_event(
         self, call_id: str, at: datetime, kind: str, detail: dict[str, object] | None = None

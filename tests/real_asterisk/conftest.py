@@ -208,6 +208,13 @@ class Ari:
     async def channels(self) -> list[dict[str, Any]]:
         return await self._get("/channels")
 
+    async def version(self) -> tuple[int, ...]:
+        """Asterisk's version (``GET /asterisk/info``), e.g. ``(20, 20, 1)``."""
+        async with self._http.get(f"{ARI_URL}/ari/asterisk/info") as response:
+            assert response.status == 200, f"GET /ari/asterisk/info: {response.status}"
+            text = str((await response.json())["system"]["version"])
+        return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
     async def bridges(self) -> list[dict[str, Any]]:
         return await self._get("/bridges")
 

@@ -95,6 +95,32 @@ async def test_given_agent_answers_when_caller_hangs_up_then_answered_agent_leg_
     await lab.app.wait_agent(first.agent_id, AgentState.AVAILABLE, timeout_s=10)
 
 
+async def test_given_asterisk_answers_rest_over_its_events_socket_then_the_queue_sends_its_requests_there(
+    lab: Lab,
+) -> None:
+    """Asterisk 20.14, 21.9, 22.4 and later: an answered call's requests (answer, bridges, originate,
+    hang-up) travel as frames on the link's socket, with no stall; older ones get them over HTTP."""
+    if (await lab.ari.version())[:2] < (20, 14):
+        pytest.skip("this Asterisk predates ARI REST over WebSocket")
+    rest = lab.app.link.rest
+    assert rest is not None, "CALLCENTER_ARI_REST_OVER_WEBSOCKET is on by default"
+    await eventually(rest.usable, what="Asterisk answered the link's probe")
+    first = lab.phones[0]
+    await lab.phone(first, ring_ms=500)
+    await lab.login(first)
+    sent_before = rest.sent
+
+    caller = await lab.call(hold_ms=3000)
+    call_id = await lab.call_id(caller)
+
+    assert await caller.finished() == "LOCAL_BYE"
+    call = await lab.app.decided(call_id)
+    assert (call["outcome"], call["agent_id"]) == ("answered", first.agent_id)
+    # answer, holding bridge (create, add, music), originate, mixing bridge (create, add x2), hang-up...
+    assert rest.sent - sent_before >= 8 and rest.stalls == 0
+    await lab.app.wait_agent(first.agent_id, AgentState.AVAILABLE, timeout_s=10)
+
+
 async def test_given_agent_hangs_up_first_when_talking_then_answered_and_caller_hung_up(lab: Lab) -> None:
     first = lab.phones[0]
     phone = await lab.phone(first, ring_ms=1000, talk_ms=3000)

@@ -66,12 +66,23 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def shown(driver: Any, tile: str, value: str, *, timeout_s: float = 10.0) -> None:
-    """Wait until the wallboard's tile shows ``value`` (its ``data-value``)."""
+    """Wait until the wallboard's tile shows ``value`` (its ``data-value``).
+
+    Right after the sign-in form is sent the browser may still be on the old page or between the two:
+    a tile not there yet (or replaced while read) is "not shown yet", as it would be to a person.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     seen = None
     while loop.time() < deadline:
-        seen = await in_thread(lambda: driver.find_element("id", f"tile-{tile}").get_attribute("data-value"))
+        try:
+            seen = await in_thread(
+                lambda: driver.find_element("id", f"tile-{tile}").get_attribute("data-value")
+            )
+        except (NoSuchElementException, StaleElementReferenceException):
+            seen = None
         if seen == value:
             return
         await asyncio.sleep(0.05)

@@ -22,6 +22,7 @@ from pytest_aiohttp import AiohttpServer
 from callcenter.ari.client import AriClient
 from callcenter.ari.events import AriEvent
 from callcenter.ari.link import AriLink, EventHandler, ReceivedAt
+from callcenter.ari.wsrest import WebSocketRest
 from callcenter.bus import Lease
 from callcenter.config import AriSettings
 from callcenter.queue.detection import AgentLeg, AnyCallFact
@@ -166,6 +167,7 @@ class Links:
         *,
         lease: Lease | None = None,
         settings: AriSettings | None = None,
+        rest: WebSocketRest | None = None,
         **options: float,
     ) -> AriLink:
         options = {"heartbeat_s": 5.0, "reconnect_min_s": 0.01, "reconnect_max_s": 0.05, **options}
@@ -175,6 +177,7 @@ class Links:
             handler,
             on_connected=on_connected,
             lease=lease,
+            rest=rest,
             **options,  # type: ignore[arg-type]
         )
         self._running.append((link, asyncio.create_task(self._run(link))))

@@ -19,7 +19,7 @@ import pytest_asyncio
 import redis
 import redis.asyncio as aioredis
 
-from callcenter.bus import Delivery, Handler
+from callcenter.bus import BatchHandler, Delivery, Handler
 from callcenter.model.events import CallEnded
 from callcenter.model.vocabulary import CallOutcome, EntryPoint
 from callcenter.store.redis_bus import RedisEventBus
@@ -163,9 +163,12 @@ class Consumers:
         consumer: str,
         handler: Handler,
         only: frozenset[str] | None = None,
+        batch: BatchHandler | None = None,
     ) -> RunningConsumer:
         stop_event = asyncio.Event()
-        task = asyncio.create_task(bus.consume(group, consumer, handler, stop=_until(stop_event), only=only))
+        task = asyncio.create_task(
+            bus.consume(group, consumer, handler, stop=_until(stop_event), only=only, batch=batch)
+        )
         running = RunningConsumer(task, stop_event)
         self._running.append(running)
         return running

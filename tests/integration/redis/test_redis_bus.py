@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,100 @@ async def test_events_published_many_at_once_arrive_in_order_after_single_ones(
     await eventually(lambda: len(recorder.deliveries) >= 6, what="six deliveries")
     assert [d.event for d in recorder.deliveries] == events
     assert [d.message_id for d in recorder.deliveries] == ids
+
+
+async def test_a_batch_handler_gets_the_events_read_together_and_a_failed_batch_goes_one_by_one(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    bus = make_bus(redis_client, keys)
+    batches: list[list[str]] = []
+    fail_batches = [True]
+
+    async def batch(deliveries: Sequence[Delivery]) -> None:
+        batches.append([d.event.event_id for d in deliveries])
+        if fail_batches[0]:
+            raise RuntimeError("the batch's transaction failed")
+
+    single = Recorder(fail_with=lambda d: RuntimeError("poison") if d.event.event_id == "call-2" else None)
+    await bus.publish_many([call_ended(n) for n in range(4)])  # before the group exists: read together
+    consumers.start(bus, "stats", "stats-1", single, batch=batch)
+
+    await eventually(lambda: len(single.deliveries) >= 4, what="the failed batch handed over one by one")
+    assert batches == [["call-0", "call-1", "call-2", "call-3"]]
+    assert single.event_ids[:4] == ["call-0", "call-1", "call-2", "call-3"]
+
+    fail_batches[0] = False
+    await bus.publish_many([call_ended(n) for n in range(4, 7)])
+    await eventually(lambda: ["call-4", "call-5", "call-6"] in batches, what="a batch that succeeds")
+
+    async def only_the_poison_left() -> bool:
+        return await bus.pending_count("stats") == 0 and len(await bus.dead_letters()) == 1
+
+    await eventually(only_the_poison_left, timeout_s=10, what="acknowledged, the poison dead-lettered")
+    assert "call-4" not in single.event_ids  # a batch that succeeded is not delivered again
+    assert [decode_event(d.payload).event_id for d in await bus.dead_letters()] == ["call-2"]
+
+
+async def test_events_published_while_the_bus_lingers_reach_a_batch_handler_together(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """After waking its consumers the bus lets ``linger_ms`` pass before it reads again: events
+    published one by one meanwhile are handled as one batch (one transaction for the statistics)."""
+    bus = make_bus(
+        redis_client, keys, dataclasses.replace(FAST, claim_idle_ms=60_000, block_ms=5_000, linger_ms=2_000)
+    )
+    batches: list[list[str]] = []
+
+    async def batch(deliveries: Sequence[Delivery]) -> None:
+        batches.append([d.event.event_id for d in deliveries])
+
+    single = Recorder()
+    consumers.start(bus, "stats", "stats-1", single, batch=batch)
+    await eventually(lambda: bus._shared._ready.is_set(), what="the bus's waker reading")
+    await bus.publish(call_ended(0))
+    await eventually(lambda: single.event_ids == ["call-0"], what="the first event, alone")
+    await asyncio.sleep(0.3)  # the consumer may have read it before the bus woke for it: let both pass
+    for n in range(1, 4):
+        await bus.publish(call_ended(n))
+        await asyncio.sleep(0.05)  # each alone, were the bus not lingering
+
+    await eventually(lambda: bool(batches), what="the next three")
+    assert batches == [["call-1", "call-2", "call-3"]]
+    assert single.event_ids == ["call-0"]
+
+
+async def test_events_a_batch_handled_are_let_go_and_no_longer_kept_in_hand(
+    redis_client: aioredis.Redis, keys: RedisKeys, consumers: Consumers
+) -> None:
+    """Entries are kept in hand (their idle time reset every claim_idle_ms / 3) only while handled:
+    once a batch is acknowledged the consumer stops touching them (it used to touch them for ever,
+    holding every id it ever handled in memory)."""
+    bus = make_bus(redis_client, keys)
+    touched: list[str] = []
+    touch = bus._touch
+
+    async def recording_touch(*, keys: list[str], args: list[str]) -> object:
+        touched.extend(args[2:])
+        return await touch(keys=keys, args=args)
+
+    bus._touch = recording_touch  # type: ignore[method-assign,assignment]
+    handled: list[list[str]] = []
+
+    async def batch(deliveries: Sequence[Delivery]) -> None:
+        handled.append([d.event.event_id for d in deliveries])
+
+    ids = await bus.publish_many([call_ended(n) for n in range(4)])  # read together at the start
+    consumers.start(bus, "stats", "stats-1", Recorder(), batch=batch)
+
+    async def acknowledged() -> bool:
+        return bool(handled) and await bus.pending_count("stats") == 0
+
+    await eventually(acknowledged, what="the batch handled and acknowledged")
+    await asyncio.sleep(0.1)  # a touch round may be under way as the batch ends
+    touched.clear()
+    await asyncio.sleep(FAST.claim_idle_ms / 1000)  # three touch rounds
+
+    assert not set(touched) & set(ids)
 
 
 async def test_publish_many_to_an_unreachable_redis_raises_redis_unavailable(free_tcp_port: int) -> None:

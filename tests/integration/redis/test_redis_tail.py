@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+import pytest
 import redis.asyncio as aioredis
 
 from callcenter.model.events import DomainEvent
@@ -131,6 +132,35 @@ async def test_a_tail_too_slow_for_the_bus_catches_up_by_reading_and_loses_nothi
         release.set()
         await eventually(lambda: len(seen) >= 30, what="all thirty tailed")
         assert [e.event_id for e in seen] == [f"call-{n}" for n in range(30)]
+    finally:
+        stop.set_result(None)
+        await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize("fed_by_the_bus", [False, True], ids=["reading", "fed-by-the-bus"])
+async def test_a_tail_skips_an_entry_that_is_no_event_and_outlives_a_failing_sink(
+    redis_client: aioredis.Redis, keys: RedisKeys, fed_by_the_bus: bool
+) -> None:
+    bus = make_bus(redis_client, keys)
+    tail = RedisEventTail(redis_client, keys, bus=bus if fed_by_the_bus else None)
+    position = await tail.position()
+    seen: list[DomainEvent] = []
+
+    async def sink(event: DomainEvent) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            raise RuntimeError("the live board refused it")
+
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(tail.follow(position, sink, stop=stop))
+    try:
+        await bus.publish(call_ended(1))  # the sink fails on it
+        await redis_client.xadd(keys.events, {b"event": b"{not json", b"type": b"call_ended"})
+        await redis_client.xadd(keys.events, {b"note": b"no event field"})
+        await bus.publish(call_ended(2))
+        await eventually(lambda: len(seen) == 2, what="the events on both sides of the bad entries")
+        assert seen == [call_ended(1), call_ended(2)]
+        assert not task.done()
     finally:
         stop.set_result(None)
         await asyncio.wait_for(task, 5)

@@ -49,6 +49,45 @@ async def test_client_text_frames_are_answered_as_rest_over_websocket(ari: Ari) 
     assert [c["name"] for c in json.loads(listing["message_body"])] == ["SIP/sipp-00000000"]
 
 
+async def test_a_file_is_refused_over_the_socket_and_requests_are_recorded_like_http_ones(ari: Ari) -> None:
+    """ari_websockets.c send_rest_response: an answer that is a file gets 406 "Use HTTP GET"."""
+    stream = await ari.events()
+    channel = ari.sim.incoming_call("sipp")
+    ari.sim.set_caller_audio(channel, talk_s=30)
+    await ari.call("POST", f"/ari/channels/{channel}/record", {"name": "vm-1", "format": "wav"})
+    await ari.sim.advance(0.5)
+    await ari.call("POST", "/ari/recordings/live/vm-1/stop")
+    ari.sim.fail_next("POST /ari/bridges", 500)
+    for request_id, method, uri in (
+        ("file", "GET", "recordings/stored/vm-1/file"),
+        ("bridge", "POST", "bridges?type=holding"),
+    ):
+        message = {"type": "RESTRequest", "request_id": request_id, "method": method, "uri": uri}
+        await stream.ws.send_str(json.dumps(message))
+    await stream.wait_for(lambda: sum(e["type"] == "RESTResponse" for e in stream.events) == 2)
+    file, bridge = [e for e in stream.events if e["type"] == "RESTResponse"]
+
+    assert (file["status_code"], file["reason_phrase"]) == (406, "Not Acceptable.  Use HTTP GET")
+    assert "message_body" not in file
+    assert bridge["status_code"] == 500  # fail_next applies over the socket too
+    recorded = [(r.method, r.path, r.status, r.websocket) for r in ari.sim.requests][-2:]
+    assert recorded == [
+        ("GET", "/ari/recordings/stored/vm-1/file", 406, True),
+        ("POST", "/ari/bridges", 500, True),
+    ]
+
+
+async def test_an_asterisk_older_than_20_14_reads_client_frames_and_drops_them(ari: Ari) -> None:
+    ari.sim.rest_over_websocket = False
+    stream = await ari.events()
+    await stream.ws.send_str(
+        json.dumps({"type": "RESTRequest", "request_id": "r1", "method": "GET", "uri": "channels"})
+    )
+    ari.sim.send_raw('{"type":"after"}')
+    await stream.wait_for(lambda: len(stream.events) == 1)
+    assert stream.events == [{"type": "after"}]
+
+
 async def test_core_restart_cuts_calls_ends_the_socket_without_close_frame_and_boots_again(
     ari: Ari, sim: SimulatedAsterisk
 ) -> None:

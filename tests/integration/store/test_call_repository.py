@@ -241,3 +241,20 @@ async def test_timeline_detail_that_is_not_json_is_rejected(stores: Stores) -> N
     with pytest.raises(ValidationError):
         await stores.calls.append_event("c1", T0, "queued", {"when": object()})
     assert await stores.calls.events("c1") == ()
+
+
+async def test_recent_calls_of_many_callers_are_each_callers_latest_newest_first(stores: Stores) -> None:
+    """What an agent's worklist shows beside each callback, read for the whole list at once."""
+    ada, bob, eve = "+14155550100", "+14155550101", "+14155550102"
+    for n in range(4):  # Ada called four times; the same time twice, then the id breaks the tie
+        await stores.calls.upsert(call(f"a{n}", caller=ada, arrived_at=T0 + timedelta(minutes=min(n, 2))))
+    await stores.calls.upsert(call("b0", caller=bob, arrived_at=T0))
+    await stores.calls.upsert(call("e0", caller=eve, arrived_at=T0))  # not asked for
+
+    recent = await stores.calls.recent_of([ada, bob, "+14155550199"], 3)
+
+    assert {caller: [c.id for c in calls] for caller, calls in recent.items()} == {
+        ada: ["a3", "a2", "a1"],
+        bob: ["b0"],
+    }
+    assert await stores.calls.recent_of([], 3) == {}

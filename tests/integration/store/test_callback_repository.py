@@ -92,6 +92,38 @@ async def test_callback_and_its_first_change_read_back(repo: CallbackRepository)
     assert await repo.open_for_number("+14155550100") == (callback,)
 
 
+async def test_the_open_callbacks_of_several_numbers_come_in_one_read_oldest_first(
+    repo: CallbackRepository,
+) -> None:
+    """What the dispatcher reads for a batch of answered inbound calls (one query, not one per call)."""
+    later = T0 + timedelta(minutes=1)
+    sales, change = _kept("cb-1", number="+14155550100", queue="sales")
+    await repo.add(sales, (change,))
+    support, change = new_callback(
+        callback_id="cb-2",
+        queue="support",
+        number="+14155550100",
+        kind=CallbackKind.KEEP_PLACE,
+        window=keep_place_window(later, later + timedelta(minutes=20)),
+        at=later,
+        actor=CALLER,
+        call_id="call-2",
+        enqueued_at=later,
+    )
+    await repo.add(support, (change,))
+    other, change = _kept("cb-3", number="+14155550199")
+    await repo.add(other, (change,))
+    done, change = _kept("cb-4", number="+14155550177")
+    await repo.add(done, (change,))
+    done, change = move(done, S.CANCELLED, at=later, actor=CALLER)
+    await repo.move(done, change)
+
+    found = await repo.open_for_numbers(["+14155550100", "+14155550199", "+14155550177", "+14155550111"])
+
+    assert dict(found) == {"+14155550100": (sales, support), "+14155550199": (other,)}
+    assert await repo.open_for_numbers([]) == {}
+
+
 async def test_second_open_callback_for_the_same_queue_and_number_is_refused_naming_the_first(
     repo: CallbackRepository,
 ) -> None:

@@ -4,7 +4,7 @@ events that follow send no second text (issue 9 step 4, issue 7 step 1)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,7 +29,7 @@ from callcenter.store.database import create_engine, migrate
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_repos import SqlCallRepository
 from callcenter.store.sql_sms import SqlSmsStore
-from callcenter.wiring.agent import SmsThread
+from callcenter.wiring.agent import SmsThreads
 from tests.conftest import FakeClock
 from tests.fakes.bus import InMemoryEventBus
 from tests.fakes.callbacks import FlatDayPlanner
@@ -85,7 +85,7 @@ async def env(
                 Agents(),
                 clock,
                 sources=sources,
-                texts=SmsThread(SqlSmsStore(sql)),
+                texts=SmsThreads(SqlSmsStore(sql)),
                 publish=bus.publish,
                 callbacks=service,
             )
@@ -100,8 +100,10 @@ class Agents:
     async def queues_of(self, agent_id: str) -> tuple[str, ...]:
         return ("sales", "support")
 
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        return ()
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        return {}
 
 
 def text(words: str, provider_id: str) -> Inbound:

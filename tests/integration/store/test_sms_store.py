@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -502,3 +503,22 @@ async def test_a_sender_giving_back_a_text_never_takes_it_from_the_sender_that_c
     )
     stored = await store.get_message(second.id)
     assert (stored.status, stored.provider, stored.attempts) == (MessageStatus.QUEUED, "", 1)
+
+
+async def test_the_latest_messages_of_many_numbers_are_read_at_once_newest_first(engine: AsyncEngine) -> None:
+    """The texts beside each callback of an agent's worklist: each number's latest, in one read."""
+    store = SqlSmsStore(engine)
+    other = "+14155550101"
+    for n in range(3):
+        await store.record_inbound(replace(inbound(f"m{n}", f"p{n}"), created_at=T0 + timedelta(minutes=n)))
+    await store.record_inbound(replace(inbound("o1", "q1"), number=other))
+    await store.record_inbound(replace(inbound("x1", "r1"), number="+14155550102"))  # not asked for
+
+    latest = await store.latest_of([NUMBER, other, "+14155550199"], 2)
+
+    assert {number: [m.id for m in messages] for number, messages in latest.items()} == {
+        NUMBER: ["m2", "m1"],
+        other: ["o1"],
+    }
+    assert latest[NUMBER][0].text == "hello" and latest[NUMBER][0].direction is Direction.INBOUND
+    assert await store.latest_of([], 2) == {}

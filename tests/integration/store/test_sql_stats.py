@@ -10,20 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcenter.bus import Delivery
 from callcenter.callbacks.lifecycle import move, new_callback
 from callcenter.callbacks.promise import keep_place_window
 from callcenter.callbacks.service import state_event
 from callcenter.errors import ValidationError
 from callcenter.model.callbacks import Actor
-from callcenter.model.events import CallbackStateChanged, CallEnded
+from callcenter.model.events import CallbackStateChanged, CallEnded, DomainEvent
 from callcenter.model.records import CallRecord
 from callcenter.model.vocabulary import ActorKind, CallbackKind, CallbackState, CallOutcome, EntryPoint
-from callcenter.stats.definitions import StatsConfig
-from callcenter.stats.intervals import ended_from_event, reached_from_event
+from callcenter.stats.definitions import Counts, StatsConfig
+from callcenter.stats.intervals import IntervalKey, ended_from_event, reached_from_event
 from callcenter.stats.live import LiveStats
+from callcenter.stats.service import StatsService
 from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_repos import SqlCallRepository
 from callcenter.store.sql_stats import SqlStatsRepository
+from tests.conftest import FakeClock
 
 T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 CONFIG = StatsConfig(closure_window_s=3600, thresholds={"support": 40})
@@ -88,6 +91,24 @@ def call_ended(record: CallRecord) -> CallEnded:
     )
 
 
+def connected_by_agent(callback_id: str, number: str, at: datetime, agent: str) -> CallbackStateChanged:
+    """A keep-my-place callback of ``number`` reaching ``connected`` (agent ``agent``) at ``at``."""
+    return CallbackStateChanged(
+        event_id=f"callback:{callback_id}:connected:1",
+        occurred_at=at,
+        callback_id=callback_id,
+        queue="sales",
+        number=number,
+        kind=CallbackKind.KEEP_PLACE,
+        state=CallbackState.CONNECTED,
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=40),
+        attempts=1,
+        actor_kind=ActorKind.AGENT,
+        actor=agent,
+    )
+
+
 @pytest.mark.timeout(60)
 async def test_materialised_rows_equal_live_and_rebuilt_rows(engine: AsyncEngine) -> None:
     records = calls(120, seed=7)
@@ -117,6 +138,41 @@ async def test_materialised_rows_equal_live_and_rebuilt_rows(engine: AsyncEngine
     assert dict(await stats.intervals(*window)) == materialised
     rebuilt = await stats.missed_calls(*window, limit=500)
     assert {m.call_id: m for m in rebuilt.items} == live.book.missed
+
+
+@pytest.mark.timeout(60)
+async def test_calls_folded_in_batches_give_the_rows_of_one_by_one_and_repeats_count_once(
+    engine: AsyncEngine,
+) -> None:
+    """The materialiser's batches (a missed call and its closing answered call may share one, a batch
+    may repeat a call or hold calls folded before) leave what the live board folds one by one."""
+    records = calls(150, seed=21)
+    stats = SqlStatsRepository(engine)
+    live = LiveStats(config=CONFIG)
+    events = [call_ended(r) for r in sorted(records, key=lambda r: (r.ended_at or T0, r.id))]
+    for event in events:
+        live.apply(event)
+    rng = random.Random(5)
+    new = 0
+    position = 0
+    while position < len(events):
+        size = rng.randint(1, 25)
+        batch = events[position : position + size]
+        repeats = rng.sample(events[: position + size], k=min(3, position + size))  # redeliveries
+        new += await stats.materialise_many([ended_from_event(e) for e in batch + repeats], CONFIG)
+        position += size
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+
+    def rounded(counts: dict[IntervalKey, Counts]) -> dict[IntervalKey, tuple[float, ...]]:
+        # A batch sums its seconds before adding them: the same sum, up to the last float bit.
+        return {key: tuple(round(float(v), 6) for v in dataclasses.astuple(c)) for key, c in counts.items()}
+
+    assert new == len(records)
+    assert rounded(dict(await stats.intervals(*window))) == rounded(live.book.counts)
+    missed = await stats.missed_calls(*window, limit=500)
+    assert {m.call_id: m for m in missed.items} == live.book.missed
+    assert any(m.closed_by_agent for m in missed.items), "the seed closes some missed calls"
+    assert await stats.materialise_many([ended_from_event(e) for e in events[:10]], CONFIG) == 0
 
 
 async def test_the_missed_list_filters_and_pages(engine: AsyncEngine) -> None:
@@ -195,20 +251,7 @@ async def test_a_connected_callback_closes_the_same_missed_calls_stored_and_live
         )
         for i in range(2)
     ]
-    connected = CallbackStateChanged(
-        event_id="callback:cb1:connected:1",
-        occurred_at=T0 + timedelta(minutes=30),
-        callback_id="cb1",
-        queue="sales",
-        number=number,
-        kind=CallbackKind.KEEP_PLACE,
-        state=CallbackState.CONNECTED,
-        window_start=T0,
-        window_end=T0 + timedelta(minutes=40),
-        attempts=1,
-        actor_kind=ActorKind.AGENT,
-        actor="a7",
-    )
+    connected = connected_by_agent("cb1", number, T0 + timedelta(minutes=30), "a7")
     for event in missed:
         await stats.materialise(ended_from_event(event), CONFIG)
         live.apply(event)
@@ -227,6 +270,49 @@ async def test_a_connected_callback_closes_the_same_missed_calls_stored_and_live
         ("m0", "a7", "callback:cb1"),
         ("m1", "a7", "callback:cb1"),
     }
+
+
+async def test_the_materialisers_batch_keeps_a_reaching_in_its_place_between_ended_calls(
+    engine: AsyncEngine,
+) -> None:
+    """``StatsService.handle_many``: calls before a connected callback are folded before it, calls
+    after it after it, as one by one: the callback closes the caller's missed calls, not the answered
+    call that came after it (folded first, that call would have closed them)."""
+    stats = StatsService(SqlStatsRepository(engine), FakeClock(T0), CONFIG)
+    live = LiveStats(config=CONFIG)
+    number = "+14155550166"
+
+    def ended(i: int, minute: int) -> CallEnded:
+        return CallEnded(
+            event_id=f"e{i}",
+            occurred_at=T0 + timedelta(minutes=minute),
+            call_id=f"e{i}",
+            outcome=CallOutcome.ABANDONED,
+            entry_point=EntryPoint.ARI,
+            queue="sales",
+            caller=number,
+            wait_s=30.0,
+        )
+
+    connected = connected_by_agent("cb2", number, T0 + timedelta(minutes=20), "a8")
+    answered = dataclasses.replace(
+        ended(2, 25), outcome=CallOutcome.ANSWERED, wait_s=5.0, talk_s=60.0, agent_id="a9"
+    )
+    events: list[DomainEvent] = [ended(0, 1), ended(1, 2), connected, answered, ended(3, 26)]
+    deliveries = [Delivery(message_id=f"{n}-0", event=e, deliveries=1) for n, e in enumerate(events)]
+
+    await stats.handle_many(deliveries)
+    await stats.handle_many(deliveries)  # redelivered: nothing counts twice
+    for event in events:
+        live.apply(event)
+
+    assert dict(await stats_repo_intervals(engine)) == live.book.counts
+    rows = {m.call_id: m.closed_by_call for m in await SqlStatsRepository(engine).missed_since(T0)}
+    assert rows == {"e0": "callback:cb2", "e1": "callback:cb2", "e3": None}
+
+
+async def stats_repo_intervals(engine: AsyncEngine) -> list[tuple[IntervalKey, Counts]]:
+    return list(await SqlStatsRepository(engine).intervals(T0, T0 + timedelta(hours=1)))
 
 
 async def test_a_rebuild_keeps_the_closures_by_connected_callbacks(engine: AsyncEngine) -> None:

@@ -138,3 +138,22 @@ async def test_retention_deletes_audio_and_optionally_transcripts(engine: AsyncE
     assert await repo.audio_older_than(T0 - timedelta(days=90), 10) == ()
     with pytest.raises(ConflictError, match="no audio"):
         await repo.request_revision(old.id, T0)
+
+
+async def test_voicemails_are_read_with_their_transcripts_at_once(engine: AsyncEngine) -> None:
+    """The voicemails behind an agent's callbacks: one read for the list, a gone one left out."""
+    repo = SqlVoicemailRepository(engine)
+    spoken = await repo.add(_voicemail(1))
+    await repo.save_result(
+        replace(spoken, status=VoicemailStatus.TRANSCRIBED), _transcript(spoken, "call me")
+    )
+    pending = await repo.add(_voicemail(2))
+
+    found = await repo.with_transcripts(["vm-001", "vm-002", "vm-gone"])
+
+    assert set(found) == {"vm-001", "vm-002"}
+    voicemail, transcript = found["vm-001"]
+    assert voicemail.status is VoicemailStatus.TRANSCRIBED
+    assert transcript is not None and transcript.text == "call me"
+    assert found["vm-002"] == (pending, None)
+    assert await repo.with_transcripts([]) == {}

@@ -6,7 +6,7 @@ announced on the bus for the agents' pages."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -48,22 +48,27 @@ class Agents:
             raise NotFoundError(f"no agent {agent_id}")
         return self.queues[agent_id]
 
-    async def recent_calls(self, number: str, limit: int) -> Sequence[CallRecord]:
-        return ()
+    async def recent_calls_of(
+        self, numbers: Collection[str], limit: int
+    ) -> Mapping[str, Sequence[CallRecord]]:
+        return {}
 
 
 class Voicemails:
-    async def voicemail(self, voicemail_id: str) -> VoicemailNote | None:
-        if voicemail_id != "vm-1":
-            return None  # deleted by retention: the item shows no voicemail, not an error
-        return VoicemailNote(
+    async def voicemails(self, voicemail_ids: Collection[str]) -> Mapping[str, VoicemailNote]:
+        # Only vm-1 is stored: one deleted (erased) leaves the item without it, not an error.
+        note = VoicemailNote(
             id="vm-1", recorded_at=T0, duration_s=12.0, status="done", transcript="call me back"
         )
+        return {"vm-1": note} if "vm-1" in voicemail_ids else {}
 
 
 class Texts:
-    async def thread(self, number: str, limit: int) -> Sequence[TextLine]:
-        return (TextLine(id="m1", at=T0, direction="in", text="1", status="received"),)
+    async def threads(self, numbers: Collection[str], limit: int) -> Mapping[str, Sequence[TextLine]]:
+        return {
+            n: (TextLine(id=f"m-{n}", at=T0, direction="in", text=f"1 from {n}", status="received"),)
+            for n in numbers
+        }
 
 
 class Env:
@@ -125,6 +130,19 @@ async def _connected(env: Env, agent: str = "alice", number: str = NUMBER) -> Ca
     return connected
 
 
+async def test_each_item_gets_its_own_callers_voicemail_and_texts_read_for_the_whole_list(env: Env) -> None:
+    other = "+14155550177"
+    mine = (await env.sources.from_voicemail("sales", NUMBER, voicemail_id="vm-1", left_at=T0)).callback
+    theirs = (await env.sources.from_voicemail("sales", other, voicemail_id="vm-gone", left_at=T0)).callback
+
+    items = {item.callback.id: item for item in await env.worklist.items("alice")}
+
+    assert [v.id for v in items[mine.id].voicemails] == ["vm-1"]
+    assert items[theirs.id].voicemails == ()  # erased: the item stays, without it
+    assert [t.text for t in items[mine.id].texts] == [f"1 from {NUMBER}"]
+    assert [t.text for t in items[theirs.id].texts] == [f"1 from {other}"]
+
+
 async def test_an_item_shows_why_with_the_voicemail_and_the_texts(env: Env) -> None:
     callback = (await env.sources.from_voicemail("sales", NUMBER, voicemail_id="vm-1", left_at=T0)).callback
     await env.sources.from_voicemail("sales", NUMBER, voicemail_id="vm-gone", left_at=T0)  # merged
@@ -132,7 +150,7 @@ async def test_an_item_shows_why_with_the_voicemail_and_the_texts(env: Env) -> N
     assert item.callback.id == callback.id
     assert item.kind is Reason.VOICEMAIL
     assert [v.transcript for v in item.voicemails] == ["call me back"]
-    assert [t.text for t in item.texts] == ["1"]
+    assert [t.text for t in item.texts] == [f"1 from {NUMBER}"]
     assert item.timing.status.value == "on_time"
     assert await env.worklist.items("carl") == (), "another queue's agent does not see it"
     with pytest.raises(NotFoundError):

@@ -16,14 +16,15 @@ import pytest
 
 from callcenter.bus import Delivery
 from callcenter.config import DatabaseSettings
+from callcenter.errors import RedisUnavailableError, StoreUnavailableError
 from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
 from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.store.database import create_engine, migrate
 from callcenter.store.media_files import MediaFolder
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail.ports import SpeechResult, VoicemailFilter
-from callcenter.voicemail.records import TranscriptSegment
-from callcenter.voicemail.service import VoicemailService
+from callcenter.voicemail.records import TranscriptSegment, Voicemail
+from callcenter.voicemail.service import STORE_TRIES, VoicemailService
 from media.errors import AudioDecodeError
 from tests.conftest import FakeClock
 from tests.fakes.bus import InMemoryEventBus
@@ -160,6 +161,50 @@ async def test_the_same_call_gives_one_voicemail(make_world) -> None:  # type: i
         limit=10,
     )
     assert len(page.items) == 1
+
+
+class FlakyStore(SqlVoicemailRepository):
+    """The SQL repository with its first ``failures`` inserts refused as an unreachable store."""
+
+    def __init__(self, repo: SqlVoicemailRepository, failures: int) -> None:
+        super().__init__(repo._engine)
+        self.failures = failures
+
+    async def add(self, voicemail: Voicemail) -> Voicemail:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("SQL store did not answer within 30 s while adding a voicemail")
+        return await super().add(voicemail)
+
+
+async def test_a_store_or_bus_blip_while_storing_a_recording_loses_nothing(make_world) -> None:  # type: ignore[no-untyped-def]
+    """The store down for two tries and the bus for one: the message is stored once and its job queued once."""
+    world: World = make_world(ScriptedAnalyser())
+    flaky = FlakyStore(world.repo, failures=2)
+    world.service._repo = flaky
+    world.bus.fail_next(RedisUnavailableError("could not publish 1 events: ConnectionError()"))
+
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c-blip", queue="sales", caller="+14155550100", duration_s=4
+    )
+
+    assert (await world.repo.get(voicemail.id)).caller == "+14155550100"
+    assert [e.event_id for e in world.bus.of_type(VoicemailRecorded)] == [f"voicemail:{voicemail.id}:1"]
+    assert world.sleeps == [1.0, 2.0, 1.0]  # two tries of the insert, one of the publication
+    assert (world.root / voicemail.media_path).read_bytes() == AUDIO  # type: ignore[operator]
+
+
+async def test_a_store_that_stays_down_fails_the_recording_after_its_tries(make_world) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser())
+    world.service._repo = FlakyStore(world.repo, failures=STORE_TRIES)
+
+    with pytest.raises(StoreUnavailableError):
+        await world.service.store_recording(
+            AUDIO, suffix=".wav", call_id="c-down", queue=None, caller="", duration_s=4
+        )
+    assert len(world.sleeps) == STORE_TRIES - 1
+    assert max(world.sleeps) == 30.0
+    assert world.bus.of_type(VoicemailRecorded) == []  # no job for a voicemail not stored
 
 
 async def test_a_redelivered_job_is_not_transcribed_twice(make_world) -> None:  # type: ignore[no-untyped-def]

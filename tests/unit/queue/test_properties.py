@@ -221,7 +221,8 @@ def test_messages_played_disturb_nothing(script: list[Fact], played: list[tuple[
 @settings(max_examples=200, deadline=None)
 @given(scripts(), st.sets(agents, max_size=2))
 def test_the_agent_indexes_agree_with_a_scan_of_every_agent(script: list[Fact], exclude: set[str]) -> None:
-    """pick_agent, logged_in and agents_in read indexes kept on each change; a full scan must agree."""
+    """pick_agent, logged_in, agents_in, members_in, the unrung line and positions read indexes kept
+    on each change; a full scan must agree."""
     board = new_board()
     for fact in script:
         board.apply(fact)
@@ -238,3 +239,11 @@ def test_the_agent_indexes_agree_with_a_scan_of_every_agent(script: list[Fact], 
             assert board.logged_in(queue) == len(logged)
         for state in AgentState:
             assert board.agents_in(state) == tuple(a for a in every if a.state is state)
+            for queue in ("sales", "support"):
+                members = [a for a in every if queue in a.queues and a.state is state]
+                assert board.members_in(queue, (state,)) == len(members)
+        for queue in ("sales", "support"):
+            line = board.waiting(queue, T0)
+            unrung = [place[2] for place in board.waiting_unrung(queue)]
+            assert unrung == [w.call_id for w in line if w.ringing_agent is None]
+            assert [board.position(w.call_id) for w in line] == list(range(1, len(line) + 1))

@@ -632,7 +632,7 @@ def test_forgotten_calls_still_never_get_a_second_outcome() -> None:
     assert (recent.ignored, recent.events) == (IgnoreReason.ALREADY_ENDED, ())
 
 
-def test_the_waiting_order_is_fifo_with_the_ringing_agent_and_resumes_past_a_place() -> None:
+def test_the_unrung_line_is_fifo_without_the_callers_being_rung_and_resumes_past_a_place() -> None:
     board = make_board(join_empty=True)
     logged_in(board, "alice")
     call_waiting(board, "c2", 2)
@@ -640,10 +640,16 @@ def test_the_waiting_order_is_fifo_with_the_ringing_agent_and_resumes_past_a_pla
     call_waiting(board, "c3", 2)  # same enqueue time as c2: arrival order breaks the tie
     board.apply(AgentOffered(call_id="c1", agent_id="alice", at=at(3)))
 
-    order = list(board.waiting_order("sales"))
+    order = list(board.waiting_unrung("sales"))
 
-    assert [(place[2], ringing) for place, ringing in order] == [("c1", "alice"), ("c2", None), ("c3", None)]
-    first = order[0][0]
-    assert [place[2] for place, _ in board.waiting_order("sales", after=first)] == ["c2", "c3"]
-    assert list(board.waiting_order("sales", after=order[-1][0])) == []
-    assert list(board.waiting_order("support")) == []
+    assert [place[2] for place in order] == ["c2", "c3"]  # alice is ringing for c1
+    assert [place[2] for place in board.waiting_unrung("sales", after=order[0])] == ["c3"]
+    assert list(board.waiting_unrung("sales", after=order[-1])) == []
+    assert list(board.waiting_unrung("support")) == []
+    assert [board.position(c) for c in ("c1", "c2", "c3")] == [1, 2, 3]
+
+    board.apply(AgentNoAnswer(call_id="c1", agent_id="alice", at=at(4), reason=NoAnswerReason.NO_ANSWER))
+    board.apply(CallerHungUp(call_id="c2", at=at(5)))
+
+    assert [place[2] for place in board.waiting_unrung("sales")] == ["c1", "c3"]  # c1 back in its place
+    assert [board.position(c) for c in ("c1", "c2", "c3")] == [1, None, 2]
