@@ -428,8 +428,13 @@ async def post_erasure(request: web.Request) -> web.Response:
     sms = _sms(request)
     body = await read_json_object(request)
     reject_unknown_fields(body, ("number",))
-    erasure = await sms.engine.erase(text_field(body, "number"))
+    number = text_field(body, "number")
     voicemails = request.app.get(VOICEMAIL_SERVICE)
+    if voicemails is not None:
+        # Messages recorded but not yet stored (held by intake notes) are stored first, so that
+        # the erasure finds them (a store that is down answers 503: nothing is erased yet).
+        await voicemails.recover(older_than_s=0.0)
+    erasure = await sms.engine.erase(number)
     if voicemails is not None:
         # After the commit: the recorded audio, and the whisper's previews in the folder shared
         # with Asterisk. A file that stays is logged and reported in the answer.

@@ -1,20 +1,31 @@
-"""The voicemail media folder: audio files stored by relative path with their SHA-256 (edge, blocking).
+"""The voicemail media folder: audio files stored by relative path with their SHA-256, and the intake
+notes of voicemails not yet stored (edge, blocking).
 
-Files are written to a temporary name and renamed into place, so a crash never leaves half a file under
-a stored name. Paths handed in are checked to stay inside the folder.
+Files are written to a temporary name, flushed to disk and renamed into place, so a crash never leaves
+half a file under a stored name. Paths handed in are checked to stay inside the folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Final
 
 from callcenter.errors import ValidationError
+from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.voicemail.ports import StoredMedia
+from callcenter.voicemail.records import Voicemail
+
+logger = logging.getLogger(__name__)
+
+#: The version of an intake note's JSON (a note of another version is set aside, not guessed at).
+INTAKE_VERSION: Final = 1
 
 
 class MediaFolder:
@@ -73,3 +84,117 @@ class MediaFolder:
 
     def copy_out(self, relative: str, target: Path) -> None:
         shutil.copyfile(self.path(relative), target)
+
+
+class IntakeFolder:
+    """:class:`callcenter.voicemail.ports.VoicemailIntake` as one JSON file per voicemail in ``root``
+    (the ``.intake`` folder of the media folder: on the same disk as the audio it describes).
+
+    A note that cannot be read (cut short by a full disk, edited by hand) is renamed
+    ``<name>.unreadable`` and logged: it is kept for a person, never deleted, never retried forever.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def keep(self, voicemail: Voicemail, *, at: datetime) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        note = {"version": INTAKE_VERSION, "kept_at": at.isoformat(), "voicemail": _note_of(voicemail)}
+        data = json.dumps(note, sort_keys=True).encode()
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, self._file(voicemail.id))
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        _sync_folder(self.root)
+
+    def done(self, voicemail_id: str) -> None:
+        self._file(voicemail_id).unlink(missing_ok=True)
+
+    def has(self, voicemail_id: str) -> bool:
+        return self._file(voicemail_id).is_file()
+
+    def owed(self, *, kept_by: datetime | None = None) -> list[Voicemail]:
+        if not self.root.is_dir():
+            return []
+        noted: list[tuple[datetime, Voicemail]] = []
+        for file in sorted(self.root.glob("vm-*.json")):
+            try:
+                kept_at, voicemail = _read_note(file)
+            except FileNotFoundError:
+                continue  # done meanwhile
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                aside = file.with_name(file.name + ".unreadable")
+                logger.error(
+                    "voicemail intake: note %s cannot be read (%s); set aside as %s", file, exc, aside
+                )
+                file.replace(aside)
+                continue
+            if kept_by is None or kept_at <= kept_by:
+                noted.append((kept_at, voicemail))
+        return [v for _, v in sorted(noted, key=lambda n: (n[0], n[1].id))]
+
+    def _file(self, voicemail_id: str) -> Path:
+        if not voicemail_id.startswith("vm-") or not voicemail_id[3:].isalnum():
+            raise ValidationError(f"unsafe voicemail id {voicemail_id!r}")
+        return self.root / f"{voicemail_id}.json"
+
+
+def _note_of(voicemail: Voicemail) -> dict[str, Any]:
+    return {
+        "id": voicemail.id,
+        "call_id": voicemail.call_id,
+        "queue": voicemail.queue,
+        "caller": voicemail.caller,
+        "recorded_at": voicemail.recorded_at.isoformat(),
+        "media_path": voicemail.media_path,
+        "checksum": voicemail.checksum,
+        "size_bytes": voicemail.size_bytes,
+        "duration_s": voicemail.duration_s,
+    }
+
+
+def _read_note(file: Path) -> tuple[datetime, Voicemail]:
+    """:raises ValueError, KeyError, TypeError: for a note that is not one this version wrote."""
+    note = json.loads(file.read_bytes())
+    if note["version"] != INTAKE_VERSION:
+        raise ValueError(f"intake note version {note['version']!r}, not {INTAKE_VERSION}")
+    v = note["voicemail"]
+    kept_at = _aware(note["kept_at"])
+    voicemail = Voicemail(
+        id=str(v["id"]),
+        call_id=None if v["call_id"] is None else str(v["call_id"]),
+        queue=None if v["queue"] is None else str(v["queue"]),
+        caller=str(v["caller"]),
+        recorded_at=_aware(v["recorded_at"]),
+        media_path=str(v["media_path"]),
+        checksum=str(v["checksum"]),
+        size_bytes=int(v["size_bytes"]),
+        duration_s=float(v["duration_s"]),
+        status=VoicemailStatus.RECORDED,
+        updated_at=kept_at,
+    )
+    if f"{voicemail.id}.json" != file.name:
+        raise ValueError(f"the note names voicemail {voicemail.id!r}")
+    return kept_at, voicemail
+
+
+def _aware(text: Any) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"time {text!r} has no offset")
+    return at
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself is flushed)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

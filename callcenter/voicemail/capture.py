@@ -21,7 +21,7 @@ from callcenter.ari.channel import AriChannel
 from callcenter.ari.client import AriClient
 from callcenter.ari.stasis import StasisDispatcher
 from callcenter.clock import Clock
-from callcenter.errors import CallCenterError
+from callcenter.errors import CallCenterError, DependencyError
 from callcenter.queue.detection import VoicemailNotRecorded, VoicemailRecorded
 from callcenter.queue.ports import CallFactSink, VoicemailRequest
 from callcenter.voicemail.service import VoicemailService
@@ -109,14 +109,26 @@ class AriVoicemailTaker:
             logger.info("call %s: hung up before the beep; no message", request.call_id)
             return
         data = await self._fetch(name, request.call_id)
-        await self._voicemails.store_recording(
-            data,
-            suffix=".wav",
-            call_id=request.call_id,
-            queue=request.queue,
-            caller=request.caller,
-            duration_s=recording.duration_s,
-        )
+        try:
+            await self._voicemails.store_recording(
+                data,
+                suffix=".wav",
+                call_id=request.call_id,
+                queue=request.queue,
+                caller=request.caller,
+                duration_s=recording.duration_s,
+            )
+        except DependencyError as exc:
+            # The audio and its intake note are in the media folder: the voicemail upkeep stores it
+            # once the store is back. Asterisk's copy stays too.
+            logger.error(
+                "call %s: message of %.1fs not stored yet (%s); kept for the voicemail upkeep, and as %s on Asterisk",
+                request.call_id,
+                recording.duration_s,
+                exc,
+                name,
+            )
+            return
         logger.info(
             "call %s: message of %.1fs taken (%s); %d bytes stored",
             request.call_id,

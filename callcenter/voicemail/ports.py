@@ -62,6 +62,27 @@ class MediaStorage(Protocol):
         ...
 
 
+class VoicemailIntake(Protocol):
+    """Durable notes of voicemails whose audio is in the media folder but whose record or
+    transcription job may not be stored yet (the store was down, or the process died in between).
+    Blocking: call it in a thread."""
+
+    def keep(self, voicemail: Voicemail, *, at: datetime) -> None:
+        """Note ``voicemail`` as owed, durably (it survives a crash once this returns)."""
+        ...
+
+    def done(self, voicemail_id: str) -> None:
+        """Forget the note (a note already gone is fine)."""
+        ...
+
+    def has(self, voicemail_id: str) -> bool: ...
+
+    def owed(self, *, kept_by: datetime | None = None) -> list[Voicemail]:
+        """The noted voicemails (only those kept at or before ``kept_by`` when given), oldest first.
+        A note that cannot be read is set aside, named in the log, and left out."""
+        ...
+
+
 class SpeechAnalyser(Protocol):
     """Speech detection and transcription of one stored recording, off the event loop."""
 

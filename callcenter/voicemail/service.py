@@ -10,6 +10,11 @@ it only after the result is stored, re-claims it from a worker that died, and de
 Jobs are idempotent: a result is stored only for the voicemail's current revision while it is still
 ``recorded``, in one transaction with its one transcript row; a job delivered again after that
 publishes the same outcome event again (same ``event_id``: consumers de-duplicate) and does nothing else.
+
+A recording is never lost to a store that is down or a process that dies while storing it: once its
+audio is in the media folder, an intake note (:class:`VoicemailIntake`) holds the voicemail until its
+record and job are stored. :meth:`VoicemailService.recover` (at start-up, then every minute) stores
+what such notes still hold.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from callcenter.voicemail.ports import (
     SpeechAnalyser,
     SpeechResult,
     VoicemailFilter,
+    VoicemailIntake,
     VoicemailRepository,
 )
 from callcenter.voicemail.preview import VoicemailPreviews
@@ -57,6 +63,9 @@ BACKOFF_MAX_S: Final = 30.0
 STORE_TRIES: Final = 8
 #: How many voicemails one retention pass deletes at most (the next pass continues).
 PURGE_BATCH: Final = 500
+#: How old an intake note must be before :meth:`VoicemailService.recover` takes it over: longer than
+#: :meth:`VoicemailService.store_recording` keeps trying (about 90 s), so it never races a live store.
+RECOVER_AFTER_S: Final = 180.0
 
 
 class VoicemailService:
@@ -66,6 +75,8 @@ class VoicemailService:
     :param attempts: tries per delivery of a job before the bus redelivers it.
     :param sleep: how backoff waits (tests pass a fake).
     :param previews: the whispers' voicemail previews (deleted with the audio by retention).
+    :param intake: notes of recordings not yet stored (see the module docstring); without it a
+        recording whose store stays down is lost to the product.
     """
 
     def __init__(
@@ -83,8 +94,10 @@ class VoicemailService:
         keep_transcripts: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         previews: VoicemailPreviews | None = None,
+        intake: VoicemailIntake | None = None,
     ) -> None:
         self._previews = previews
+        self._intake = intake
         self._repo = repository
         self._bus = bus
         self._media = media
@@ -116,10 +129,13 @@ class VoicemailService:
         (its id is derived from the call id), and its job is published again (harmless).
 
         A store or bus that cannot be reached is tried again with backoff (:data:`STORE_TRIES`), so a
-        blip does not lose the message; both steps are idempotent.
+        blip does not lose the message; both steps are idempotent. From the moment the audio is saved
+        an intake note holds the voicemail until both are done, so a store that stays down longer, or
+        a crash in between, is made good by :meth:`recover`.
 
-        :raises DependencyError: the store or the bus stayed unreachable. The audio is in the media
-            folder, and the caller still holds its source (Asterisk's copy, the spool file).
+        :raises DependencyError: the store or the bus stayed unreachable. The audio and the note are
+            in the media folder (:meth:`recover` stores them later), and the caller still holds its
+            source (Asterisk's copy, the spool file).
         """
         at = recorded_at or self._clock.now()
         voicemail_id = (
@@ -142,13 +158,48 @@ class VoicemailService:
             status=VoicemailStatus.RECORDED,
             updated_at=self._clock.now(),
         )
+        if self._intake is not None:
+            await asyncio.to_thread(self._intake.keep, voicemail, at=self._clock.now())
         stored_voicemail = await self._persisting(
             "storing it", voicemail_id, lambda: self._repo.add(voicemail)
         )
         await self._persisting(
             "queueing its transcription", voicemail_id, lambda: self._publish_job(stored_voicemail)
         )
+        if self._intake is not None:
+            await asyncio.to_thread(self._intake.done, voicemail_id)
         return stored_voicemail
+
+    async def recover(self, *, older_than_s: float = RECOVER_AFTER_S) -> int:
+        """Store the voicemails that intake notes still hold (kept more than ``older_than_s`` ago):
+        their record, then their transcription job, then the note goes. Returns how many.
+
+        Both steps are idempotent, so processes recovering side by side, or a store that finished
+        just before, do no harm: a voicemail already stored is kept as stored (an erased caller stays
+        erased) and its job is queued again under the same event id.
+
+        :raises DependencyError: the store or the bus is still unreachable (the notes stay, for the
+            next pass; those stored before the failure are done).
+        """
+        if self._intake is None:
+            return 0
+        kept_by = self._clock.now() - timedelta(seconds=older_than_s)
+        owed = await asyncio.to_thread(self._intake.owed, kept_by=kept_by)
+        recovered = 0
+        for voicemail in owed:
+            if not await asyncio.to_thread(self._intake.has, voicemail.id):
+                continue  # stored meanwhile
+            stored = await self._repo.add(voicemail)
+            await self._publish_job(stored)
+            await asyncio.to_thread(self._intake.done, voicemail.id)
+            logger.warning(
+                "voicemail %s of call %s (recorded %s): stored from its intake note",
+                voicemail.id,
+                voicemail.call_id,
+                voicemail.recorded_at.isoformat(),
+            )
+            recovered += 1
+        return recovered
 
     async def _persisting(self, doing: str, voicemail_id: str, step: Callable[[], Awaitable[R]]) -> R:
         """``step`` (idempotent), tried again with backoff while the store or the bus is unreachable."""

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callcenter.callbacks.sources import CallbackSources
 from callcenter.clock import Clock
 from callcenter.config import Settings
-from callcenter.errors import ConfigError
-from callcenter.store.media_files import MediaFolder
+from callcenter.errors import ConfigError, DependencyError
+from callcenter.store.media_files import IntakeFolder, MediaFolder
 from callcenter.store.redis_bus import RedisEventBus
 from callcenter.store.sql_voicemails import SqlVoicemailCallbackLinks, SqlVoicemailRepository
 from callcenter.voicemail.callbacks import VoicemailCallbacks
@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 #: How often retention looks for voicemail audio past its time.
 RETENTION_EVERY_S: Final = 3600.0
+#: How often recordings not yet stored (their intake notes) are looked for.
+RECOVER_EVERY_S: Final = 60.0
+#: The intake notes' folder, inside the media folder (the same disk as the audio).
+INTAKE_FOLDER: Final = ".intake"
 
 
 def triage_rules(settings: Settings) -> TriageRules:
@@ -70,16 +74,29 @@ def voicemail_service_for(
         previews=VoicemailPreviews(
             repository, media, settings.voicemail.spool_dir, max_s=settings.dispatch.preview_s
         ),
+        intake=IntakeFolder(settings.voicemail_dir / INTAKE_FOLDER),
     )
 
 
 async def run_retention(voicemails: VoicemailService) -> None:
+    """From start-up: recordings not yet stored every minute (:meth:`VoicemailService.recover`),
+    retention every hour."""
+    loop = asyncio.get_running_loop()
+    purge_at = loop.time()
     while True:
         try:
-            await voicemails.purge()
+            await voicemails.recover()
+        except DependencyError as exc:
+            logger.warning("voicemail intake: recordings not stored yet, trying again later: %s", exc)
         except Exception:
-            logger.exception("voicemail retention failed; trying again later")
-        await asyncio.sleep(RETENTION_EVERY_S)
+            logger.exception("voicemail intake failed; trying again later")
+        if loop.time() >= purge_at:
+            purge_at = loop.time() + RETENTION_EVERY_S
+            try:
+                await voicemails.purge()
+            except Exception:
+                logger.exception("voicemail retention failed; trying again later")
+        await asyncio.sleep(RECOVER_EVERY_S)
 
 
 class SourcesCallbackRequests:

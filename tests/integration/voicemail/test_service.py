@@ -7,6 +7,7 @@ retry with backoff, permanent failures, triage, re-transcription and retention.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,14 +21,16 @@ from callcenter.errors import RedisUnavailableError, StoreUnavailableError
 from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
 from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.store.database import create_engine, migrate
-from callcenter.store.media_files import MediaFolder
+from callcenter.store.media_files import IntakeFolder, MediaFolder
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
 from callcenter.voicemail.ports import SpeechResult, VoicemailFilter
 from callcenter.voicemail.records import TranscriptSegment, Voicemail
-from callcenter.voicemail.service import STORE_TRIES, VoicemailService
+from callcenter.voicemail.service import RECOVER_AFTER_S, STORE_TRIES, VoicemailService
+from callcenter.wiring.voicemail import run_retention
 from media.errors import AudioDecodeError
 from tests.conftest import FakeClock
 from tests.fakes.bus import InMemoryEventBus
+from tests.waiting import eventually
 
 AUDIO = b"RIFF....WAVEfmt fake audio bytes for the media folder"
 
@@ -82,6 +85,7 @@ class World:
             sleeps,
             root,
         )
+        self.intake = IntakeFolder(root / ".intake")
 
     async def deliver(self, event: VoicemailRecorded, deliveries: int = 1) -> None:
         await self.service.handle(Delivery(message_id="1-0", event=event, deliveries=deliveries))
@@ -108,6 +112,7 @@ async def make_world(tmp_path: Path, clock: FakeClock) -> AsyncIterator[object]:
             analyser,
             clock,
             sleep=sleep,
+            intake=IntakeFolder(tmp_path / "media" / ".intake"),
             **options,  # type: ignore[arg-type]
         )
         return World(service, repo, bus, clock, sleeps, tmp_path / "media")
@@ -205,6 +210,76 @@ async def test_a_store_that_stays_down_fails_the_recording_after_its_tries(make_
     assert len(world.sleeps) == STORE_TRIES - 1
     assert max(world.sleeps) == 30.0
     assert world.bus.of_type(VoicemailRecorded) == []  # no job for a voicemail not stored
+
+
+async def test_a_recording_whose_store_stays_down_is_stored_once_it_is_back(make_world) -> None:  # type: ignore[no-untyped-def]
+    """The store is down through every try of the recording and the first recovery pass: the
+    intake note keeps the message until a later pass stores it, once, with its job."""
+    world: World = make_world(ScriptedAnalyser())
+    world.service._repo = FlakyStore(world.repo, failures=STORE_TRIES + 1)
+    with pytest.raises(StoreUnavailableError):
+        await world.service.store_recording(
+            AUDIO, suffix=".wav", call_id="c-outage", queue="sales", caller="+14155550100", duration_s=4
+        )
+    (owed,) = world.intake.owed()
+    assert await world.service.recover() == 0, "a note this recent may still be in a live store's hands"
+
+    world.clock.advance(RECOVER_AFTER_S + 1)
+    with pytest.raises(StoreUnavailableError):
+        await world.service.recover()  # still down: the note stays for the next pass
+    assert [v.id for v in world.intake.owed()] == [owed.id]
+    assert await world.service.recover() == 1
+
+    stored = await world.repo.get(owed.id)
+    assert (stored.caller, stored.queue, stored.call_id) == ("+14155550100", "sales", "c-outage")
+    assert stored.status is VoicemailStatus.RECORDED
+    assert (world.root / stored.media_path).read_bytes() == AUDIO  # type: ignore[operator]
+    assert [e.event_id for e in world.bus.of_type(VoicemailRecorded)] == [f"voicemail:{owed.id}:1"]
+    assert world.intake.owed() == []
+    assert await world.service.recover() == 0
+
+
+async def test_the_voicemail_upkeep_stores_stranded_recordings_from_start_up(make_world) -> None:  # type: ignore[no-untyped-def]
+    """``serve`` (and each transcription worker) runs the upkeep loop: its first round, at start-up,
+    stores what a store outage or a crash of the previous run left in the intake."""
+    world: World = make_world(ScriptedAnalyser())
+    world.service._repo = FlakyStore(world.repo, failures=STORE_TRIES)
+    with pytest.raises(StoreUnavailableError):
+        await world.service.store_recording(
+            AUDIO, suffix=".wav", call_id="c-restart", queue="sales", caller="+14155550100", duration_s=4
+        )
+    world.clock.advance(RECOVER_AFTER_S + 1)
+
+    upkeep = asyncio.create_task(run_retention(world.service))
+    try:
+        await eventually(lambda: not world.intake.owed(), what="the stranded recording stored")
+    finally:
+        upkeep.cancel()
+    assert [e.caller for e in world.bus.of_type(VoicemailRecorded)] == ["+14155550100"]  # type: ignore[attr-defined]
+
+
+async def test_a_note_left_by_a_crash_after_storing_changes_nothing_stored(make_world) -> None:  # type: ignore[no-untyped-def]
+    """A crash between the store and the note's removal: the next pass finds the voicemail stored
+    (and here transcribed already); it stays as it is and its job is queued again under the same id."""
+    analyser = ScriptedAnalyser(speech("please call me back"))
+    world: World = make_world(analyser)
+    voicemail = await world.service.store_recording(
+        AUDIO, suffix=".wav", call_id="c-crash", queue="q", caller="+14155550100", duration_s=3
+    )
+    assert world.intake.owed() == [], "the note goes once the voicemail and its job are stored"
+    (job,) = world.bus.of_type(VoicemailRecorded)
+    await world.deliver(job)  # type: ignore[arg-type]
+    world.intake.keep(voicemail, at=world.clock.now())  # as if the process died before removing it
+
+    world.clock.advance(RECOVER_AFTER_S + 1)
+    assert await world.service.recover() == 1
+
+    assert (await world.repo.get(voicemail.id)).status is VoicemailStatus.TRANSCRIBED
+    jobs = world.bus.of_type(VoicemailRecorded)
+    assert [e.event_id for e in jobs] == [job.event_id, job.event_id]
+    await world.deliver(jobs[1])  # type: ignore[arg-type]
+    assert len(analyser.paths) == 1, "transcribed once"
+    assert world.intake.owed() == []
 
 
 async def test_a_redelivered_job_is_not_transcribed_twice(make_world) -> None:  # type: ignore[no-untyped-def]

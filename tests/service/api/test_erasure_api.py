@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -19,7 +20,7 @@ from callcenter.model.vocabulary import CallbackState, Role
 from callcenter.sms.service import EngineSettings, SmsEngine
 from callcenter.sms_gateways.console import ConsoleProvider
 from callcenter.store.database import create_engine, migrate
-from callcenter.store.media_files import MediaFolder
+from callcenter.store.media_files import IntakeFolder, MediaFolder
 from callcenter.store.sql_dispatch import SqlDispatchStore
 from callcenter.store.sql_repos import SqlCallRepository, SqlQueueRepository
 from callcenter.store.sql_sms import SqlSmsStore
@@ -54,7 +55,9 @@ async def test_the_answer_counts_the_voicemails_audio_and_callbacks_erased(
         )
         engine.publish = bus.publish
         media = MediaFolder(tmp_path / "media")
-        voicemails = VoicemailService(SqlVoicemailRepository(sql), bus, media, None, clock)
+        intake = IntakeFolder(tmp_path / "media" / ".intake")
+        repository = SqlVoicemailRepository(sql)
+        voicemails = VoicemailService(repository, bus, media, None, clock, intake=intake)
         queues = InMemoryQueueRepository()
         await queues.put(QueueRecord(name="sales"))
         callbacks = SqlDispatchStore(sql)
@@ -81,13 +84,22 @@ async def test_the_answer_counts_the_voicemails_audio_and_callbacks_erased(
         )
         assert voicemail.media_path is not None and media.path(voicemail.media_path).exists()
         callback = (await sources.follow_up("a1", "sales", NUMBER, at=START, note="quote")).callback
+        # A second message whose audio is saved but whose record is not stored yet (the store was
+        # down while it was recorded): only its intake note knows of it.
+        saved = media.save(b"RIFF later", name="vm-" + "0" * 31 + "2", suffix=".wav", at=START)
+        pending = dataclasses.replace(
+            voicemail, id="vm-" + "0" * 31 + "2", call_id="call-2", media_path=saved.relative_path
+        )
+        intake.keep(pending, at=START)
 
         response = await client.post("/api/v1/erasures", json={"number": "(212) 555-0123"}, headers=admin)
         assert response.status == 200, await response.text()
         body = await response.json()
         assert_schema("Erasure", body)
         assert body["number"] == NUMBER and body["pseudonym"].startswith("erased:")
-        assert (body["voicemails"], body["audio_files"], body["files_not_deleted"]) == (1, 1, [])
+        assert (body["voicemails"], body["audio_files"], body["files_not_deleted"]) == (2, 2, [])
+        assert not media.path(saved.relative_path).exists() and intake.owed() == []
+        assert (await repository.get(pending.id)).caller == body["pseudonym"], "stored, then erased"
         assert (body["callbacks"], body["callbacks_cancelled"], body["callbacks_connected"]) == (1, 1, 0)
         assert body["do_not_call_kept"] is False
         assert not media.path(voicemail.media_path).exists()
