@@ -438,7 +438,7 @@ async def post_erasure(request: web.Request) -> web.Response:
     if voicemails is not None:
         # After the commit: the recorded audio, and the whisper's previews in the folder shared
         # with Asterisk. A file that stays is logged and reported in the answer.
-        audio, previews, failed = await voicemails.erase_files(erasure.audio_paths, erasure.voicemail_ids)
+        audio, previews, failed = await voicemails.erase_files(erasure.voicemail_ids)
         erasure = dataclasses.replace(erasure, audio_files=audio, previews=previews, files_not_deleted=failed)
     elif erasure.audio_paths:
         # No voicemail service in this process: the files are not deleted here, and the answer says so.

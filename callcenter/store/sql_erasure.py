@@ -4,8 +4,11 @@
 transaction as its own SMS tables, so an erasure is all or nothing. What it does, table by table:
 
 * ``voicemails``: the caller becomes the pseudonym, the triage preview is emptied, and the audio is
-  marked deleted (``media_path`` cleared, ``audio_deleted_at`` set); the files themselves are deleted by
-  the voicemail service after the commit, from the paths handed back. ``voicemail_transcripts``: deleted.
+  marked deleted (``audio_deleted_at`` set: from then on the voicemail has no audio to anyone); the
+  files themselves are deleted by the voicemail service after the commit. The row keeps its
+  ``media_path`` until the file is known to be gone, so a crash (or a failed deletion) in between is
+  finished by the voicemail upkeep instead of leaving the voice on disk, unreferenced.
+  ``voicemail_transcripts``: deleted.
 * ``callbacks``: every callback to the number gets the pseudonym; an open one is cancelled first (a
   ``callback_changes`` row by the system actor ``erasure``, reason ``erased``; a booked slot gets its
   place back, an agent's claim goes). The dispatcher dials only through a conditional move from the
@@ -164,11 +167,15 @@ async def erase_outside_sms(
     # -- voicemails: the records keep their counts; voice and words go --
     voicemail_rows = (
         await connection.execute(
-            select(VoicemailRow.id, VoicemailRow.media_path).where(VoicemailRow.caller == number)
+            select(VoicemailRow.id, VoicemailRow.media_path, VoicemailRow.audio_deleted_at).where(
+                VoicemailRow.caller == number
+            )
         )
     ).all()
     voicemail_ids = tuple(row.id for row in voicemail_rows)
-    audio_paths = tuple(row.media_path for row in voicemail_rows if row.media_path)
+    audio_paths = tuple(
+        row.media_path for row in voicemail_rows if row.media_path and not row.audio_deleted_at
+    )
     transcripts = 0
     if voicemail_ids:
         transcripts = await run(
@@ -176,8 +183,12 @@ async def erase_outside_sms(
         )
         await run(
             update(VoicemailRow)
-            .where(VoicemailRow.id.in_(voicemail_ids), VoicemailRow.media_path.is_not(None))
-            .values(media_path=None, audio_deleted_at=at)
+            .where(
+                VoicemailRow.id.in_(voicemail_ids),
+                VoicemailRow.media_path.is_not(None),
+                VoicemailRow.audio_deleted_at.is_(None),
+            )
+            .values(audio_deleted_at=at)
         )
     voicemails = await run(
         update(VoicemailRow)

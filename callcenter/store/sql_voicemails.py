@@ -90,7 +90,8 @@ def _voicemail(row: VoicemailRow) -> Voicemail:
         queue=row.queue,
         caller=row.caller,
         recorded_at=row.recorded_at,
-        media_path=row.media_path,
+        # An erased voicemail keeps its path on the row until its file is deleted; it has no audio.
+        media_path=row.media_path if row.audio_deleted_at is None else None,
         checksum=row.checksum,
         size_bytes=row.size_bytes,
         duration_s=row.duration_s,
@@ -282,8 +283,10 @@ class SqlVoicemailRepository(_SqlRepository):
             row = await session.get(VoicemailRow, voicemail_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"voicemail {voicemail_id!r} not found")
-            if row.media_path is None:
-                raise ConflictError(f"voicemail {voicemail_id!r} has no audio any more (retention)")
+            if row.media_path is None or row.audio_deleted_at is not None:
+                raise ConflictError(
+                    f"voicemail {voicemail_id!r} has no audio any more (retention or erasure)"
+                )
             row.revision += 1
             row.status = VoicemailStatus.RECORDED.value
             row.attempts = 0
@@ -295,7 +298,11 @@ class SqlVoicemailRepository(_SqlRepository):
     async def audio_older_than(self, before: datetime, limit: int) -> tuple[Voicemail, ...]:
         query = (
             select(VoicemailRow)
-            .where(VoicemailRow.recorded_at < before, VoicemailRow.media_path.is_not(None))
+            .where(
+                VoicemailRow.recorded_at < before,
+                VoicemailRow.media_path.is_not(None),
+                VoicemailRow.audio_deleted_at.is_(None),
+            )
             .order_by(VoicemailRow.recorded_at, VoicemailRow.id)
             .limit(limit)
         )
@@ -322,6 +329,28 @@ class SqlVoicemailRepository(_SqlRepository):
                 await session.execute(
                     delete(VoicemailTranscriptRow).where(VoicemailTranscriptRow.voicemail_id == voicemail_id)
                 )
+
+    async def erased_audio(
+        self, voicemail_ids: Collection[str] | None, limit: int | None
+    ) -> tuple[tuple[str, str], ...]:
+        query = select(VoicemailRow.id, VoicemailRow.media_path).where(
+            VoicemailRow.audio_deleted_at.is_not(None), VoicemailRow.media_path.is_not(None)
+        )
+        if voicemail_ids is not None:
+            query = query.where(VoicemailRow.id.in_(list(voicemail_ids)))
+        query = query.order_by(VoicemailRow.audio_deleted_at, VoicemailRow.id).limit(limit)
+        async with self._reading("finding erased audio") as connection:
+            return tuple((row.id, row.media_path) for row in (await connection.execute(query)).all())
+
+    async def audio_gone(self, voicemail_ids: Collection[str]) -> None:
+        if not voicemail_ids:
+            return
+        async with self._session("forgetting deleted audio", write=True) as session:
+            await session.execute(
+                update(VoicemailRow)
+                .where(VoicemailRow.id.in_(list(voicemail_ids)), VoicemailRow.audio_deleted_at.is_not(None))
+                .values(media_path=None)
+            )
 
 
 class SqlVoicemailCallbackLinks(_SqlRepository):

@@ -165,6 +165,18 @@ class VoicemailRepository(Protocol):
         """Record that the audio is gone; with ``drop_transcript`` delete the transcript as well."""
         ...
 
+    async def erased_audio(
+        self, voicemail_ids: Collection[str] | None, limit: int | None
+    ) -> tuple[tuple[str, str], ...]:
+        """(voicemail id, audio path) of erased voicemails whose file is not known to be deleted yet
+        (of ``voicemail_ids``, or of any when ``None``; at most ``limit``), the earliest erased first. Such a voicemail
+        shows no audio (``media_path`` ``None``); its row keeps the path until :meth:`audio_gone`."""
+        ...
+
+    async def audio_gone(self, voicemail_ids: Collection[str]) -> None:
+        """Forget the audio paths of these erased voicemails: their files are deleted."""
+        ...
+
 
 class CallbackRequests(Protocol):
     """The callback service as a voicemail asks it for a callback (``CallbackSources.from_voicemail``)."""

@@ -421,24 +421,17 @@ class VoicemailService:
         its messages in the folder shared with Asterisk. How many files went."""
         return await self._previews.erase_number(number) if self._previews is not None else 0
 
-    async def erase_files(
-        self, audio_paths: Iterable[str], voicemail_ids: Iterable[str]
-    ) -> tuple[int, int, tuple[str, ...]]:
+    async def erase_files(self, voicemail_ids: Collection[str]) -> tuple[int, int, tuple[str, ...]]:
         """Delete the files of an erased number's voicemails, after the erasure's commit: the audio
-        (paths relative to the media folder) and the whispers' previews.
+        and the whispers' previews.
 
         A file that cannot be deleted is logged and returned (it is never silently kept); the others
-        are still deleted. Files already gone count for nothing (a repeat is harmless).
+        are still deleted, and the upkeep (:meth:`finish_erasures`) tries that one again. Files
+        already gone count for nothing (a repeat is harmless).
         Returns (audio files deleted, previews deleted, the files not deleted).
         """
-        audio = previews = 0
-        failed: list[str] = []
-        for relative in audio_paths:
-            try:
-                audio += await asyncio.to_thread(self._media.delete, relative)
-            except (OSError, CallCenterError) as exc:
-                logger.error("erasure: voicemail audio %s not deleted: %s", relative, exc)
-                failed.append(relative)
+        audio, failed = await self._delete_erased_audio(await self._repo.erased_audio(voicemail_ids, None))
+        previews = 0
         if self._previews is not None:
             for voicemail_id in voicemail_ids:
                 try:
@@ -447,6 +440,39 @@ class VoicemailService:
                     logger.error("erasure: preview of voicemail %s not deleted: %s", voicemail_id, exc)
                     failed.append(f"preview:{voicemail_id}")
         return audio, previews, tuple(failed)
+
+    async def finish_erasures(self) -> int:
+        """Delete the audio erasures left on disk (a crash between an erasure's commit and its file
+        deletion, or a file that could not be deleted then), with its previews. How many files went."""
+        left = await self._repo.erased_audio(None, PURGE_BATCH)
+        deleted, failed = await self._delete_erased_audio(left)
+        if self._previews is not None:
+            for voicemail_id, _ in left:
+                await self._previews.delete(voicemail_id)
+        if left:
+            logger.warning(
+                "erasure: %d voicemail file(s) an erasure had left deleted now, %d still not",
+                deleted,
+                len(failed),
+            )
+        return deleted
+
+    async def _delete_erased_audio(self, erased: Iterable[tuple[str, str]]) -> tuple[int, list[str]]:
+        """Delete each (voicemail id, audio path) and forget the paths of those gone; returns (files
+        deleted, paths not deleted)."""
+        deleted = 0
+        gone: list[str] = []
+        failed: list[str] = []
+        for voicemail_id, relative in erased:
+            try:
+                deleted += await asyncio.to_thread(self._media.delete, relative)
+            except (OSError, CallCenterError) as exc:
+                logger.error("erasure: voicemail audio %s not deleted: %s", relative, exc)
+                failed.append(relative)
+            else:
+                gone.append(voicemail_id)
+        await self._repo.audio_gone(gone)
+        return deleted, failed
 
     # --- reading ---
 

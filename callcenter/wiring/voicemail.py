@@ -79,8 +79,8 @@ def voicemail_service_for(
 
 
 async def run_retention(voicemails: VoicemailService) -> None:
-    """From start-up: recordings not yet stored every minute (:meth:`VoicemailService.recover`),
-    retention every hour."""
+    """From start-up: recordings not yet stored every minute (:meth:`VoicemailService.recover`);
+    every hour, the files erasures left (:meth:`VoicemailService.finish_erasures`) and retention."""
     loop = asyncio.get_running_loop()
     purge_at = loop.time()
     while True:
@@ -93,6 +93,7 @@ async def run_retention(voicemails: VoicemailService) -> None:
         if loop.time() >= purge_at:
             purge_at = loop.time() + RETENTION_EVERY_S
             try:
+                await voicemails.finish_erasures()
                 await voicemails.purge()
             except Exception:
                 logger.exception("voicemail retention failed; trying again later")
