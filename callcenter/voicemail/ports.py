@@ -168,9 +168,10 @@ class VoicemailRepository(Protocol):
     async def erased_audio(
         self, voicemail_ids: Collection[str] | None, limit: int | None
     ) -> tuple[tuple[str, str], ...]:
-        """(voicemail id, audio path) of erased voicemails whose file is not known to be deleted yet
-        (of ``voicemail_ids``, or of any when ``None``; at most ``limit``), the earliest erased first. Such a voicemail
-        shows no audio (``media_path`` ``None``); its row keeps the path until :meth:`audio_gone`."""
+        """(voicemail id, audio path) of erased voicemails whose file is not known to be deleted yet:
+        of ``voicemail_ids`` (of any when ``None``), at most ``limit``, the earliest erased first.
+        Such a voicemail shows no audio (``media_path`` ``None``); its row keeps the path until
+        :meth:`audio_gone`."""
         ...
 
     async def audio_gone(self, voicemail_ids: Collection[str]) -> None:
