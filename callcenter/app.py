@@ -102,6 +102,8 @@ logger = logging.getLogger(__name__)
 
 #: How often the queue service's time-driven work runs (wrap-ups, max wait, ring backstops).
 TICK_S: Final = 1.0
+#: How often ``serve`` trims events older than ``CALLCENTER_BUS_MAX_AGE_H`` from the bus.
+BUS_TRIM_EVERY_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +417,12 @@ def _background(services: Services) -> Callable[[web.Application], AsyncIterator
             # Its own task: the first estimate of a queue reads weeks of history.
             asyncio.create_task(_capture(services.estimates), name="capacity-capture"),
         ]
+        if services.settings.bus.max_age_h > 0:
+            tasks.append(
+                asyncio.create_task(
+                    _trim_bus(services.bus, services.clock, services.settings.bus.max_age_h), name="bus-trim"
+                )
+            )
         if services.callbacks is not None:
             tasks.append(asyncio.create_task(callback_tick(services.callbacks), name="callback-tick"))
         if services.ari_link is not None:
@@ -509,6 +517,18 @@ def _agi_server(
             yield
 
     return run
+
+
+async def _trim_bus(bus: RedisEventBus, clock: Clock, max_age_h: int) -> None:
+    """From start-up, every :data:`BUS_TRIM_EVERY_S`: drop the bus's events older than ``max_age_h``."""
+    while True:
+        try:
+            trimmed = await bus.trim_before(clock.now() - timedelta(hours=max_age_h))
+            if trimmed:
+                logger.info("event bus: %d event(s) older than %d h trimmed", trimmed, max_age_h)
+        except RedisUnavailableError as exc:
+            logger.warning("event bus: old events not trimmed, trying again later: %s", exc)
+        await asyncio.sleep(BUS_TRIM_EVERY_S)
 
 
 async def _tick(queue: QueueService) -> None:

@@ -62,6 +62,8 @@ class BusSettings:
     claim_idle_ms: int = 30_000
     block_ms: int = 1_000
     linger_ms: int = 50
+    #: Hours an event is kept on the stream (0: only ``stream_maxlen`` bounds it).
+    max_age_h: int = 168
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -301,6 +303,7 @@ class Settings:
                 claim_idle_ms=_i(v("BUS_CLAIM_IDLE_MS")),
                 block_ms=_i(v("BUS_BLOCK_MS")),
                 linger_ms=_i(v("BUS_LINGER_MS")),
+                max_age_h=_i(v("BUS_MAX_AGE_H")),
             ),
             http=HttpSettings(
                 host=str(v("HTTP_HOST")),
@@ -768,6 +771,14 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "How long the background consumers (statistics, callbacks, SMS, voicemail, capacity) let new "
         "events gather before reading them, so that under load each reads and stores many at a time "
         "(0: at once). A call's outcome is stored and published before; nobody waits on it.",
+    ),
+    SettingSpec(
+        f"{PREFIX}BUS_MAX_AGE_H",
+        "168",
+        _non_negative_int,
+        "Hours an event stays on the bus (events and dead letters name callers' numbers, so an erased "
+        "number leaves Redis by then); older ones are trimmed every minute by serve. A consumer stopped "
+        "for longer loses the events it had not read. 0: only BUS_STREAM_MAXLEN bounds the stream.",
     ),
     SettingSpec(f"{PREFIX}HTTP_HOST", "127.0.0.1", _text, "Address the HTTP API binds to."),
     SettingSpec(f"{PREFIX}HTTP_PORT", "8080", _port, "Port of the HTTP API."),

@@ -32,7 +32,9 @@ jittered backoff; handler errors are logged and never stop the loop; cancellatio
 Pending entries trimmed away before they were handled are dead-lettered with an empty payload, so the
 loss shows. A group that falls more than ``stream_maxlen`` events behind without reading them loses
 the oldest silently (Redis keeps no record of them): size ``BUS_STREAM_MAXLEN`` for the longest outage
-of a consumer you want to survive.
+of a consumer you want to survive. The same holds for ``BUS_MAX_AGE_H``: :meth:`RedisEventBus.trim_before`
+(run every minute by ``serve``) drops events and dead letters older than that, as events name callers'
+numbers and an erasure cannot edit a stream.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import logging
 import random
 from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -139,8 +142,9 @@ class RedisEventBus:
         for name in ("stream_maxlen", "max_deliveries", "claim_idle_ms", "block_ms"):
             if getattr(settings, name) <= 0:
                 raise ValueError(f"BusSettings.{name} must be positive, got {getattr(settings, name)!r}")
-        if settings.linger_ms < 0:
-            raise ValueError(f"BusSettings.linger_ms must not be negative, got {settings.linger_ms!r}")
+        for name in ("linger_ms", "max_age_h"):
+            if getattr(settings, name) < 0:
+                raise ValueError(f"BusSettings.{name} must not be negative, got {getattr(settings, name)!r}")
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         self._client = client
@@ -219,6 +223,24 @@ class RedisEventBus:
         except _RETRYABLE as exc:
             raise RedisUnavailableError(f"could not publish {len(events)} events: {exc!r}") from exc
         return [_text(reply) for reply in replies]
+
+    async def trim_before(self, before: datetime) -> int:
+        """Delete the events and dead letters added before ``before`` (exactly, by stream id); return
+        how many went. An entry still pending in a group is dead-lettered with an empty payload when
+        that group next reads it (see the module docstring).
+
+        :raises RedisUnavailableError: when Redis does not answer.
+        """
+        min_id = f"{max(int(before.timestamp() * 1000), 0)}-0"
+        try:
+            async with asyncio.timeout(_OP_TIMEOUT_S):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key in (self._keys.events, self._keys.dead_letters):
+                        _ = pipe.xtrim(key, minid=min_id, approximate=False)
+                    trimmed = await pipe.execute()
+        except _RETRYABLE as exc:
+            raise RedisUnavailableError(f"could not trim the event streams: {exc!r}") from exc
+        return sum(int(n) for n in trimmed)
 
     async def consume(
         self,

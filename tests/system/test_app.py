@@ -186,3 +186,40 @@ async def test_cli_token_serve_and_graceful_stop(tmp_path: Path) -> None:
     token_id = json.loads(listed.stdout.splitlines()[0])["id"]
     assert _cli(env, "token", "revoke", token_id).returncode == 0
     assert json.loads(_cli(env, "token", "list").stdout.splitlines()[0])["revoked_at"] is not None
+
+
+async def test_serve_trims_events_older_than_the_bus_age_limit(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events name callers' numbers: ``serve`` drops those older than ``CALLCENTER_BUS_MAX_AGE_H``
+    (168 h by default) from Redis, at start-up and then every minute (here every 50 ms)."""
+    from datetime import UTC, datetime, timedelta
+
+    from callcenter import app as app_module
+    from callcenter.model.events import CallEnded
+    from callcenter.model.vocabulary import CallOutcome, EntryPoint
+    from callcenter.store.redis_keys import RedisKeys
+    from tests.conftest import FakeClock
+    from tests.waiting import eventually
+
+    monkeypatch.setattr(app_module, "BUS_TRIM_EVERY_S", 0.05)
+    a_week_on = FakeClock(datetime.now(UTC) + timedelta(hours=168, minutes=1))
+    app = await build_app(make_settings(), clock=a_week_on)
+    async with TestClient(TestServer(app)) as client:
+        services = client.app[SERVICES]
+        events = RedisKeys(services.settings.redis.key_prefix).events
+        await services.bus.publish(
+            CallEnded(
+                event_id="c-1",
+                occurred_at=a_week_on.now(),
+                call_id="c-1",
+                outcome=CallOutcome.ABANDONED,
+                entry_point=EntryPoint.ARI,
+                queue="sales",
+            )
+        )
+
+        async def trimmed() -> bool:
+            return await services.redis.xlen(events) == 0
+
+        await eventually(trimmed, what="the week-old event trimmed")

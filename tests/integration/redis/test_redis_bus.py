@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -638,3 +639,38 @@ async def test_concurrent_publications_each_get_their_own_id_in_call_order(
     rows = await redis_client.xrange(keys.events)
     assert [_text(row_id) for row_id, _ in rows] == ids
     assert [decode_event(fields[b"event"]).event_id for _, fields in rows] == [e.event_id for e in events]
+
+
+async def test_events_and_dead_letters_past_the_age_limit_are_trimmed_and_the_rest_kept(
+    redis_client: aioredis.Redis, keys: RedisKeys
+) -> None:
+    """Events name callers' numbers: past ``BUS_MAX_AGE_H`` they leave Redis, dead letters too."""
+    bus = make_bus(redis_client, keys)
+    old = encode_event(call_ended(1)).encode()
+    await redis_client.xadd(keys.events, {b"event": old, b"type": b"call_ended"}, id="1000-0")
+    await redis_client.xadd(keys.events, {b"event": old, b"type": b"call_ended"}, id="2500-0")
+    await redis_client.xadd(keys.dead_letters, {b"payload": old, b"error": b"boom"}, id="1500-0")
+    fresh = await bus.publish(call_ended(2))
+
+    assert await bus.trim_before(datetime.fromtimestamp(1, UTC)) == 0, "nothing is older than 1 s"
+    assert await bus.trim_before(datetime.fromtimestamp(2, UTC)) == 2
+
+    kept = [_text(entry_id) for entry_id, _ in await redis_client.xrange(keys.events)]
+    assert kept == ["2500-0", fresh]
+    assert await redis_client.xlen(keys.dead_letters) == 0
+    assert await bus.trim_before(datetime.now(UTC) - timedelta(hours=1)) == 1, "the other 1970 entry goes"
+    assert [_text(entry_id) for entry_id, _ in await redis_client.xrange(keys.events)] == [fresh]
+
+
+async def test_trimming_with_redis_down_says_so(keys: RedisKeys) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:
+        with pytest.raises(RedisUnavailableError, match="could not trim"):
+            await make_bus(client, keys).trim_before(datetime.now(UTC))
+    finally:
+        await client.aclose()
+
+
+def test_a_negative_age_limit_is_refused(redis_client: aioredis.Redis, keys: RedisKeys) -> None:
+    with pytest.raises(ValueError, match="max_age_h"):
+        make_bus(redis_client, keys, dataclasses.replace(FAST, max_age_h=-1))
