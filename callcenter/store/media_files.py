@@ -13,9 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from callcenter.errors import ValidationError
 from callcenter.model.vocabulary import VoicemailStatus
@@ -44,26 +45,19 @@ class MediaFolder:
             raise ValidationError(f"unsafe media name {name!r}{suffix!r}")
         relative = f"{at:%Y/%m/%d}/{name}{suffix.lower()}"
         target = self.path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                if isinstance(source, bytes):
-                    out.write(source)
-                    digest.update(source)
-                else:
-                    with source.open("rb") as src:
-                        while chunk := src.read(1 << 16):
-                            out.write(chunk)
-                            digest.update(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            size = os.path.getsize(tmp_name)
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+
+        def copy(out: BinaryIO) -> None:
+            if isinstance(source, bytes):
+                out.write(source)
+                digest.update(source)
+                return
+            with source.open("rb") as src:
+                while chunk := src.read(1 << 16):
+                    out.write(chunk)
+                    digest.update(chunk)
+
+        size = _write_durably(target, copy)
         return StoredMedia(relative_path=relative, checksum=digest.hexdigest(), size_bytes=size)
 
     def path(self, relative: str) -> Path:
@@ -98,20 +92,9 @@ class IntakeFolder:
         self.root = root
 
     def keep(self, voicemail: Voicemail, *, at: datetime) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         note = {"version": INTAKE_VERSION, "kept_at": at.isoformat(), "voicemail": _note_of(voicemail)}
         data = json.dumps(note, sort_keys=True).encode()
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_name, self._file(voicemail.id))
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _sync_folder(self.root)
+        _write_durably(self._file(voicemail.id), lambda out: out.write(data), sync_folder=True)
 
     def done(self, voicemail_id: str) -> None:
         self._file(voicemail_id).unlink(missing_ok=True)
@@ -191,10 +174,25 @@ def _aware(text: Any) -> datetime:
     return at
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (the directory entry itself is flushed)."""
-    fd = os.open(folder, os.O_RDONLY)
+def _write_durably(target: Path, write: Callable[[BinaryIO], object], *, sync_folder: bool = False) -> int:
+    """Write ``target`` through a temporary file in its folder: flushed to disk, then renamed into
+    place (with ``sync_folder`` the rename itself is flushed too). Returns the size written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        size = os.path.getsize(tmp_name)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    if sync_folder:
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return size

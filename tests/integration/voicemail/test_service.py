@@ -8,6 +8,7 @@ retry with backoff, permanent failures, triage, re-transcription and retention.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,6 +24,7 @@ from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.store.database import create_engine, migrate
 from callcenter.store.media_files import IntakeFolder, MediaFolder
 from callcenter.store.sql_voicemails import SqlVoicemailRepository
+from callcenter.tasks import where_waiting
 from callcenter.voicemail.ports import SpeechResult, VoicemailFilter
 from callcenter.voicemail.records import TranscriptSegment, Voicemail
 from callcenter.voicemail.service import RECOVER_AFTER_S, STORE_TRIES, VoicemailService
@@ -253,8 +255,12 @@ async def test_the_voicemail_upkeep_stores_stranded_recordings_from_start_up(mak
     upkeep = asyncio.create_task(run_retention(world.service))
     try:
         await eventually(lambda: not world.intake.owed(), what="the stranded recording stored")
+        # Stopped between rounds, not in the middle of a query (as a shutdown would be, mostly).
+        await eventually(lambda: "sleep" in where_waiting(upkeep.get_coro()), what="the round ended")
     finally:
         upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
     assert [e.caller for e in world.bus.of_type(VoicemailRecorded)] == ["+14155550100"]  # type: ignore[attr-defined]
 
 
