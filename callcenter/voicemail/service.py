@@ -178,6 +178,9 @@ class VoicemailService:
         just before, do no harm: a voicemail already stored is kept as stored (an erased caller stays
         erased) and its job is queued again under the same event id.
 
+        A note the store refuses (anything but unreachable) is logged and kept for a person; the
+        others go on.
+
         :raises DependencyError: the store or the bus is still unreachable (the notes stay, for the
             next pass; those stored before the failure are done).
         """
@@ -189,7 +192,18 @@ class VoicemailService:
         for voicemail in owed:
             if not await asyncio.to_thread(self._intake.has, voicemail.id):
                 continue  # stored meanwhile
-            stored = await self._repo.add(voicemail)
+            try:
+                stored = await self._repo.add(voicemail)
+            except DependencyError:
+                raise
+            except CallCenterError as exc:
+                logger.error(
+                    "voicemail %s of call %s: the store refused its intake note (%s); the note is kept",
+                    voicemail.id,
+                    voicemail.call_id,
+                    exc,
+                )
+                continue
             await self._publish_job(stored)
             await asyncio.to_thread(self._intake.done, voicemail.id)
             logger.warning(
@@ -448,7 +462,10 @@ class VoicemailService:
         deleted, failed = await self._delete_erased_audio(left)
         if self._previews is not None:
             for voicemail_id, _ in left:
-                await self._previews.delete(voicemail_id)
+                try:
+                    await self._previews.delete(voicemail_id)
+                except OSError as exc:
+                    logger.error("erasure: preview of voicemail %s not deleted: %s", voicemail_id, exc)
         if left:
             logger.warning(
                 "erasure: %d voicemail file(s) an erasure had left deleted now, %d still not",

@@ -18,7 +18,7 @@ import pytest
 
 from callcenter.bus import Delivery
 from callcenter.config import DatabaseSettings
-from callcenter.errors import RedisUnavailableError, StoreUnavailableError
+from callcenter.errors import RedisUnavailableError, StoreUnavailableError, ValidationError
 from callcenter.model.events import VoicemailRecorded, VoicemailSilent, VoicemailTranscribed
 from callcenter.model.vocabulary import VoicemailStatus
 from callcenter.store.database import create_engine, migrate
@@ -262,6 +262,39 @@ async def test_the_voicemail_upkeep_stores_stranded_recordings_from_start_up(mak
         with contextlib.suppress(asyncio.CancelledError):
             await upkeep
     assert [e.caller for e in world.bus.of_type(VoicemailRecorded)] == ["+14155550100"]  # type: ignore[attr-defined]
+
+
+class RefusingStore(SqlVoicemailRepository):
+    """The SQL repository refusing (not failing to reach) the insert of one voicemail."""
+
+    def __init__(self, repo: SqlVoicemailRepository, refused: str) -> None:
+        super().__init__(repo._engine)
+        self.refused = refused
+
+    async def add(self, voicemail: Voicemail) -> Voicemail:
+        if voicemail.id == self.refused:
+            raise ValidationError(f"voicemail {voicemail.id} refused")
+        return await super().add(voicemail)
+
+
+async def test_a_note_the_store_refuses_is_kept_and_does_not_hold_up_the_others(
+    make_world, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    world: World = make_world(ScriptedAnalyser())
+    world.service._repo = FlakyStore(world.repo, failures=2 * STORE_TRIES)
+    for call in ("c-1", "c-2"):
+        with pytest.raises(StoreUnavailableError):
+            await world.service.store_recording(
+                AUDIO, suffix=".wav", call_id=call, queue="q", caller="+14155550100", duration_s=4
+            )
+    first, second = sorted(world.intake.owed(), key=lambda v: v.call_id or "")
+    world.service._repo = RefusingStore(world.repo, refused=first.id)
+    world.clock.advance(RECOVER_AFTER_S + 1)
+
+    assert await world.service.recover() == 1
+    assert (await world.repo.get(second.id)).call_id == "c-2"
+    assert [v.id for v in world.intake.owed()] == [first.id], "kept for a person"
+    assert f"voicemail {first.id} of call c-1: the store refused its intake note" in caplog.text
 
 
 async def test_a_note_left_by_a_crash_after_storing_changes_nothing_stored(make_world) -> None:  # type: ignore[no-untyped-def]
