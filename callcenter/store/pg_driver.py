@@ -9,8 +9,9 @@ refused by ``UtcDateTime``, a JSON document is serialised.
 
 :func:`driver_transaction` lends a pooled connection's asyncpg connection for one transaction and maps
 failures as :func:`~callcenter.store.database.store_error` does; a connection found broken before the
-work finished is dropped from the pool and the work runs once more on a fresh one (nothing was
-committed), as :meth:`~callcenter.store.sql_repos._SqlRepository._write` does.
+work finished is dropped from the pool and the work runs again on the next one (nothing was
+committed), as :meth:`~callcenter.store.sql_repos._SqlRepository._write` does (where SQLAlchemy drops
+the pool's other connections of that age at once).
 """
 
 from __future__ import annotations
@@ -32,12 +33,19 @@ from callcenter.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from callcenter.store.database import POOL_OVERFLOW, POOL_SIZE
 
 R = TypeVar("R")
 
 _FOREIGN_KEY_VIOLATION: Final = "23503"
-# The connection itself failed: nothing of an unfinished transaction was committed.
-_BROKEN: Final = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# The connection itself failed (a connection the server dropped shows as an internal client error at
+# its next statement): nothing of an unfinished transaction was committed.
+_BROKEN: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
 
 
 class DriverStatement:
@@ -94,7 +102,9 @@ async def driver_transaction(
     where = engine.url.render_as_string(hide_password=True)
     try:
         async with asyncio.timeout(timeout_s):
-            for attempt in (1, 2):
+            # Each broken connection met is dropped; a server restart leaves every pooled one broken.
+            attempts = POOL_SIZE + POOL_OVERFLOW + 1
+            for attempt in range(1, attempts + 1):
                 async with engine.connect() as connection:
                     raw = await connection.get_raw_connection()
                     driver: asyncpg.Connection = raw.driver_connection
@@ -107,14 +117,14 @@ async def driver_transaction(
                         if not isinstance(exc, asyncpg.PostgresConnectionError):
                             raise  # refused and rolled back: the connection serves on
                         await connection.invalidate()
-                        if attempt == 1 and not worked:
+                        if attempt < attempts and not worked:
                             continue
                         raise
                     except BaseException as exc:
                         # Broken, or cancelled mid-statement: the connection's state is unknown, so it
                         # never goes back to the pool.
                         await connection.invalidate()
-                        if isinstance(exc, _BROKEN) and attempt == 1 and not worked:
+                        if isinstance(exc, _BROKEN) and attempt < attempts and not worked:
                             continue
                         raise
                     return result

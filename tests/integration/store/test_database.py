@@ -14,9 +14,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
 from callcenter.config import DatabaseSettings
-from callcenter.errors import ConfigError, StoreUnavailableError
+from callcenter.errors import ConfigError, NotFoundError, StoreUnavailableError
+from callcenter.model.events import AgentStateChanged
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, EntryPoint
+from callcenter.queue.ports import StepWrite, TimelineEntry
 from callcenter.store import sql_callbacks as _sql_callbacks  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store import sql_dispatch as _sql_dispatch  # noqa: F401  (its tables join Base.metadata)
 from callcenter.store import sql_stats  # noqa: F401  (its tables are part of the metadata)  # noqa: F401  (its tables are part of the metadata)
@@ -28,7 +30,7 @@ from callcenter.store.database import (
     migrate,
 )
 from callcenter.store.sql_models import Base
-from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
+from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository, SqlStepStore
 from tests.integration.store.conftest import POSTGRES_URL, PostgresSchemas, open_database, with_search_path
 
 pytestmark = pytest.mark.integration
@@ -289,6 +291,90 @@ async def test_call_stuck_behind_a_lock_times_out_and_the_pool_recovers(
                 await blocker.rollback()
             for _ in range(6):  # the pool hands out connections in turn: none was left broken
                 assert (await agents.set_state("a1", AgentState.BUSY, T0)).state is AgentState.BUSY
+        finally:
+            await engine.dispose()
+
+
+def _queue_steps(call_id: str, at: datetime) -> list[StepWrite]:
+    record = CallRecord(
+        id=call_id,
+        channel_id=f"ch-{call_id}",
+        linkedid=f"l-{call_id}",
+        entry_point=EntryPoint.ARI,
+        caller="+493012345",
+        queue="sales",
+        arrived_at=at,
+    )
+    return [
+        StepWrite(
+            record=record,
+            entries=(TimelineEntry(call_id=call_id, at=at, kind="queued", detail={"queue": "sales"}),),
+            states=(
+                AgentStateChanged(
+                    event_id=f"a1-ringing-{call_id}",
+                    occurred_at=at,
+                    agent_id="a1",
+                    state=AgentState.RINGING,
+                    previous=AgentState.AVAILABLE,
+                    reason="test",
+                ),
+            ),
+        )
+    ]
+
+
+@pytest.mark.timeout(30)
+async def test_a_step_batch_is_stored_once_when_the_server_dropped_the_pooled_connections(
+    tmp_path: Path, postgres_schemas: PostgresSchemas
+) -> None:
+    """The batch runs on asyncpg's own connection: a dead one is dropped and the batch runs again."""
+    async with open_database("postgresql", tmp_path, postgres_schemas) as settings:
+        await migrate(settings)
+        engine = create_engine(settings)
+        admin = create_engine(DatabaseSettings(url=POSTGRES_URL))
+        try:
+            steps, calls = SqlStepStore(engine), SqlCallRepository(engine)
+            await SqlQueueRepository(engine).put(QueueRecord(name="sales", title="Sales"))
+            await SqlAgentRepository(engine).add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001"))
+            held = [await engine.connect() for _ in range(3)]
+            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
+            for connection in held:
+                await connection.close()
+            async with admin.begin() as connection:
+                for pid in pids:
+                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+            assert await steps.save_steps(_queue_steps("c1", T0)) == frozenset()
+
+            assert (await calls.get("c1")).arrived_at == T0
+            assert [event.kind for event in await calls.events("c1")] == ["queued"]
+            assert (await SqlAgentRepository(engine).get("a1")).state is AgentState.RINGING
+        finally:
+            await admin.dispose()
+            await engine.dispose()
+
+
+@pytest.mark.timeout(30)
+async def test_a_step_batch_that_times_out_stores_nothing_and_leaves_no_connection_in_a_transaction(
+    tmp_path: Path, postgres_schemas: PostgresSchemas
+) -> None:
+    async with open_database("postgresql", tmp_path, postgres_schemas) as settings:
+        await migrate(settings)
+        engine = create_engine(settings)
+        try:
+            steps, calls = SqlStepStore(engine, timeout_s=0.5), SqlCallRepository(engine)
+            await SqlQueueRepository(engine).put(QueueRecord(name="sales", title="Sales"))
+            await SqlAgentRepository(engine).add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001"))
+            async with engine.connect() as blocker:
+                await blocker.execute(text("SELECT id FROM agents WHERE id = 'a1' FOR UPDATE"))
+                with pytest.raises(StoreUnavailableError, match=r"did not answer within 0\.5 s"):
+                    await steps.save_steps(_queue_steps("c1", T0))
+                await blocker.rollback()
+            with pytest.raises(NotFoundError):
+                await calls.get("c1")
+            for n in range(6):  # the pool hands out connections in turn: none was left mid-transaction
+                await steps.save_steps(_queue_steps(f"d{n}", T0))
+                assert (await calls.get(f"d{n}")).queue == "sales"
         finally:
             await engine.dispose()
 

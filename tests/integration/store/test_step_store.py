@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter.errors import NotFoundError
+from callcenter.errors import NotFoundError, ValidationError
 from callcenter.model.events import AgentStateChanged
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
@@ -199,3 +199,19 @@ async def test_two_closings_of_one_caller_in_a_batch_each_close_what_was_missed_
 
     assert (await calls.get("old")).closed_at == first
     assert (await calls.get("m2")).closed_at == second
+
+
+async def test_a_step_with_a_naive_time_is_refused_and_nothing_of_its_batch_is_stored(repos: Repos) -> None:
+    steps, calls, agents = repos
+    naive = datetime(2026, 11, 23, 14, 0)
+    batch = [
+        StepWrite(record=call("c1"), states=(state("alice", AgentState.PAUSED, AgentState.AVAILABLE, T0),)),
+        StepWrite(entries=(entry("c1", "queued", naive),)),
+    ]
+
+    with pytest.raises(ValidationError, match="time zone"):
+        await steps.save_steps(batch)
+
+    with pytest.raises(NotFoundError):
+        await calls.get("c1")
+    assert (await agents.get("alice")).state is AgentState.AVAILABLE
