@@ -92,6 +92,14 @@ class _SqlRepository:
         """:param timeout_s: the longest one call may take, waiting for a connection included."""
         self._engine = engine
         self._sessions = session_factory(engine)
+        # Reads on PostgreSQL run without a transaction: under READ COMMITTED each statement sees its
+        # own snapshot either way, and it saves the BEGIN and the ROLLBACK, a round trip each.
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        self._read_sessions = session_factory(self._reads)
         self._timeout_s = timeout_s
 
     @asynccontextmanager
@@ -110,18 +118,21 @@ class _SqlRepository:
 
     @asynccontextmanager
     async def _session(self, doing: str, *, write: bool = False) -> AsyncIterator[AsyncSession]:
-        """A session; with ``write`` it is one transaction, committed on success, else rolled back."""
-        async with self._bounded(doing), self._sessions() as session:
-            if write:
-                async with session.begin():
-                    yield session
-            else:
+        """A session; with ``write`` it is one transaction, committed on success, else rolled back.
+
+        Without ``write`` it only reads: on PostgreSQL outside a transaction (see ``__init__``).
+        """
+        if not write:
+            async with self._bounded(doing), self._read_sessions() as session:
                 yield session
+            return
+        async with self._bounded(doing), self._sessions() as session, session.begin():
+            yield session
 
     @asynccontextmanager
     async def _reading(self, doing: str) -> AsyncIterator[AsyncConnection]:
         """A plain connection for reads (Core statements: no ORM session's cost on the hot path)."""
-        async with self._bounded(doing), self._engine.connect() as connection:
+        async with self._bounded(doing), self._reads.connect() as connection:
             yield connection
 
     async def _write(self, doing: str, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
