@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.batching import Coalescer
 from callcenter.capacity.accuracy import PredictionRecord
@@ -124,6 +125,10 @@ def _prediction(row: PredictionRow) -> PredictionRecord:
     )
 
 
+#: The prediction log's rows (built once: its compiled form is kept, see ``_write_rows``).
+_INSERT_PREDICTIONS: Final = insert(PredictionRow)
+
+
 class SqlPredictionLog(_SqlRepository):
     """Every wait prediction made for a waiting caller (``PredictionLog``), append-only.
 
@@ -165,11 +170,7 @@ class SqlPredictionLog(_SqlRepository):
             for predictions in batches
             for p in predictions
         ]
-
-        async def work(connection: AsyncConnection) -> None:
-            await connection.execute(insert(PredictionRow), rows)
-
-        await self._write("logging predictions", work)
+        await self._write_rows("logging predictions", _INSERT_PREDICTIONS, rows)
         return [None] * len(batches)
 
     async def between(self, queue: str, since: datetime, until: datetime) -> tuple[PredictionRecord, ...]:
