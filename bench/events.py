@@ -510,16 +510,16 @@ async def settle_bus(prefix: str, label: str) -> None:
         while True:
             last = (await client.xinfo_stream(stream))["last-generated-id"]
             groups = await client.xinfo_groups(stream)
-            behind = [
-                g["name"].decode() for g in groups if g["last-delivered-id"] != last or g["pending"]
-            ]
+            behind = [g["name"].decode() for g in groups if g["last-delivered-id"] != last or g["pending"]]
             if not behind or time.monotonic() - started > BUS_SETTLE_MAX_S:
                 break
             await asyncio.sleep(0.5)
     finally:
         await client.aclose()
     state = f"still behind: {', '.join(behind)}" if behind else f"{len(groups)} groups"
-    progress(f"{label}: consumers caught up with the set-up's events in {time.monotonic() - started:.1f} s ({state})")
+    progress(
+        f"{label}: consumers caught up with the set-up's events in {time.monotonic() - started:.1f} s ({state})"
+    )
 
 
 async def delete_keys(prefix: str) -> int:
