@@ -86,12 +86,25 @@ class DriverStatement:
             raise ValidationError(f"a value the store refuses: {exc}") from exc
 
 
+async def driver_read(
+    engine: AsyncEngine,
+    doing: str,
+    work: Callable[[asyncpg.Connection], Awaitable[R]],
+    *,
+    timeout_s: float,
+) -> R:
+    """``work``, reads only, on a pooled connection's asyncpg connection, outside a transaction (as
+    the repositories' other reads on PostgreSQL); failures mapped as :func:`driver_transaction` does."""
+    return await driver_transaction(engine, doing, work, timeout_s=timeout_s, transaction=False)
+
+
 async def driver_transaction(
     engine: AsyncEngine,
     doing: str,
     work: Callable[[asyncpg.Connection], Awaitable[R]],
     *,
     timeout_s: float,
+    transaction: bool = True,
 ) -> R:
     """``work`` in one transaction on a pooled connection's asyncpg connection, committed on success.
 
@@ -102,49 +115,60 @@ async def driver_transaction(
     where = engine.url.render_as_string(hide_password=True)
     try:
         async with asyncio.timeout(timeout_s):
-            # Each broken connection met is dropped; a server restart leaves every pooled one broken.
-            attempts = POOL_SIZE + POOL_OVERFLOW + 1
-            for attempt in range(1, attempts + 1):
-                async with engine.connect() as connection:
-                    raw = await connection.get_raw_connection()
-                    driver: asyncpg.Connection = raw.driver_connection
-                    worked = False
-                    try:
-                        async with driver.transaction():
-                            result = await work(driver)
-                            worked = True  # the commit follows, on leaving the block
-                    except (asyncpg.PostgresError, CallCenterError) as exc:
-                        if not isinstance(exc, asyncpg.PostgresConnectionError):
-                            raise  # refused and rolled back: the connection serves on
-                        await connection.invalidate()
-                        if attempt < attempts and not worked:
-                            continue
-                        raise
-                    except BaseException as exc:
-                        # Broken, or cancelled mid-statement: the connection's state is unknown, so it
-                        # never goes back to the pool.
-                        await connection.invalidate()
-                        if isinstance(exc, _BROKEN) and attempt < attempts and not worked:
-                            continue
-                        raise
-                    return result
-            raise AssertionError("unreachable")  # pragma: no cover
+            return await _on_a_working_connection(engine, work, transaction)
     except TimeoutError as exc:
         raise StoreUnavailableError(
             f"SQL store at {where} did not answer within {timeout_s:g} s while {doing}"
         ) from exc
     except CallCenterError:
         raise
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        if exc.sqlstate == _FOREIGN_KEY_VIOLATION:
-            raise NotFoundError(f"{doing}: refers to a row that does not exist ({_reason(exc)})") from exc
-        raise ConflictError(f"{doing}: already exists or contradicts a stored row ({_reason(exc)})") from exc
-    except asyncpg.DataError as exc:
-        raise ValidationError(f"{doing}: the database refused a value ({_reason(exc)})") from exc
     except (asyncpg.PostgresError, *_BROKEN) as exc:
-        raise StoreUnavailableError(
-            f"SQL store at {where} unavailable while {doing}: {_reason(exc)}"
-        ) from exc
+        raise _store_error(exc, where, doing) from exc
+
+
+async def _on_a_working_connection(
+    engine: AsyncEngine, work: Callable[[asyncpg.Connection], Awaitable[R]], transaction: bool
+) -> R:
+    # Each broken connection met is dropped; a server restart leaves every pooled one broken.
+    attempts = POOL_SIZE + POOL_OVERFLOW + 1
+    for attempt in range(1, attempts + 1):
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            worked = False  # a read is never worked: it may always run again
+            try:
+                if not transaction:
+                    return await work(driver)
+                async with driver.transaction():
+                    result = await work(driver)
+                    worked = True  # the commit follows, on leaving the block
+                return result
+            except (asyncpg.PostgresError, CallCenterError) as exc:
+                if not isinstance(exc, asyncpg.PostgresConnectionError):
+                    raise  # refused and rolled back: the connection serves on
+                await connection.invalidate()
+                if attempt < attempts and not worked:
+                    continue
+                raise
+            except BaseException as exc:
+                # Broken, or cancelled mid-statement: the connection's state is unknown, so it never
+                # goes back to the pool.
+                await connection.invalidate()
+                if isinstance(exc, _BROKEN) and attempt < attempts and not worked:
+                    continue
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _store_error(exc: Exception, where: str, doing: str) -> CallCenterError:
+    """Our error for a driver failure, as :func:`~callcenter.store.database.store_error` maps."""
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        if exc.sqlstate == _FOREIGN_KEY_VIOLATION:
+            return NotFoundError(f"{doing}: refers to a row that does not exist ({_reason(exc)})")
+        return ConflictError(f"{doing}: already exists or contradicts a stored row ({_reason(exc)})")
+    if isinstance(exc, asyncpg.DataError):
+        return ValidationError(f"{doing}: the database refused a value ({_reason(exc)})")
+    return StoreUnavailableError(f"SQL store at {where} unavailable while {doing}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:

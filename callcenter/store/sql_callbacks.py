@@ -29,6 +29,8 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    any_,
+    bindparam,
     func,
     insert,
     select,
@@ -36,8 +38,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import Select
 
 from callcenter.batching import Coalescer
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError, StaleCallbackError
@@ -45,8 +49,16 @@ from callcenter.errors import ConflictError, NotFoundError
 from callcenter.model.callbacks import Actor, Callback, CallbackChange, PromiseWindow
 from callcenter.model.paging import Page, check_limit
 from callcenter.model.vocabulary import ActorKind, AttemptResult, CallbackKind, CallbackState
+from callcenter.store.pg_driver import DriverStatement, driver_read
 from callcenter.store.sql_models import Base, SerialId, UtcDateTime
-from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _newest_first, _page, _SqlRepository, _upsert
+from callcenter.store.sql_repos import (
+    OPERATION_TIMEOUT_S,
+    _Attributes,
+    _newest_first,
+    _page,
+    _SqlRepository,
+    _upsert,
+)
 
 #: The states of an open callback as SQL text (the partial unique index's condition).
 OPEN_STATES: Final = tuple(sorted(s.value for s in CallbackState if s.is_open))
@@ -206,6 +218,18 @@ class SqlCallbackRepository(_SqlRepository):
         self._open_for: Coalescer[tuple[str, str], Callback | None] = Coalescer(
             self._open_for_batch, max_batch=256, name="open-callbacks"
         )
+        self._open_of: DriverStatement | None = None
+        if engine.dialect.name == "postgresql":
+            table = CallbackRow.__table__.c
+            self._open_of = DriverStatement(
+                select(CallbackRow.__table__)
+                .where(
+                    table.number == any_(bindparam("numbers", type_=ARRAY(String()))),
+                    table.state == any_(bindparam("open", value=list(OPEN_STATES), type_=ARRAY(String()))),
+                )
+                .order_by(table.requested_at, table.id),
+                engine.dialect,
+            )
 
     async def add(self, callback: Callback, changes: tuple[CallbackChange, ...]) -> Callback:
         """Insert a new callback and its changes in one transaction (see the port)."""
@@ -351,10 +375,29 @@ class SqlCallbackRepository(_SqlRepository):
             .order_by(table.requested_at, table.id)
         )
         found: dict[tuple[str, str], Callback] = {}
-        async with self._reading("reading repeat callers' callbacks") as connection:
-            for row in (await connection.execute(query)).all():
+        for row in await self._open_of_numbers(
+            "reading repeat callers' callbacks", sorted({number for _, number in wanted}), query
+        ):
+            if (row.queue, row.number) in wanted:
                 found.setdefault((row.queue, row.number), _callback(row))
         return [found.get(key) for key in keys]
+
+    async def _open_of_numbers(self, doing: str, numbers: list[str], query: Select[Any]) -> list[Any]:
+        """The open callbacks of ``numbers``, oldest first: on PostgreSQL one statement on asyncpg's
+        own connection (:mod:`callcenter.store.pg_driver`; every arriving caller is checked), else
+        ``query`` (the same rows, or a subset the caller filters to)."""
+        if self._open_of is None:
+            async with self._reading(doing) as connection:
+                return list((await connection.execute(query)).all())
+        statement = self._open_of
+        arguments = statement.arguments({"numbers": numbers})
+        records = await driver_read(
+            self._engine,
+            doing,
+            lambda connection: connection.fetch(statement.sql, *arguments),
+            timeout_s=self._timeout_s,
+        )
+        return [_Attributes(record) for record in records]
 
     async def open_for_number(self, number: str) -> tuple[Callback, ...]:
         return (await self.open_for_numbers((number,))).get(number, ())
@@ -369,9 +412,8 @@ class SqlCallbackRepository(_SqlRepository):
             .order_by(table.requested_at, table.id)
         )
         found: dict[str, list[Callback]] = {}
-        async with self._reading("reading numbers' callbacks") as connection:
-            for row in (await connection.execute(query)).all():
-                found.setdefault(row.number, []).append(_callback(row))
+        for row in await self._open_of_numbers("reading numbers' callbacks", sorted(set(numbers)), query):
+            found.setdefault(row.number, []).append(_callback(row))
         return {number: tuple(callbacks) for number, callbacks in found.items()}
 
     async def changes(self, callback_id: str) -> tuple[CallbackChange, ...]:

@@ -10,9 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Protocol
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, bindparam, delete, func, insert, select, update
+import asyncpg
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +54,7 @@ from callcenter.stats.intervals import (
     missed_of,
     rebuild,
 )
+from callcenter.store.pg_driver import DriverStatement, driver_transaction
 from callcenter.store.sql_callbacks import CallbackChangeRow, CallbackRow
 from callcenter.store.sql_models import Base, CallRow
 from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _call_record, _page, _SqlRepository, _upsert
@@ -135,6 +154,122 @@ def _missed_values(missed: MissedCall) -> dict[str, Any]:
     }
 
 
+_NEW_MISSED: Final = insert(StatsMissedRow)
+
+
+class _FoldStatements(Protocol):
+    """What folding a batch of ended calls runs, inside its transaction."""
+
+    async def mark(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert the markers; the calls not marked before."""
+
+    async def open_missed(self, callers: Sequence[str]) -> list[MissedCall]: ...
+
+    async def write(
+        self, counts: list[dict[str, Any]], new_missed: list[dict[str, Any]], closings: list[dict[str, Any]]
+    ) -> None:
+        """Add to the intervals' counts, insert the new missed calls, close the reached ones."""
+
+
+class _FoldOnCore:
+    """Folding through SQLAlchemy (SQLite)."""
+
+    def __init__(self, connection: AsyncConnection, repository: SqlStatsRepository) -> None:
+        self._connection = connection
+        self._repository = repository
+
+    async def mark(self, rows: list[dict[str, Any]]) -> set[str]:
+        return set((await self._connection.execute(self._repository._mark, rows)).scalars().all())
+
+    async def open_missed(self, callers: Sequence[str]) -> list[MissedCall]:
+        rows = await self._connection.execute(
+            select(StatsMissedRow).where(
+                StatsMissedRow.caller.in_(callers), StatsMissedRow.closed_at.is_(None)
+            )
+        )
+        return [_missed(StatsMissedRow(**row._mapping)) for row in rows.all()]
+
+    async def write(
+        self, counts: list[dict[str, Any]], new_missed: list[dict[str, Any]], closings: list[dict[str, Any]]
+    ) -> None:
+        for statement, rows in (
+            (self._repository._add_counts, counts),
+            (_NEW_MISSED, new_missed),
+            (self._repository._close_missed, closings),
+        ):
+            if rows:
+                await self._connection.execute(statement, rows)
+
+
+class _FoldDriverStatements:
+    """Folding's statements compiled once for asyncpg (PostgreSQL).
+
+    The markers go in one ``INSERT ... SELECT unnest(...)`` (asyncpg's executemany returns no rows):
+    ``ON CONFLICT DO NOTHING RETURNING`` names the calls not folded before, as the per-row form does.
+    """
+
+    def __init__(self, repository: SqlStatsRepository, dialect: Dialect) -> None:
+        applied = StatsAppliedRow.__table__.c
+        unnested = select(
+            func.unnest(bindparam("call_ids", type_=ARRAY(String()))),
+            func.unnest(bindparam("ended_ats", type_=ARRAY(DateTime(timezone=True)))),
+        )
+        mark = (
+            postgresql.insert(StatsAppliedRow)
+            .from_select([applied.call_id, applied.ended_at], unnested)
+            .on_conflict_do_nothing(index_elements=["call_id"])
+            .returning(applied.call_id)
+        )
+        self.mark = DriverStatement(mark, dialect)
+        missed = StatsMissedRow.__table__.c
+        self.open_missed = DriverStatement(
+            select(StatsMissedRow.__table__).where(
+                missed.caller == any_(bindparam("callers", type_=ARRAY(String()))), missed.closed_at.is_(None)
+            ),
+            dialect,
+        )
+        self.add_counts = DriverStatement(repository._add_counts, dialect)
+        self.new_missed = DriverStatement(
+            _NEW_MISSED, dialect, column_keys=[c.name for c in StatsMissedRow.__table__.c]
+        )
+        self.close_missed = DriverStatement(repository._close_missed, dialect)
+
+
+class _FoldOnDriver:
+    """Folding on asyncpg's connection, inside its transaction (PostgreSQL)."""
+
+    def __init__(self, connection: asyncpg.Connection, statements: _FoldDriverStatements) -> None:
+        self._connection = connection
+        self._statements = statements
+
+    async def mark(self, rows: list[dict[str, Any]]) -> set[str]:
+        for row in rows:  # the array of times is sent as is: refuse a naive one as UtcDateTime would
+            if row["ended_at"].tzinfo is None or row["ended_at"].utcoffset() is None:
+                raise ValidationError(f"time {row['ended_at'].isoformat()} has no time zone")
+        mark = self._statements.mark
+        arguments = mark.arguments(
+            {"call_ids": [row["call_id"] for row in rows], "ended_ats": [row["ended_at"] for row in rows]}
+        )
+        return {record[0] for record in await self._connection.fetch(mark.sql, *arguments)}
+
+    async def open_missed(self, callers: Sequence[str]) -> list[MissedCall]:
+        query = self._statements.open_missed
+        records = await self._connection.fetch(query.sql, *query.arguments({"callers": list(callers)}))
+        return [_missed(StatsMissedRow(**dict(record))) for record in records]
+
+    async def write(
+        self, counts: list[dict[str, Any]], new_missed: list[dict[str, Any]], closings: list[dict[str, Any]]
+    ) -> None:
+        statements = self._statements
+        for statement, rows in (
+            (statements.add_counts, counts),
+            (statements.new_missed, new_missed),
+            (statements.close_missed, closings),
+        ):
+            if rows:
+                await self._connection.executemany(statement.sql, [statement.arguments(row) for row in rows])
+
+
 class SqlStatsRepository(_SqlRepository):
     """Interval rows and the missed-call list (``callcenter.stats.ports.StatsRepository``).
 
@@ -170,6 +305,9 @@ class SqlStatsRepository(_SqlRepository):
         self._open_missed_of = select(StatsMissedRow).where(
             StatsMissedRow.caller == bindparam("caller"), StatsMissedRow.closed_at.is_(None)
         )
+        self._driver = (
+            _FoldDriverStatements(self, engine.dialect) if engine.dialect.name == "postgresql" else None
+        )
 
     async def materialise(self, call: EndedCall, config: StatsConfig) -> bool:
         """Fold one ended call into the rows, once: ``False`` when it was folded before.
@@ -191,26 +329,15 @@ class SqlStatsRepository(_SqlRepository):
         if not calls:
             return 0
 
-        async def work(connection: AsyncConnection) -> int:
-            marked = await connection.execute(
-                self._mark,
-                [{"call_id": c.call_id, "ended_at": c.ended_at} for c in calls],
-            )
-            fresh_ids = set(marked.scalars().all())
+        async def work(statements: _FoldStatements) -> int:
+            fresh_ids = await statements.mark([{"call_id": c.call_id, "ended_at": c.ended_at} for c in calls])
             fresh: list[EndedCall] = []
             for call in calls:  # in order, once each (a batch may repeat a call)
                 if call.call_id in fresh_ids:
                     fresh_ids.discard(call.call_id)
                     fresh.append(call)
             callers = sorted({c.caller for c in fresh if c.caller and missed_of(c) is None})
-            open_missed: list[MissedCall] = []
-            if callers:
-                rows = await connection.execute(
-                    select(StatsMissedRow).where(
-                        StatsMissedRow.caller.in_(callers), StatsMissedRow.closed_at.is_(None)
-                    )
-                )
-                open_missed = [_missed(StatsMissedRow(**row._mapping)) for row in rows.all()]
+            open_missed = await statements.open_missed(callers) if callers else []
             # The pure fold, over the callers' open missed calls: what it adds is what to store.
             book = IntervalBook(config=config)
             for missed in open_missed:
@@ -220,27 +347,31 @@ class SqlStatsRepository(_SqlRepository):
                 book.apply(call)
             new_missed = [m for call_id, m in book.missed.items() if call_id not in stored]
             closed = [m for call_id, m in book.missed.items() if call_id in stored and not m.is_open]
-            counts = [_count_values(key, delta) for key, delta in book.counts.items() if not delta.is_empty]
-            if counts:
-                await connection.execute(self._add_counts, counts)
-            if new_missed:
-                await connection.execute(insert(StatsMissedRow), [_missed_values(m) for m in new_missed])
-            if closed:
-                await connection.execute(
-                    self._close_missed,
-                    [
-                        {
-                            "target": m.call_id,
-                            "closed_at": m.closed_at,
-                            "closed_by_agent": m.closed_by_agent,
-                            "closed_by_call": m.closed_by_call,
-                        }
-                        for m in closed
-                    ],
-                )
+            await statements.write(
+                [_count_values(key, delta) for key, delta in book.counts.items() if not delta.is_empty],
+                [_missed_values(m) for m in new_missed],
+                [
+                    {
+                        "target": m.call_id,
+                        "closed_at": m.closed_at,
+                        "closed_by_agent": m.closed_by_agent,
+                        "closed_by_call": m.closed_by_call,
+                    }
+                    for m in closed
+                ],
+            )
             return len(fresh)
 
-        return await self._write("folding calls into the statistics", work)
+        doing = "folding calls into the statistics"
+        driver = self._driver
+        if driver is not None:
+            return await driver_transaction(
+                self._engine,
+                doing,
+                lambda connection: work(_FoldOnDriver(connection, driver)),
+                timeout_s=self._timeout_s,
+            )
+        return await self._write(doing, lambda connection: work(_FoldOnCore(connection, self)))
 
     async def materialise_reach(self, reached: Reached, config: StatsConfig) -> int:
         """Close the open missed calls of the number a callback reached, with their intervals'

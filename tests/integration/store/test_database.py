@@ -29,6 +29,7 @@ from callcenter.store.database import (
     head_revision,
     migrate,
 )
+from callcenter.store.sql_callbacks import SqlCallbackRepository
 from callcenter.store.sql_models import Base
 from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository, SqlStepStore
 from tests.integration.store.conftest import POSTGRES_URL, PostgresSchemas, open_database, with_search_path
@@ -345,6 +346,15 @@ async def test_a_step_batch_is_stored_once_when_the_server_dropped_the_pooled_co
                     await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
             assert await steps.save_steps(_queue_steps("c1", T0)) == frozenset()
+            # A read on asyncpg's own connection (a caller's open callbacks) gets past dead ones too.
+            held = [await engine.connect() for _ in range(3)]
+            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
+            for connection in held:
+                await connection.close()
+            async with admin.begin() as connection:
+                for pid in pids:
+                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert await SqlCallbackRepository(engine).open_for_numbers(["+493012345"]) == {}
 
             assert (await calls.get("c1")).arrived_at == T0
             assert [event.kind for event in await calls.events("c1")] == ["queued"]

@@ -385,3 +385,17 @@ async def test_a_rebuild_keeps_the_closures_by_connected_callbacks(engine: Async
     assert dict(await stats.intervals(*window)) == materialised
     rebuilt = await stats.missed_calls(*window, limit=500)
     assert {m.call_id: m for m in rebuilt.items} == live.book.missed
+
+
+async def test_a_fold_batch_with_a_naive_time_is_refused_and_stores_nothing(engine: AsyncEngine) -> None:
+    records = calls(4, seed=3)
+    stats = SqlStatsRepository(engine)
+    ended = [ended_from_event(call_ended(r)) for r in records]
+    naive = dataclasses.replace(ended[-1], ended_at=ended[-1].ended_at.replace(tzinfo=None))
+
+    with pytest.raises(ValidationError, match="time zone"):
+        await stats.materialise_many([*ended[:-1], naive], CONFIG)
+
+    window = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+    assert dict(await stats.intervals(*window)) == {}
+    assert await stats.materialise_many(ended, CONFIG) == len(ended)  # nothing was marked folded
