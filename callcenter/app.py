@@ -104,6 +104,8 @@ logger = logging.getLogger(__name__)
 TICK_S: Final = 1.0
 #: How often ``serve`` trims events older than ``CALLCENTER_BUS_MAX_AGE_H`` from the bus.
 BUS_TRIM_EVERY_S: Final = 60.0
+#: Collections of the middle generation before a full one, once started (Python's default is 10).
+FULL_COLLECTION_AFTER: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -596,13 +598,19 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
 
 
 def settle_garbage_collector() -> None:
-    """Once started: move every object made so far out of the collector's reach (``gc.freeze``).
+    """Once started: move every object made so far out of the collector's reach (``gc.freeze``), and
+    make full collections rarer (:data:`FULL_COLLECTION_AFTER`).
 
     Modules, settings, queues and agents live as long as the process; a full collection would scan
-    them all again each time, a pause of hundreds of milliseconds on the event loop under load.
+    them all again each time, a pause of hundreds of milliseconds on the event loop under load. What
+    the calls make afterwards is still scanned by each full collection: at 100 calls/s Python's default
+    (one after every 10 collections of the middle generation) ran one every 5 s, each stopping the event
+    loop for 10 to 20 ms, the largest single cause of the slowest outcomes (``bench/README.md``).
     """
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
 @contextlib.asynccontextmanager
