@@ -35,13 +35,11 @@ from sqlalchemy import (
     insert,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql import Select
 
 from callcenter.batching import Coalescer
 from callcenter.callbacks.ports import CallbackExistsError, SlotFullError, StaleCallbackError
@@ -364,33 +362,31 @@ class SqlCallbackRepository(_SqlRepository):
         return await self._open_for((queue, number))
 
     async def _open_for_batch(self, keys: Sequence[tuple[str, str]]) -> list[Callback | None]:
-        table = CallbackRow.__table__.c
         wanted = set(keys)
-        query = (
-            select(CallbackRow.__table__)
-            .where(
-                tuple_(table.queue, table.number).in_(sorted(wanted)),
-                table.state.in_(OPEN_STATES),
-            )
-            .order_by(table.requested_at, table.id)
-        )
         found: dict[tuple[str, str], Callback] = {}
-        for row in await self._open_of_numbers(
-            "reading repeat callers' callbacks", sorted({number for _, number in wanted}), query
-        ):
+        numbers = {number for _, number in wanted}
+        for row in await self._open_of_numbers("reading repeat callers' callbacks", numbers):
             if (row.queue, row.number) in wanted:
                 found.setdefault((row.queue, row.number), _callback(row))
         return [found.get(key) for key in keys]
 
-    async def _open_of_numbers(self, doing: str, numbers: list[str], query: Select[Any]) -> list[Any]:
-        """The open callbacks of ``numbers``, oldest first: on PostgreSQL one statement on asyncpg's
-        own connection (:mod:`callcenter.store.pg_driver`; every arriving caller is checked), else
-        ``query`` (the same rows, or a subset the caller filters to)."""
+    async def _open_of_numbers(self, doing: str, numbers: Collection[str]) -> list[Any]:
+        """The open callbacks of ``numbers`` in every queue, oldest first (rows read by attribute).
+
+        On PostgreSQL one statement on asyncpg's own connection (:mod:`callcenter.store.pg_driver`):
+        every arriving caller is checked.
+        """
         if self._open_of is None:
+            table = CallbackRow.__table__.c
+            query = (
+                select(CallbackRow.__table__)
+                .where(table.number.in_(sorted(numbers)), table.state.in_(OPEN_STATES))
+                .order_by(table.requested_at, table.id)
+            )
             async with self._reading(doing) as connection:
                 return list((await connection.execute(query)).all())
         statement = self._open_of
-        arguments = statement.arguments({"numbers": numbers})
+        arguments = statement.arguments({"numbers": sorted(numbers)})
         records = await driver_read(
             self._engine,
             doing,
@@ -405,14 +401,8 @@ class SqlCallbackRepository(_SqlRepository):
     async def open_for_numbers(self, numbers: Collection[str]) -> dict[str, tuple[Callback, ...]]:
         if not numbers:
             return {}
-        table = CallbackRow.__table__.c
-        query = (
-            select(CallbackRow.__table__)
-            .where(table.number.in_(sorted(set(numbers))), table.state.in_(OPEN_STATES))
-            .order_by(table.requested_at, table.id)
-        )
         found: dict[str, list[Callback]] = {}
-        for row in await self._open_of_numbers("reading numbers' callbacks", sorted(set(numbers)), query):
+        for row in await self._open_of_numbers("reading numbers' callbacks", set(numbers)):
             found.setdefault(row.number, []).append(_callback(row))
         return {number: tuple(callbacks) for number, callbacks in found.items()}
 
