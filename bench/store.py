@@ -7,6 +7,11 @@ updates of a live call, then its ending), ``SqlAgentRepository.set_state`` (alte
 ``test`` (``BENCH_POSTGRES_URL`` overrides), dropped after. The last line of stdout is one JSON object
 of operations per second.
 
+Then the queue's step batches (``SqlStepStore.save_steps``: 7 call rows, 10 timeline entries and 6
+agent states in one transaction, as a batch under load holds), each ``--n // 5`` times: on asyncpg's
+own connection (what the store does on PostgreSQL), and as the baseline through SQLAlchemy (the
+store's SQLite path, here on PostgreSQL), with the CPU each batch costs this process.
+
 Run from a checkout: ``callcenter bench store`` (``--n 2000``).
 """
 
@@ -21,10 +26,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from callcenter.model.events import AgentStateChanged
 from callcenter.model.records import AgentRecord, CallRecord, QueueRecord
 from callcenter.model.vocabulary import AgentState, CallOutcome, EntryPoint
+from callcenter.queue.ports import StepWrite, TimelineEntry
 from callcenter.store.database import create_engine
-from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository
+from callcenter.store.sql_repos import SqlAgentRepository, SqlCallRepository, SqlQueueRepository, SqlStepStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _postgres import scratch_schema  # noqa: E402
@@ -54,6 +61,50 @@ def _call(index: int, *, ended: bool) -> CallRecord:
     )
 
 
+def _batch(index: int) -> list[StepWrite]:
+    """A step batch as the writer takes it under load: 7 calls' rows, 10 timeline entries, 6 agent states."""
+    at = T0 + timedelta(seconds=index)
+    steps = [StepWrite(record=_call(1_000_000 + index * 7 + k, ended=k % 3 == 2)) for k in range(7)]
+    steps += [
+        StepWrite(
+            entries=(
+                TimelineEntry(
+                    call_id=f"c{1_000_000 + index * 7 + k % 7}", at=at, kind="queued", detail={"k": k}
+                ),
+            )
+        )
+        for k in range(10)
+    ]
+    states = (AgentState.RINGING, AgentState.BUSY)
+    steps += [
+        StepWrite(
+            states=(
+                AgentStateChanged(
+                    event_id=f"s{index}-{k}",
+                    occurred_at=at,
+                    agent_id=f"a{k + 1}",
+                    state=states[(index + k) % 2],
+                    previous=states[(index + k + 1) % 2],
+                    reason="bench",
+                ),
+            )
+        )
+        for k in range(6)
+    ]
+    return steps
+
+
+async def _step_batches(steps: SqlStepStore, first: int, count: int) -> tuple[float, float]:
+    """Batches per second and CPU ms per batch of ``count`` batches from number ``first`` on."""
+    for index in range(first, first + 10):  # warm the pool and the statements
+        await steps.save_steps(_batch(index))
+    started, cpu = time.perf_counter(), time.process_time()
+    for index in range(first + 10, first + 10 + count):
+        await steps.save_steps(_batch(index))
+    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    return round(count / elapsed, 1), round(1000 * cpu_s / count, 3)
+
+
 async def _run(n: int) -> dict[str, object]:
     async with scratch_schema("store") as settings:
         engine = create_engine(settings)
@@ -81,6 +132,18 @@ async def _run(n: int) -> dict[str, object]:
             for index in range(n):
                 await calls.append_event(f"c{index % (n // 3)}", T0, "queued", {"queue": "bench"})
             report["append_event_per_s"] = round(n / (time.perf_counter() - started), 1)
+
+            for k in range(2, 7):  # a1 exists
+                await agents.add(AgentRecord(id=f"a{k}", name=f"Agent {k}", endpoint=f"PJSIP/2{k:03d}"))
+            batches = max(n // 5, 10)
+            steps = SqlStepStore(engine)
+            report["step_batches_per_s"], report["step_batch_cpu_ms"] = await _step_batches(steps, 0, batches)
+            baseline = SqlStepStore(engine)
+            baseline._driver = None  # noqa: SLF001  (the SQLAlchemy path, for the baseline only)
+            (
+                report["baseline_step_batches_per_s"],
+                report["baseline_step_batch_cpu_ms"],
+            ) = await _step_batches(baseline, 100_000, batches)
             return report
         finally:
             await engine.dispose()
