@@ -12,6 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callcenter.config import DatabaseSettings
 from callcenter.errors import ConfigError, NotFoundError, StoreUnavailableError
@@ -296,6 +297,17 @@ async def test_call_stuck_behind_a_lock_times_out_and_the_pool_recovers(
             await engine.dispose()
 
 
+async def _drop_pooled_connections(engine: AsyncEngine, admin: AsyncEngine) -> None:
+    """Fill the pool with three connections, then have the server end them (as a restart would)."""
+    held = [await engine.connect() for _ in range(3)]
+    pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
+    for connection in held:
+        await connection.close()
+    async with admin.begin() as connection:
+        for pid in pids:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
 def _queue_steps(call_id: str, at: datetime) -> list[StepWrite]:
     record = CallRecord(
         id=call_id,
@@ -337,23 +349,11 @@ async def test_a_step_batch_is_stored_once_when_the_server_dropped_the_pooled_co
             steps, calls = SqlStepStore(engine), SqlCallRepository(engine)
             await SqlQueueRepository(engine).put(QueueRecord(name="sales", title="Sales"))
             await SqlAgentRepository(engine).add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001"))
-            held = [await engine.connect() for _ in range(3)]
-            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
-            for connection in held:
-                await connection.close()
-            async with admin.begin() as connection:
-                for pid in pids:
-                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await _drop_pooled_connections(engine, admin)
 
             assert await steps.save_steps(_queue_steps("c1", T0)) == frozenset()
             # A read on asyncpg's own connection (a caller's open callbacks) gets past dead ones too.
-            held = [await engine.connect() for _ in range(3)]
-            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
-            for connection in held:
-                await connection.close()
-            async with admin.begin() as connection:
-                for pid in pids:
-                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await _drop_pooled_connections(engine, admin)
             assert await SqlCallbackRepository(engine).open_for_numbers(["+493012345"]) == {}
 
             assert (await calls.get("c1")).arrived_at == T0
@@ -402,14 +402,7 @@ async def test_writes_recover_transparently_when_the_server_drops_the_pooled_con
             agents, calls = SqlAgentRepository(engine), SqlCallRepository(engine)
             await SqlQueueRepository(engine).put(QueueRecord(name="sales", title="Sales"))
             await agents.add(AgentRecord(id="a1", name="Ada", endpoint="PJSIP/1001", queues=("sales",)))
-            # Fill the pool with three connections and note their server processes.
-            held = [await engine.connect() for _ in range(3)]
-            pids = [await connection.scalar(text("SELECT pg_backend_pid()")) for connection in held]
-            for connection in held:
-                await connection.close()
-            async with admin.begin() as connection:
-                for pid in pids:
-                    await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await _drop_pooled_connections(engine, admin)
 
             record = await agents.set_state("a1", AgentState.AVAILABLE, T0)
             assert (record.state, record.queues, record.state_since) == (AgentState.AVAILABLE, ("sales",), T0)
