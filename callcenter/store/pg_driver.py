@@ -85,6 +85,16 @@ class DriverStatement:
         except (ValueError, TypeError) as exc:
             raise ValidationError(f"a value the store refuses: {exc}") from exc
 
+    async def many(self, connection: asyncpg.Connection, rows: Sequence[Mapping[str, object]]) -> None:
+        """The statement once per row, in one ``executemany`` (nothing for no rows)."""
+        if rows:
+            await connection.executemany(self.sql, [self.arguments(row) for row in rows])
+
+    async def fetch(self, connection: asyncpg.Connection, row: Mapping[str, object]) -> list[asyncpg.Record]:
+        """The rows the statement returns with the parameters of ``row``."""
+        records: list[asyncpg.Record] = await connection.fetch(self.sql, *self.arguments(row))
+        return records
+
 
 async def driver_read(
     engine: AsyncEngine,

@@ -385,12 +385,11 @@ class SqlCallbackRepository(_SqlRepository):
             )
             async with self._reading(doing) as connection:
                 return list((await connection.execute(query)).all())
-        statement = self._open_of
-        arguments = statement.arguments({"numbers": sorted(numbers)})
+        statement, wanted = self._open_of, {"numbers": sorted(numbers)}
         records = await driver_read(
             self._engine,
             doing,
-            lambda connection: connection.fetch(statement.sql, *arguments),
+            lambda connection: statement.fetch(connection, wanted),
             timeout_s=self._timeout_s,
         )
         return [_Attributes(record) for record in records]

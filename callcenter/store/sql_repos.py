@@ -156,12 +156,8 @@ class _SqlRepository:
             compiled = self._compiled[(statement, keys)] = DriverStatement(
                 statement, self._engine.dialect, column_keys=keys
             )
-        arguments = [compiled.arguments(row) for row in rows]
         await driver_transaction(
-            self._engine,
-            doing,
-            lambda connection: connection.executemany(compiled.sql, arguments),
-            timeout_s=self._timeout_s,
+            self._engine, doing, lambda connection: compiled.many(connection, rows), timeout_s=self._timeout_s
         )
 
     async def _write(self, doing: str, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
@@ -864,17 +860,12 @@ class _OnDriver:
     async def missing_agents(self, agent_ids: set[str]) -> frozenset[str]:
         if not agent_ids:
             return frozenset()
-        query = self._statements.known_agents
-        found = {
-            row[0]
-            for row in await self._connection.fetch(query.sql, *query.arguments({"ids": list(agent_ids)}))
-        }
-        return frozenset(agent_ids - found)
+        rows = await self._statements.known_agents.fetch(self._connection, {"ids": list(agent_ids)})
+        return frozenset(agent_ids - {row[0] for row in rows})
 
     async def missed_calls(self, callers: set[str], before: datetime) -> list[CallRecord]:
-        query = self._statements.missed_calls
-        rows = await self._connection.fetch(
-            query.sql, *query.arguments({"callers": sorted(callers), "before": before})
+        rows = await self._statements.missed_calls.fetch(
+            self._connection, {"callers": sorted(callers), "before": before}
         )
         return [_call_record(cast(CallRow, _Attributes(row))) for row in rows]
 
@@ -885,13 +876,9 @@ class _OnDriver:
         states: list[dict[str, object]],
     ) -> None:
         statements = self._statements
-        for statement, rows in (
-            (statements.upsert, calls),
-            (statements.append, entries),
-            (statements.set_state, states),
-        ):
-            if rows:
-                await self._connection.executemany(statement.sql, [statement.arguments(row) for row in rows])
+        await statements.upsert.many(self._connection, calls)
+        await statements.append.many(self._connection, entries)
+        await statements.set_state.many(self._connection, states)
 
 
 class _Attributes:

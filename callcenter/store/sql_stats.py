@@ -15,7 +15,6 @@ from typing import Any, Final, Protocol
 import asyncpg
 from sqlalchemy import (
     Boolean,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -56,7 +55,7 @@ from callcenter.stats.intervals import (
 )
 from callcenter.store.pg_driver import DriverStatement, driver_transaction
 from callcenter.store.sql_callbacks import CallbackChangeRow, CallbackRow
-from callcenter.store.sql_models import Base, CallRow
+from callcenter.store.sql_models import Base, CallRow, UtcDateTime
 from callcenter.store.sql_repos import OPERATION_TIMEOUT_S, _call_record, _page, _SqlRepository, _upsert
 
 
@@ -212,7 +211,7 @@ class _FoldDriverStatements:
         applied = StatsAppliedRow.__table__.c
         unnested = select(
             func.unnest(bindparam("call_ids", type_=ARRAY(String()))),
-            func.unnest(bindparam("ended_ats", type_=ARRAY(DateTime(timezone=True)))),
+            func.unnest(bindparam("ended_ats", type_=ARRAY(UtcDateTime()))),
         )
         mark = (
             postgresql.insert(StatsAppliedRow)
@@ -243,31 +242,23 @@ class _FoldOnDriver:
         self._statements = statements
 
     async def mark(self, rows: list[dict[str, Any]]) -> set[str]:
-        for row in rows:  # the array of times is sent as is: refuse a naive one as UtcDateTime would
-            if row["ended_at"].tzinfo is None or row["ended_at"].utcoffset() is None:
-                raise ValidationError(f"time {row['ended_at'].isoformat()} has no time zone")
-        mark = self._statements.mark
-        arguments = mark.arguments(
-            {"call_ids": [row["call_id"] for row in rows], "ended_ats": [row["ended_at"] for row in rows]}
+        marked = await self._statements.mark.fetch(
+            self._connection,
+            {"call_ids": [row["call_id"] for row in rows], "ended_ats": [row["ended_at"] for row in rows]},
         )
-        return {record[0] for record in await self._connection.fetch(mark.sql, *arguments)}
+        return {record[0] for record in marked}
 
     async def open_missed(self, callers: Sequence[str]) -> list[MissedCall]:
-        query = self._statements.open_missed
-        records = await self._connection.fetch(query.sql, *query.arguments({"callers": list(callers)}))
+        records = await self._statements.open_missed.fetch(self._connection, {"callers": list(callers)})
         return [_missed(StatsMissedRow(**dict(record))) for record in records]
 
     async def write(
         self, counts: list[dict[str, Any]], new_missed: list[dict[str, Any]], closings: list[dict[str, Any]]
     ) -> None:
         statements = self._statements
-        for statement, rows in (
-            (statements.add_counts, counts),
-            (statements.new_missed, new_missed),
-            (statements.close_missed, closings),
-        ):
-            if rows:
-                await self._connection.executemany(statement.sql, [statement.arguments(row) for row in rows])
+        await statements.add_counts.many(self._connection, counts)
+        await statements.new_missed.many(self._connection, new_missed)
+        await statements.close_missed.many(self._connection, closings)
 
 
 class SqlStatsRepository(_SqlRepository):
